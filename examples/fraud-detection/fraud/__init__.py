@@ -1,0 +1,1 @@
+"""Shared code for the fraud-detection example: shipped with the scripts."""

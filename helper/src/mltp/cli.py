@@ -1,0 +1,222 @@
+"""The `mltp` command. Commands only parse options and delegate to `pipeline`;
+this module also turns errors into the contract's exit codes (CONTRACT 5).
+
+Every option can also come from the environment (MLTP_CONFIG, MLTP_RUN_NAME,
+...): that is how the Jenkins step passes values without quoting them into
+shell text.
+"""
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import click
+
+from . import __version__
+from .errors import MltpError
+
+REPO = click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
+
+
+def _config_option(f: Callable) -> Callable:
+    return click.option("--config", "config", envvar="MLTP_CONFIG", metavar="FILE",
+                        help="Config file, relative to REPO or absolute. Default: REPO/config.yaml.")(f)
+
+
+def _aws_options(f: Callable) -> Callable:
+    f = click.option("--run-name", envvar="MLTP_RUN_NAME", metavar="NAME",
+                     help="Run (execution) name. Default: from Jenkins' BUILD_TAG, else a timestamp.")(f)
+    f = click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")(f)
+    f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL",
+                     help="Send AWS calls to this endpoint (an emulator).")(f)
+    return f
+
+
+def _report_option(f: Callable) -> Callable:
+    return click.option("--report-dir", envvar="MLTP_REPORT_DIR", metavar="DIR",
+                        help="Where report.json, report.md, junit.xml and summary.txt go. Default: REPO/.mltp/runs/<run name>/.")(f)
+
+
+def _timeout_option(f: Callable) -> Callable:
+    return click.option("--timeout", "timeout", envvar="MLTP_TIMEOUT", type=click.FloatRange(min=0, min_open=True),
+                        metavar="MINUTES", help="Stop waiting (and stop the run) after this many minutes.")(f)
+
+
+def _local_option(f: Callable) -> Callable:
+    return click.option("--local", is_flag=True, envvar="MLTP_LOCAL",
+                        help="Run against the embedded AWS emulator with local processes; no AWS account needed.")(f)
+
+
+def _error_lines(exc: MltpError) -> List[str]:
+    return exc.lines()
+
+
+def _write_error_file(line: str) -> None:
+    """The Jenkins step turns this one line into `error "[mlTrainingPipeline] ..."`."""
+    target = os.environ.get("MLTP_ERROR_FILE")
+    if not target:
+        return
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(line.strip() + "\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _one_line(exc: MltpError) -> str:
+    if not exc.details:
+        return exc.message
+    more = len(exc.details) - 1
+    return exc.details[0] + (f" (and {more} more problem{'s' if more != 1 else ''})" if more else "")
+
+
+def _sigterm(signum, frame):  # pragma: no cover - exercised through subprocess tests
+    raise KeyboardInterrupt("SIGTERM")
+
+
+class _Group(click.Group):
+    """Maps errors to exit codes: expected failures print plain lines, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        signal.signal(signal.SIGTERM, _sigterm)
+        try:
+            return super().invoke(ctx)
+        except MltpError as exc:
+            for line in _error_lines(exc):
+                click.echo(f"mltp: {line}" if line is exc.message else f"  {line}", err=True)
+            _write_error_file(_one_line(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _write_error_file("interrupted")
+            click.echo("mltp: interrupted", err=True)
+            sys.exit(4)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so, with the traceback for the report
+            traceback.print_exc()
+            _write_error_file(f"internal error: {type(exc).__name__}: {exc}")
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mltp")
+def main() -> None:
+    """mltp: a model repo to a trained, gated and registered SageMaker model.
+
+    Each command takes the model repo (default: the current directory).
+    Exit codes: 0 passed, 2 invalid input, 3 metric gate failed,
+    4 run failed, 5 AWS refused or unreachable, 1 a bug.
+    """
+
+
+@main.command()
+@REPO
+@_config_option
+@click.option("--info-file", envvar="MLTP_INFO_FILE", metavar="FILE",
+              help="Also write key=value lines (name, schedule, state_machine, register) for the Jenkins step.")
+def validate(repo: Path, config: Optional[str], info_file: Optional[str]) -> None:
+    """Check config.yaml and the model repo; no AWS call, no network."""
+    from . import pipeline
+
+    click.echo(pipeline.validate(repo, config, info_file=info_file).summary())
+
+
+@main.command()
+@REPO
+@_config_option
+def render(repo: Path, config: Optional[str]) -> None:
+    """Print the state machine definition (deterministic JSON)."""
+    from . import pipeline
+
+    click.echo(pipeline.render(repo, config), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of config.yaml (for editors)."""
+    import json
+
+    from .config_schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def sync(repo: Path, config: Optional[str], **options) -> None:
+    """Upload the code bundle to S3 (nothing when that content is there already)."""
+    from . import pipeline
+
+    pipeline.sync(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def deploy(repo: Path, config: Optional[str], **options) -> None:
+    """Create or update the state machine; prints created, updated or unchanged."""
+    from . import pipeline
+
+    pipeline.deploy(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def start(repo: Path, config: Optional[str], **options) -> None:
+    """Start the run (or re-attach to the run of that name)."""
+    from . import pipeline
+
+    pipeline.start(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_report_option
+@_timeout_option
+def wait(repo: Path, config: Optional[str], **options) -> None:
+    """Follow the run to its end, write the report; the exit code tells the outcome."""
+    from . import pipeline
+
+    pipeline.wait(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def stop(repo: Path, config: Optional[str], **options) -> None:
+    """Stop the run (used when a build is aborted)."""
+    from . import pipeline
+
+    pipeline.stop(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_report_option
+@_timeout_option
+@_local_option
+@click.option("--no-wait", is_flag=True, help="Return once the run has started.")
+@click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
+              help="With --local: the Python that runs the scripts. Default: this one.")
+def run(repo: Path, config: Optional[str], **options) -> None:
+    """validate, sync, deploy, start and wait, in order."""
+    from . import pipeline
+
+    pipeline.run(repo, config, **options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

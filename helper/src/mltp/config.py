@@ -1,0 +1,526 @@
+"""config.yaml version 1: loading, validation and the typed config objects.
+
+Validation is jsonschema over `config_schema.SCHEMA` (the single definition)
+plus the checks a schema cannot express (cross-field rules, AWS's own lists of
+instance types, framework versions). Every problem is collected, then raised
+together as one InvalidInput whose lines name file, line and key.
+"""
+
+import copy
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+import jsonschema
+
+from . import yaml_source
+from .config_schema import DEFAULT_FRAMEWORK_VERSIONS, SCHEMA
+from .errors import InvalidInput
+from .yaml_source import Document, Problem, key_path
+
+Scalar = Union[str, int, float, bool]
+STEP_ROLES = ("preprocessing", "training", "evaluation")
+
+
+# --------------------------------------------------------------------------- typed objects
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    role: str  # preprocessing | training | evaluation
+    script: str
+    framework: str
+    framework_version: Optional[str]
+    image_uri: Optional[str]
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_minutes: int
+    environment: Dict[str, str] = field(default_factory=dict)
+    inputs: Tuple[InputConfig, ...] = ()
+    arguments: Tuple[str, ...] = ()
+    hyperparameters: Dict[str, Scalar] = field(default_factory=dict)
+
+    @property
+    def is_processing(self) -> bool:
+        return self.role != "training"
+
+
+@dataclass(frozen=True)
+class Steps:
+    preprocessing: StepConfig
+    training: StepConfig
+    evaluation: StepConfig
+
+    def all(self) -> Tuple[StepConfig, StepConfig, StepConfig]:
+        return (self.preprocessing, self.training, self.evaluation)
+
+
+@dataclass(frozen=True)
+class GateRule:
+    metric: str
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    region: str
+    bucket: str
+    prefix: str
+    sagemaker_role_arn: str
+    states_role_arn: str
+    kms_key_id: Optional[str]
+    tags: Dict[str, str]
+
+    @property
+    def account_id(self) -> str:
+        """The account that owns the roles: the one the bucket is expected in."""
+        return self.sagemaker_role_arn.split(":")[4]
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    instance_types: Tuple[str, ...]
+    content_types: Tuple[str, ...]
+    response_types: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_package_group: str
+    approval_status: str
+    inference: InferenceConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path  # the config file
+    repo: Path  # the model repo it describes
+    version: int
+    name: str
+    description: Optional[str]
+    aws: AwsConfig
+    steps: Steps
+    gate: Tuple[GateRule, ...]
+    registry: RegistryConfig
+    schedule: Optional[str]
+    lines: Dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, key: str) -> Optional[int]:
+        """Line of a key path (e.g. 'steps.training.script') if the file sets it."""
+        return self.lines.get(key)
+
+    def where(self, key: str) -> str:
+        """'config.yaml:12' for a key set in the file, 'config.yaml' otherwise."""
+        line = self.line_of(key)
+        return f"{display(self.path)}:{line}" if line else display(self.path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def resolve_config_path(repo: Path, config: Optional[str]) -> Path:
+    if not config:
+        return repo / "config.yaml"
+    path = Path(config)
+    return path if path.is_absolute() else repo / path
+
+
+def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
+    """Load and validate a model repo's config; raise InvalidInput listing every problem."""
+    repo = Path(repo)
+    path = resolve_config_path(repo, config)
+    if not repo.is_dir():
+        raise InvalidInput(f"{display(repo)}: model repo not found (not a directory)")
+    if not path.is_file():
+        raise InvalidInput(f"{display(path)}: config file not found (a model repo needs config.yaml; see CONTRACT section 2)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{display(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    return parse(text, path, repo)
+
+
+def parse(text: str, path: Path, repo: Path) -> Config:
+    doc = yaml_source.parse(text)
+    problems = list(doc.problems)
+    if not problems or doc.value is not None:
+        # Duplicate keys still leave a document to check: report everything at once.
+        if doc.value is None:
+            problems.append(Problem(1, "(file)", "the file is empty; it needs at least version, name, aws and gate"))
+        elif not isinstance(doc.value, dict):
+            problems.append(Problem(1, "(top level)", "must be a mapping of keys (version, name, aws, ...)"))
+        else:
+            problems.extend(_schema_problems(doc))
+            problems.extend(_semantic_problems(doc))
+    if problems:
+        raise InvalidInput(
+            f"{display(path)}: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+            [f"{display(path)}:{p.line}: {p.key}: {p.message}" for p in sorted(problems, key=lambda p: (p.line, p.key))],
+        )
+    return _build(doc, path, repo)
+
+
+# --------------------------------------------------------------------------- schema validation
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "object": "a mapping of keys", "array": "a list", "null": "null"}
+
+
+def _schema_problems(doc: Document) -> List[Problem]:
+    problems = []
+    for error in _VALIDATOR.iter_errors(doc.value):
+        problems.extend(_explain(error, doc))
+    return problems
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _explain(error: jsonschema.ValidationError, doc: Document) -> List[Problem]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    in_names = "propertyNames" in error.relative_schema_path
+    if in_names:
+        # jsonschema reports a bad key name against the parent object.
+        name = error.instance
+        child = path + (name,)
+        hint = _name_hint(error) or f"is not a valid name ({kind})"
+        return [Problem(doc.line_of(child), key_path(child), f"key '{name}' {hint}")]
+    line = doc.line_of(path)
+    key = key_path(path)
+    if kind == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed]
+        return [
+            Problem(doc.line_of(path + (k,)), key_path(path + (k,)), f"unknown key '{k}'{_suggest(k, allowed)}")
+            for k in extras
+        ]
+    if kind == "required":
+        missing = re.match(r"'(.*)' is a required property", error.message)
+        name = missing.group(1) if missing else error.message
+        return [Problem(line, key, f"missing required key '{name}'")]
+    if kind == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        names = " or ".join(_TYPE_NAMES.get(t, t) for t in wanted if t != "null")
+        return [Problem(line, key, f"must be {names}, not {_show(error.instance)}")]
+    if kind == "enum":
+        options = [str(o) for o in error.validator_value]
+        return [Problem(line, key, f"must be one of {', '.join(options)}, not {_show(error.instance)}{_suggest(error.instance, options)}")]
+    if kind == "const":
+        return [Problem(line, key, f"must be {_show(error.validator_value)}, not {_show(error.instance)}")]
+    if kind == "pattern":
+        hint = schema.get("x-error") or f"must match {error.validator_value}"
+        return [Problem(line, key, f"{_show(error.instance)} {hint}")]
+    limits = {
+        "minimum": "must be at least {v}",
+        "maximum": "must be at most {v}",
+        "minLength": "must be at least {v} characters long",
+        "maxLength": "must be at most {v} characters long",
+        "minItems": "needs at least {v} item(s)",
+        "maxItems": "takes at most {v} items",
+        "maxProperties": "takes at most {v} entries",
+    }
+    if kind in limits:
+        return [Problem(line, key, limits[kind].format(v=error.validator_value) + f", not {_show(error.instance)}")]
+    return [Problem(line, key, error.message)]
+
+
+def _name_hint(error: jsonschema.ValidationError) -> Optional[str]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "pattern" and schema.get("x-error"):
+        return schema["x-error"]
+    if error.validator in ("minLength", "maxLength"):
+        return f"must be {'at least' if error.validator == 'minLength' else 'at most'} {error.validator_value} characters long"
+    return None
+
+
+# --------------------------------------------------------------------------- checks a schema cannot express
+
+
+def _get(value: Any, *path: Any) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(value, list) or part >= len(value):
+                return None
+        elif not isinstance(value, dict):
+            return None
+        else:
+            if part not in value:
+                return None
+        value = value[part]
+    return value
+
+
+@lru_cache(maxsize=1)
+def _sagemaker_model():
+    """botocore's SageMaker service model: AWS's own lists of instance types.
+    botocore is already a dependency, so this costs a file read, not a network call."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def _instance_types(shape: str) -> List[str]:
+    try:
+        return list(_sagemaker_model().shape_for(shape).enum)
+    except Exception:  # an unexpected botocore layout must not block validation
+        return []
+
+
+@lru_cache(maxsize=None)
+def framework_versions(framework: str) -> Optional[Dict[str, Any]]:
+    """The versions block of the SageMaker SDK's image URI table for a framework,
+    read as a file so `validate` does not pay for importing the SDK (about 2 s)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sagemaker")
+    if not spec or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        candidate = Path(base) / "image_uri_config" / f"{framework}.json"
+        if candidate.is_file():
+            data = json.loads(candidate.read_text())
+            versions = data.get("versions") or data.get("training", {}).get("versions") or {}
+            aliases = data.get("version_aliases") or data.get("training", {}).get("version_aliases") or {}
+            return {"versions": versions, "aliases": aliases}
+    return None
+
+
+_CRON_FIELD = re.compile(r"^(\*|H(\(\d+-\d+\))?|\d+(-\d+)?)(/\d+)?$")
+_CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_RESERVED_ENV = ("MLTP_", "SM_")
+
+
+def _semantic_problems(doc: Document) -> List[Problem]:
+    data = doc.value
+    out: List[Problem] = []
+
+    def add(path: Tuple[Any, ...], message: str) -> None:
+        out.append(Problem(doc.line_of(path), key_path(path), message))
+
+    region = _get(data, "aws", "region")
+    processing_types = training_types = None
+    for role in STEP_ROLES:
+        step = _get(data, "steps", role)
+        if not isinstance(step, dict):
+            continue
+        base = ("steps", role)
+        framework = step.get("framework", "sklearn")
+        if framework == "image" and not step.get("image_uri"):
+            add(base + ("image_uri",) if "image_uri" in step else base + ("framework",), "framework 'image' needs image_uri")
+        if framework in DEFAULT_FRAMEWORK_VERSIONS and step.get("image_uri"):
+            add(base + ("image_uri",), f"image_uri is only used with framework: image (this step uses {framework})")
+        version = step.get("framework_version")
+        if framework in DEFAULT_FRAMEWORK_VERSIONS and isinstance(version, str):
+            table = framework_versions(framework)
+            if table is not None:
+                known = set(table["versions"]) | set(table["aliases"])
+                if version not in known:
+                    listed = sorted(table["versions"])[-6:]
+                    add(base + ("framework_version",),
+                        f"{framework} has no SageMaker container version '{version}'{_suggest(version, known)}; recent ones: {', '.join(listed)}")
+                elif isinstance(region, str) and version in table["versions"]:
+                    registries = table["versions"][version].get("registries")
+                    if registries and region not in registries:
+                        add(base + ("framework_version",), f"{framework} {version} containers are not offered in region {region}")
+        instance_type = step.get("instance_type")
+        if isinstance(instance_type, str) and re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", instance_type):
+            if role == "training":
+                training_types = training_types or _instance_types("TrainingInstanceType")
+                valid = training_types
+            else:
+                processing_types = processing_types or _instance_types("ProcessingInstanceType")
+                valid = processing_types
+            if valid and instance_type not in valid:
+                add(base + ("instance_type",),
+                    f"'{instance_type}' is not a SageMaker {'training' if role == 'training' else 'processing'} instance type{_suggest(instance_type, valid)}")
+        env = step.get("environment")
+        if isinstance(env, dict):
+            for name in env:
+                if isinstance(name, str) and name.startswith(_RESERVED_ENV):
+                    add(base + ("environment", name), f"'{name}' is set by mltp and SageMaker (MLTP_* and SM_* are reserved)")
+            for name, value in env.items():
+                if isinstance(value, str) and len(value) > 256:
+                    add(base + ("environment", name), "values are limited to 256 characters by SageMaker")
+        inputs = step.get("inputs")
+        if isinstance(inputs, list):
+            seen: Dict[str, int] = {}
+            for index, item in enumerate(inputs):
+                name = _get(item, "name")
+                if not isinstance(name, str):
+                    continue
+                if name in seen:
+                    add(base + ("inputs", index, "name"), f"input name '{name}' is used twice (inputs[{seen[name]}] has it)")
+                seen.setdefault(name, index)
+                if name == "code":
+                    add(base + ("inputs", index, "name"), "'code' is reserved: the model repo's code is mounted there")
+        hps = step.get("hyperparameters")
+        if isinstance(hps, dict):
+            for name, value in hps.items():
+                if isinstance(value, str) and len(value) > 2500:
+                    add(base + ("hyperparameters", name), "values are limited to 2500 characters by SageMaker")
+
+    gate = data.get("gate")
+    if isinstance(gate, list):
+        seen_metrics: Dict[str, int] = {}
+        for index, rule in enumerate(gate):
+            if not isinstance(rule, dict):
+                continue
+            low, high = rule.get("min"), rule.get("max")
+            if "min" not in rule and "max" not in rule:
+                add(("gate", index), "a rule needs min, max or both")
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and not isinstance(low, bool) and low > high:
+                add(("gate", index, "min"), f"min {low} is greater than max {high}: no value can pass")
+            metric = rule.get("metric")
+            if isinstance(metric, str):
+                if metric in seen_metrics:
+                    add(("gate", index, "metric"), f"metric '{metric}' already has a rule (gate[{seen_metrics[metric]}]); put min and max in one rule")
+                seen_metrics.setdefault(metric, index)
+
+    inference_types = _get(data, "registry", "inference", "instance_types")
+    if isinstance(inference_types, list):
+        valid = _instance_types("ProductionVariantInstanceType")
+        for index, instance_type in enumerate(inference_types):
+            if valid and isinstance(instance_type, str) and instance_type.startswith("ml.") and instance_type not in valid:
+                add(("registry", "inference", "instance_types", index),
+                    f"'{instance_type}' is not a SageMaker inference instance type{_suggest(instance_type, valid)}")
+
+    schedule = data.get("schedule")
+    if isinstance(schedule, str):
+        message = cron_problem(schedule)
+        if message:
+            add(("schedule",), message)
+    return out
+
+
+def cron_problem(spec: str) -> Optional[str]:
+    """Checks the shape of a Jenkins cron spec (5 fields, H allowed, or @daily...)."""
+    text = spec.strip()
+    if not text:
+        return "is empty; use null for no schedule"
+    if text in _CRON_ALIASES:
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"'{spec}' is not a cron spec: it needs 5 fields (minute hour day month weekday), e.g. 'H 3 * * 1'"
+    names = ("minute", "hour", "day of month", "month", "day of week")
+    for name, part in zip(names, fields):
+        for piece in part.split(","):
+            if not _CRON_FIELD.match(piece):
+                return f"'{spec}' is not a cron spec: the {name} field '{part}' is not valid"
+    return None
+
+
+# --------------------------------------------------------------------------- building typed objects
+
+
+def _with_defaults(schema: Dict[str, Any], value: Any) -> Any:
+    """Fill in the schema's defaults, recursively, on an already valid value."""
+    if isinstance(value, dict) and "properties" in schema:
+        for name, sub in schema["properties"].items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                value[name] = _with_defaults(sub, value[name])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [_with_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def _text(value: Scalar) -> str:
+    """SageMaker maps are string to string; YAML gives numbers and booleans too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
+    framework = raw["framework"]
+    return StepConfig(
+        role=role,
+        script=raw["script"],
+        framework=framework,
+        framework_version=raw.get("framework_version") or DEFAULT_FRAMEWORK_VERSIONS.get(framework),
+        image_uri=raw.get("image_uri"),
+        instance_type=raw["instance_type"],
+        instance_count=raw["instance_count"],
+        volume_size_gb=raw["volume_size_gb"],
+        max_runtime_minutes=raw["max_runtime_minutes"],
+        environment={k: _text(v) for k, v in raw.get("environment", {}).items()},
+        inputs=tuple(InputConfig(i["name"], i["source"]) for i in raw.get("inputs", [])),
+        arguments=tuple(_text(a) for a in raw.get("arguments", [])),
+        hyperparameters=dict(raw.get("hyperparameters", {})),
+    )
+
+
+def _build(doc: Document, path: Path, repo: Path) -> Config:
+    data = _with_defaults(SCHEMA, copy.deepcopy(doc.value))
+    aws, registry = data["aws"], data["registry"]
+    inference = registry["inference"]
+    return Config(
+        path=path,
+        repo=repo,
+        version=data["version"],
+        name=data["name"],
+        description=data.get("description"),
+        aws=AwsConfig(
+            region=aws["region"],
+            bucket=aws["bucket"],
+            prefix=aws["prefix"],
+            sagemaker_role_arn=aws["sagemaker_role_arn"],
+            states_role_arn=aws["states_role_arn"],
+            kms_key_id=aws["kms_key_id"],
+            tags={str(k): _text(v) for k, v in aws["tags"].items()},
+        ),
+        steps=Steps(*(_step_config(role, data["steps"][role]) for role in STEP_ROLES)),
+        gate=tuple(GateRule(r["metric"], r.get("min"), r.get("max")) for r in data["gate"]),
+        registry=RegistryConfig(
+            model_package_group=registry.get("model_package_group") or data["name"],
+            approval_status=registry["approval_status"],
+            inference=InferenceConfig(
+                tuple(inference["instance_types"]), tuple(inference["content_types"]), tuple(inference["response_types"])
+            ),
+        ),
+        schedule=data.get("schedule"),
+        lines={key_path(p): line for p, line in doc.lines.items()},
+    )

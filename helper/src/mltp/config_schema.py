@@ -1,0 +1,266 @@
+"""The one definition of config.yaml version 1 (CONTRACT section 2).
+
+Everything else derives from this dict: validation (jsonschema), the defaults
+of the typed config objects, and `resources/mltp/config.schema.json`, which
+editors use for completion (`mltp schema` prints it; a test keeps the shipped
+copy equal to this). Keywords starting with ``x-`` are ours: ``x-error`` is the
+plain-language reason shown when a ``pattern`` does not match.
+"""
+
+import copy
+from typing import Any, Dict
+
+# SageMaker framework containers mltp knows how to pick an image for.
+FRAMEWORKS = ["sklearn", "xgboost", "pytorch", "image"]
+
+# Default framework_version per framework when config.yaml gives none.
+DEFAULT_FRAMEWORK_VERSIONS = {"sklearn": "1.2-1", "xgboost": "1.7-1", "pytorch": "2.1"}
+
+# Longest model name: leaves room for "--<branch slug>" in a state machine
+# name (80), "-<step>-<run id>" in job names (63) and the run layout in S3.
+NAME_MAX = 40
+
+_NAME = {
+    "type": "string",
+    "minLength": 3,
+    "maxLength": NAME_MAX,
+    # Lower-case words separated by single hyphens: "--" is reserved as the
+    # separator before the branch slug in state machine names.
+    "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$",
+    "x-error": "must be 3 to 40 characters of a-z, 0-9 and single hyphens, starting and ending with a letter or digit",
+}
+
+_INSTANCE_TYPE = {
+    "type": "string",
+    "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+    "x-error": "must be a SageMaker instance type such as ml.m5.xlarge",
+}
+
+_STRING_MAP = {
+    "type": "object",
+    "propertyNames": {
+        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,255}$",
+        "x-error": "must be an environment variable name (letters, digits, underscore; not starting with a digit)",
+    },
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+    "maxProperties": 50,
+}
+
+
+def _step(defaults: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """Schema of one step; the three steps share their job settings."""
+    props: Dict[str, Any] = {
+        "script": {
+            "type": "string",
+            "minLength": 1,
+            "pattern": r"^[^/\\].*\.py$",
+            "x-error": "must be a .py file given relative to the model repo",
+            "default": defaults["script"],
+        },
+        "framework": {"enum": FRAMEWORKS, "default": "sklearn"},
+        "framework_version": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Default: 1.2-1 for sklearn, 1.7-1 for xgboost, 2.1 for pytorch.",
+        },
+        "image_uri": {
+            "type": ["string", "null"],
+            "pattern": r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})?$",
+            "x-error": "must be an ECR image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:tag",
+            "default": None,
+        },
+        "instance_type": dict(_INSTANCE_TYPE, default=defaults["instance_type"]),
+        "instance_count": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+        "volume_size_gb": {"type": "integer", "minimum": 1, "maximum": 16384, "default": 30},
+        "max_runtime_minutes": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": defaults["max_runtime_limit"],
+            "default": defaults["max_runtime_minutes"],
+        },
+        "environment": dict(_STRING_MAP, default={}),
+    }
+    props.update(extra)
+    return {"type": "object", "additionalProperties": False, "properties": props, "default": {}}
+
+
+_INPUTS = {
+    "type": "array",
+    "default": [],
+    "maxItems": 10,
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "source"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[a-zA-Z0-9_-]{1,64}$",
+                "x-error": "must be 1 to 64 letters, digits, '_' or '-' (it names a folder)",
+            },
+            "source": {
+                "type": "string",
+                "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                "x-error": "must be an S3 URI such as s3://bucket/prefix/",
+            },
+        },
+    },
+}
+
+_ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 256, "default": []}
+
+# SageMaker limits: processing jobs run at most 777600 s (9 days), training 28 days.
+_PROCESSING_LIMIT = 777600 // 60
+_TRAINING_LIMIT = 28 * 24 * 60
+
+SCHEMA: Dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://mltp.dev/config.schema.json",
+    "title": "mltp config.yaml, version 1",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "name", "aws", "gate"],
+    "properties": {
+        "version": {"const": 1},
+        "name": _NAME,
+        "description": {"type": "string", "maxLength": 1000},
+        "aws": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["region", "bucket", "sagemaker_role_arn", "states_role_arn"],
+            "properties": {
+                "region": {
+                    "type": "string",
+                    "pattern": r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$",
+                    "x-error": "must be an AWS region name such as eu-west-1",
+                },
+                "bucket": {
+                    "type": "string",
+                    "minLength": 3,
+                    "maxLength": 63,
+                    "pattern": r"^(?!xn--)(?!sthree-)(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)(?!.*\.-)(?!.*-\.)(?!.*-s3alias$)(?!.*--ol-s3$)[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+                    "x-error": "must be an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit",
+                },
+                "prefix": {
+                    "type": "string",
+                    "maxLength": 200,
+                    "pattern": r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$",
+                    "x-error": "must be an S3 key prefix without leading or trailing '/' (letters, digits and !_.*'()-)",
+                    "default": "mltp",
+                },
+                "sagemaker_role_arn": {
+                    "type": "string",
+                    "pattern": r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$",
+                    "x-error": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/SageMakerExecution",
+                },
+                "states_role_arn": {
+                    "type": "string",
+                    "pattern": r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$",
+                    "x-error": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/StepFunctionsExecution",
+                },
+                "kms_key_id": {
+                    "type": ["string", "null"],
+                    "pattern": r"^(alias/[a-zA-Z0-9/_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[a-zA-Z0-9/_-]+)$",
+                    "x-error": "must be a KMS key id, key ARN, alias name (alias/...) or alias ARN",
+                    "default": None,
+                },
+                "tags": {
+                    "type": "object",
+                    "maxProperties": 40,
+                    "propertyNames": {
+                        "minLength": 1,
+                        "maxLength": 128,
+                        "pattern": r"^(?!aws:)[\w\s.:/=+@-]+$",
+                        "x-error": "must be 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'",
+                    },
+                    "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": 256},
+                    "default": {},
+                },
+            },
+        },
+        "steps": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "preprocessing": _step(
+                    {"script": "preprocessing.py", "instance_type": "ml.m5.xlarge", "max_runtime_minutes": 60, "max_runtime_limit": _PROCESSING_LIMIT},
+                    {"inputs": _INPUTS, "arguments": _ARGUMENTS},
+                ),
+                "training": _step(
+                    {"script": "train.py", "instance_type": "ml.m5.xlarge", "max_runtime_minutes": 120, "max_runtime_limit": _TRAINING_LIMIT},
+                    {
+                        "hyperparameters": {
+                            "type": "object",
+                            "propertyNames": {
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,255}$",
+                                "x-error": "must be a hyperparameter name (letters, digits, _ . -)",
+                            },
+                            "additionalProperties": {"type": ["string", "number", "boolean"]},
+                            "maxProperties": 100,
+                            "default": {},
+                        }
+                    },
+                ),
+                "evaluation": _step(
+                    {"script": "evaluation.py", "instance_type": "ml.m5.large", "max_runtime_minutes": 30, "max_runtime_limit": _PROCESSING_LIMIT},
+                    {"arguments": _ARGUMENTS},
+                ),
+            },
+        },
+        "gate": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 20,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["metric"],
+                "properties": {
+                    "metric": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+                        "x-error": "must be a metric name from evaluation.json (letters, digits, '_' or '-')",
+                    },
+                    "min": {"type": "number"},
+                    "max": {"type": "number"},
+                },
+            },
+        },
+        "registry": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "model_package_group": {
+                    "type": "string",
+                    "maxLength": 63,
+                    "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+                    "x-error": "must be 1 to 63 letters, digits and hyphens, starting and ending with a letter or digit",
+                },
+                "approval_status": {"enum": ["PendingManualApproval", "Approved"], "default": "PendingManualApproval"},
+                "inference": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "default": {},
+                    "properties": {
+                        "instance_types": {"type": "array", "minItems": 1, "items": _INSTANCE_TYPE, "default": ["ml.m5.large"]},
+                        "content_types": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^[\w.+-]+/[\w.+-]+$", "x-error": "must be a MIME type such as text/csv"}, "default": ["text/csv"]},
+                        "response_types": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^[\w.+-]+/[\w.+-]+$", "x-error": "must be a MIME type such as text/csv"}, "default": ["text/csv"]},
+                    },
+                },
+            },
+        },
+        "schedule": {
+            "type": ["string", "null"],
+            "description": "Jenkins cron spec for periodic retraining on the default branch, e.g. 'H 3 * * 1'.",
+            "default": None,
+        },
+    },
+}
+
+
+def json_schema() -> Dict[str, Any]:
+    """The schema as shipped for editors: ours, with our private keywords kept
+    (editors ignore unknown keywords) so the shipped file equals this one."""
+    return copy.deepcopy(SCHEMA)

@@ -1,0 +1,139 @@
+"""Every name mltp derives: state machines, runs, jobs and S3 locations.
+
+AWS limits drive the shapes here: state machine and execution names are at most
+80 characters, SageMaker job names at most 63 of [a-zA-Z0-9-]. Branch names and
+Jenkins build tags can contain anything, so they are slugged and, when the slug
+had to change or shorten them, suffixed with a short hash so two branches never
+share a state machine.
+"""
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+
+from .config import Config
+
+STATE_MACHINE_MAX = 80
+EXECUTION_MAX = 80
+JOB_MAX = 63
+BRANCH_SEPARATOR = "--"
+JOB_ABBREV = {"preprocessing": "prep", "training": "train", "evaluation": "eval"}
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def slug(text: str, max_length: int, allowed: str = "a-z0-9") -> str:
+    """Lower-case, runs of other characters become one '-', trimmed to max_length.
+    Appends '-<hash>' whenever the text had to change, so distinct inputs stay distinct."""
+    lowered = text.lower()
+    cleaned = re.sub(f"[^{allowed}]+", "-", lowered).strip("-")
+    if cleaned == text and len(cleaned) <= max_length and cleaned:
+        return cleaned
+    suffix = _digest(text, 6)
+    room = max_length - len(suffix) - 1
+    head = cleaned[:room].rstrip("-")
+    return f"{head}-{suffix}" if head else suffix
+
+
+def branch_slug(config: Config, branch: str) -> str:
+    room = STATE_MACHINE_MAX - len(config.name) - len(BRANCH_SEPARATOR)
+    return slug(branch, room)
+
+
+def state_machine_name(config: Config, branch: str, is_default: bool) -> str:
+    """`<name>` on the default branch, `<name>--<branch slug>` elsewhere (CONTRACT 6)."""
+    if is_default:
+        return config.name
+    return f"{config.name}{BRANCH_SEPARATOR}{branch_slug(config, branch)}"
+
+
+def run_name(raw: str) -> str:
+    """An execution name from a Jenkins BUILD_TAG or a user's --run-name."""
+    return slug(raw, EXECUTION_MAX, allowed="a-zA-Z0-9_-")
+
+
+def job_name(config: Config, state_machine: str, run: str, role: str) -> str:
+    """`<name>-<step>-<id>`: readable in the SageMaker console, unique per state
+    machine and run (SageMaker job names are unique per account and region)."""
+    run_id = _digest(f"{state_machine}/{run}", 12)
+    return f"{config.name}-{JOB_ABBREV[role]}-{run_id}"
+
+
+def code_prefix(config: Config, content_hash: str) -> str:
+    return f"{config.aws.prefix}/{config.name}/code/{content_hash}/"
+
+
+def run_prefix(config: Config, run: str) -> str:
+    return f"{config.aws.prefix}/{config.name}/runs/{run}/"
+
+
+@dataclass(frozen=True)
+class ExecutionInput:
+    """The execution input the state machine reads (as $$.Execution.Input.<Key>).
+
+    Everything that differs between runs travels here, so the definition stays
+    byte-identical across runs and `deploy` can say "unchanged"."""
+
+    RunName: str
+    Register: bool
+    GitCommit: str
+    BuildUrl: str
+    Branch: str
+    PreprocessingJobName: str
+    TrainingJobName: str
+    EvaluationJobName: str
+    CodeS3Uri: str  # the code bundle's files, mounted into processing jobs
+    SourceDirS3Uri: str  # the same files as sourcedir.tar.gz, for the training job
+    TrainDataS3Uri: str
+    ValidationDataS3Uri: str
+    TestDataS3Uri: str
+    ModelOutputS3Uri: str  # training job's S3OutputPath
+    ModelArtifactS3Uri: str  # <ModelOutputS3Uri><TrainingJobName>/output/model.tar.gz
+    EvaluationOutputS3Uri: str
+    EvaluationS3Uri: str  # .../evaluation.json
+    EvaluationBucket: str
+    EvaluationKey: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def execution_input(
+    config: Config,
+    state_machine: str,
+    run: str,
+    content_hash: str,
+    register: bool,
+    git_commit: str = "",
+    build_url: str = "",
+    branch: str = "",
+) -> ExecutionInput:
+    bucket = config.aws.bucket
+    code = code_prefix(config, content_hash)
+    runs = run_prefix(config, run)
+    s3 = f"s3://{bucket}/"
+    jobs = {role: job_name(config, state_machine, run, role) for role in JOB_ABBREV}
+    evaluation_key = f"{runs}evaluation/evaluation.json"
+    return ExecutionInput(
+        RunName=run,
+        Register=register,
+        GitCommit=git_commit,
+        BuildUrl=build_url,
+        Branch=branch,
+        PreprocessingJobName=jobs["preprocessing"],
+        TrainingJobName=jobs["training"],
+        EvaluationJobName=jobs["evaluation"],
+        CodeS3Uri=f"{s3}{code}src/",
+        SourceDirS3Uri=f"{s3}{code}sourcedir.tar.gz",
+        TrainDataS3Uri=f"{s3}{runs}preprocessing/train/",
+        ValidationDataS3Uri=f"{s3}{runs}preprocessing/validation/",
+        TestDataS3Uri=f"{s3}{runs}preprocessing/test/",
+        ModelOutputS3Uri=f"{s3}{runs}model/",
+        ModelArtifactS3Uri=f"{s3}{runs}model/{jobs['training']}/output/model.tar.gz",
+        EvaluationOutputS3Uri=f"{s3}{runs}evaluation/",
+        EvaluationS3Uri=f"{s3}{evaluation_key}",
+        EvaluationBucket=bucket,
+        EvaluationKey=evaluation_key,
+    )
