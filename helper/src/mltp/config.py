@@ -148,6 +148,10 @@ def display(path: Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
+def utf8_error_line(exc: UnicodeDecodeError) -> int:
+    return exc.object[: exc.start].count(b"\n") + 1
+
+
 def resolve_config_path(repo: Path, config: Optional[str]) -> Path:
     if not config:
         return repo / "config.yaml"
@@ -166,7 +170,7 @@ def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{display(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        raise InvalidInput(f"{display(path)}:{utf8_error_line(exc)}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     return parse(text, path, repo)
 
 
@@ -199,10 +203,19 @@ _TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a n
 
 
 def _schema_problems(doc: Document) -> List[Problem]:
-    problems = []
+    """One problem per key: a value breaking both a length and a pattern rule
+    gets the pattern's plain-language reason, which covers both."""
+    by_key: Dict[Tuple[int, str], Tuple[int, Problem]] = {}
+    ordered: List[Problem] = []
     for error in _VALIDATOR.iter_errors(doc.value):
-        problems.extend(_explain(error, doc))
-    return problems
+        rank = 0 if error.validator == "pattern" else 1
+        for problem in _explain(error, doc):
+            slot = (problem.line, problem.key)
+            if error.validator in ("additionalProperties", "required"):
+                ordered.append(problem)
+            elif slot not in by_key or rank < by_key[slot][0]:
+                by_key[slot] = (rank, problem)
+    return ordered + [problem for _, problem in by_key.values()]
 
 
 def _show(value: Any) -> str:

@@ -25,9 +25,10 @@ def _digest(text: str, length: int) -> str:
 
 
 def slug(text: str, max_length: int, allowed: str = "a-z0-9") -> str:
-    """Lower-case, runs of other characters become one '-', trimmed to max_length.
-    Appends '-<hash>' whenever the text had to change, so distinct inputs stay distinct."""
-    lowered = text.lower()
+    """Runs of characters outside `allowed` become one '-' (lower-cased first when
+    `allowed` has no capitals), trimmed to max_length. Appends '-<hash>' whenever
+    the text had to change, so distinct inputs stay distinct."""
+    lowered = text if "A-Z" in allowed else text.lower()
     cleaned = re.sub(f"[^{allowed}]+", "-", lowered).strip("-")
     if cleaned == text and len(cleaned) <= max_length and cleaned:
         return cleaned

@@ -55,7 +55,8 @@ def validate(repo: Path, config: Optional[str], info_file: Optional[str] = None,
     cfg = config_mod.load(repo, config)
     files, problems = repo_mod.check(cfg)
     if problems:
-        raise InvalidInput(f"{display(repo)}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the model repo", problems)
+        where = "" if display(repo) == "." else f" {display(repo)}"
+        raise InvalidInput(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the model repo{where}", problems)
     ctx = make_context(cfg, **_context_options(options))
     result = Validated(cfg, files, ctx)
     if info_file:

@@ -12,7 +12,7 @@ from typing import List, Tuple
 
 import pathspec
 
-from .config import Config, display
+from .config import Config, display, utf8_error_line
 from .errors import InvalidInput
 
 # Never shipped, whatever .mltpignore says: VCS data, our own run folders,
@@ -125,7 +125,7 @@ def check(config: Config) -> Tuple[List[RepoFile], List[str]]:
             problems.append(f"{label} is outside the model repo")
             continue
         if not path.exists():
-            problems.append(f"{label} not found in {display(repo)}")
+            problems.append(f"{label} not found in the model repo")
             continue
         if not path.is_file():
             problems.append(f"{label} is not a regular file")
@@ -142,7 +142,7 @@ def _check_python(path: Path, name: str) -> List[str]:
     try:
         source = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        return [f"{shown}:{utf8_error_line(exc)}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
     try:
         ast.parse(source, filename=name)
     except SyntaxError as exc:

@@ -1,0 +1,38 @@
+# One entry point for people and CI. `make test` installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test test-helper test-vars example schema bench clean
+
+$(BIN)/.installed: helper/pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e 'helper[local]' -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4)
+test: test-helper test-vars
+
+test-helper: setup
+	$(BIN)/python -m pytest tests/helper -q
+
+test-vars: setup
+	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) bash tests/vars/run.sh
+
+## example: run the example model end to end on this machine, no AWS account
+example: setup
+	$(BIN)/mltp run examples/fraud-detection --local
+
+## schema: refresh the shipped JSON Schema from its one definition
+schema: setup
+	$(BIN)/mltp schema > resources/mltp/config.schema.json
+
+## bench: print the benchmark figures
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) helper/build helper/src/*.egg-info

@@ -1,0 +1,126 @@
+"""config.yaml loading: defaults, typed objects, the shipped schema, and limits."""
+
+import json
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from mltp import config as config_mod
+from mltp.config_schema import SCHEMA, json_schema
+from mltp.errors import InvalidInput
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "tests" / "fixtures" / "base"
+EXAMPLE = ROOT / "examples" / "fraud-detection"
+
+
+def load_text(tmp_path, text):
+    (tmp_path / "config.yaml").write_text(text)
+    return config_mod.load(tmp_path)
+
+
+def test_shipped_schema_equals_the_definition():
+    shipped = json.loads((ROOT / "resources" / "mltp" / "config.schema.json").read_text())
+    assert shipped == json_schema(), "run `make schema` to refresh resources/mltp/config.schema.json"
+
+
+@pytest.mark.parametrize("repo", [BASE, EXAMPLE])
+def test_valid_configs_pass_the_shipped_schema(repo):
+    shipped = json.loads((ROOT / "resources" / "mltp" / "config.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(shipped)
+    jsonschema.validate(yaml.safe_load((repo / "config.yaml").read_text()), shipped)
+
+
+def test_defaults_match_the_contract():
+    cfg = config_mod.load(BASE)
+    assert cfg.aws.prefix == "mltp"
+    assert cfg.aws.kms_key_id is None and cfg.aws.tags == {}
+    pre, train, ev = cfg.steps.all()
+    assert (pre.script, train.script, ev.script) == ("preprocessing.py", "train.py", "evaluation.py")
+    assert (pre.instance_type, train.instance_type, ev.instance_type) == ("ml.m5.xlarge", "ml.m5.xlarge", "ml.m5.large")
+    assert (pre.max_runtime_minutes, train.max_runtime_minutes, ev.max_runtime_minutes) == (60, 120, 30)
+    assert all(s.framework == "sklearn" and s.framework_version == "1.2-1" for s in cfg.steps.all())
+    assert all(s.instance_count == 1 and s.volume_size_gb == 30 for s in cfg.steps.all())
+    assert pre.inputs == () and pre.arguments == () and train.hyperparameters == {}
+    assert cfg.registry.model_package_group == cfg.name
+    assert cfg.registry.approval_status == "PendingManualApproval"
+    assert cfg.registry.inference.instance_types == ("ml.m5.large",)
+    assert cfg.registry.inference.content_types == ("text/csv",)
+    assert cfg.schedule is None
+
+
+def test_framework_version_default_follows_framework(tmp_path):
+    text = (BASE / "config.yaml").read_text() + "steps:\n  training:\n    framework: xgboost\n"
+    cfg = load_text(tmp_path, text)
+    assert cfg.steps.training.framework_version == "1.7-1"
+
+
+def test_example_config_is_typed():
+    cfg = config_mod.load(EXAMPLE)
+    assert cfg.name == "fraud-detection"
+    assert cfg.gate[0].metric == "auc" and cfg.gate[0].min == 0.9
+    assert cfg.line_of("gate") is not None
+    assert all(isinstance(v, (str, int, float, bool)) for v in cfg.steps.training.hyperparameters.values())
+
+
+def test_environment_and_tags_become_strings(tmp_path):
+    text = (BASE / "config.yaml").read_text().replace(
+        "  states_role_arn", "  tags: {team: fds, cost-center: 1234, on: true}\n  states_role_arn"
+    ) + "steps:\n  training:\n    environment: {THREADS: 4, DEBUG: false}\n"
+    cfg = load_text(tmp_path, text)
+    assert cfg.aws.tags == {"team": "fds", "cost-center": "1234", "on": "true"}
+    assert cfg.steps.training.environment == {"THREADS": "4", "DEBUG": "false"}
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        bomb += f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, bomb)
+    assert time.perf_counter() - started < 2  # a generous bound: expansion would take hours
+    assert "expands to more than" in info.value.details[0]
+
+
+def test_oversized_file_is_refused(tmp_path):
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, "description: " + "x" * 300_000 + "\n")
+    assert "larger than 256 KiB" in info.value.details[0]
+
+
+def test_merge_keys_are_supported(tmp_path):
+    text = (BASE / "config.yaml").read_text() + (
+        "x-defaults: &d {instance_type: ml.m5.2xlarge}\n"
+    )
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    assert "unknown key 'x-defaults'" in info.value.details[0]
+    text = (BASE / "config.yaml").read_text() + (
+        "steps:\n  training: &t\n    instance_type: ml.m5.2xlarge\n  evaluation:\n    <<: *t\n    instance_count: 1\n"
+    )
+    cfg = load_text(tmp_path, text)
+    assert cfg.steps.evaluation.instance_type == "ml.m5.2xlarge"
+
+
+def test_all_errors_are_reported_with_lines(tmp_path):
+    text = "version: 1\nname: ok-name\naws: {}\ngate:\n  - metric: auc\n    min: high\n"
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    lines = info.value.details
+    assert any(l.endswith("aws: missing required key 'bucket'") and ":3:" in l for l in lines)
+    assert any(":6: gate[0].min: must be a number" in l for l in lines)
+    assert len(lines) == 5  # region, bucket, two roles, min
+
+
+def test_schema_has_no_unknown_top_level_keys():
+    assert set(SCHEMA["properties"]) == {"version", "name", "description", "aws", "steps", "gate", "registry", "schedule"}
+
+
+@pytest.mark.parametrize("spec,ok", [("H 3 * * 1", True), ("@daily", True), ("H(0-29)/10 * * * *", True),
+                                     ("0 3 * *", False), ("every day", False), ("61-x * * * *", False)])
+def test_cron_specs(spec, ok):
+    assert (config_mod.cron_problem(spec) is None) == ok

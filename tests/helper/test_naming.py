@@ -1,0 +1,91 @@
+"""Derived names stay within AWS limits whatever the branch or build tag holds."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mltp import config as config_mod
+from mltp import naming
+from mltp.context import is_default_branch, make_context
+
+BASE = Path(__file__).resolve().parents[1] / "fixtures" / "base"
+SFN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+HOSTILE = [
+    "feature/x", "feature-x", "FEATURE/X", "$(touch /tmp/pwned)", "`id`", "a" * 300, "ü-ñicode/ブランチ",
+    "PR-12", "--", "release/2024.1", "x" * 37 + "/y",
+]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config_mod.load(BASE)
+
+
+def long_name_config(cfg):
+    from dataclasses import replace
+
+    return replace(cfg, name="m" * 40)
+
+
+@pytest.mark.parametrize("branch", HOSTILE)
+def test_branch_state_machine_names_are_valid(cfg, branch):
+    for c in (cfg, long_name_config(cfg)):
+        name = naming.state_machine_name(c, branch, is_default=False)
+        assert SFN_NAME.match(name), name
+        assert name.startswith(c.name + "--")
+
+
+def test_distinct_branches_get_distinct_state_machines(cfg):
+    names = {naming.state_machine_name(cfg, b, False) for b in HOSTILE}
+    assert len(names) == len(HOSTILE)
+
+
+def test_plain_branch_keeps_its_name(cfg):
+    assert naming.state_machine_name(cfg, "develop", False) == "fixture-model--develop"
+    assert naming.state_machine_name(cfg, "develop", True) == "fixture-model"
+
+
+@pytest.mark.parametrize("tag", ["jenkins-team-fraud-model-main-42", "jenkins-a b/c%d-7", "j" * 200])
+def test_run_and_job_names_are_valid(cfg, tag):
+    run = naming.run_name(tag)
+    assert SFN_NAME.match(run)
+    for role in ("preprocessing", "training", "evaluation"):
+        job = naming.job_name(long_name_config(cfg), "m" * 40 + "--" + "b" * 38, run, role)
+        assert JOB_NAME.match(job) and len(job) <= 63, job
+
+
+def test_execution_input_layout(cfg):
+    data = naming.execution_input(cfg, "fixture-model", "run-1", "abc123", register=True).to_dict()
+    assert data["CodeS3Uri"] == "s3://mlops-artifacts/mltp/fixture-model/code/abc123/src/"
+    assert data["TrainDataS3Uri"] == "s3://mlops-artifacts/mltp/fixture-model/runs/run-1/preprocessing/train/"
+    assert data["ModelArtifactS3Uri"].endswith(f"runs/run-1/model/{data['TrainingJobName']}/output/model.tar.gz")
+    assert data["EvaluationKey"] == "mltp/fixture-model/runs/run-1/evaluation/evaluation.json"
+    assert data["Register"] is True
+
+
+@pytest.mark.parametrize("env,default", [
+    ({}, True),
+    ({"BRANCH_NAME": "main"}, True),
+    ({"BRANCH_NAME": "feature/x"}, False),
+    ({"BRANCH_NAME": "trunk", "BRANCH_IS_PRIMARY": "true"}, True),
+    ({"BRANCH_NAME": "main", "BRANCH_IS_PRIMARY": "false"}, False),
+    ({"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"}, False),
+    ({"BRANCH_NAME": "develop", "MLTP_DEFAULT_BRANCH": "develop"}, True),
+    ({"BRANCH_NAME": "main", "MLTP_DEFAULT_BRANCH": "develop"}, False),
+])
+def test_default_branch_detection(env, default):
+    assert is_default_branch(env) is default
+
+
+def test_context_from_jenkins_env(cfg):
+    env = {"BRANCH_NAME": "PR-7", "CHANGE_ID": "7", "BUILD_TAG": "jenkins-ml-fraud-PR-7-3",
+           "BUILD_URL": "https://ci/job/3/", "GIT_COMMIT": "abc"}
+    ctx = make_context(cfg, env=env)
+    assert ctx.state_machine == "fixture-model--pr-7-" + ctx.state_machine.rsplit("-", 1)[1]
+    assert ctx.run_name == "jenkins-ml-fraud-PR-7-3"
+    assert not ctx.register
+    assert ctx.git_commit == "abc" and ctx.build_url == "https://ci/job/3/"
+    assert ctx.report_dir == cfg.repo / ".mltp" / "runs" / "jenkins-ml-fraud-PR-7-3"
