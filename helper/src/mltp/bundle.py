@@ -1,0 +1,130 @@
+"""The code bundle: the shipped files, their content hash and sourcedir.tar.gz.
+
+The content hash names the S3 code prefix (CONTRACT 4), so it must depend on
+what the jobs will see and on nothing else: paths, bytes and the executable bit,
+never mtimes, owners or the order the file system lists them in. The tarball is
+made just as reproducible (sorted entries, fixed mtime, owner 0/"", normalized
+modes, a gzip header without name or time), so the same files give the same
+bytes on any agent; that keeps uploads comparable and builds auditable.
+"""
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from dataclasses import dataclass
+from typing import BinaryIO, List, Sequence, Tuple
+
+from . import __version__
+from .repo import RepoFile
+
+HASH_LENGTH = 16  # hex digits: 64 bits, plenty for one model's code versions
+TARBALL = "sourcedir.tar.gz"
+MANIFEST = "manifest.json"
+# 1980-01-02, not 0: SageMaker pip-installs a sourcedir that has a setup.py, and
+# zip (wheels) cannot store times before 1980; one day of margin for time zones.
+FIXED_MTIME = 315619200
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    relpath: str
+    path: str
+    size: int
+    sha256: str
+    executable: bool
+
+    @property
+    def mode(self) -> int:
+        return 0o755 if self.executable else 0o644
+
+
+@dataclass(frozen=True)
+class Bundle:
+    files: Tuple[BundleFile, ...]  # sorted by relpath
+    content_hash: str
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def manifest(self, tarball_sha256: str = "", tarball_size: int = 0) -> dict:
+        """What manifest.json holds; written last, it marks a code prefix complete."""
+        doc = {
+            "content_hash": self.content_hash,
+            "mltp_version": __version__,
+            "files": [
+                {"path": f.relpath, "size": f.size, "sha256": f.sha256, "executable": f.executable}
+                for f in self.files
+            ],
+        }
+        if tarball_sha256:
+            doc[TARBALL] = {"size": tarball_size, "sha256": tarball_sha256}
+        return doc
+
+
+def _file_digest(path: str) -> Tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def content_hash(files: Sequence[BundleFile]) -> str:
+    """sha256 over one line per file, sorted by path: '<relpath>\\0<mode>\\0<sha256 of bytes>\\n'.
+    NUL cannot occur in a path, so no two file lists give the same text."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.relpath):
+        digest.update(f"{f.relpath}\0{f.mode:o}\0{f.sha256}\n".encode("utf-8"))
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+def make(files: Sequence[RepoFile]) -> Bundle:
+    """Reads every file once to hash it; builds no tarball (a no-op sync needs none)."""
+    out: List[BundleFile] = []
+    for f in sorted(files, key=lambda f: f.relpath):
+        sha, size = _file_digest(str(f.path))
+        executable = bool(os.stat(f.path).st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+        out.append(BundleFile(f.relpath, str(f.path), size, sha, executable))
+    return Bundle(tuple(out), content_hash(out))
+
+
+def _tarinfo(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_tarball(bundle: Bundle, out: BinaryIO) -> None:
+    """sourcedir.tar.gz for the training job: the files at the archive root, as
+    SageMaker script mode expects, with parent folders listed before their files."""
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            folders = set()
+            for f in bundle.files:
+                parts = f.relpath.split("/")[:-1]
+                for depth in range(1, len(parts) + 1):
+                    folder = "/".join(parts[:depth])
+                    if folder not in folders:
+                        folders.add(folder)
+                        tar.addfile(_tarinfo(folder, tarfile.DIRTYPE, 0o755))
+                with open(f.path, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    tar.addfile(_tarinfo(f.relpath, tarfile.REGTYPE, f.mode, size), handle)
+
+
+def tarball_bytes(bundle: Bundle) -> bytes:
+    buffer = io.BytesIO()
+    write_tarball(bundle, buffer)
+    return buffer.getvalue()

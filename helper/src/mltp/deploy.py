@@ -1,0 +1,136 @@
+"""`mltp deploy`: create or update the model's state machine, and say which.
+
+The definition is deterministic and holds nothing run-specific (that travels in
+the execution input), so comparing it with what AWS has is exact: a build whose
+config did not change makes no update call and reports "unchanged". Updating
+in place keeps the ARN, so running executions finish on their old version.
+
+All state machines log to one shared CloudWatch Logs group. Its name starts
+with /aws/vendedlogs/ because Step Functions then needs no per-group resource
+policy; one policy per group would hit CloudWatch's policy size limit after a
+few dozen models and branches.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import botocore.exceptions
+
+from . import runs
+from .aws import Clients, error_code, refused
+from .context import RunContext
+from .errors import AwsRefused
+
+LOG_GROUP = "/aws/vendedlogs/states/mltp"
+LOG_LEVEL = "ERROR"  # failures with their error and cause; execution data stays out of the logs
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    outcome: str  # "created" | "updated" | "unchanged"
+    arn: str
+    name: str
+
+    def summary(self) -> str:
+        return f"deploy: {self.outcome} {self.arn}"
+
+
+def log_group_arn(clients: Clients, name: Optional[str] = None) -> str:
+    """The shared group's ARN (with the ':*' Step Functions expects), created on
+    first use. Looked up first, so later deploys need no logs:CreateLogGroup."""
+    name = name or LOG_GROUP
+    with refused("log group", name):
+        found = _find_log_group(clients, name)
+        if found:
+            return found
+        try:
+            clients.logs.create_log_group(logGroupName=name)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ResourceAlreadyExistsException":  # another build won the race
+                raise
+        found = _find_log_group(clients, name)
+    if not found:
+        raise AwsRefused(f"log group {name}: created but not found afterwards")
+    return found
+
+
+def _find_log_group(clients: Clients, name: str) -> Optional[str]:
+    pages = clients.logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name)
+    for page in pages:
+        for group in page.get("logGroups", []):
+            if group.get("logGroupName") == name:
+                arn = group["arn"]
+                return arn if arn.endswith(":*") else arn + ":*"
+    return None
+
+
+def logging_configuration(log_arn: str) -> dict:
+    return {
+        "level": LOG_LEVEL,
+        "includeExecutionData": False,
+        "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": log_arn}}],
+    }
+
+
+def _logging_key(conf: Optional[dict]) -> tuple:
+    conf = conf or {}
+    destinations = sorted(
+        d.get("cloudWatchLogsLogGroup", {}).get("logGroupArn", "") for d in conf.get("destinations", [])
+    )
+    return conf.get("level", "OFF"), bool(conf.get("includeExecutionData", False)), tuple(destinations)
+
+
+def tags(ctx: RunContext) -> Dict[str, str]:
+    out = dict(ctx.config.aws.tags)
+    out["mltp:model"] = ctx.config.name
+    out["mltp:branch"] = ctx.branch
+    return out
+
+
+def _tag_list(values: Dict[str, str]) -> List[dict]:
+    return [{"key": k, "value": v} for k, v in sorted(values.items())]
+
+
+def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) -> DeployResult:
+    """Create the state machine, or update it when definition, role, logging or
+    tags differ from config; never touches what already matches."""
+    if definition is None:
+        from . import definition as definition_mod
+
+        definition = definition_mod.render(ctx.config)
+    role = ctx.config.aws.states_role_arn
+    logging = logging_configuration(log_group_arn(clients))
+    wanted_tags = tags(ctx)
+    arn = runs.state_machine_arn(ctx, clients)
+    sfn = clients.sfn
+    with refused("deploy state machine", ctx.state_machine):
+        current = runs.describe_state_machine(clients, arn)
+        if current is None:
+            try:
+                created = sfn.create_state_machine(
+                    name=ctx.state_machine, definition=definition, roleArn=role,
+                    type="STANDARD", loggingConfiguration=logging, tags=_tag_list(wanted_tags),
+                )
+                return DeployResult("created", created["stateMachineArn"], ctx.state_machine)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "StateMachineAlreadyExists":  # a concurrent build created it
+                    raise
+            current = runs.describe_state_machine(clients, arn)
+            if current is None:
+                raise AwsRefused(f"deploy state machine {ctx.state_machine}: exists but cannot be described")
+        arn = current["stateMachineArn"]
+        changed = False
+        if (
+            current.get("definition") != definition
+            or current.get("roleArn") != role
+            or _logging_key(current.get("loggingConfiguration")) != _logging_key(logging)
+        ):
+            sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role,
+                                     loggingConfiguration=logging)
+            changed = True
+        present = {t["key"]: t["value"] for t in sfn.list_tags_for_resource(resourceArn=arn).get("tags", [])}
+        missing = {k: v for k, v in wanted_tags.items() if present.get(k) != v}
+        if missing:  # tags others added (cost allocation, policies) are left alone
+            sfn.tag_resource(resourceArn=arn, tags=_tag_list(missing))
+            changed = True
+    return DeployResult("updated" if changed else "unchanged", arn, ctx.state_machine)

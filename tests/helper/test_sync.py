@@ -1,0 +1,211 @@
+"""`mltp sync` against moto over HTTP: what lands in S3, in which order, and
+that a repeated sync costs exactly one request."""
+
+import json
+import threading
+import uuid
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from mltp import bundle, config as config_mod, repo as repo_mod, sync as sync_mod
+from mltp.aws import Clients
+from mltp.cli import main
+
+REGION = "ap-northeast-2"
+ACCOUNT = "123456789012"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def configure(repo: Path, name: str, bucket: str, kms_key_id: Optional[str] = None) -> None:
+    path = repo / "config.yaml"
+    text = path.read_text()
+    text = text.replace("name: fraud-detection\n", f"name: {name}\n", 1)
+    text = text.replace("bucket: mlops-artifacts", f"bucket: {bucket}")
+    if kms_key_id:
+        text = text.replace("  prefix: mltp\n", f"  prefix: mltp\n  kms_key_id: {kms_key_id}\n")
+    path.write_text(text)
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    boto3.client("s3", region_name=REGION, endpoint_url=endpoint).create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+
+class Calls:
+    """Records (operation, params) of every call one botocore client makes."""
+
+    def __init__(self, client):
+        self.items: List[Tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        client.meta.events.register("before-call", self._record)
+
+    def _record(self, model, params, **kwargs):
+        with self._lock:
+            self.items.append((model.name, dict(params.get("headers", {})) | {"_body": params.get("url_path")}))
+
+    @property
+    def names(self) -> List[str]:
+        return [name for name, _ in self.items]
+
+
+@pytest.fixture
+def model(example_repo, aws_env):
+    """The example repo, renamed to a unique model with its own bucket."""
+    name, bucket = unique("m"), unique("mltp-bkt")
+    make_bucket(aws_env, bucket)
+    configure(example_repo, name, bucket)
+    return example_repo
+
+
+def load(repo: Path):
+    cfg = config_mod.load(repo)
+    return cfg, repo_mod.list_files(repo)
+
+
+def keys(endpoint: str, bucket: str, prefix: str) -> List[str]:
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", []))
+
+
+def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
+    cfg, files = load(model)
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    result = sync_mod.sync(cfg, clients, files)
+    built = bundle.make(files)
+    prefix = f"mltp/{cfg.name}/code/{built.content_hash}/"
+    assert result.uploaded and result.content_hash == built.content_hash
+    assert result.uri == f"s3://{cfg.aws.bucket}/{prefix}"
+    assert keys(aws_env, cfg.aws.bucket, prefix) == sorted(
+        ["manifest.json", "sourcedir.tar.gz"] + [f"src/{f.relpath}" for f in files])
+    # manifest.json is the very last write
+    puts = [params["_body"] for name, params in calls.items if name == "PutObject"]
+    assert puts[-1].endswith("/manifest.json") and len(puts) == len(files) + 2
+    # every S3 call names the expected bucket owner
+    for name, params in calls.items:
+        assert params.get("x-amz-expected-bucket-owner") == ACCOUNT, name
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    tarball = s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")["Body"].read()
+    assert tarball == bundle.tarball_bytes(built)
+    manifest = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")["Body"].read())
+    assert manifest["content_hash"] == built.content_hash
+    assert [f["path"] for f in manifest["files"]] == [f.relpath for f in files]
+    assert manifest["sourcedir.tar.gz"]["size"] == len(tarball)
+    assert s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")["Body"].read() == \
+        (model / "train.py").read_bytes()
+
+
+def test_unchanged_sync_is_one_head_request(model, aws_env):
+    cfg, files = load(model)
+    sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    result = sync_mod.sync(cfg, clients, files)
+    assert not result.uploaded
+    assert calls.names == ["HeadObject"]
+    assert result.summary() == f"sync: unchanged, {result.uri} is complete"
+
+
+def test_ignored_files_are_never_uploaded(model, aws_env):
+    secrets = [".env", "id_rsa", ".git/config", "keys/deploy.pem", "data/big.csv", "scratch.tmp"]
+    for rel in secrets:
+        (model / rel).parent.mkdir(parents=True, exist_ok=True)
+        (model / rel).write_text("do not ship\n")
+    (model / ".mltpignore").write_text("data/\n*.tmp\n")
+    cfg, files = load(model)
+    result = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    uploaded = keys(aws_env, cfg.aws.bucket, f"mltp/{cfg.name}/")
+    assert uploaded and all(not key.endswith(tuple(secrets)) for key in uploaded)
+    assert f"code/{result.content_hash}/src/.mltpignore" in uploaded
+
+
+def test_changed_file_lands_under_a_new_prefix(model, aws_env):
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    with open(model / "train.py", "a") as handle:
+        handle.write("\n# another try\n")
+    cfg, files = load(model)
+    second = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert second.uploaded and second.content_hash != first.content_hash
+    code = keys(aws_env, cfg.aws.bucket, f"mltp/{cfg.name}/code/")
+    assert {k.split("/")[0] for k in code} == {first.content_hash, second.content_hash}
+
+
+def test_prefix_without_manifest_is_uploaded_again(model, aws_env):
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    prefix = f"mltp/{cfg.name}/code/{first.content_hash}/"
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    s3.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")
+    s3.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")  # an interrupted upload
+    assert not sync_mod.is_complete(cfg, Clients(REGION, aws_env), first.content_hash)
+    again = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert again.uploaded and again.content_hash == first.content_hash
+    assert "manifest.json" in keys(aws_env, cfg.aws.bucket, prefix)
+    assert "src/train.py" in keys(aws_env, cfg.aws.bucket, prefix)
+
+
+def test_kms_key_is_used_for_every_object(example_repo, aws_env):
+    name, bucket = unique("m"), unique("mltp-bkt")
+    make_bucket(aws_env, bucket)
+    configure(example_repo, name, bucket, kms_key_id="alias/mlops")
+    cfg, files = load(example_repo)
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    result = sync_mod.sync(cfg, clients, files)
+    puts = [params for op, params in calls.items if op == "PutObject"]
+    assert len(puts) == len(files) + 2
+    for params in puts:
+        assert params["x-amz-server-side-encryption"] == "aws:kms"
+        assert params["x-amz-server-side-encryption-aws-kms-key-id"] == "alias/mlops"
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    stored = s3.head_object(Bucket=bucket, Key=f"mltp/{name}/code/{result.content_hash}/sourcedir.tar.gz")
+    assert stored["ServerSideEncryption"] == "aws:kms" and stored["SSEKMSKeyId"] == "alias/mlops"
+
+
+def test_repo_changing_during_upload_leaves_no_manifest(model, aws_env, monkeypatch):
+    cfg, files = load(model)
+    real = bundle.write_tarball
+
+    def write_then_edit(built, out):
+        real(built, out)
+        with open(model / "train.py", "a") as handle:
+            handle.write("\n# edited mid-sync\n")
+
+    monkeypatch.setattr(bundle, "write_tarball", write_then_edit)
+    from mltp.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="changed while"):
+        sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert not any(k.endswith("manifest.json") for k in keys(aws_env, cfg.aws.bucket, f"mltp/{cfg.name}/"))
+
+
+def test_cli_sync_prints_uploaded_then_unchanged(model, aws_env):
+    runner = CliRunner()
+    first = runner.invoke(main, ["sync", str(model)])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("sync: uploaded 8 files (")
+    assert "KiB) to s3://" in first.output and first.output.count("\n") == 1
+    second = runner.invoke(main, ["sync", str(model)])
+    assert second.exit_code == 0, second.output
+    assert second.output.startswith("sync: unchanged, s3://") and second.output.rstrip().endswith("is complete")
+
+
+def test_cli_sync_missing_bucket_exits_5(example_repo, aws_env, tmp_path):
+    bucket = unique("no-such-bucket")
+    configure(example_repo, unique("m"), bucket)
+    result = CliRunner().invoke(main, ["sync", str(example_repo)],
+                                env={"MLTP_ERROR_FILE": str(tmp_path / "error.txt")})
+    assert result.exit_code == 5, result.output
+    assert f"bucket '{bucket}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert bucket in (tmp_path / "error.txt").read_text()
+
