@@ -242,3 +242,22 @@ def test_real_definition_deploys(example_repo, aws_env, log_group):
     second = deploy_mod.deploy(ctx, Clients(REGION, aws_env), definition=rendered)
     assert (first.outcome, second.outcome) == ("created", "unchanged")
     assert sfn(aws_env).describe_state_machine(stateMachineArn=first.arn)["definition"] == rendered
+
+
+def test_model_package_group_created_for_registering_builds_only(example_repo, aws_env, stand_in, log_group):
+    name = unique("m")
+    configure(example_repo, name)
+    path = example_repo / "config.yaml"
+    path.write_text(path.read_text().replace("model_package_group: fraud-detection", f"model_package_group: {name}"))
+    sagemaker = boto3.client("sagemaker", region_name=REGION, endpoint_url=aws_env)
+    deploy(example_repo, aws_env, env={"BRANCH_NAME": "feature/x"})
+    with pytest.raises(sagemaker.exceptions.ClientError):
+        sagemaker.describe_model_package_group(ModelPackageGroupName=name)
+    ctx = make_context(config_mod.load(example_repo), env={"BRANCH_NAME": "main"})
+    clients = Clients(REGION, aws_env)
+    assert deploy_mod.ensure_model_package_group(ctx, clients) is True
+    group = sagemaker.describe_model_package_group(ModelPackageGroupName=name)
+    assert group["ModelPackageGroupName"] == name
+    calls = Calls(clients.sagemaker)
+    assert deploy_mod.ensure_model_package_group(ctx, clients) is False
+    assert calls.names == ["DescribeModelPackageGroup"]

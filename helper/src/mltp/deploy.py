@@ -91,9 +91,39 @@ def _tag_list(values: Dict[str, str]) -> List[dict]:
     return [{"key": k, "value": v} for k, v in sorted(values.items())]
 
 
+def ensure_model_package_group(ctx: RunContext, clients: Clients) -> bool:
+    """The registry group must exist before the state machine's Register step
+    calls createModelPackage. Only builds that register need it (branch builds
+    never register), and it is looked up first, so later deploys create nothing.
+    Returns True when it was created."""
+    if not ctx.register:
+        return False
+    group = ctx.config.registry.model_package_group
+    sagemaker = clients.sagemaker
+    with refused("model package group", group):
+        try:
+            sagemaker.describe_model_package_group(ModelPackageGroupName=group)
+            return False
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in ("ValidationException", "ResourceNotFound"):
+                raise
+        description = ctx.config.description or f"Models of {ctx.config.name}, registered by mltp"
+        group_tags = [{"Key": k, "Value": v} for k, v in sorted(tags(ctx).items()) if k != "mltp:branch"]
+        try:
+            sagemaker.create_model_package_group(
+                ModelPackageGroupName=group, ModelPackageGroupDescription=description[:1024], Tags=group_tags,
+            )
+        except botocore.exceptions.ClientError as exc:
+            if "already exists" not in str(exc).lower():  # a concurrent build created it
+                raise
+    return True
+
+
 def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) -> DeployResult:
     """Create the state machine, or update it when definition, role, logging or
-    tags differ from config; never touches what already matches."""
+    tags differ from config; never touches what already matches. On the default
+    branch, also make sure the model package group exists."""
+    ensure_model_package_group(ctx, clients)
     if definition is None:
         from . import definition as definition_mod
 
