@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-helper test-vars example schema bench clean
+.PHONY: setup test test-helper test-vars groovy example schema bundle bench clean
 
 $(BIN)/.installed: helper/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ test: test-helper test-vars
 test-helper: setup
 	$(BIN)/python -m pytest tests/helper -q
 
-test-vars: setup
+test-vars: setup groovy
 	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) bash tests/vars/run.sh
+
+# Groovy 2.4 (Debian's package) runs the step tests; installed when missing and we may.
+groovy:
+	@command -v groovy >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groovy >/dev/null; \
+	  else echo "make: the step tests need Groovy 2.4: apt-get install groovy" >&2; exit 1; fi; }
 
 ## example: run the example model end to end on this machine, no AWS account
 example: setup
