@@ -89,3 +89,10 @@ def test_context_from_jenkins_env(cfg):
     assert not ctx.register
     assert ctx.git_commit == "abc" and ctx.build_url == "https://ci/job/3/"
     assert ctx.report_dir == cfg.repo / ".mltp" / "runs" / "jenkins-ml-fraud-PR-7-3"
+
+
+def test_metadata_values_are_safe_for_the_registry(cfg):
+    url = "https://ci.example.com/job/fraud/job/feature%252Fx/7/"
+    data = naming.execution_input(cfg, "fixture-model", "run-1", "abc", register=True, git_commit="", build_url=url)
+    assert data.GitCommit == "unknown"
+    assert data.BuildUrl == "https://ci.example.com/job/fraud/job/feature_252Fx/7/"

@@ -87,7 +87,7 @@ def _step(defaults: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
 _INPUTS = {
     "type": "array",
     "default": [],
-    "maxItems": 10,
+    "maxItems": 9,  # SageMaker takes 10 processing inputs; the code bundle uses one
     "items": {
         "type": "object",
         "additionalProperties": False,
@@ -107,7 +107,7 @@ _INPUTS = {
     },
 }
 
-_ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 256, "default": []}
+_ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 100, "default": []}
 
 # SageMaker limits: processing jobs run at most 777600 s (9 days), training 28 days.
 _PROCESSING_LIMIT = 777600 // 60
@@ -197,7 +197,7 @@ SCHEMA: Dict[str, Any] = {
                                 "x-error": "must be a hyperparameter name (letters, digits, _ . -)",
                             },
                             "additionalProperties": {"type": ["string", "number", "boolean"]},
-                            "maxProperties": 100,
+                            "maxProperties": 95,  # SageMaker takes 100; script mode adds 5 of its own
                             "default": {},
                         }
                     },

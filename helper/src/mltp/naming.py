@@ -70,6 +70,15 @@ def run_prefix(config: Config, run: str) -> str:
     return f"{config.aws.prefix}/{config.name}/runs/{run}/"
 
 
+def metadata_value(text: str) -> str:
+    """A value CreateModelPackage accepts in CustomerMetadataProperties: 1 to 256 of
+    letters, digits, spaces and _.:/=+-@ (so '%', '?', '#', '~' become '_'), never
+    empty. Jenkins URLs of branch jobs hold '%', and a commit may be unknown: the
+    Register step must not fail on them after hours of training."""
+    cleaned = re.sub(r"[^\w\s.:/=+\-@]", "_", text or "")[:256]
+    return cleaned if cleaned.strip() else "unknown"
+
+
 @dataclass(frozen=True)
 class ExecutionInput:
     """The execution input the state machine reads (as $$.Execution.Input.<Key>).
@@ -120,8 +129,8 @@ def execution_input(
     return ExecutionInput(
         RunName=run,
         Register=register,
-        GitCommit=git_commit,
-        BuildUrl=build_url,
+        GitCommit=metadata_value(git_commit),
+        BuildUrl=metadata_value(build_url),
         Branch=branch,
         PreprocessingJobName=jobs["preprocessing"],
         TrainingJobName=jobs["training"],

@@ -1,0 +1,582 @@
+"""The state machine definition (CONTRACT section 4), built from a config.
+
+Preprocessing -> Training -> Evaluation -> ReadEvaluation -> Gate -> ShouldRegister
+-> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
+NotRegistered (Succeed) when the run does not register (branches, pull requests).
+
+The states are built with the AWS Step Functions Data Science SDK (`stepfunctions`)
+and the job configurations with the SageMaker Python SDK v2 (image URIs, framework
+estimators, processors), offline: no network, no credentials (see `_offline_session`).
+
+Everything that differs between runs is read from the execution input
+(`$$.Execution.Input.<Key>`, the keys of `naming.ExecutionInput`), so the same
+config always renders the same bytes and `deploy` can say "unchanged".
+
+The SDKs build the states; where they fall short, this module says so where it
+fills in:
+
+- script-mode hyperparameters: the SDK's hold the code location given at build
+  time and a timestamped job name; TrainingStep's `hyperparameters` replace them
+  with execution input values (JSON-encoded with States.Format, as the SDK encodes
+  them), and keep the script's path inside the repo as sagemaker_program;
+- the training Environment, which the SDK's exporter drops: TrainingStep `parameters`;
+- intrinsic functions as Parameters values: a Placeholder whose path is the expression;
+- `_add_result_selectors` (post-processing): stepfunctions 2.3 has no ResultSelector;
+- `_drop_nulls` (post-processing, a safety net): the SDK renders unset optional
+  fields as null (e.g. "InputName": null for an unnamed processing input), which the
+  APIs reject; every input here is named and the tests check that the SDK's own
+  output has no null, so this removes nothing today;
+- `_offline_session`, `_hermetic_aws_environment`, the partition lookup: the SDKs
+  otherwise read the machine's AWS settings (region, profile, SDK defaults files).
+
+Heavy imports (sagemaker, stepfunctions: about 3 s) happen inside functions only,
+so `mltp --help` and `mltp validate` stay fast.
+"""
+
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import fields
+from functools import lru_cache
+from typing import Any, Dict, Iterator, Optional
+
+from . import gate
+from .config import Config, StepConfig
+from .naming import ExecutionInput
+
+# --------------------------------------------------------------------------- names the CLI relies on
+
+PREPROCESSING = "Preprocessing"
+TRAINING = "Training"
+EVALUATION = "Evaluation"
+READ_EVALUATION = "ReadEvaluation"
+GATE = "Gate"
+GATE_FAILED = "MetricGateFailed"
+SHOULD_REGISTER = "ShouldRegister"
+NOT_REGISTERED = "NotRegistered"
+REGISTER = "Register"
+REGISTERED = "Registered"
+STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, GATE, GATE_FAILED,
+          SHOULD_REGISTER, NOT_REGISTERED, REGISTER, REGISTERED)
+
+GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (CONTRACT 4)
+
+# Where results land in the state data (and so in the execution output).
+JOBS_PATH = "$.jobs"  # $.jobs.preprocessing.ProcessingJobArn, $.jobs.training.TrainingJobArn, ...
+EVALUATION_PATH = "$.evaluation"  # $.evaluation.report = evaluation.json, parsed
+METRICS_PATH = "$.evaluation.report.metrics"
+REGISTER_PATH = "$.register"  # the CreateModelPackage response
+MODEL_PACKAGE_ARN_PATH = "$.register.ModelPackageArn"
+
+# Paths inside the processing containers (CONTRACT 3).
+PROCESSING_ROOT = "/opt/ml/processing"
+INPUT_DIR = f"{PROCESSING_ROOT}/input"
+OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+MODEL_DIR = f"{PROCESSING_ROOT}/model"
+CODE_DIR = f"{INPUT_DIR}/code"
+SPLITS = ("train", "validation", "test")
+
+# Retry policies. Step Functions names errors of its optimized SageMaker integration
+# after the SageMaker Java SDK v1 exceptions: throttling and internal errors arrive as
+# SageMaker.AmazonSageMakerException (its catch-all; so do validation errors, which a
+# few retries only delay), a full instance quota as SageMaker.ResourceLimitExceededException
+# (AWS's own example retries both). A job that ran and failed is States.TaskFailed and
+# is NOT retried: that would rerun the script, and reuse the job name. AWS SDK
+# integrations (ReadEvaluation, Register) use Java SDK v2 names: <Service>.<Service>Exception
+# is the catch-all for service errors (throttling, 5xx), <Service>.SdkClientException
+# the client-side ones (connection resets); S3.NoSuchKeyException is not retried.
+SAGEMAKER_JOB_RETRIES = (
+    (("SageMaker.AmazonSageMakerException",), 10, 4, 2.0),
+    (("SageMaker.ResourceLimitExceededException",), 60, 3, 2.0),
+)
+S3_RETRIES = ((("S3.S3Exception", "S3.SdkClientException"), 2, 4, 2.0),)
+REGISTER_RETRIES = ((("SageMaker.SageMakerException", "SageMaker.SdkClientException"), 5, 4, 2.0),)
+
+_PLACEHOLDER = "s3://mltp-build-placeholder/"  # SDK arguments that the execution input replaces
+_INPUT_KEYS = tuple(f.name for f in fields(ExecutionInput))
+
+
+def execution_input_path(key: str) -> str:
+    if key not in _INPUT_KEYS:
+        raise KeyError(f"{key} is not an execution input key ({', '.join(_INPUT_KEYS)})")
+    return f"$$.Execution.Input.{key}"
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def render(config: Config) -> str:
+    """The definition as deterministic JSON: same config, same bytes."""
+    return json.dumps(build_definition(config), indent=2, sort_keys=True) + "\n"
+
+
+def build_definition(config: Config) -> Dict[str, Any]:
+    """The Amazon States Language definition of the model's state machine."""
+    with _hermetic_aws_environment(config.aws.region):
+        return _build(config)
+
+
+def _build(config: Config) -> Dict[str, Any]:
+    sdk = _import_sdks()
+    from stepfunctions.steps import integration_resources
+
+    # The SDK looks the partition up for every Task (about 0.4 s each, reading
+    # botocore's endpoint tables); the answer depends on the region only.
+    partition = _partition(config.aws.region)
+    lookup = integration_resources.get_aws_partition
+    integration_resources.get_aws_partition = lambda: partition
+    try:
+        return _build_states(config, sdk, partition)
+    finally:
+        integration_resources.get_aws_partition = lookup
+
+
+@lru_cache(maxsize=None)
+def _partition(region: str) -> str:
+    """The ARN partition of a region (aws, aws-cn, aws-us-gov, ...), as the
+    stepfunctions SDK determines it; the environment is pinned to `region` here."""
+    from stepfunctions.steps.utils import get_aws_partition
+
+    return get_aws_partition()
+
+
+def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]:
+    session = _offline_session(config.aws.region)
+    from stepfunctions.inputs import ExecutionInput as Placeholders
+    from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task
+
+    inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS})
+
+    preprocessing = _processing_step(PREPROCESSING, config, config.steps.preprocessing, inputs, session, sdk)
+    training = _training_step(config, inputs, session, sdk)
+    evaluation = _processing_step(EVALUATION, config, config.steps.evaluation, inputs, session, sdk)
+
+    read_evaluation = Task(
+        READ_EVALUATION,
+        comment="Reads evaluation.json (written by the evaluation step) into the state data",
+        resource=f"arn:{partition}:states:::aws-sdk:s3:getObject",
+        parameters={"Bucket": inputs["EvaluationBucket"], "Key": inputs["EvaluationKey"]},
+        result_path=EVALUATION_PATH,
+    )
+
+    rules = config.gate
+    gate_state = Choice(GATE, comment=f"Every rule must hold; a missing metric fails: {gate.describe_rules(rules)}")
+    gate_failed = Fail(
+        GATE_FAILED,
+        comment="The model missed its metric gate: nothing is registered",
+        error=GATE_ERROR,
+        cause=f"evaluation.json missed the metric gate ({gate.describe_rules(rules)})",
+    )
+    should_register = Choice(SHOULD_REGISTER, comment="Only runs of the default branch register (execution input Register)")
+    not_registered = Succeed(NOT_REGISTERED, comment="Passed the gate; this run does not register")
+    register = Task(
+        REGISTER,
+        comment="Registers the model as a new version in the model package group",
+        resource=f"arn:{partition}:states:::aws-sdk:sagemaker:createModelPackage",
+        parameters=_register_parameters(config, inputs, sdk),
+        result_path=REGISTER_PATH,
+    )
+    registered = Succeed(REGISTERED, comment="Passed the gate and registered")
+
+    for step in (preprocessing, training, evaluation):
+        for errors, interval, attempts, backoff in SAGEMAKER_JOB_RETRIES:
+            step.add_retry(Retry(error_equals=list(errors), interval_seconds=interval, max_attempts=attempts, backoff_rate=backoff))
+    for step, policy in ((read_evaluation, S3_RETRIES), (register, REGISTER_RETRIES)):
+        for errors, interval, attempts, backoff in policy:
+            step.add_retry(Retry(error_equals=list(errors), interval_seconds=interval, max_attempts=attempts, backoff_rate=backoff))
+
+    preprocessing.next(training)
+    training.next(evaluation)
+    evaluation.next(read_evaluation)
+    read_evaluation.next(gate_state)
+    gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH), sdk), should_register)
+    gate_state.default_choice(gate_failed)
+    should_register.add_choice(ChoiceRule.BooleanEquals(variable=inputs["Register"].to_jsonpath(), value=True), register)
+    should_register.default_choice(not_registered)
+    register.next(registered)
+
+    graph = Graph(
+        preprocessing,
+        comment=f"mltp: {config.name}: preprocessing, training, evaluation, metric gate, registration",
+    )
+    definition = graph.to_dict()
+    _add_result_selectors(definition["States"])
+    return _drop_nulls(definition)
+
+
+# --------------------------------------------------------------------------- SDK access
+
+
+class _Sdk:
+    """The SDK modules, imported on first use."""
+
+    def __init__(self) -> None:
+        import sagemaker
+        from sagemaker import image_uris
+        from sagemaker.estimator import Framework
+        from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+        from sagemaker.pytorch import PyTorch
+        from sagemaker.sklearn import SKLearn
+        from sagemaker.xgboost import XGBoost
+        from stepfunctions.steps.choice_rule import BaseRule
+
+        self.sagemaker = sagemaker
+        self.image_uris = image_uris
+        self.Framework = Framework
+        self.Processor = Processor
+        self.ProcessingInput = ProcessingInput
+        self.ProcessingOutput = ProcessingOutput
+        self.estimators = {"sklearn": SKLearn, "xgboost": XGBoost, "pytorch": PyTorch}
+        self.BaseRule = BaseRule
+
+
+_SDK: Optional[_Sdk] = None
+
+
+def _import_sdks() -> _Sdk:
+    global _SDK
+    if _SDK is None:
+        os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+        # "sagemaker.config INFO - Not applying SDK defaults from location ..." and friends.
+        for name in ("sagemaker", "sagemaker.config"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # "IPython failed to import. Visualization features will be impaired": a notebook
+        # concern, logged as a warning on import.
+        logging.getLogger("stepfunctions").setLevel(logging.ERROR)
+        _SDK = _Sdk()
+    return _SDK
+
+
+@contextmanager
+def _hermetic_aws_environment(region: str) -> Iterator[None]:
+    """The machine's AWS settings, hidden while the SDKs run.
+
+    Both SDKs create default boto3 sessions: the SageMaker SDK on import (JumpStart
+    region defaults), stepfunctions for every Task's Resource ARN, whose partition
+    (arn:aws, arn:aws-cn, ...) it derives from the *machine's* region. So during a
+    build the region is the config's, and no profile or ~/.aws file is read: the
+    same config renders the same bytes on every machine, and a missing profile or
+    broken ~/.aws/config cannot break a render (nothing here talks to AWS).
+    """
+    pinned = {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    hidden = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+    saved = {k: os.environ.get(k) for k in (*pinned, *hidden)}
+    try:
+        for k in hidden:
+            os.environ.pop(k, None)
+        os.environ.update(pinned)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _offline_session(region: str):
+    """A SageMaker session that cannot reach AWS and ignores the machine's settings.
+
+    It has no boto session and no clients, so an SDK code path that would call AWS
+    fails while building (AttributeError on None) instead of making a request; no
+    credentials, profile or ~/.aws file is read. Its SDK defaults config is empty, so
+    the SageMaker SDK's "intelligent defaults" files (/etc/xdg/sagemaker/config.yaml,
+    ~/.config/sagemaker/config.yaml) cannot add tags, KMS keys or networking: the
+    definition comes from config.yaml only. (A regular Session also costs about 3 s:
+    it loads five service models and validates its config against a JSON schema.)
+    """
+    from sagemaker.session import Session
+
+    class OfflineSession(Session):
+        def _initialize(self, *args, **kwargs):  # replaces client creation and config loading
+            self.boto_session = None
+            self._region_name = region
+            self.sagemaker_client = None
+            self.sagemaker_runtime_client = None
+            self.sagemaker_featurestore_runtime_client = None
+            self.sagemaker_metrics_client = None
+            self.local_mode = False
+            self.sagemaker_config = {}
+
+    return OfflineSession(default_bucket="mltp-offline-render")
+
+
+def _py_version(framework: str, version: str, scope: str) -> Optional[str]:
+    """The newest Python the SageMaker image table lists for a framework version."""
+    sdk = _import_sdks()
+    table = sdk.image_uris.config_for_framework(framework)
+    table = table.get(scope, table)
+    resolved = table.get("version_aliases", {}).get(version, version)
+    entry = table.get("versions", {}).get(resolved, {})
+    versions = entry.get("py_versions") or []
+    return versions[-1] if versions else None
+
+
+def image_uri(step: StepConfig, region: str, scope: str = "training", instance_type: Optional[str] = None) -> str:
+    """The container image of a step: the SageMaker framework image (offline lookup
+    in the SDK's table), or the step's own image for framework 'image'.
+    Processing jobs run the framework's training image (as the SDK's FrameworkProcessor does)."""
+    if step.framework == "image":
+        assert step.image_uri, "framework 'image' needs image_uri (config validation ensures it)"
+        return step.image_uri
+    return _framework_image(step.framework, step.framework_version, region, scope, instance_type or step.instance_type)
+
+
+@lru_cache(maxsize=None)
+def _framework_image(framework: str, version: str, region: str, scope: str, instance_type: str) -> str:
+    """sagemaker.image_uris.retrieve: a lookup in the SDK's bundled tables, no network."""
+    sdk = _import_sdks()
+    return sdk.image_uris.retrieve(
+        framework,
+        region,
+        version=version,
+        py_version=_py_version(framework, version, scope),
+        instance_type=instance_type,
+        image_scope=scope,
+    )
+
+
+# --------------------------------------------------------------------------- the states
+
+
+def _tags(config: Config) -> Dict[str, str]:
+    return {key: config.aws.tags[key] for key in sorted(config.aws.tags)}
+
+
+def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, session, sdk: _Sdk):
+    from stepfunctions.steps import ProcessingStep
+
+    is_evaluation = step.role == "evaluation"
+    environment = {"MLTP_INPUT_DIR": INPUT_DIR, "MLTP_OUTPUT_DIR": OUTPUT_DIR}
+    if is_evaluation:
+        environment["MLTP_MODEL_DIR"] = MODEL_DIR
+    environment.update(step.environment)
+
+    processor = sdk.Processor(
+        role=config.aws.sagemaker_role_arn,
+        image_uri=image_uri(step, config.aws.region),
+        instance_count=step.instance_count,
+        instance_type=step.instance_type,
+        volume_size_in_gb=step.volume_size_gb,
+        volume_kms_key=config.aws.kms_key_id,
+        output_kms_key=config.aws.kms_key_id,
+        max_runtime_in_seconds=step.max_runtime_minutes * 60,
+        env=environment,
+        sagemaker_session=session,
+    )
+    s3_prefix = dict(s3_data_type="S3Prefix", s3_input_mode="File", s3_data_distribution_type="FullyReplicated")
+    # The whole code bundle, so scripts can import the repo's own modules.
+    job_inputs = [sdk.ProcessingInput(source=inputs["CodeS3Uri"], destination=CODE_DIR, input_name="code", **s3_prefix)]
+    if is_evaluation:
+        # S3Prefix on the object's key is how SageMaker downloads a single file.
+        job_inputs.append(sdk.ProcessingInput(source=inputs["ModelArtifactS3Uri"], destination=MODEL_DIR, input_name="model", **s3_prefix))
+        job_inputs.append(sdk.ProcessingInput(source=inputs["TestDataS3Uri"], destination=f"{INPUT_DIR}/test", input_name="test", **s3_prefix))
+        outputs = [sdk.ProcessingOutput(source=OUTPUT_DIR, destination=inputs["EvaluationOutputS3Uri"], output_name="evaluation", s3_upload_mode="EndOfJob")]
+    else:
+        for item in step.inputs:
+            job_inputs.append(sdk.ProcessingInput(source=item.source, destination=f"{INPUT_DIR}/{item.name}", input_name=item.name, **s3_prefix))
+        split_keys = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
+        outputs = [
+            sdk.ProcessingOutput(source=f"{OUTPUT_DIR}/{split}", destination=inputs[split_keys[split]], output_name=split, s3_upload_mode="EndOfJob")
+            for split in SPLITS
+        ]
+
+    job = "PreprocessingJobName" if state_id == PREPROCESSING else "EvaluationJobName"
+    return ProcessingStep(
+        state_id,
+        processor=processor,
+        job_name=inputs[job],
+        inputs=job_inputs,
+        outputs=outputs,
+        container_entrypoint=["python3", f"{CODE_DIR}/{step.script}"],
+        container_arguments=list(step.arguments) or None,
+        kms_key_id=config.aws.kms_key_id,
+        tags=_tags(config) or None,
+        result_path=f"{JOBS_PATH}.{step.role}",
+        comment=f"SageMaker processing job running {step.script}",
+    )
+
+
+def _estimator(config: Config, step: StepConfig, session, sdk: _Sdk):
+    common = dict(
+        entry_point=step.script,
+        source_dir=_PLACEHOLDER + "sourcedir.tar.gz",  # replaced by SourceDirS3Uri (_training_step)
+        output_path=_PLACEHOLDER,  # replaced by ModelOutputS3Uri (output_data_config_path)
+        role=config.aws.sagemaker_role_arn,
+        instance_count=step.instance_count,
+        instance_type=step.instance_type,
+        volume_size=step.volume_size_gb,
+        max_run=step.max_runtime_minutes * 60,
+        hyperparameters=dict(step.hyperparameters),
+        volume_kms_key=config.aws.kms_key_id,
+        output_kms_key=config.aws.kms_key_id,
+        sagemaker_session=session,
+        # Debugger and profiler rules would add S3 paths outside the run's layout.
+        debugger_hook_config=False,
+        disable_profiler=True,
+    )
+    if step.framework == "image":
+        return _image_framework(sdk)(image_uri=step.image_uri, **common)
+    estimator = sdk.estimators[step.framework]
+    py_version = _py_version(step.framework, step.framework_version, "training") or "py3"
+    return estimator(framework_version=step.framework_version, py_version=py_version, **common)
+
+
+def _image_framework(sdk: _Sdk):
+    """Script mode on the user's own image (framework: image): the SDK's Framework base
+    with an explicit image; it carries the same sagemaker_* hyperparameters."""
+
+    class ImageFramework(sdk.Framework):
+        _framework_name = "image"
+        framework_version = None  # the image is given: no version or Python to look up
+        py_version = None
+
+        def create_model(self, **kwargs):  # pragma: no cover - mltp registers through the state machine
+            raise NotImplementedError
+
+    return ImageFramework
+
+
+def _training_step(config: Config, inputs, session, sdk: _Sdk):
+    from stepfunctions.steps import TrainingStep
+
+    step = config.steps.training
+    estimator = _estimator(config, step, session, sdk)
+    channels = {}
+    for name, key in (("train", "TrainDataS3Uri"), ("validation", "ValidationDataS3Uri")):
+        channel = sdk.sagemaker.inputs.TrainingInput(_PLACEHOLDER + name, s3_data_type="S3Prefix", distribution="FullyReplicated")
+        channel.config["DataSource"]["S3DataSource"]["S3Uri"] = inputs[key]  # rendered as S3Uri.$
+        channels[name] = channel
+    model = sdk.sagemaker.model
+    return TrainingStep(
+        TRAINING,
+        estimator=estimator,
+        job_name=inputs["TrainingJobName"],
+        data=channels,
+        # Merged over the estimator's script-mode hyperparameters, which hold the
+        # build-time placeholder code location and a timestamped job name: both come
+        # from the execution input instead. sagemaker_program keeps the script's path
+        # inside the repo (the SDK keeps only the file name).
+        hyperparameters={
+            model.DIR_PARAM_NAME: _json_encoded("SourceDirS3Uri"),
+            model.JOB_NAME_PARAM_NAME: _json_encoded("TrainingJobName"),
+            model.SCRIPT_PARAM_NAME: json.dumps(step.script),
+        },
+        output_data_config_path=inputs["ModelOutputS3Uri"],
+        tags=_tags(config) or None,
+        # The SDK's exporter (sagemaker.workflow.airflow.training_config) drops the
+        # estimator's environment; the step's parameters carry it.
+        parameters={"Environment": dict(step.environment)} if step.environment else None,
+        result_path=f"{JOBS_PATH}.training",
+        comment=f"SageMaker training job running {step.script} (script mode, {step.framework})",
+    )
+
+
+def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
+    training = config.steps.training
+    inference = config.registry.inference
+    sagemaker_model = sdk.sagemaker.model
+    container = {
+        "Image": image_uri(training, config.aws.region, scope="inference", instance_type=inference.instance_types[0]),
+        "ModelDataUrl": inputs["ModelArtifactS3Uri"],
+        # What the SDK's framework models set (Model.prepare_container_def): the serving
+        # container loads model_fn & co. from the training script in the code bundle.
+        "Environment": {
+            sagemaker_model.SCRIPT_PARAM_NAME.upper(): training.script,
+            sagemaker_model.DIR_PARAM_NAME.upper(): inputs["SourceDirS3Uri"],
+            sagemaker_model.CONTAINER_LOG_LEVEL_PARAM_NAME.upper(): str(logging.INFO),
+            sagemaker_model.SAGEMAKER_REGION_PARAM_NAME.upper(): config.aws.region,
+        },
+    }
+    description = " ".join((config.description or f"{config.name}, trained and gated by mltp").split())[:1024]
+    parameters: Dict[str, Any] = {
+        "ModelPackageGroupName": config.registry.model_package_group,
+        "ModelPackageDescription": description,
+        "ModelApprovalStatus": config.registry.approval_status,
+        "InferenceSpecification": {
+            "Containers": [container],
+            "SupportedContentTypes": list(inference.content_types),
+            "SupportedResponseMIMETypes": list(inference.response_types),
+            "SupportedRealtimeInferenceInstanceTypes": list(inference.instance_types),
+        },
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": inputs["EvaluationS3Uri"]},
+            },
+        },
+        "CustomerMetadataProperties": {
+            "RunName": inputs["RunName"],
+            "GitCommit": inputs["GitCommit"],
+            "BuildUrl": inputs["BuildUrl"],
+        },
+        # SageMaker's own lineage fields; they take any text.
+        "MetadataProperties": {"CommitId": inputs["GitCommit"], "GeneratedBy": inputs["BuildUrl"]},
+        # Idempotency: a retry after a lost response must not register a second version.
+        # One token per execution (MD5 hex: 32 characters, within the API's 36).
+        "ClientToken": _intrinsic("States.Hash($$.Execution.Id, 'MD5')"),
+    }
+    tags = _tags(config)
+    if tags:
+        parameters["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    return parameters
+
+
+def _intrinsic(expression: str):
+    """A Parameters value computed by an intrinsic function. A stepfunctions
+    Placeholder whose path is the expression: the SDK renders it as "<key>.$"."""
+    from stepfunctions.inputs import Placeholder
+
+    class Intrinsic(Placeholder):
+        def to_jsonpath(self):
+            return expression
+
+    return Intrinsic()
+
+
+def _json_encoded(key: str):
+    """An execution input string, JSON-encoded, as the SDK encodes script-mode hyperparameters."""
+    return _intrinsic(f"States.Format('\"{{}}\"', {execution_input_path(key)})")
+
+
+class _AslRule:
+    """A Choice rule given as ASL (gate.choice_rule), as a stepfunctions rule object."""
+
+    @staticmethod
+    def of(rule: Dict[str, Any], sdk: _Sdk):
+        class AslRule(sdk.BaseRule):
+            def to_dict(self):
+                return json.loads(json.dumps(rule))
+
+        return AslRule()
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+def _add_result_selectors(states: Dict[str, Any]) -> None:
+    """Keep the state data small: only what the report needs goes into $.jobs.
+
+    The selected fields are in both the Create* response and the Describe* response
+    (what `.sync` returns), so the selector holds on AWS and on emulators alike.
+    ReadEvaluation parses the object's body: $.evaluation.report is evaluation.json.
+    """
+    states[PREPROCESSING]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
+    states[TRAINING]["ResultSelector"] = {"TrainingJobArn.$": "$.TrainingJobArn"}
+    states[EVALUATION]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
+    states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)"}
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Remove null members: AWS APIs reject `"X": null` where they allow X to be absent."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value if v is not None]
+    return value

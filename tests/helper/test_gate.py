@@ -1,0 +1,198 @@
+"""The metric gate: one rule set, evaluated in Python and as the state machine's Choice.
+
+The Python evaluation and the ASL condition must agree on every case: the ASL side
+is checked here with a small interpreter of the Choice operators it uses (And,
+IsPresent, IsNumeric, NumericGreaterThanEquals, NumericLessThanEquals), evaluated
+left to right with short-circuit as Step Functions does; test_definition.py runs the
+real definition on moto's interpreter for a few of the same cases."""
+
+import json
+import re
+
+import pytest
+
+from mltp import gate
+from mltp.config import GateRule
+from mltp.errors import RunFailed
+
+METRICS_PATH = "$.evaluation.report.metrics"
+
+AUC = GateRule("auc", min=0.9)
+FPR = GateRule("false_positive_rate", max=0.05)
+BAND = GateRule("calibration", min=0.1, max=0.9)
+DASHED = GateRule("f1-score", min=0.5)
+
+# (id, rules, metrics, expected pass per rule)
+CASES = [
+    ("pass", [AUC], {"auc": 0.95}, [True]),
+    ("fail below min", [AUC], {"auc": 0.85}, [False]),
+    ("min is inclusive", [AUC], {"auc": 0.9}, [True]),
+    ("max is inclusive", [FPR], {"false_positive_rate": 0.05}, [True]),
+    ("fail above max", [FPR], {"false_positive_rate": 0.0500001}, [False]),
+    ("missing metric", [AUC, FPR], {"auc": 0.95}, [True, False]),
+    ("no metrics at all", [AUC], {}, [False]),
+    ("string value", [AUC], {"auc": "0.95"}, [False]),
+    ("boolean value", [AUC], {"auc": True}, [False]),
+    ("null value", [AUC], {"auc": None}, [False]),
+    ("object value", [AUC], {"auc": {"value": 0.95}}, [False]),
+    ("integer value", [GateRule("count", min=10)], {"count": 10}, [True]),
+    ("several rules, all hold", [AUC, FPR, DASHED], {"auc": 0.91, "false_positive_rate": 0.01, "f1-score": 0.7}, [True, True, True]),
+    ("several rules, one misses", [AUC, FPR, DASHED], {"auc": 0.91, "false_positive_rate": 0.2, "f1-score": 0.7}, [True, False, True]),
+    ("band inside", [BAND], {"calibration": 0.5}, [True]),
+    ("band at both bounds", [BAND, GateRule("other", min=0.1, max=0.1)], {"calibration": 0.1, "other": 0.1}, [True, True]),
+    ("band below", [BAND], {"calibration": 0.05}, [False]),
+    ("band above", [BAND], {"calibration": 0.95}, [False]),
+    ("negative bound", [GateRule("delta", min=-1, max=0)], {"delta": -0.5}, [True]),
+    ("extra metrics ignored", [AUC], {"auc": 0.95, "loss": "n/a"}, [True]),
+]
+
+
+@pytest.mark.parametrize("rules,metrics,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_evaluate(rules, metrics, expected):
+    results = gate.evaluate(rules, metrics)
+    assert [r.passed for r in results] == expected
+    assert [r.metric for r in results] == [r.metric for r in rules]
+    for result, rule in zip(results, rules):
+        assert result.rule == rule.describe()
+        value = metrics.get(rule.metric)
+        if gate.is_number(value):
+            assert result.value == value
+        else:
+            assert result.value is None
+        assert result.reason and result.metric in result.describe()
+    assert gate.passed(results) == all(expected)
+
+
+@pytest.mark.parametrize("rules,metrics,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_choice_rule_agrees_with_evaluate(rules, metrics, expected):
+    state_data = {"evaluation": {"report": {"metrics": {k: {"value": v} for k, v in metrics.items()}}}}
+    condition = gate.choice_rule(rules, METRICS_PATH)
+    assert holds(condition, state_data) == all(expected)
+    # Each rule alone, too: the per-rule verdicts match, not just the conjunction.
+    for rule, verdict in zip(rules, expected):
+        assert holds(gate.choice_rule([rule], METRICS_PATH), state_data) == verdict
+
+
+def test_reasons_say_what_is_wrong():
+    missing, text, low, ok = gate.evaluate([AUC, FPR, BAND, GateRule("x", max=1)],
+                                           {"false_positive_rate": "high", "calibration": 0.05, "x": 1})
+    assert missing.reason == "missing from evaluation.json"
+    assert text.reason == '"high" is not a number'
+    assert low.reason == "0.05 < min 0.1"
+    assert ok.reason == "1 <= 1" and ok.passed
+    assert missing.describe() == "auc >= 0.9: FAILED (missing from evaluation.json)"
+
+
+def test_choice_rule_shape():
+    condition = gate.choice_rule([AUC, BAND, DASHED], METRICS_PATH)
+    assert list(condition) == ["And"] and len(condition["And"]) == 3
+    auc, band, dashed = (c["And"] for c in condition["And"])
+    path = "$.evaluation.report.metrics.auc.value"
+    assert auc == [
+        {"Variable": path, "IsPresent": True},
+        {"Variable": path, "IsNumeric": True},
+        {"Variable": path, "NumericGreaterThanEquals": 0.9},
+    ]
+    assert [next(k for k in c if k != "Variable") for c in band] == [
+        "IsPresent", "IsNumeric", "NumericGreaterThanEquals", "NumericLessThanEquals"]
+    # A name with '-' is not a plain JSONPath member name: bracket notation.
+    assert dashed[0]["Variable"] == "$.evaluation.report.metrics['f1-score'].value"
+    json.dumps(condition)  # plain JSON, no SDK objects
+
+
+def test_choice_rule_needs_rules_with_bounds():
+    with pytest.raises(ValueError):
+        gate.choice_rule([], METRICS_PATH)
+    with pytest.raises(ValueError):
+        gate.choice_rule([GateRule("auc")], METRICS_PATH)
+
+
+def test_describe_rules():
+    assert gate.describe_rules([AUC, FPR, BAND]) == "auc >= 0.9, false_positive_rate <= 0.05, calibration >= 0.1 and <= 0.9"
+
+
+# --------------------------------------------------------------------------- evaluation.json
+
+
+def test_parse_evaluation_reads_the_model_quality_convention():
+    text = json.dumps({
+        "metrics": {
+            "auc": {"value": 0.941, "standard_deviation": 0.01},
+            "false_positive_rate": {"value": 0},
+            # SageMaker's binary classification report has entries without a value.
+            "confusion_matrix": {"0": {"0": 10, "1": 2}, "1": {"0": 1, "1": 7}},
+        },
+        "other": "ignored",
+    })
+    assert gate.parse_evaluation(text) == {"auc": 0.941, "false_positive_rate": 0.0}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "not valid JSON"),
+    ("{'metrics': {}}", "not valid JSON"),
+    ('{"metrics": {"auc": {"value": NaN}}}', "NaN is not valid JSON"),
+    ('{"metrics": {"auc": {"value": Infinity}}}', "Infinity is not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"auc": {"value": 0.9}}', 'has no "metrics" object'),
+    ('{"metrics": [0.9]}', '"metrics" must be an object'),
+    ('{"metrics": {"auc": 0.94}}', "metrics.auc must be an object"),
+])
+def test_parse_evaluation_rejects_malformed_files(text, message):
+    with pytest.raises(gate.EvaluationError) as caught:
+        gate.parse_evaluation(text, source="s3://b/evaluation.json")
+    assert message in "\n".join(caught.value.lines())
+    assert caught.value.message.startswith("s3://b/evaluation.json: ")
+    assert isinstance(caught.value, RunFailed) and caught.value.exit_code == 4
+
+
+@pytest.mark.parametrize("value", ['"0.9"', "true", "null", "[0.9]", '{"v": 1}'])
+def test_parse_evaluation_rejects_values_that_are_not_numbers(value):
+    text = '{"metrics": {"auc": {"value": %s}, "loss": {"value": "high"}}}' % value
+    with pytest.raises(gate.EvaluationError) as caught:
+        gate.parse_evaluation(text)
+    lines = caught.value.lines()
+    assert lines[0] == "evaluation.json: 2 malformed metrics"
+    assert f"metrics.auc.value must be a number, not {json.dumps(json.loads(value))}" in lines
+    assert 'metrics.loss.value must be a number, not "high"' in lines
+
+
+# --------------------------------------------------------------------------- a tiny Choice interpreter
+
+
+_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\['([^']+)'\]")
+_MISSING = object()
+
+
+def lookup(path, data):
+    assert path.startswith("$"), path
+    rest, value = path[1:], data
+    while rest:
+        match = _SEGMENT.match(rest)
+        assert match, f"unsupported path {path}"
+        name = match.group(1) or match.group(2)
+        if not isinstance(value, dict) or name not in value:
+            return _MISSING
+        value, rest = value[name], rest[match.end():]
+    return value
+
+
+def holds(rule, data):
+    """Step Functions Choice semantics for the operators the gate uses: And evaluates
+    its operands in order and stops at the first false one; a comparison on a
+    missing variable is a runtime error (so the gate must never reach one)."""
+    if "And" in rule:
+        return all(holds(r, data) for r in rule["And"])  # all() short-circuits like SFN
+    value = lookup(rule["Variable"], data)
+    if "IsPresent" in rule:
+        return (value is not _MISSING) == rule["IsPresent"]
+    if value is _MISSING:
+        raise AssertionError(f"States.Runtime: {rule['Variable']} is not present")
+    if "IsNumeric" in rule:
+        return gate.is_number(value) == rule["IsNumeric"]
+    if not gate.is_number(value):
+        raise AssertionError(f"States.Runtime: {rule['Variable']} is not a number")
+    if "NumericGreaterThanEquals" in rule:
+        return value >= rule["NumericGreaterThanEquals"]
+    if "NumericLessThanEquals" in rule:
+        return value <= rule["NumericLessThanEquals"]
+    raise AssertionError(f"operator not modelled: {rule}")
