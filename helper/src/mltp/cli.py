@@ -66,11 +66,16 @@ def _write_error_file(line: str) -> None:
         pass
 
 
-def _one_line(exc: MltpError) -> str:
-    if not exc.details:
-        return exc.message
-    more = len(exc.details) - 1
-    return exc.details[0] + (f" (and {more} more problem{'s' if more != 1 else ''})" if more else "")
+def _one_line(exc: MltpError, limit: int = 600) -> str:
+    """The reason as one line (a build's error line): the first detail for input
+    problems, else the message, with any log lines it carries joined by ' | '."""
+    if exc.details:
+        more = len(exc.details) - 1
+        text = exc.details[0] + (f" (and {more} more problem{'s' if more != 1 else ''})" if more else "")
+    else:
+        text = exc.message
+    text = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _sigterm(signum, frame):  # pragma: no cover - exercised through subprocess tests

@@ -1,0 +1,95 @@
+"""`mltp run REPO --local`: the whole pipeline on this machine, no AWS account.
+
+It starts the AWS API emulator in-process and then runs the very same
+validate -> sync -> deploy -> start -> wait path as on AWS against it; only the
+SageMaker jobs are executed by `runner.LocalJobRunner` instead of SageMaker.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ..errors import InvalidInput, MltpError
+
+# Locally the run is seconds long: follow it closely.
+LOCAL_POLL_SECONDS = 0.2
+
+
+def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None, region: Optional[str] = None,
+              report_dir: Optional[str] = None, timeout: Optional[float] = None, python: Optional[str] = None,
+              no_wait: bool = False, **_ignored) -> None:
+    from .. import pipeline
+    from ..aws import Clients
+
+    if no_wait:
+        raise InvalidInput("--no-wait cannot be used with --local: the emulator lives only as long as mltp runs")
+    # Bad input fails fast, before anything starts.
+    validated = pipeline.validate(repo, config, run_name=run_name, region=region, report_dir=report_dir)
+    ctx = validated.context
+    try:
+        from . import emulator
+        from .runner import LocalJobRunner
+    except ImportError as exc:  # moto is the optional `local` extra
+        raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
+
+    # The emulator must never see real credentials, nor this process reach real AWS.
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+
+    server, endpoint = emulator.start_local_moto()
+    clients = Clients(ctx.region, endpoint)
+    runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python)
+    emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
+    emulator.install_sagemaker_backend_hook(runner)
+    click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {runner.python}")
+    options = dict(run_name=ctx.run_name, region=ctx.region, endpoint_url=endpoint)
+    try:
+        _create_bucket(clients, ctx.config.aws.bucket, ctx.region)
+        pipeline.sync(repo, config, **options)
+        pipeline.deploy(repo, config, **options)
+        pipeline.start(repo, config, **options)
+        pipeline.wait(repo, config, report_dir=str(ctx.report_dir), timeout=timeout,
+                      poll_seconds=LOCAL_POLL_SECONDS, **options)
+    finally:
+        try:
+            _keep_artifacts(clients, ctx)
+        except MltpError:
+            pass
+        runner.stop()
+        server.stop()
+
+
+def _create_bucket(clients, bucket: str, region: str) -> None:
+    """On AWS the bucket exists already (CONTRACT 2); the fresh emulator has none."""
+    kwargs = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    clients.s3.create_bucket(**kwargs)
+
+
+def _keep_artifacts(clients, ctx) -> None:
+    """The model and evaluation.json land beside the report (CONTRACT 7), since
+    the emulator's S3 vanishes with it."""
+    from .. import naming
+    from .runner import split_s3
+
+    target = Path(ctx.report_dir)
+    data = naming.execution_input(ctx.config, ctx.state_machine, ctx.run_name, "-", register=ctx.register)
+    for uri, name in ((data.ModelArtifactS3Uri, "model.tar.gz"), (data.EvaluationS3Uri, "evaluation.json")):
+        bucket, key = split_s3(uri)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            clients.s3.download_file(bucket, key, str(target / name))
+        except Exception:  # not produced: the run stopped before that step
+            continue
+    work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
+    if work.is_dir():
+        logs = target / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in work.glob("*.log"):
+            shutil.copyfile(log, logs / log.name)

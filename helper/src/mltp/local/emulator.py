@@ -1,0 +1,275 @@
+"""The embedded AWS API emulator for `mltp run --local`: moto in server mode,
+in-process, with its Step Functions interpreter really executing the state
+machine, and SageMaker jobs handed to a local runner.
+
+moto does not run SageMaker jobs (it marks them Completed at once) and its ASL
+interpreter has no `sagemaker:*.sync` integration. Two hooks close that gap;
+both must be installed BEFORE the state machine is created, since the
+definition is parsed then and again in each execution's worker thread:
+
+ 1. `install_sagemaker_backend_hook(runner)` wraps moto's SageMakerModelBackend
+    create_processing_job / create_training_job: the job is set "InProgress"
+    and `runner(kind, job_name, request, job)` runs in a thread. When the runner
+    returns the job is "Completed"; when it raises, "Failed" with the message
+    as FailureReason, exactly what `describe_*_job` shows on AWS.
+ 2. `install_sfn_patches()` registers a `sagemaker` service integration that
+    calls createX over HTTP and, for `.sync`, polls describeX to a terminal
+    status (modelled on moto's Glue integration), and makes aws-sdk results
+    JSON-safe (s3:getObject Body as text, datetimes as ISO strings) as Step
+    Functions does.
+
+These reach into moto internals, so the `local` extra pins moto's minor version.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
+
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory as task_factory_mod
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+LOG = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _jsonable(v: Any) -> Any:
+    """Make a boto3 response JSON-safe the way real SFN returns it."""
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, StreamingBody):
+        return v.read().decode("utf-8")
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v
+
+
+# --------------------------------------------------------------------------- 1. sagemaker backend hook
+
+# (kind, job_name, request, job) -> None ; raise to fail the job
+JobRunner = Callable[[str, str, dict, Any], None]
+
+_STATUS_ATTR = {"processing": "processing_job_status", "training": "training_job_status"}
+
+# Full CreateXJob request as the SFN interpreter sent it, keyed by job name. moto's
+# backend drops fields (e.g. ProcessingResources, Environment), so the runner gets this.
+FULL_REQUESTS: dict[str, dict] = {}
+
+
+def install_sagemaker_backend_hook(runner: JobRunner) -> None:
+    def wrap(kind: str, orig):
+        @functools.wraps(orig)
+        def create(self, *args, **kwargs):
+            job = orig(self, *args, **kwargs)
+            name = kwargs.get("processing_job_name") or kwargs.get("training_job_name")
+            status_attr = _STATUS_ATTR[kind]
+            setattr(job, status_attr, "InProgress")
+            if kind == "training":
+                job.secondary_status = "Training"
+
+            def _run():
+                try:
+                    runner(kind, name, FULL_REQUESTS.get(name) or dict(kwargs), job)
+                except BaseException as exc:  # noqa: BLE001 - runner failure == job failure
+                    job.failure_reason = str(exc) or exc.__class__.__name__
+                    setattr(job, status_attr, "Failed")
+                    if kind == "training":
+                        job.secondary_status = "Failed"
+                else:
+                    setattr(job, status_attr, "Completed")
+                    if kind == "training":
+                        job.secondary_status = "Completed"
+                now = datetime.datetime.now(datetime.timezone.utc)
+                job.last_modified_time = now
+                if kind == "processing":
+                    job.processing_end_time = now
+                else:
+                    job.training_end_time = now
+
+            threading.Thread(target=_run, name=f"local-{kind}-{name}", daemon=True).start()
+            return job
+
+        return create
+
+    if not getattr(SageMakerModelBackend, "_mltp_hooked", False):
+        SageMakerModelBackend._orig_cpj = SageMakerModelBackend.create_processing_job
+        SageMakerModelBackend._orig_ctj = SageMakerModelBackend.create_training_job
+    SageMakerModelBackend.create_processing_job = wrap("processing", SageMakerModelBackend._orig_cpj)
+    SageMakerModelBackend.create_training_job = wrap("training", SageMakerModelBackend._orig_ctj)
+    SageMakerModelBackend._mltp_hooked = True
+
+
+# --------------------------------------------------------------------------- 2. SFN service integration
+
+# api_action (lower) -> (describe op, name param, status key)
+_SM_SYNC = {
+    "createprocessingjob": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
+    "createtrainingjob": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
+    "createtransformjob": ("describe_transform_job", "TransformJobName", "TransformJobStatus"),
+}
+_SM_FAILED = {"Failed", "Stopped"}
+_SM_DONE = {"Completed"}
+
+
+class StateTaskServiceSageMaker(StateTaskServiceCallback):
+    """arn:aws:states:::sagemaker:<action>[.sync|.waitForTaskToken]"""
+
+    def __init__(self):
+        super().__init__(
+            supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        )
+
+    def _get_supported_parameters(self):  # no per-action allow-list: pass everything through
+        return set()
+
+    def _client(self, rrp, creds):
+        return boto_client_for(service="sagemaker", region=rrp.region, state_credentials=creds)
+
+    def _from_error(self, env, ex):
+        if isinstance(ex, ClientError):
+            err = f"SageMaker.{ex.response['Error']['Code']}"
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(err),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=err,
+                        cause=ex.response["Error"]["Message"],
+                        resource=self._get_sfn_resource(),
+                        resourceType=self._get_sfn_resource_type(),
+                    )
+                ),
+            )
+        return super()._from_error(env=env, ex=ex)
+
+    def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        client = self._client(resource_runtime_part, state_credentials)
+        action = self._get_boto_service_action()  # e.g. create_processing_job
+        for key in ("ProcessingJobName", "TrainingJobName", "TransformJobName"):
+            if key in normalised_parameters:
+                FULL_REQUESTS[normalised_parameters[key]] = json.loads(json.dumps(normalised_parameters))
+        resp = getattr(client, action)(**normalised_parameters)
+        resp.pop("ResponseMetadata", None)
+        env.stack.append(_jsonable(resp))
+
+    def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        spec = _SM_SYNC.get(self.resource.api_action.lower())
+        if spec is None:
+            raise RuntimeError(f"Unsupported .sync for {self.resource.resource_arn}")
+        describe_op, name_key, status_key = spec
+        env.stack.pop()  # output of createX (only the ARN)
+        job_name = normalised_parameters[name_key]
+        client = self._client(resource_runtime_part, state_credentials)
+
+        def _resolver():
+            desc = getattr(client, describe_op)(**{name_key: job_name})
+            desc.pop("ResponseMetadata", None)
+            status = desc[status_key]
+            if status in _SM_DONE:
+                return _jsonable(desc)
+            if status not in _SM_FAILED:
+                return None
+            # Real SFN: error States.TaskFailed, cause = JSON of the describe output.
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                            cause=to_json_str(_jsonable(desc)),
+                        )
+                    ),
+                )
+            )
+
+        return _resolver
+
+
+class StateTaskServiceAwsSdkFixed(StateTaskServiceAwsSdk):
+    """aws-sdk:* with JSON-safe output (s3:getObject Body -> str, datetimes -> ISO)."""
+
+    def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+        env.stack.append(_jsonable(env.stack.pop()))
+
+
+def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
+    orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
+    task_factory_mod._mltp_orig_for = orig
+
+    def state_task_service_for(service_name: str):
+        if service_name == "sagemaker":
+            return StateTaskServiceSageMaker()
+        if service_name == "aws-sdk":
+            return StateTaskServiceAwsSdkFixed()
+        return orig(service_name)
+
+    task_factory_mod.state_task_service_for = state_task_service_for
+    # .sync polling interval (module global read at call time; default 0.5s)
+    cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
+    # nicer aws-sdk error names: "SageMaker.SageMakerException" instead of "sagemaker.sagemakerException"
+    aws_sdk_mod._SERVICE_ERROR_NAMES.update({"sagemaker": "SageMaker", "s3": "S3"})
+    # the parser logs every exception with a full repr of the state tree at ERROR/WARNING
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
+
+# --------------------------------------------------------------------------- server bootstrap
+
+
+def start_local_moto():
+    """Start ThreadedMotoServer on a free port with SFN execution enabled. Returns (server, endpoint)."""
+    from moto.core.config import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    port = srv.get_host_and_port()[1]
+    # The interpreter's boto_client_for() talks to http://localhost:$MOTO_PORT (default 5000)
+    os.environ["MOTO_PORT"] = str(port)
+    # Same effect as POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}}
+    # (in-process, so we can just set the dict). Must be set BEFORE create_state_machine:
+    # the flag selects a *different backend dict* (stepfunctions_parser_backends).
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # silence per-request access log
+    return srv, f"http://127.0.0.1:{port}"

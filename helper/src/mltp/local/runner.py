@@ -1,0 +1,282 @@
+"""Runs SageMaker jobs as local processes, for the embedded emulator.
+
+The emulator hands us the exact CreateProcessingJob / CreateTrainingJob request
+the state machine sent. We do what the SageMaker containers do with it:
+download the inputs from (emulated) S3 into the job's /opt/ml tree, run the
+script with the contract's paths and variables (CONTRACT section 3), pack the
+model directory into model.tar.gz, and upload the outputs. Because everything
+comes from S3, the local run executes exactly the code `sync` shipped, ignore
+rules included.
+
+Each job's /opt/ml tree lives under a work folder; every /opt/ml path in the
+request (entry point, environment values) is mapped into it.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .. import gate
+from ..aws import Clients
+
+CONTAINER_ROOT = "/opt/ml"
+STDERR_TAIL = 20
+# CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
+# a failed job's log from there, on AWS and locally alike.
+LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
+
+
+class JobFailed(Exception):
+    """The job's FailureReason, as SageMaker would report it."""
+
+
+def split_s3(uri: str) -> Tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+class LocalJobRunner:
+    def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None):
+        self.clients = clients
+        self.workdir = Path(workdir).resolve()
+        self.python = python or sys.executable
+        self._procs: List[subprocess.Popen] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # -------------------------------------------------------------- entry point (emulator hook)
+
+    def __call__(self, kind: str, job_name: str, request: dict, job: object) -> None:
+        root = self.workdir / job_name
+        if kind == "processing":
+            self._processing(job_name, request, root)
+        else:
+            self._training(job_name, request, root)
+
+    def stop(self) -> None:
+        """Ends every job process (the run was stopped or mltp is exiting)."""
+        with self._lock:
+            self._stopped = True
+            procs = list(self._procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -------------------------------------------------------------- the two job kinds
+
+    def _processing(self, job_name: str, request: dict, root: Path) -> None:
+        for item in request.get("ProcessingInputs", []):
+            s3_input = item.get("S3Input")
+            if s3_input:
+                self._download(s3_input["S3Uri"], self._local(root, s3_input["LocalPath"]))
+        outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for item in outputs:
+            self._local(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        app = request["AppSpecification"]
+        command = [self._map_arg(root, a) for a in app.get("ContainerEntrypoint", [])]
+        command += [self._map_arg(root, a) for a in app.get("ContainerArguments", [])]
+        if command and Path(command[0]).name.startswith("python"):
+            command[0] = self.python
+        env = {k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()}
+        script = next((c for c in command[1:] if c.endswith(".py")), command[-1] if command else "")
+        self._execute("processing", job_name, command, env, Path(script).parent, request)
+        for item in outputs:
+            local = self._local(root, item["S3Output"]["LocalPath"])
+            if item.get("OutputName") == "evaluation":
+                check_evaluation(local / "evaluation.json", script)
+            self._upload_dir(local, item["S3Output"]["S3Uri"])
+
+    def _training(self, job_name: str, request: dict, root: Path) -> None:
+        raw = request.get("HyperParameters", {})
+        decoded = {k: _decode(v) for k, v in raw.items()}
+        program = decoded.get("sagemaker_program")
+        submit = decoded.get("sagemaker_submit_directory")
+        if not program or not submit:
+            raise JobFailed("ClientError: the training job names no sagemaker_program / sagemaker_submit_directory")
+        code = self._local(root, f"{CONTAINER_ROOT}/code")
+        archive = root / "sourcedir.tar.gz"
+        self._download(submit, archive.parent, single_name=archive.name)
+        code.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            _safe_extract(tar, code)
+        channels = []
+        env: Dict[str, str] = {}
+        for channel in request.get("InputDataConfig", []):
+            name = channel["ChannelName"]
+            channels.append(name)
+            target = self._local(root, f"{CONTAINER_ROOT}/input/data/{name}")
+            self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], target)
+            env[f"SM_CHANNEL_{name.upper()}"] = str(target)
+        model_dir = self._local(root, f"{CONTAINER_ROOT}/model")
+        output_dir = self._local(root, f"{CONTAINER_ROOT}/output/data")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        hyperparameters = {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")}
+        env.update({
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DATA_DIR": str(output_dir),
+            "SM_CHANNELS": json.dumps(sorted(channels)),
+            "SM_HPS": json.dumps(hyperparameters, sort_keys=True),
+            "SM_CURRENT_HOST": "algo-1",
+            "SM_HOSTS": json.dumps(["algo-1"]),
+            "SM_NUM_GPUS": "0",
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_USER_ENTRY_POINT": program,
+            "SM_MODULE_DIR": submit,
+        })
+        env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
+        command = [self.python, str(code / program)]
+        for key, value in hyperparameters.items():  # script mode: --key value
+            command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        self._execute("training", job_name, command, env, code, request)
+        packed = root / "model.tar.gz"
+        with tarfile.open(packed, "w:gz") as tar:
+            for path in sorted(model_dir.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+        output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        bucket, key = split_s3(f"{output_path}/{job_name}/output/model.tar.gz")
+        self.clients.s3.upload_file(str(packed), bucket, key)
+
+    # -------------------------------------------------------------- running a script
+
+    def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
+                 request: dict) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "SM_"))}
+        env.update(extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        log_path = self.workdir / f"{job_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        with self._lock:
+            if self._stopped:
+                raise JobFailed("Stopped: the run was stopped")
+            proc = subprocess.Popen(command, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+            self._procs.append(proc)
+        try:
+            output, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+            self._publish_log(kind, job_name, output, started)
+            raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
+        log_path.write_text(output, encoding="utf-8")
+        self._publish_log(kind, job_name, output, started)
+        if proc.returncode != 0:
+            raise JobFailed(failure_reason(command[1] if len(command) > 1 else command[0], proc.returncode, output, self.python))
+
+    def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
+        """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
+        logs = self.clients.logs
+        group = LOG_GROUPS[kind]
+        stream = f"{job_name}/algo-1-{int(started)}"
+        try:
+            logs.create_log_group(logGroupName=group)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        lines = output.splitlines()[-5000:] or ["(no output)"]
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line or " "} for line in lines]
+        for start in range(0, len(events), 1000):
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[start:start + 1000])
+
+    # -------------------------------------------------------------- S3 and paths
+
+    def _local(self, root: Path, container_path: str) -> Path:
+        if not container_path.startswith(CONTAINER_ROOT):
+            raise JobFailed(f"ClientError: local path {container_path} is outside {CONTAINER_ROOT}")
+        return root / container_path.lstrip("/")
+
+    def _map_arg(self, root: Path, value: str) -> str:
+        return str(self._local(root, value)) if isinstance(value, str) and value.startswith(CONTAINER_ROOT + "/") else value
+
+    def _download(self, uri: str, target: Path, single_name: Optional[str] = None) -> None:
+        """S3Prefix semantics: every key under the prefix, relative paths kept; a
+        URI naming one object downloads that object into the target folder."""
+        bucket, prefix = split_s3(uri)
+        s3 = self.clients.s3
+        target.mkdir(parents=True, exist_ok=True)
+        found = False
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                rel = key[len(prefix):].lstrip("/") or single_name or key.rsplit("/", 1)[-1]
+                if key.endswith("/"):
+                    continue
+                dest = target / rel
+                if not _inside(dest, target):
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, key, str(dest))
+                found = True
+        if not found:
+            raise JobFailed(f"ClientError: no data found at {uri}")
+
+    def _upload_dir(self, local: Path, uri: str) -> None:
+        bucket, prefix = split_s3(uri)
+        prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            self.clients.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _decode(value: str):
+    """The SageMaker SDK JSON-encodes hyperparameters; the training toolkit decodes them."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
+    for member in tar.getmembers():
+        dest = target / member.name
+        if not _inside(dest, target) or member.issym() or member.islnk():
+            raise JobFailed(f"ClientError: sourcedir.tar.gz has an unsafe entry {member.name}")
+    tar.extractall(target)
+
+
+def failure_reason(script: str, code: int, output: str, python: str) -> str:
+    """SageMaker-style FailureReason: the exit code and the last lines of output,
+    with a plain hint when the script imports a package that is not installed."""
+    name = Path(script).name
+    missing = _MISSING_MODULE.search(output)
+    if missing:
+        package = missing.group(1)
+        return (f"AlgorithmError: {name} needs the Python package '{package}', which is not installed for {python} "
+                f"(pip install {package}, add it to requirements.txt, or choose another interpreter with --python)")
+    tail = "\n".join(output.strip().splitlines()[-STDERR_TAIL:])
+    return f"AlgorithmError: {name} exited with code {code}:\n{tail}"
+
+
+def check_evaluation(path: Path, script: str) -> None:
+    """evaluation.py must leave a well-formed evaluation.json: say which file and what is wrong."""
+    name = Path(script).name
+    if not path.is_file():
+        raise JobFailed(f"ClientError: {name} wrote no evaluation.json (expected at $MLTP_OUTPUT_DIR/evaluation.json)")
+    try:
+        gate.parse_evaluation(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # the gate module's own error says what is wrong
+        raise JobFailed(f"ClientError: evaluation.json written by {name} is malformed: {exc}")
