@@ -196,3 +196,53 @@ def holds(rule, data):
     if "NumericLessThanEquals" in rule:
         return value <= rule["NumericLessThanEquals"]
     raise AssertionError(f"operator not modelled: {rule}")
+
+
+# --------------------------------------------------------------------------- a real ASL interpreter
+
+
+def test_a_real_interpreter_agrees_on_every_case(monkeypatch):
+    """The generated Choice, run by moto's Step Functions interpreter (its
+    execute_state_machine setting), decides every case of the table exactly as
+    gate.evaluate does: the whole rule set and each rule alone."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+        started = []
+        for index, (case_id, rules, metrics, expected) in enumerate(CASES):
+            checks = [(rules, all(expected))] + [([rule], verdict) for rule, verdict in zip(rules, expected)]
+            for sub, (subset, verdict) in enumerate(checks):
+                assert gate.passed(gate.evaluate(subset, metrics)) == verdict
+                definition = {
+                    "StartAt": "Gate",
+                    "States": {
+                        "Gate": {"Type": "Choice", "Choices": [dict(gate.choice_rule(subset, METRICS_PATH), Next="Passed")],
+                                 "Default": "Missed"},
+                        "Passed": {"Type": "Succeed"},
+                        "Missed": {"Type": "Fail", "Error": "MetricGateFailed", "Cause": "gate"},
+                    },
+                }
+                arn = sfn.create_state_machine(name=f"gate-{index}-{sub}", definition=json.dumps(definition),
+                                               roleArn="arn:aws:iam::123456789012:role/StepFunctions")["stateMachineArn"]
+                data = {"evaluation": {"report": {"metrics": {k: {"value": v} for k, v in metrics.items()}}}}
+                execution = sfn.start_execution(stateMachineArn=arn, name="run", input=json.dumps(data))["executionArn"]
+                started.append((case_id, subset, verdict, execution))
+        deadline = time.monotonic() + 60
+        for case_id, subset, verdict, execution in started:
+            while True:
+                described = sfn.describe_execution(executionArn=execution)
+                if described["status"] != "RUNNING" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            expected_status = "SUCCEEDED" if verdict else "FAILED"
+            assert described["status"] == expected_status, (case_id, [r.metric for r in subset], described)
+            if not verdict:
+                assert described.get("error") == "MetricGateFailed", (case_id, described)
