@@ -74,3 +74,107 @@ def render(repo: Path, config: Optional[str]) -> str:
     from . import definition
 
     return definition.render(config_mod.load(repo, config))
+
+
+# --------------------------------------------------------------------------- sync, deploy, start, stop
+
+
+def _clients(ctx: RunContext):
+    from .aws import Clients
+
+    return Clients(ctx.region, ctx.endpoint_url)
+
+
+def sync(repo: Path, config: Optional[str], **options):
+    """Upload the code bundle unless its content-addressed prefix is complete."""
+    from . import sync as sync_mod
+
+    checked = validate(repo, config, **options)
+    result = sync_mod.sync(checked.config, _clients(checked.context), checked.files)
+    click.echo(result.summary())
+    return result
+
+
+def deploy(repo: Path, config: Optional[str], **options):
+    """Create or update the state machine; the line starts with created, updated or unchanged."""
+    from . import deploy as deploy_mod
+
+    checked = validate(repo, config, **options)
+    result = deploy_mod.deploy(checked.context, _clients(checked.context))
+    click.echo(result.summary())
+    return result
+
+
+def start(repo: Path, config: Optional[str], **options):
+    """Start the run on the current files' code, or re-attach to the run of that name."""
+    from . import bundle as bundle_mod
+    from . import runs
+
+    checked = validate(repo, config, **options)
+    content_hash = bundle_mod.make(checked.files).content_hash
+    result = runs.start(checked.context, _clients(checked.context), content_hash)
+    click.echo(result.summary())
+    return result
+
+
+def stop(repo: Path, config: Optional[str], **options):
+    """Stop the run if it is running; anything else exits 0 with a message.
+    Loads the config only, without the repo checks: an aborted build calls this
+    blindly, and a broken script must not keep its run going."""
+    from . import runs
+
+    ctx = make_context(config_mod.load(repo, config), **_context_options(options))
+    result = runs.stop_run(ctx, _clients(ctx))
+    click.echo(result.summary())
+    return result
+
+
+# --------------------------------------------------------------------------- wait, run
+
+
+def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, poll_seconds: Optional[float] = None,
+         clock=None, clients=None, echo: Echo = click.echo, **options):
+    """Follow the run to its end, print the gate table, write the report folder.
+
+    Returns the Outcome when the run passed; otherwise raises the error whose
+    exit code tells what happened (GateFailed 3, RunFailed 4, AwsRefused 5).
+    Loads the config only, without the repo checks: following a run needs
+    nothing from the scripts. `poll_seconds` polls at that fixed interval
+    (the local run); `clock` and `clients` are for tests and the benchmark."""
+    from . import follow, report
+
+    ctx = make_context(config_mod.load(repo, config), **_context_options(options))
+    policy = follow.DEFAULT_POLICY
+    if poll_seconds:
+        policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
+    result = follow.follow(ctx, clients or _clients(ctx), timeout_minutes=timeout, clock=clock, echo=echo,
+                           policy=policy)
+    for line in report.console_lines(result):
+        echo(line)
+    report.write(result, ctx.report_dir)
+    echo(f"report: {display(ctx.report_dir)}")
+    result.raise_for_status()
+    return result
+
+
+def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
+        no_wait: bool = False, python: Optional[str] = None, **options):
+    """validate -> sync -> deploy -> start -> wait (CONTRACT 5); --no-wait returns
+    once the run has started; --local runs it all against the embedded emulator."""
+    if local:
+        try:
+            from .local import run_local
+        except ImportError as exc:
+            raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
+        return run_local(repo, config, timeout=timeout, no_wait=no_wait, python=python, **options)
+    checked = validate(repo, config, **options)
+    click.echo(checked.summary())
+    # One run name for every step: outside Jenkins the default is a timestamp,
+    # which must not change between start and wait.
+    options = dict(options, run_name=checked.context.run_name)
+    sync(repo, config, **options)
+    deploy(repo, config, **options)
+    start(repo, config, **options)
+    if no_wait:
+        return None
+    return wait(repo, config, timeout=timeout, **options)

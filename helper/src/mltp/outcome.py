@@ -1,0 +1,246 @@
+"""The result of one run, as `wait` found it: what the report, the console table
+and the exit code are all made from (CONTRACT section 5).
+
+Status is one of PASSED, GATE_FAILED, FAILED, STOPPED, TIMED_OUT; each maps to
+exactly one exit code, so the Jenkins step never has to parse text.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Dict, List, Optional
+
+from .errors import GateFailed, RunFailed
+
+PASSED = "passed"
+GATE_FAILED = "gate_failed"
+FAILED = "failed"
+STOPPED = "stopped"
+TIMED_OUT = "timed_out"
+
+EXIT_CODES = {PASSED: 0, GATE_FAILED: 3, FAILED: 4, STOPPED: 4, TIMED_OUT: 4}
+HEADLINES = {PASSED: "PASSED", GATE_FAILED: "GATE FAILED", FAILED: "FAILED", STOPPED: "STOPPED", TIMED_OUT: "TIMED OUT"}
+
+# Step statuses, as shown per step.
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+STEP_FAILED = "failed"
+STEP_TIMED_OUT = "timed out"
+STEP_STOPPED = "stopped"
+NOT_RUN = "not run"
+
+
+def format_value(value: Optional[float]) -> str:
+    """A metric value as people read it: 0.962, 0.0007, 12.5; 'missing' for None."""
+    if value is None:
+        return "missing"
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.1f}"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A failure reason for one line (an error message, summary.txt): whitespace
+    and line breaks collapsed, cut at `limit` characters. Reports keep the full text."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass
+class StepRecord:
+    """One state of the execution, as the history shows it."""
+
+    name: str  # the state's name: Preprocessing, Training, Evaluation, Gate, ...
+    status: str = RUNNING
+    job_name: Optional[str] = None
+    job_kind: Optional[str] = None  # "processing" | "training" | None (no SageMaker job)
+    link: Optional[str] = None  # console link of the job
+    started: Optional[datetime] = None
+    ended: Optional[datetime] = None
+    state_type: str = ""  # Task, Choice, Fail, Succeed, Pass, ...
+    error: Optional[str] = None
+    cause: Optional[str] = None
+
+    @property
+    def duration_seconds(self) -> Optional[float]:
+        if self.started is None or self.ended is None:
+            return None
+        return max(0.0, (self.ended - self.started).total_seconds())
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "job_name": self.job_name,
+            "job_kind": self.job_kind,
+            "link": self.link,
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "duration_seconds": self.duration_seconds,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One gate rule and how the run's evaluation.json met it.
+
+    passed is None when the rule was not evaluated (the run failed before)."""
+
+    metric: str
+    rule: str  # ">= 0.9", "<= 0.05", ">= 0.1 and <= 0.9"
+    value: Optional[float] = None
+    passed: Optional[bool] = None
+    note: str = ""  # why there is no value: '"abc" is not a number', ...
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "FAIL", None: "not evaluated"}[self.passed]
+
+    @property
+    def value_text(self) -> str:
+        """The value; 'missing' when the rule failed for want of one, 'n/a' when unknown."""
+        if self.value is not None:
+            return format_value(self.value)
+        return "missing" if self.passed is False else "n/a"
+
+    def describe(self) -> str:
+        """'auc=0.962 (>= 0.9)'"""
+        return f"{self.metric}={self.value_text} ({self.rule})"
+
+    def miss_message(self) -> str:
+        if self.value is None:
+            why = self.note if self.note and not self.note.startswith("missing") else "is missing from evaluation.json"
+            return f"{self.metric} {why} (needs {self.rule})"
+        return f"{self.metric} = {format_value(self.value)}, needs {self.rule}"
+
+
+@dataclass
+class Failure:
+    """Why the run did not pass: where, what AWS said, and the end of the job's log."""
+
+    step: Optional[str] = None
+    job_name: Optional[str] = None
+    error: Optional[str] = None
+    reason: Optional[str] = None
+    log_group: Optional[str] = None
+    log_tail: List[str] = field(default_factory=list)
+    log_link: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    status: str
+    model: str
+    state_machine: str
+    run_name: str
+    execution_arn: str
+    region: str
+    branch: str = ""
+    commit: str = ""
+    build_url: str = ""
+    register: bool = False
+    execution_status: Optional[str] = None  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED
+    execution_link: Optional[str] = None
+    started: Optional[datetime] = None
+    ended: Optional[datetime] = None
+    steps: List[StepRecord] = field(default_factory=list)
+    gate: List[GateCheck] = field(default_factory=list)
+    model_package_arn: Optional[str] = None
+    approval_status: Optional[str] = None
+    failure: Optional[Failure] = None
+    message: str = ""  # one line: "passed", "metric gate failed: ...", "stopped: build aborted"
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    @property
+    def headline(self) -> str:
+        return HEADLINES[self.status]
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    @property
+    def failed_checks(self) -> List[GateCheck]:
+        return [c for c in self.gate if c.passed is False]
+
+    @property
+    def model_package_name(self) -> Optional[str]:
+        """'fraud-detection/3' from the package ARN."""
+        if not self.model_package_arn:
+            return None
+        return self.model_package_arn.split(":model-package/", 1)[-1]
+
+    def registration_text(self) -> str:
+        if self.model_package_arn:
+            approval = f" ({self.approval_status})" if self.approval_status else ""
+            return f"registered {self.model_package_name}{approval}"
+        if not self.register:
+            return "not registered (branch build)"
+        if self.status == PASSED:
+            return "registered (model package not found)"
+        return "not registered"
+
+    def raise_for_status(self) -> None:
+        """Nothing for a pass; otherwise the error whose exit code tells the outcome."""
+        # One line, no details: the Jenkins step shows the first line of an error
+        # (and the details, when there are any, in its place).
+        if self.status == PASSED:
+            return
+        if self.status == GATE_FAILED:
+            raise GateFailed(self.message)
+        raise RunFailed(self.message)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model,
+            "state_machine": self.state_machine,
+            "run": self.run_name,
+            "execution_arn": self.execution_arn,
+            "execution_status": self.execution_status,
+            "execution_link": self.execution_link,
+            "region": self.region,
+            "branch": self.branch,
+            "commit": self.commit,
+            "build_url": self.build_url,
+            "register": self.register,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "steps": [s.to_dict() for s in self.steps],
+            "gate": [
+                {"metric": c.metric, "rule": c.rule, "value": c.value, "passed": c.passed} for c in self.gate
+            ],
+            "model_package": {
+                "arn": self.model_package_arn,
+                "name": self.model_package_name,
+                "approval_status": self.approval_status,
+            }
+            if self.model_package_arn
+            else None,
+            "failure": self.failure.to_dict() if self.failure else None,
+            "warnings": list(self.warnings),
+        }
+
+
+def _iso(value: Optional[datetime]) -> Optional[str]:
+    return value.isoformat() if value else None

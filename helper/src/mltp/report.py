@@ -1,0 +1,228 @@
+"""The report folder of a run (CONTRACT section 5), and the table `wait` prints.
+
+report.json  machine-readable: everything in the Outcome
+report.md    for release managers: verdict, summary, gate, steps, package, links
+junit.xml    one test case per gate rule, so Jenkins shows the gate as tests
+summary.txt  one line, for the build description
+"""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from . import outcome as out
+from .outcome import Outcome, format_duration, format_value
+
+FILES = ("report.json", "report.md", "junit.xml", "summary.txt")
+
+
+def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
+    """Write the four files (atomically each) and return their paths by name."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "report.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True, default=str) + "\n",
+        "report.md": markdown(outcome),
+        "junit.xml": junit(outcome),
+        "summary.txt": summary(outcome) + "\n",
+    }
+    paths = {}
+    for name, text in contents.items():
+        path = report_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        paths[name] = path
+    return paths
+
+
+# --------------------------------------------------------------------------- summary.txt
+
+
+def summary(outcome: Outcome) -> str:
+    """'fraud-detection run jenkins-x-42: PASSED auc=0.962 (>= 0.9), ...; registered fraud-detection/3 (PendingManualApproval)'"""
+    head = f"{outcome.model} run {outcome.run_name}: {outcome.headline}"
+    if outcome.status in (out.PASSED, out.GATE_FAILED):
+        checks = ", ".join(c.describe() + ("" if c.passed is not False else " missed") for c in outcome.gate)
+        text = f"{head} {checks}" if checks else head
+        if outcome.status == out.PASSED:
+            return f"{text}; {outcome.registration_text()}"
+        return f"{text}; not registered"
+    return f"{head}: {out.one_line(outcome.message)}"
+
+
+# --------------------------------------------------------------------------- console
+
+
+def _table(header: Sequence[str], rows: List[Sequence[str]]) -> List[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()  # noqa: E731
+    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def gate_rows(outcome: Outcome) -> List[List[str]]:
+    return [[c.metric, c.value_text, c.rule, c.verdict] for c in outcome.gate]
+
+
+def console_lines(outcome: Outcome) -> List[str]:
+    """What `wait` prints at the end: the gate table, the package, the failure."""
+    lines = ["", f"{outcome.model} run {outcome.run_name}: {outcome.headline}"]
+    if outcome.gate:
+        lines += _table(["metric", "value", "rule", "result"], gate_rows(outcome))
+    if outcome.status == out.PASSED:
+        if outcome.model_package_arn:
+            approval = outcome.approval_status or "approval status unknown"
+            lines.append(f"model package: {outcome.model_package_arn} ({approval})")
+        else:
+            lines.append(f"model package: {outcome.registration_text()}")
+    failure = outcome.failure
+    if failure and outcome.status != out.GATE_FAILED:
+        lines.append(f"step: {failure.step or 'unknown'}" + (f" (job {failure.job_name})" if failure.job_name else ""))
+        if failure.reason:
+            first, *rest = failure.reason.strip().splitlines() or [""]
+            lines.append(f"reason: {first}")
+            lines += [f"        {line}" for line in rest]
+        if failure.log_tail:
+            lines.append(f"last {len(failure.log_tail)} log lines ({failure.log_group}):")
+            lines += [f"  | {line}" for line in failure.log_tail]
+        elif failure.job_name:
+            lines.append("no log lines found for the job")
+    for warning in outcome.warnings:
+        lines.append(f"warning: {warning}")
+    return lines
+
+
+# --------------------------------------------------------------------------- report.md
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: List[Sequence]) -> List[str]:
+    return [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+    ]
+
+
+def _link(text: str, url) -> str:
+    return f"[{text}]({url})" if url else text
+
+
+def markdown(outcome: Outcome) -> str:
+    verdict = "PASSED" if outcome.passed else "FAILED"
+    lines = [f"# {outcome.model}: {verdict}", ""]
+    if not outcome.passed:
+        lines += [f"**{outcome.headline}**: {_cell(outcome.message)}", ""]
+    summary_rows = [
+        ("Model", outcome.model),
+        ("State machine", outcome.state_machine),
+        ("Run", outcome.run_name),
+        ("Execution", _link(outcome.execution_arn, outcome.execution_link)),
+        ("Status", f"{outcome.headline} (exit code {outcome.exit_code})"),
+        ("Branch", outcome.branch or "-"),
+        ("Commit", outcome.commit or "-"),
+        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "-"),
+        ("Started", outcome.started.isoformat() if outcome.started else "-"),
+        ("Ended", outcome.ended.isoformat() if outcome.ended else "-"),
+        ("Model package", _package_text(outcome)),
+    ]
+    lines += _md_table(["", ""], summary_rows) + [""]
+    lines += ["## Gate", ""]
+    lines += _md_table(["Metric", "Value", "Rule", "Result"], gate_rows(outcome)) + [""]
+    lines += ["## Steps", ""]
+    lines += _md_table(
+        ["Step", "Job", "Status", "Duration"],
+        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", s.status, format_duration(s.duration_seconds) or "-")
+         for s in outcome.steps],
+    ) + [""]
+    failure = outcome.failure
+    if failure and outcome.status != out.GATE_FAILED:
+        lines += ["## Failure", ""]
+        lines += [f"- Step: {_cell(failure.step or 'unknown')}"]
+        if failure.job_name:
+            lines += [f"- Job: {_cell(failure.job_name)}"]
+        if failure.error:
+            lines += [f"- Error: {_cell(failure.error)}"]
+        if failure.reason and "\n" in failure.reason.strip():
+            lines += ["- Reason:", "", *_fenced(failure.reason.strip().splitlines(), indent="  "), ""]
+        elif failure.reason:
+            lines += [f"- Reason: {_cell(failure.reason)}"]
+        if failure.log_link:
+            lines += [f"- Log: {_link(failure.log_group or 'CloudWatch', failure.log_link)}"]
+        if failure.log_tail:
+            lines += ["", f"Last {len(failure.log_tail)} log lines:", "", *_fenced(failure.log_tail)]
+        lines += [""]
+    if outcome.warnings:
+        lines += ["## Warnings", ""] + [f"- {_cell(w)}" for w in outcome.warnings] + [""]
+    return "\n".join(lines)
+
+
+def _fenced(lines: List[str], indent: str = "") -> List[str]:
+    """A code block that no line of `lines` can close early."""
+    fence = "```"
+    while any(fence in line for line in lines):
+        fence += "`"
+    return [indent + fence, *(indent + line for line in lines), indent + fence]
+
+
+def _package_text(outcome: Outcome) -> str:
+    if outcome.model_package_arn:
+        return f"{outcome.model_package_arn} ({outcome.approval_status or 'approval status unknown'})"
+    return outcome.registration_text()
+
+
+# --------------------------------------------------------------------------- junit.xml
+
+
+# Characters XML 1.0 cannot carry at all, even escaped (terminal colour codes in a cause, ...).
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _x(text) -> str:
+    return _NOT_XML.sub("", "" if text is None else str(text))
+
+
+def junit(outcome: Outcome) -> str:
+    """One test case per gate rule: <failure> when it missed, <skipped> when the
+    run ended before the gate could be evaluated."""
+    classname = _x(f"mltp.gate.{outcome.model}")
+    failures = sum(1 for c in outcome.gate if c.passed is False)
+    skipped = sum(1 for c in outcome.gate if c.passed is None)
+    duration = (outcome.ended - outcome.started).total_seconds() if outcome.started and outcome.ended else 0.0
+    attrs = {
+        "name": classname,
+        "tests": str(len(outcome.gate)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": f"{max(0.0, duration):.3f}",
+        "timestamp": (outcome.started or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    suites = ET.Element("testsuites", {k: attrs[k] for k in ("name", "tests", "failures", "errors", "skipped", "time")})
+    suite = ET.SubElement(suites, "testsuite", attrs)
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("run", outcome.run_name), ("state_machine", outcome.state_machine),
+                        ("execution_arn", outcome.execution_arn), ("status", outcome.status),
+                        ("commit", outcome.commit), ("build_url", outcome.build_url),
+                        ("model_package_arn", outcome.model_package_arn or "")):
+        ET.SubElement(properties, "property", {"name": name, "value": _x(value)})
+    for check in outcome.gate:
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _x(f"{check.metric} {check.rule}"),
+                                                 "time": "0"})
+        if check.passed is False:
+            failure = ET.SubElement(case, "failure", {"message": _x(check.miss_message()), "type": "MetricGateFailed"})
+            failure.text = _x(f"{check.miss_message()} (run {outcome.run_name})")
+        elif check.passed is None:
+            ET.SubElement(case, "skipped", {"message": _x(f"not evaluated: {outcome.message}")})
+        else:
+            out_text = ET.SubElement(case, "system-out")
+            out_text.text = _x(f"{check.metric} = {format_value(check.value)} ({check.rule})")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
