@@ -61,7 +61,7 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
         except MltpError:
             pass
         runner.stop()
-        server.stop()
+        emulator.stop_local_moto(server)
 
 
 def _create_bucket(clients, bucket: str, region: str) -> None:

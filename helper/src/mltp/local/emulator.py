@@ -257,6 +257,15 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
 # --------------------------------------------------------------------------- server bootstrap
 
 
+def stop_local_moto(server) -> None:
+    """Stops the server and puts moto's process-wide settings back."""
+    from moto.core.config import default_user_config
+
+    server.stop()
+    default_user_config["stepfunctions"] = {"execute_state_machine": False}
+    os.environ.pop("MOTO_PORT", None)
+
+
 def start_local_moto():
     """Start ThreadedMotoServer on a free port with SFN execution enabled. Returns (server, endpoint)."""
     from moto.core.config import default_user_config

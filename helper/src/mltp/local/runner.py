@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import gate
 from ..aws import Clients
+from ..errors import MltpError
 
 CONTAINER_ROOT = "/opt/ml"
 STDERR_TAIL = 20
@@ -267,8 +268,11 @@ def failure_reason(script: str, code: int, output: str, python: str) -> str:
         package = missing.group(1)
         return (f"AlgorithmError: {name} needs the Python package '{package}', which is not installed for {python} "
                 f"(pip install {package}, add it to requirements.txt, or choose another interpreter with --python)")
-    tail = "\n".join(output.strip().splitlines()[-STDERR_TAIL:])
-    return f"AlgorithmError: {name} exited with code {code}:\n{tail}"
+    lines = output.strip().splitlines()
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+    tail = "\n".join(lines[-STDERR_TAIL:])
+    # The last line (usually the exception) first: it is what a one-line error keeps.
+    return f"AlgorithmError: {name} exited with code {code}: {last}\n{tail}"
 
 
 def check_evaluation(path: Path, script: str) -> None:
@@ -278,5 +282,5 @@ def check_evaluation(path: Path, script: str) -> None:
         raise JobFailed(f"ClientError: {name} wrote no evaluation.json (expected at $MLTP_OUTPUT_DIR/evaluation.json)")
     try:
         gate.parse_evaluation(path.read_text(encoding="utf-8"))
-    except Exception as exc:  # the gate module's own error says what is wrong
-        raise JobFailed(f"ClientError: evaluation.json written by {name} is malformed: {exc}")
+    except MltpError as exc:  # the gate module's own error says what is wrong
+        raise JobFailed(f"ClientError: evaluation.json written by {name} is malformed: {'; '.join(exc.lines())}")

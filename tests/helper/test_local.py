@@ -1,0 +1,123 @@
+"""`mltp run REPO --local` end to end, as a user runs it: a subprocess that
+starts the embedded emulator and runs the scripts as local processes.
+
+The tiny model (tests/fixtures/tiny) is pure Python, so each run takes seconds;
+its MODE variables make a step raise, miss an import, or write a bad
+evaluation.json. The example model runs once, for real.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+EXAMPLE = ROOT / "examples" / "fraud-detection"
+JENKINS_VARS = ("BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "BUILD_URL", "GIT_COMMIT",
+                "AWS_ENDPOINT_URL", "MLTP_RUN_NAME", "MLTP_CONFIG", "MLTP_REPORT_DIR", "MLTP_ERROR_FILE")
+
+
+def run_local(repo: Path, *args: str, run_name: str = "local-test", timeout: int = 240):
+    env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
+    env["MLTP_ERROR_FILE"] = str(repo / "error.txt")
+    proc = subprocess.run([sys.executable, "-m", "mltp.cli", "run", ".", "--local", "--run-name", run_name, *args],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    error = (repo / "error.txt").read_text() if (repo / "error.txt").exists() else ""
+    return proc, error, repo / ".mltp" / "runs" / run_name
+
+
+def tiny(tmp_path: Path, **modes: str) -> Path:
+    repo = tmp_path / "tiny"
+    shutil.copytree(TINY, repo)
+    text = (repo / "config.yaml").read_text()
+    for step, mode in modes.items():
+        text = re.sub(rf"(  {step}:\n(?:    .*\n)*?    environment: {{MODE: )ok}}", rf"\g<1>{mode}}}", text)
+    (repo / "config.yaml").write_text(text)
+    return repo
+
+
+def test_tiny_model_passes_and_registers(tmp_path):
+    proc, error, report = run_local(tiny(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert error == ""
+    for step in ("Preprocessing", "Training", "Evaluation", "Gate", "Register"):
+        assert re.search(rf"^\s+\+\d\d:\d\d\s+{step}\s+succeeded", proc.stdout, re.M), (step, proc.stdout)
+    assert re.search(r"^auc\s+0\.93\s+>= 0\.9\s+pass", proc.stdout, re.M), proc.stdout
+    data = json.loads((report / "report.json").read_text())
+    assert data["status"] == "passed" and data["exit_code"] == 0
+    assert ":model-package/tiny-model/1" in json.dumps(data)
+    cases = ET.parse(report / "junit.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["auc >= 0.9"] or len(list(ET.parse(report / "junit.xml").getroot().iter("testcase"))) == 1
+    assert "PASSED" in (report / "summary.txt").read_text()
+    evaluation = json.loads((report / "evaluation.json").read_text())
+    assert evaluation["metrics"]["auc"]["value"] == 0.93
+    with tarfile.open(report / "model.tar.gz") as tar:
+        assert json.load(tar.extractfile("model.json")) == {"score": 0.93}
+
+
+def test_missed_gate_exits_3_naming_metric_value_and_rule(tmp_path):
+    repo = tiny(tmp_path)
+    path = repo / "config.yaml"
+    path.write_text(path.read_text().replace("score: 0.93", "score: 0.42"))
+    proc, error, report = run_local(repo)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "auc" in error and "0.42" in error and ">= 0.9" in error
+    assert json.loads((report / "report.json").read_text())["status"] == "gate_failed"
+    failures = list(ET.parse(report / "junit.xml").getroot().iter("failure"))
+    assert len(failures) == 1
+
+
+def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
+    proc, error, report = run_local(tiny(tmp_path, training="raise"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "Training" in error and "train.py" in error
+    assert "ValueError: training broke on purpose" in proc.stdout + proc.stderr
+    assert "Traceback (most recent call last)" in proc.stdout + proc.stderr  # the script's, from its log
+    assert (report / "report.json").exists()
+
+
+def test_a_missing_import_names_the_package(tmp_path):
+    proc, error, _ = run_local(tiny(tmp_path, preprocessing="missing-import"))
+    assert proc.returncode == 4
+    assert "xgboost_not_installed_here" in error and "not installed" in error
+
+
+@pytest.mark.parametrize("mode,message", [
+    ("no-json", "wrote no evaluation.json"),
+    ("bad-json", "evaluation.json written by evaluation.py is malformed"),
+])
+def test_a_bad_evaluation_json_exits_4_naming_the_file(tmp_path, mode, message):
+    proc, error, _ = run_local(tiny(tmp_path, evaluation=mode))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert message in error
+    if mode == "bad-json":
+        assert "auc" in error
+
+
+def test_invalid_config_exits_2_before_starting_anything(tmp_path):
+    repo = tiny(tmp_path)
+    path = repo / "config.yaml"
+    path.write_text(path.read_text().replace("min: 0.9", "minimum: 0.9"))
+    proc, error, report = run_local(repo)
+    assert proc.returncode == 2
+    assert "config.yaml:" in error and "gate[0].minimum" in error
+    assert "emulator" not in proc.stdout
+    assert not report.exists()
+
+
+def test_the_example_model_runs_locally(tmp_path):
+    repo = tmp_path / "fraud-detection"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".mltp"))
+    proc, error, report = run_local(repo, run_name="example")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((report / "report.json").read_text())
+    assert data["status"] == "passed"
+    assert {"report.md", "junit.xml", "summary.txt", "model.tar.gz", "evaluation.json"} <= {p.name for p in report.iterdir()}
