@@ -37,6 +37,10 @@ example: setup
 schema: setup
 	$(BIN)/mltp schema > resources/mltp/config.schema.json
 
+## bundle: rebuild the helper wheel and its hashed requirements in resources/mltp/
+bundle: setup
+	$(BIN)/python tools/bundle.py
+
 ## bench: print the benchmark figures
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
