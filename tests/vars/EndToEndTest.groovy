@@ -1,0 +1,57 @@
+// End to end: the step with a real `sh`. It writes the bundled helper from
+// resources/ to the agent, installs it into a cached virtualenv, and runs the
+// example model with mode 'local' (the embedded emulator, scripts as local
+// processes). Needs a package index (pip installs the pinned requirements) and,
+// for the example's scripts, a Python with scikit-learn and pandas:
+// MLTP_TEST_PYTHON (make test sets it to the test virtualenv's).
+
+void copyTree(File from, File to) {
+    from.eachFileRecurse { File f ->
+        File target = new File(to, from.toPath().relativize(f.toPath()).toString())
+        if (f.isDirectory()) {
+            target.mkdirs()
+        } else if (!f.path.contains('/.mltp/') && !f.path.contains('__pycache__')) {
+            target.parentFile.mkdirs()
+            target.bytes = f.bytes
+        }
+    }
+}
+
+test('end to end: bundled helper, cached venv, example model run locally') { PipelineHarness h ->
+    h.resources.clear()                      // the real bundle: resources/mltp/
+    h.realSh = true
+    copyTree(new File(ROOT, 'examples/fraud-detection'), h.workspace)   // what checkout scm brings
+    h.branch('main', true)
+    String python = System.getenv('MLTP_TEST_PYTHON') ?: 'python3'
+    h.env.MLTP_PYTHON = python               // runs the example's scripts (scikit-learn)
+    h.env.PIP_CACHE_DIR = System.getenv('PIP_CACHE_DIR') ?: (System.getProperty('user.home') + '/.cache/pip')
+
+    h.run(mode: 'local')
+
+    assert h.result == 'SUCCESS', h.log.takeRight(40).join('\n')
+    assert h.helperVerbs() == ['validate', 'run']
+    assert h.stageNames() == ['Validate', 'Train', 'Report']
+    assert h.log.any { it.contains('mltp helper: installed in') }
+    assert h.log.any { it =~ /^fraud-detection run jenkins-ml-pipeline-main-7: PASSED/ }
+    assert h.log.any { it =~ /^auc\s+0\.9\d+\s+>= 0\.9\s+pass/ }
+    assert h.currentBuild.description.startsWith('fraud-detection run jenkins-ml-pipeline-main-7: PASSED')
+    File report = new File(h.workspace, '.mltp/report')
+    ['report.json', 'report.md', 'junit.xml', 'summary.txt', 'evaluation.json', 'model.tar.gz'].each {
+        assert new File(report, it).isFile(), "report folder lacks ${it}"
+    }
+    assert h.callsOf('archiveArtifacts').size() == 1
+    assert h.callsOf('junit').size() == 1
+    assert new File(report, 'report.json').text.contains('"status": "passed"')
+
+    // A second build on the same agent installs nothing: the venv is cached by content hash.
+    PipelineHarness again = newHarness()
+    again.resources.clear()
+    again.realSh = true
+    again.env.MLTP_CACHE_DIR = h.env.MLTP_CACHE_DIR
+    copyTree(new File(ROOT, 'examples/fraud-detection'), again.workspace)
+    again.branch('main', true)
+    again.run(mode: 'validate')
+    assert again.result == 'SUCCESS', again.log.takeRight(20).join('\n')
+    assert again.log.any { it.startsWith('mltp helper: cached in') }
+    assert !again.log.any { it.contains('installing into') }
+}
