@@ -124,3 +124,22 @@ def test_schema_has_no_unknown_top_level_keys():
                                      ("0 3 * *", False), ("every day", False), ("61-x * * * *", False)])
 def test_cron_specs(spec, ok):
     assert (config_mod.cron_problem(spec) is None) == ok
+
+
+def test_instance_type_lists_come_from_botocore_and_are_cached(tmp_path, monkeypatch):
+    import botocore.session
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    config_mod._instance_type_lists.cache_clear()
+    try:
+        lists = config_mod._instance_type_lists()
+        model = botocore.session.get_session().get_service_model("sagemaker")
+        for shape in config_mod._INSTANCE_SHAPES:
+            assert lists[shape] == list(model.shape_for(shape).enum) and lists[shape]
+        (cached,) = (tmp_path / "mltp").glob("sagemaker-instance-types-*.json")
+        assert json.loads(cached.read_text()) == lists
+        config_mod._instance_type_lists.cache_clear()
+        cached.write_text(json.dumps({"TrainingInstanceType": ["ml.m5.xlarge"]}))
+        assert config_mod._instance_types("TrainingInstanceType") == ["ml.m5.xlarge"]  # read, not recomputed
+    finally:
+        config_mod._instance_type_lists.cache_clear()

@@ -304,18 +304,40 @@ def _get(value: Any, *path: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=1)
-def _sagemaker_model():
-    """botocore's SageMaker service model: AWS's own lists of instance types.
-    botocore is already a dependency, so this costs a file read, not a network call."""
-    import botocore.session
+_INSTANCE_SHAPES = ("ProcessingInstanceType", "TrainingInstanceType", "ProductionVariantInstanceType")
 
-    return botocore.session.get_session().get_service_model("sagemaker")
+
+@lru_cache(maxsize=1)
+def _instance_type_lists() -> Dict[str, List[str]]:
+    """AWS's own lists of SageMaker instance types, from botocore's service model
+    (a dependency already: a file read, never a network call). Reading that
+    model costs about half a second, so the three lists are kept in a small file
+    in the user's cache, named after the botocore version they came from."""
+    import botocore
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mltp"
+    path = cache / f"sagemaker-instance-types-{botocore.__version__}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    from botocore.loaders import create_loader
+
+    shapes = create_loader().load_service_model("sagemaker", "service-2")["shapes"]
+    lists = {name: list(shapes.get(name, {}).get("enum", [])) for name in _INSTANCE_SHAPES}
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(lists))
+        partial.replace(path)
+    except OSError:  # a read-only home must not block validation
+        pass
+    return lists
 
 
 def _instance_types(shape: str) -> List[str]:
     try:
-        return list(_sagemaker_model().shape_for(shape).enum)
+        return _instance_type_lists().get(shape, [])
     except Exception:  # an unexpected botocore layout must not block validation
         return []
 
