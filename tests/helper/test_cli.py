@@ -1,0 +1,63 @@
+"""The command itself: version, help, light imports, one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mltp
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "fraud-detection"
+
+PROBE = """
+import sys
+from mltp.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'stepfunctions', 'moto'))
+print('HEAVY', heavy, 'EXIT', code)
+"""
+
+
+def probe(*args):
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_help_and_validate_do_not_import_the_sdks():
+    assert probe("--help") == "HEAVY [] EXIT 0"
+    assert probe("validate", str(EXAMPLE)) == "HEAVY [] EXIT 0"
+    assert probe("validate", str(ROOT / "tests")) == "HEAVY [] EXIT 2"
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "mltp.cli", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"mltp, version {mltp.__version__}"
+
+
+def test_validate_writes_the_info_file_for_the_jenkins_step(tmp_path):
+    info = tmp_path / "info.txt"
+    env = {"PATH": "/usr/bin:/bin", "BRANCH_NAME": "feature/x", "BUILD_TAG": "jenkins-fraud-feature%2Fx-3"}
+    out = subprocess.run([sys.executable, "-m", "mltp.cli", "validate", str(EXAMPLE), "--info-file", str(info)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split("=", 1) for line in info.read_text().splitlines())
+    assert lines["name"] == "fraud-detection"
+    assert lines["register"] == "false"
+    assert lines["state_machine"].startswith("fraud-detection--feature-x-")
+    assert "schedule" in lines
+
+
+def test_errors_are_one_line_in_the_error_file_and_never_a_traceback(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.yaml").write_text("version: 1\nname: x\n")
+    error = tmp_path / "error.txt"
+    out = subprocess.run([sys.executable, "-m", "mltp.cli", "validate", str(repo)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "MLTP_ERROR_FILE": str(error)})
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    text = error.read_text()
+    assert text.count("\n") == 1 and "config.yaml:" in text
