@@ -108,7 +108,7 @@ def test_invalid_config_exits_2_before_starting_anything(tmp_path):
     path.write_text(path.read_text().replace("min: 0.9", "minimum: 0.9"))
     proc, error, report = run_local(repo)
     assert proc.returncode == 2
-    assert "config.yaml:" in error and "gate[0].minimum" in error
+    assert error.startswith("config.yaml:19: gate[0]: a rule needs min, max or both (and 1 more problem)")
     assert "emulator" not in proc.stdout
     assert not report.exists()
 
