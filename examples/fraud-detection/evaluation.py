@@ -17,7 +17,6 @@ import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 
 import joblib  # noqa: E402
-import pandas as pd  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     accuracy_score,
     average_precision_score,
@@ -28,7 +27,7 @@ from sklearn.metrics import (  # noqa: E402
     roc_auc_score,
 )
 
-from fraud.features import FEATURES, LABEL  # noqa: E402
+from fraud.features import read_labelled  # noqa: E402
 
 MODEL_FILE = "model.joblib"
 THRESHOLD = 0.5  # fraud when the predicted probability is at least this
@@ -67,18 +66,6 @@ def load_model(model_dir):
         return joblib.load(found[0])
 
 
-def read_test(folder):
-    if not os.path.isdir(folder):
-        fail("test data folder %s does not exist (set $MLTP_INPUT_DIR)" % folder)
-    files = sorted(glob.glob(os.path.join(folder, "*.csv")))
-    if not files:
-        fail("no CSV file in %s" % folder)
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    missing = [c for c in [LABEL] + FEATURES if c not in df.columns]
-    if missing:
-        fail("%s: missing column(s) %s" % (folder, ", ".join(missing)))
-    return df[FEATURES], df[LABEL].astype(int)
-
 
 def main():
     model_dir = os.environ.get("MLTP_MODEL_DIR", "/opt/ml/processing/model")
@@ -86,7 +73,7 @@ def main():
     output_dir = os.environ.get("MLTP_OUTPUT_DIR", "/opt/ml/processing/output")
 
     model = load_model(model_dir)
-    x_test, y_test = read_test(os.path.join(input_dir, "test"))
+    x_test, y_test = read_labelled(os.path.join(input_dir, "test"), "test", "$MLTP_INPUT_DIR", fail)
 
     score = model.predict_proba(x_test)[:, 1]
     pred = (score >= THRESHOLD).astype(int)

@@ -13,7 +13,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 
 import joblib  # noqa: E402
@@ -21,7 +20,7 @@ import pandas as pd  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from fraud.features import FEATURES, LABEL, SEED  # noqa: E402
+from fraud.features import FEATURES, SEED, read_labelled  # noqa: E402
 
 MODEL_FILE = "model.joblib"
 
@@ -57,19 +56,6 @@ def parse_args(argv=None):
     return args
 
 
-def read_split(folder, name):
-    """All CSVs in a channel folder, label column checked; returns (X, y)."""
-    if not os.path.isdir(folder):
-        fail("%s channel %s does not exist (set $SM_CHANNEL_%s)" % (name, folder, name.upper()))
-    files = sorted(glob.glob(os.path.join(folder, "*.csv")))
-    if not files:
-        fail("no CSV file in %s channel %s" % (name, folder))
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    missing = [c for c in [LABEL] + FEATURES if c not in df.columns]
-    if missing:
-        fail("%s: missing column(s) %s" % (folder, ", ".join(missing)))
-    return df[FEATURES], df[LABEL].astype(int)
-
 
 def main():
     args = parse_args()
@@ -87,8 +73,8 @@ def main():
     )
     print("train: hyperparameters %s" % json.dumps(params, sort_keys=True))
 
-    x_train, y_train = read_split(args.train, "train")
-    x_val, y_val = read_split(args.validation, "validation")
+    x_train, y_train = read_labelled(args.train, "train", "$SM_CHANNEL_TRAIN", fail)
+    x_val, y_val = read_labelled(args.validation, "validation", "$SM_CHANNEL_VALIDATION", fail)
     print("train: %d training rows, %d validation rows" % (len(x_train), len(x_val)))
 
     model = HistGradientBoostingClassifier(**params)

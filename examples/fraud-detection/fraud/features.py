@@ -5,6 +5,9 @@ Every split CSV (train, validation, test) has a header row and the columns
 ``label`` (1 = fraud, 0 = legitimate), then the eight feature columns below.
 """
 
+import glob
+import os
+
 LABEL = "label"
 
 FEATURES = [
@@ -29,3 +32,20 @@ SEED = 42
 def split_file(split):
     """File name of one split inside its folder, e.g. ``train/train.csv``."""
     return "%s.csv" % split
+
+
+def read_labelled(folder, what, hint, fail):
+    """All CSVs in `folder` as (features, labels), the columns checked; `fail`
+    is the calling script's error exit, `hint` says which variable to set."""
+    import pandas as pd
+
+    if not os.path.isdir(folder):
+        fail("%s folder %s does not exist (set %s)" % (what, folder, hint))
+    files = sorted(glob.glob(os.path.join(folder, "*.csv")))
+    if not files:
+        fail("no CSV file in %s folder %s" % (what, folder))
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        fail("%s: missing column(s) %s" % (folder, ", ".join(missing)))
+    return df[FEATURES], df[LABEL].astype(int)
