@@ -149,61 +149,26 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
-@main.command()
-@REPO
-@_config_option
-@_aws_options
-def sync(repo: Path, config: Optional[str], **options) -> None:
-    """Upload the code bundle to S3 (nothing when that content is there already)."""
-    from . import pipeline
+def _verb(name: str, summary: str, *extra: Callable) -> None:
+    """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 
-    pipeline.sync(repo, config, **options)
+    def command(repo: Path, config: Optional[str], **options) -> None:
+        from . import pipeline
 
+        getattr(pipeline, name)(repo, config, **options)
 
-@main.command()
-@REPO
-@_config_option
-@_aws_options
-def deploy(repo: Path, config: Optional[str], **options) -> None:
-    """Create or update the state machine; prints created, updated or unchanged."""
-    from . import pipeline
-
-    pipeline.deploy(repo, config, **options)
+    command.__doc__ = summary
+    for decorate in reversed((REPO, _config_option, _aws_options) + extra):
+        command = decorate(command)
+    main.command(name=name)(command)
 
 
-@main.command()
-@REPO
-@_config_option
-@_aws_options
-def start(repo: Path, config: Optional[str], **options) -> None:
-    """Start the run (or re-attach to the run of that name)."""
-    from . import pipeline
-
-    pipeline.start(repo, config, **options)
-
-
-@main.command()
-@REPO
-@_config_option
-@_aws_options
-@_report_option
-@_timeout_option
-def wait(repo: Path, config: Optional[str], **options) -> None:
-    """Follow the run to its end, write the report; the exit code tells the outcome."""
-    from . import pipeline
-
-    pipeline.wait(repo, config, **options)
-
-
-@main.command()
-@REPO
-@_config_option
-@_aws_options
-def stop(repo: Path, config: Optional[str], **options) -> None:
-    """Stop the run (used when a build is aborted)."""
-    from . import pipeline
-
-    pipeline.stop(repo, config, **options)
+_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already).")
+_verb("deploy", "Create or update the state machine; prints created, updated or unchanged.")
+_verb("start", "Start the run (or re-attach to the run of that name).")
+_verb("wait", "Follow the run to its end, write the report; the exit code tells the outcome.",
+      _report_option, _timeout_option)
+_verb("stop", "Stop the run (used when a build is aborted).")
 
 
 @main.command()
