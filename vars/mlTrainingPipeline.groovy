@@ -29,6 +29,8 @@ import groovy.transform.Field
     helperCommand : null,          // path of a pre-installed `mltp`; nothing gets installed
     helperPipSpec : null,          // pip requirement, e.g. 'mltp==0.1.0': install from a package index, not the bundled wheel
     python        : 'python3',     // Python 3.9+ on the agent, used to install the helper
+    scriptPython  : null,          // mode 'local': the Python that runs the model's scripts (with their
+                                   // packages, e.g. scikit-learn); null = the helper's own interpreter
     defaultBranch : null,          // branch that registers and retrains on schedule; null = the multibranch primary branch
 ]
 
@@ -412,6 +414,9 @@ List helperEnv(Map ctx, def scmVars) {
     if (cfg.defaultBranch) {
         result.add('MLTP_DEFAULT_BRANCH=' + cfg.defaultBranch)
     }
+    if (cfg.scriptPython) {
+        result.add('MLTP_PYTHON=' + cfg.scriptPython)
+    }
     // Pipeline's checkout returns GIT_COMMIT but does not export it.
     if (!env.GIT_COMMIT && scmVars instanceof Map && scmVars.GIT_COMMIT) {
         result.add('GIT_COMMIT=' + scmVars.GIT_COMMIT)
@@ -537,7 +542,7 @@ Map resolveOptions(Map options) {
     }
 
     List stringKeys = ['config', 'mode', 'agent', 'region', 'credentialsId', 'onGateFailure',
-                       'helperCommand', 'helperPipSpec', 'python', 'defaultBranch']
+                       'helperCommand', 'helperPipSpec', 'python', 'scriptPython', 'defaultBranch']
     for (int i = 0; i < stringKeys.size(); i++) {
         String key = stringKeys[i]
         if (cfg[key] != null && !(cfg[key] instanceof String)) {

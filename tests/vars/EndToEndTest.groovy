@@ -23,13 +23,13 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     copyTree(new File(ROOT, 'examples/fraud-detection'), h.workspace)   // what checkout scm brings
     h.branch('main', true)
     String python = System.getenv('MLTP_TEST_PYTHON') ?: 'python3'
-    h.env.MLTP_PYTHON = python               // runs the example's scripts (scikit-learn)
     h.env.PIP_CACHE_DIR = System.getenv('PIP_CACHE_DIR') ?: (System.getProperty('user.home') + '/.cache/pip')
 
-    h.run(mode: 'local')
+    h.run(mode: 'local', scriptPython: python)   // runs the example's scripts (scikit-learn)
 
     assert h.result == 'SUCCESS', h.log.takeRight(40).join('\n')
     assert h.helperVerbs() == ['validate', 'run']
+    assert h.shFor('run').env.MLTP_PYTHON == python
     assert h.stageNames() == ['Validate', 'Train', 'Report']
     assert h.log.any { it.contains('mltp helper: installed in') }
     assert h.log.any { it =~ /^fraud-detection run jenkins-ml-pipeline-main-7: PASSED/ }

@@ -507,6 +507,17 @@ test('mode local: validate then run --local in one process, no AWS credentials')
     assert h.callsOf('withCredentials').isEmpty()
     assert h.currentBuild.description
     assert h.shFor('run').env.MLTP_TIMEOUT
+    assert !h.shFor('run').env.containsKey('MLTP_PYTHON')   // the helper's own Python by default
+}
+
+test('mode local: scriptPython reaches the helper as MLTP_PYTHON, never in shell text') { PipelineHarness h ->
+    h.branch('main', true)
+    h.fakeHelper()
+    h.run(mode: 'local', scriptPython: '/opt/ml env/bin/python3')
+    assert h.result == 'SUCCESS'
+    assert h.shFor('run').env.MLTP_PYTHON == '/opt/ml env/bin/python3'
+    assert h.shFor('run').withEnv.contains('MLTP_PYTHON=/opt/ml env/bin/python3')
+    assert !h.shScripts().any { it.contains('/opt/ml env') }
 }
 
 test('mode local: gate failure and abort (no stop: nothing runs on AWS)') { PipelineHarness h ->

@@ -267,7 +267,7 @@ def failure_reason(script: str, code: int, output: str, python: str) -> str:
     if missing:
         package = missing.group(1)
         return (f"AlgorithmError: {name} needs the Python package '{package}', which is not installed for {python} "
-                f"(pip install {package}, add it to requirements.txt, or choose another interpreter with --python)")
+                f"(install it there, or run the scripts with a Python that has it: --python or MLTP_PYTHON)")
     lines = output.strip().splitlines()
     last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
     tail = "\n".join(lines[-STDERR_TAIL:])
