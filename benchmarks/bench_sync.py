@@ -30,6 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import logging
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 REGION = "ap-northeast-2"
