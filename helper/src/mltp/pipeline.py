@@ -87,9 +87,12 @@ def _clients(ctx: RunContext):
 
 def sync(repo: Path, config: Optional[str], **options):
     """Upload the code bundle unless its content-addressed prefix is complete."""
+    return sync_checked(validate(repo, config, **options))
+
+
+def sync_checked(checked: Validated):
     from . import sync as sync_mod
 
-    checked = validate(repo, config, **options)
     result = sync_mod.sync(checked.config, _clients(checked.context), checked.files)
     click.echo(result.summary())
     return result
@@ -97,9 +100,12 @@ def sync(repo: Path, config: Optional[str], **options):
 
 def deploy(repo: Path, config: Optional[str], **options):
     """Create or update the state machine; the line starts with created, updated or unchanged."""
+    return deploy_checked(validate(repo, config, **options))
+
+
+def deploy_checked(checked: Validated):
     from . import deploy as deploy_mod
 
-    checked = validate(repo, config, **options)
     result = deploy_mod.deploy(checked.context, _clients(checked.context))
     click.echo(result.summary())
     return result
@@ -107,11 +113,16 @@ def deploy(repo: Path, config: Optional[str], **options):
 
 def start(repo: Path, config: Optional[str], **options):
     """Start the run on the current files' code, or re-attach to the run of that name."""
+    return start_checked(validate(repo, config, **options))
+
+
+def start_checked(checked: Validated, content_hash: Optional[str] = None):
+    """`content_hash` saves hashing the files again when `sync` just did."""
     from . import bundle as bundle_mod
     from . import runs
 
-    checked = validate(repo, config, **options)
-    content_hash = bundle_mod.make(checked.files).content_hash
+    if content_hash is None:
+        content_hash = bundle_mod.make(checked.files).content_hash
     result = runs.start(checked.context, _clients(checked.context), content_hash)
     click.echo(result.summary())
     return result
@@ -169,12 +180,19 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
         return run_local(repo, config, timeout=timeout, no_wait=no_wait, python=python, **options)
     checked = validate(repo, config, **options)
     click.echo(checked.summary())
-    # One run name for every step: outside Jenkins the default is a timestamp,
-    # which must not change between start and wait.
-    options = dict(options, run_name=checked.context.run_name)
-    sync(repo, config, **options)
-    deploy(repo, config, **options)
-    start(repo, config, **options)
+    return run_checked(checked, repo, config, timeout=timeout, no_wait=no_wait, **options)
+
+
+def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: Optional[float] = None,
+                no_wait: bool = False, **options):
+    """sync -> deploy -> start -> wait on one validated repo (validated once, hashed once)."""
+    synced = sync_checked(checked)
+    deploy_checked(checked)
+    start_checked(checked, synced.content_hash)
     if no_wait:
         return None
+    # One run name for every step: outside Jenkins the default is a timestamp,
+    # which must not change between start and wait.
+    ctx = checked.context
+    options = dict(options, run_name=ctx.run_name, region=ctx.region, endpoint_url=ctx.endpoint_url)
     return wait(repo, config, timeout=timeout, **options)

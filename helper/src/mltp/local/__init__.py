@@ -7,6 +7,7 @@ SageMaker jobs are executed by `runner.LocalJobRunner` instead of SageMaker.
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -47,14 +48,12 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
     emulator.install_sagemaker_backend_hook(runner)
     click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {runner.python}")
-    options = dict(run_name=ctx.run_name, region=ctx.region, endpoint_url=endpoint)
+    # The same validated repo, now pointed at the emulator.
+    validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
     try:
         _create_bucket(clients, ctx.config.aws.bucket, ctx.region)
-        pipeline.sync(repo, config, **options)
-        pipeline.deploy(repo, config, **options)
-        pipeline.start(repo, config, **options)
-        pipeline.wait(repo, config, report_dir=str(ctx.report_dir), timeout=timeout,
-                      poll_seconds=LOCAL_POLL_SECONDS, **options)
+        pipeline.run_checked(validated, repo, config, timeout=timeout, report_dir=str(ctx.report_dir),
+                             poll_seconds=LOCAL_POLL_SECONDS)
     finally:
         try:
             _keep_artifacts(clients, ctx)
