@@ -75,24 +75,22 @@ def execution_arn(ctx: RunContext, clients: Clients) -> str:
     return execution_arn_for(state_machine_arn(ctx, clients), ctx.run_name)
 
 
-def describe_state_machine(clients: Clients, arn: str) -> Optional[dict]:
-    """describe_state_machine, or None when there is none. Callers wrap refused()."""
+def _or_none(call, **kwargs) -> Optional[dict]:
+    """The call's answer, or None when what it describes does not exist. Callers wrap refused()."""
     try:
-        return clients.sfn.describe_state_machine(stateMachineArn=arn)
+        return call(**kwargs)
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) in _MISSING:
             return None
         raise
+
+
+def describe_state_machine(clients: Clients, arn: str) -> Optional[dict]:
+    return _or_none(clients.sfn.describe_state_machine, stateMachineArn=arn)
 
 
 def describe_execution(clients: Clients, arn: str) -> Optional[dict]:
-    """describe_execution, or None when there is none. Callers wrap refused()."""
-    try:
-        return clients.sfn.describe_execution(executionArn=arn)
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) in _MISSING:
-            return None
-        raise
+    return _or_none(clients.sfn.describe_execution, executionArn=arn)
 
 
 def _attached(arn: str, existing: dict, ours: ExecutionInput) -> StartResult:
