@@ -96,3 +96,10 @@ def test_metadata_values_are_safe_for_the_registry(cfg):
     data = naming.execution_input(cfg, "fixture-model", "run-1", "abc", register=True, git_commit="", build_url=url)
     assert data.GitCommit == "unknown"
     assert data.BuildUrl == "https://ci.example.com/job/fraud/job/feature_252Fx/7/"
+
+
+def test_run_artifacts_are_where_the_execution_input_puts_them(cfg):
+    data = naming.execution_input(cfg, "fixture-model--dev", "run-9", "abc", register=False)
+    artifacts = naming.run_artifacts(cfg, "fixture-model--dev", "run-9")
+    assert artifacts.model == data.ModelArtifactS3Uri
+    assert artifacts.evaluation == data.EvaluationS3Uri == f"s3://{data.EvaluationBucket}/{data.EvaluationKey}"

@@ -11,7 +11,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import click
 
@@ -50,10 +50,6 @@ def _local_option(f: Callable) -> Callable:
                         help="Run against the embedded AWS emulator with local processes; no AWS account needed.")(f)
 
 
-def _error_lines(exc: MltpError) -> List[str]:
-    return exc.lines()
-
-
 def _write_error_file(line: str) -> None:
     """The Jenkins step turns this one line into `error "[mlTrainingPipeline] ..."`."""
     target = os.environ.get("MLTP_ERROR_FILE")
@@ -90,7 +86,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MltpError as exc:
-            for line in _error_lines(exc):
+            for line in exc.lines():
                 click.echo(f"mltp: {line}" if line is exc.message else f"  {line}", err=True)
             _write_error_file(_one_line(exc))
             sys.exit(exc.exit_code)

@@ -52,10 +52,6 @@ class StepConfig:
     arguments: Tuple[str, ...] = ()
     hyperparameters: Dict[str, Scalar] = field(default_factory=dict)
 
-    @property
-    def is_processing(self) -> bool:
-        return self.role != "training"
-
 
 @dataclass(frozen=True)
 class Steps:

@@ -36,7 +36,6 @@ so `mltp --help` and `mltp validate` stay fast.
 import json
 import logging
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache

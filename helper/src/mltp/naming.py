@@ -70,6 +70,22 @@ def run_prefix(config: Config, run: str) -> str:
     return f"{config.aws.prefix}/{config.name}/runs/{run}/"
 
 
+@dataclass(frozen=True)
+class RunArtifacts:
+    """Where a run's model and evaluation.json land: they depend on the run
+    (and its training job name), not on the code."""
+
+    model: str  # <runs>/model/<training job>/output/model.tar.gz
+    evaluation: str  # <runs>/evaluation/evaluation.json
+
+
+def run_artifacts(config: Config, state_machine: str, run: str) -> RunArtifacts:
+    runs = f"s3://{config.aws.bucket}/{run_prefix(config, run)}"
+    training_job = job_name(config, state_machine, run, "training")
+    return RunArtifacts(model=f"{runs}model/{training_job}/output/model.tar.gz",
+                        evaluation=f"{runs}evaluation/evaluation.json")
+
+
 def metadata_value(text: str) -> str:
     """A value CreateModelPackage accepts in CustomerMetadataProperties: 1 to 256 of
     letters, digits, spaces and _.:/=+-@ (so '%', '?', '#', '~' become '_'), never
@@ -125,7 +141,8 @@ def execution_input(
     runs = run_prefix(config, run)
     s3 = f"s3://{bucket}/"
     jobs = {role: job_name(config, state_machine, run, role) for role in JOB_ABBREV}
-    evaluation_key = f"{runs}evaluation/evaluation.json"
+    artifacts = run_artifacts(config, state_machine, run)
+    evaluation_key = artifacts.evaluation[len(s3):]
     return ExecutionInput(
         RunName=run,
         Register=register,
@@ -141,9 +158,9 @@ def execution_input(
         ValidationDataS3Uri=f"{s3}{runs}preprocessing/validation/",
         TestDataS3Uri=f"{s3}{runs}preprocessing/test/",
         ModelOutputS3Uri=f"{s3}{runs}model/",
-        ModelArtifactS3Uri=f"{s3}{runs}model/{jobs['training']}/output/model.tar.gz",
+        ModelArtifactS3Uri=artifacts.model,
         EvaluationOutputS3Uri=f"{s3}{runs}evaluation/",
-        EvaluationS3Uri=f"{s3}{evaluation_key}",
+        EvaluationS3Uri=artifacts.evaluation,
         EvaluationBucket=bucket,
         EvaluationKey=evaluation_key,
     )

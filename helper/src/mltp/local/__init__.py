@@ -78,8 +78,8 @@ def _keep_artifacts(clients, ctx) -> None:
     from .runner import split_s3
 
     target = Path(ctx.report_dir)
-    data = naming.execution_input(ctx.config, ctx.state_machine, ctx.run_name, "-", register=ctx.register)
-    for uri, name in ((data.ModelArtifactS3Uri, "model.tar.gz"), (data.EvaluationS3Uri, "evaluation.json")):
+    artifacts = naming.run_artifacts(ctx.config, ctx.state_machine, ctx.run_name)
+    for uri, name in ((artifacts.model, "model.tar.gz"), (artifacts.evaluation, "evaluation.json")):
         bucket, key = split_s3(uri)
         try:
             target.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +59,6 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
-LOG = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- helpers
 
