@@ -3,9 +3,13 @@
 Writes into resources/mltp/:
 - mltp-<version>-py3-none-any.whl, built from helper/ reproducibly
   (SOURCE_DATE_EPOCH fixes every timestamp: same sources, same bytes);
-- requirements.txt, the helper's dependencies (with the `local` extra) pinned
-  with hashes for every Python from 3.9 on (`uv pip compile --universal`), so
-  `pip install --require-hashes` on an agent installs exactly what was tested;
+- requirements-local.txt, the helper's dependencies with the `local` extra
+  (the embedded emulator), pinned with hashes for every Python from 3.9 on
+  (`uv pip compile --universal`), so `pip install --require-hashes` on an agent
+  installs exactly what was tested;
+- requirements-aws.txt, the same without the emulator, for `mode: 'aws'` (and
+  'validate'): compiled under the local lock as constraints, so every package
+  the two share has one version;
 - bundle.txt, the wheel's file name, which the step reads first.
 
 tests/helper/test_bundle_resources.py fails when the wheel is stale against helper/.
@@ -41,11 +45,18 @@ def build_wheel() -> str:
         return Path(wheel).name
 
 
+LOCKS = {"local": "requirements-local.txt", "aws": "requirements-aws.txt"}
+
+
 def compile_requirements() -> None:
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-    run(uv, "pip", "compile", "--quiet", "--universal", "--python-version", "3.9", "--generate-hashes",
-        "--extra", "local", "--no-header", "--no-annotate", "-o", str(OUT / "requirements.txt"),
-        str(ROOT / "helper" / "pyproject.toml"))
+    common = ("pip", "compile", "--quiet", "--universal", "--python-version", "3.9", "--generate-hashes",
+              "--no-header", "--no-annotate")
+    pyproject = str(ROOT / "helper" / "pyproject.toml")
+    local = OUT / LOCKS["local"]
+    run(uv, *common, "--extra", "local", "-o", str(local), pyproject)
+    run(uv, *common, "--constraint", str(local), "-o", str(OUT / LOCKS["aws"]), pyproject)
+    (OUT / "requirements.txt").unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -54,7 +65,7 @@ def main() -> None:
     if "--wheel-only" not in sys.argv:
         compile_requirements()
     (OUT / "bundle.txt").write_text(wheel + "\n")
-    print(f"bundle: resources/mltp/{wheel}, requirements.txt, bundle.txt")
+    print(f"bundle: resources/mltp/{wheel}, {', '.join(LOCKS.values())}, bundle.txt")
 
 
 if __name__ == "__main__":

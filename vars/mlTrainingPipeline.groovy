@@ -1,12 +1,12 @@
 // mlTrainingPipeline(): a model repo in, a trained, evaluated and registered model out.
 //
 // This step stays thin: the bundled `mltp` helper CLI does the work. Here we only
-// install the helper, pass options to it through the environment, map its exit
-// codes to build results and publish its report.
+// name the options, have the shared runner (vars/mltpHelper.groovy) install the
+// helper and run its verbs, map exit codes to build results and publish the report.
 //
 // Rules this file keeps (tests/vars/ checks them):
-//  - No value ever goes into shell text. Every sh script below is a constant,
-//    single-quoted string; values reach it only as withEnv variables.
+//  - No value ever goes into shell text: the runner's scripts are files from
+//    resources/mltp/, run by constant text; values travel as withEnv variables.
 //  - AWS secrets arrive only through withCredentials, and only around the helper
 //    calls that talk to AWS (sync, deploy, start, wait, stop).
 //  - Helper failures end the build with one line: "[mlTrainingPipeline] <reason>".
@@ -39,127 +39,6 @@ import groovy.transform.Field
 @Field final String REPORT_DIR = '.mltp/report'   // relative to the workspace; archived after Train
 @Field final List MODES = ['aws', 'local', 'validate']
 @Field final List GATE_RESULTS = ['FAILURE', 'UNSTABLE']
-
-// What the helper's exit codes mean (CONTRACT.md section 5), for fallback messages.
-@Field final Map EXIT_MEANINGS = [
-    1: 'the mltp helper hit an internal error',
-    2: 'invalid input',
-    3: 'the metric gate failed',
-    4: 'the run failed',
-    5: 'AWS refused the request or could not be reached',
-    126: 'the mltp helper is not executable',
-    127: 'the mltp helper was not found',
-]
-
-// ---------------------------------------------------------------------------
-// Shell scripts. Constant text: values come only from the environment.
-// The #!/bin/sh line keeps Jenkins from echoing every command (sh -x).
-// ---------------------------------------------------------------------------
-
-@Field final Map HELPER_SCRIPTS = [
-    validate: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" "$MLTP_INFO_FILE" || exit 1
-exec "$MLTP" validate "$MLTP_REPO"
-''',
-    sync: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" sync "$MLTP_REPO"
-''',
-    deploy: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" deploy "$MLTP_REPO"
-''',
-    start: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" start "$MLTP_REPO"
-''',
-    wait: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" wait "$MLTP_REPO"
-''',
-    stop: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" stop "$MLTP_REPO"
-''',
-    run: '''#!/bin/sh
-rm -f -- "$MLTP_ERROR_FILE" || exit 1
-exec "$MLTP" run --local "$MLTP_REPO"
-''',
-]
-
-// Installs the helper into a virtualenv cached on the agent, keyed by the content
-// of what gets installed (or the pip spec) and the Python interpreter. The venv is
-// built in a fresh directory and published with one `ln -s` (atomic; a concurrent
-// build that loses the race uses the winner's), so a second build installs nothing.
-// Reads: MLTP_INSTALL_PYTHON, MLTP_INSTALL_WHEEL + MLTP_INSTALL_REQUIREMENTS or
-// MLTP_INSTALL_PIP_SPEC, MLTP_INSTALL_OUT, MLTP_ERROR_FILE; optional MLTP_CACHE_DIR.
-// Writes the helper's path to MLTP_INSTALL_OUT.
-@Field final String INSTALL_SCRIPT = '''#!/bin/sh
-set -u
-rm -f -- "$MLTP_ERROR_FILE" "$MLTP_INSTALL_OUT" || exit 1
-build=
-fail() {
-  printf '%s\\n' "$1" > "$MLTP_ERROR_FILE"
-  printf 'mltp install: %s\\n' "$1" >&2
-  if [ -n "$build" ]; then
-    rm -rf -- "$build"
-  fi
-  exit 2
-}
-py=$MLTP_INSTALL_PYTHON
-command -v "$py" > /dev/null 2>&1 || fail "Python interpreter '$py' not found on this agent (the python option; Python 3.9+ is needed)"
-"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' || fail "'$py' is older than Python 3.9, which the mltp helper needs (the python option)"
-if [ -n "${MLTP_INSTALL_PIP_SPEC:-}" ]; then
-  set -- spec "$MLTP_INSTALL_PIP_SPEC"
-else
-  set -- file "$MLTP_INSTALL_WHEEL" file "$MLTP_INSTALL_REQUIREMENTS"
-fi
-key=$("$py" -c '
-import hashlib, os, sys
-h = hashlib.sha256()
-h.update(os.path.realpath(sys.executable).encode() + b"|" + sys.version.encode() + b"|")
-args = sys.argv[1:]
-for i in range(0, len(args), 2):
-    kind, value = args[i], args[i + 1]
-    data = open(value, "rb").read() if kind == "file" else value.encode()
-    h.update(kind.encode() + b"|" + hashlib.sha256(data).hexdigest().encode() + b"|")
-print(h.hexdigest()[:24])
-' "$@") || fail "could not compute the helper's cache key"
-cache=${MLTP_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/mltp}
-venv=$cache/venv-$key
-if [ -L "$venv" ] && [ ! -x "$venv/bin/mltp" ]; then
-  rm -f -- "$venv"
-fi
-if [ -x "$venv/bin/mltp" ]; then
-  echo "mltp helper: cached in $venv"
-else
-  mkdir -p -- "$cache" || fail "cannot create the helper cache directory $cache"
-  build=$(mktemp -d "$cache/build-$key.XXXXXX") || fail "cannot create a directory in $cache"
-  chmod 755 "$build"
-  echo "mltp helper: installing into $build"
-  vpip() {
-    "$build/bin/python" -m pip --disable-pip-version-check --no-input --quiet "$@"
-  }
-  "$py" -m venv "$build" || fail "could not create a virtualenv with '$py' (on Debian/Ubuntu: apt-get install python3-venv)"
-  if [ -n "${MLTP_INSTALL_PIP_SPEC:-}" ]; then
-    vpip install "$MLTP_INSTALL_PIP_SPEC" || fail "pip could not install '$MLTP_INSTALL_PIP_SPEC' (can the agent reach a package index?)"
-  else
-    if grep -q '^[^#[:space:]]' "$MLTP_INSTALL_REQUIREMENTS"; then
-      vpip install --require-hashes -r "$MLTP_INSTALL_REQUIREMENTS" || fail "pip could not install the helper's pinned requirements (can the agent reach a package index? or set helperCommand)"
-    fi
-    vpip install --no-deps "$MLTP_INSTALL_WHEEL" || fail "pip could not install the bundled helper wheel"
-  fi
-  [ -x "$build/bin/mltp" ] || fail "the installed helper has no bin/mltp"
-  if ln -sn "$build" "$venv" 2> /dev/null; then
-    echo "mltp helper: installed in $venv"
-  else
-    rm -rf -- "$build"
-    [ -x "$venv/bin/mltp" ] || fail "cannot publish the helper virtualenv at $venv"
-    echo "mltp helper: another build installed it first: $venv"
-  fi
-fi
-printf '%s\\n' "$venv/bin/mltp" > "$MLTP_INSTALL_OUT" || fail "cannot write $MLTP_INSTALL_OUT"
-'''
 
 // ---------------------------------------------------------------------------
 // The step
@@ -196,7 +75,11 @@ def runOnAgent(Map cfg, long started) {
         dir(REPORT_DIR) {
             deleteDir()
         }
-        ctx.mltp = installHelper(ctx)
+        Map helper = mltpHelper.install(prefix: PREFIX, tmp: ctx.tmp, errorFile: ctx.errorFile, python: cfg.python,
+                                        lock: cfg.mode == 'local' ? 'local' : 'aws',
+                                        helperCommand: cfg.helperCommand, helperPipSpec: cfg.helperPipSpec)
+        ctx.mltp = helper.mltp
+        ctx.helperSh = helper.helperSh
         ctx.env = helperEnv(ctx, scmVars)
         runHelper(ctx, 'validate', false)
         Map info = readInfo(ctx.infoFile)
@@ -232,32 +115,29 @@ def train(Map ctx, long started) {
     Map cfg = ctx.cfg
     List trainEnv = ctx.env + ['MLTP_TIMEOUT=' + remainingMinutes(cfg.timeoutMinutes, started)]
     String verb = cfg.mode == 'local' ? 'run' : 'start'
+    Map credentials = cfg.mode == 'aws' ? awsCredentials(cfg) : null
     int rc = 0
-    withEnv(trainEnv) {
-        withAws(cfg, cfg.mode == 'aws') {
-            try {
-                rc = sh(script: HELPER_SCRIPTS[verb], returnStatus: true, label: 'mltp ' + verb)
-                if (rc == 0 && verb == 'start') {
-                    verb = 'wait'
-                    rc = sh(script: HELPER_SCRIPTS['wait'], returnStatus: true, label: 'mltp wait')
-                }
-            } catch (InterruptedException interruption) {
-                if (cfg.mode == 'aws') {
-                    stopRun(ctx)
-                }
-                throw interruption
-            }
+    try {
+        rc = mltpHelper.runVerb(verb, trainEnv, credentials)
+        if (rc == 0 && verb == 'start') {
+            verb = 'wait'
+            rc = mltpHelper.runVerb('wait', trainEnv, credentials)
         }
+    } catch (InterruptedException interruption) {
+        if (cfg.mode == 'aws') {
+            stopRun(ctx, trainEnv)
+        }
+        throw interruption
     }
     checkExit(ctx, verb, rc)
 }
 
-def stopRun(Map ctx) {
+def stopRun(Map ctx, List trainEnv) {
     echo(PREFIX + 'build interrupted: stopping the Step Functions execution')
     try {
-        int rc = sh(script: HELPER_SCRIPTS['stop'], returnStatus: true, label: 'mltp stop')
+        int rc = mltpHelper.runVerb('stop', trainEnv, awsCredentials(ctx.cfg))
         if (rc != 0) {
-            echo(PREFIX + 'mltp stop failed: ' + readReason(ctx.errorFile, 'stop', rc))
+            echo(PREFIX + 'mltp stop failed: ' + mltpHelper.readReason(PREFIX, ctx.errorFile, 'stop', rc))
         }
     } catch (stopProblem) {
         echo(PREFIX + 'could not stop the execution: ' + stopProblem.getClass().getName())
@@ -266,31 +146,19 @@ def stopRun(Map ctx) {
 
 // Runs one helper verb in the shared environment and fails the build on a non-zero exit.
 def runHelper(Map ctx, String verb, boolean needsAws) {
-    int rc = 0
-    withEnv(ctx.env) {
-        withAws(ctx.cfg, needsAws) {
-            rc = sh(script: HELPER_SCRIPTS[verb], returnStatus: true, label: 'mltp ' + verb)
-        }
-    }
-    checkExit(ctx, verb, rc)
+    checkExit(ctx, verb, mltpHelper.runVerb(verb, ctx.env, needsAws ? awsCredentials(ctx.cfg) : null))
 }
 
-def withAws(Map cfg, boolean needsAws, Closure body) {
-    if (needsAws && cfg.credentialsId) {
-        withCredentials([[$class: 'AmazonWebServicesCredentialsBinding', credentialsId: cfg.credentialsId,
-                          accessKeyVariable: 'AWS_ACCESS_KEY_ID', secretKeyVariable: 'AWS_SECRET_ACCESS_KEY']]) {
-            body()
-        }
-    } else {
-        body()
-    }
+// The Jenkins credentials the AWS verbs run with; null: the agent's own role.
+Map awsCredentials(Map cfg) {
+    return cfg.credentialsId ? [credentialsId: cfg.credentialsId] : null
 }
 
 def checkExit(Map ctx, String verb, int rc) {
     if (rc == 0) {
         return
     }
-    String reason = readReason(ctx.errorFile, verb, rc)
+    String reason = mltpHelper.readReason(PREFIX, ctx.errorFile, verb, rc)
     if (rc == 3) {
         String message = PREFIX + (reason.toLowerCase().startsWith('metric gate failed') ? reason : 'metric gate failed: ' + reason)
         if (ctx.cfg.onGateFailure == 'UNSTABLE') {
@@ -300,21 +168,6 @@ def checkExit(Map ctx, String verb, int rc) {
         error(message)
     }
     error(PREFIX + reason)
-}
-
-String readReason(String errorFile, String verb, int rc) {
-    String reason = ''
-    if (fileExists(errorFile)) {
-        reason = firstLine(readFile(errorFile))
-    }
-    if (reason.startsWith(PREFIX)) {
-        reason = reason.substring(PREFIX.length()).trim()
-    }
-    if (reason) {
-        return reason
-    }
-    String meaning = EXIT_MEANINGS[rc] ?: 'unexpected exit code'
-    return 'mltp ' + verb + ' failed with exit code ' + rc + ' (' + meaning + '); see the log above'
 }
 
 def markUnstable(String message) {
@@ -330,67 +183,6 @@ def markUnstable(String message) {
 }
 
 // ---------------------------------------------------------------------------
-// Helper installation
-// ---------------------------------------------------------------------------
-
-String installHelper(Map ctx) {
-    Map cfg = ctx.cfg
-    if (cfg.helperCommand) {
-        echo(PREFIX + 'using the pre-installed helper ' + cfg.helperCommand)
-        return cfg.helperCommand
-    }
-    String outFile = ctx.tmp + '/helper-path.txt'
-    List installEnv = ['MLTP_INSTALL_PYTHON=' + cfg.python, 'MLTP_INSTALL_OUT=' + outFile, 'MLTP_ERROR_FILE=' + ctx.errorFile]
-    if (cfg.helperPipSpec) {
-        installEnv.add('MLTP_INSTALL_PIP_SPEC=' + cfg.helperPipSpec)
-    } else {
-        Map bundle = writeBundle(ctx.tmp + '/bundle')
-        installEnv.add('MLTP_INSTALL_WHEEL=' + bundle.wheel)
-        installEnv.add('MLTP_INSTALL_REQUIREMENTS=' + bundle.requirements)
-    }
-    int rc = 0
-    withEnv(installEnv) {
-        rc = sh(script: INSTALL_SCRIPT, returnStatus: true, label: 'install the mltp helper')
-    }
-    if (rc != 0) {
-        error(PREFIX + 'could not install the mltp helper: ' + readReason(ctx.errorFile, 'install', rc))
-    }
-    String path = fileExists(outFile) ? firstLine(readFile(outFile)) : ''
-    if (!path) {
-        error(PREFIX + 'could not install the mltp helper: the installer reported no path')
-    }
-    return path
-}
-
-// Copies the bundled wheel and its pinned requirements from the library to the agent.
-Map writeBundle(String bundleDir) {
-    String wheel = ''
-    String wheelBase64 = null
-    String requirements = null
-    String problem = null
-    try {
-        wheel = firstLine(libraryResource('mltp/bundle.txt'))
-        if (wheel ==~ /mltp-[A-Za-z0-9_.+!]+-py3-none-any\.whl/) {
-            wheelBase64 = libraryResource(resource: 'mltp/' + wheel, encoding: 'Base64')
-            requirements = libraryResource('mltp/requirements.txt')
-        } else {
-            problem = "resources/mltp/bundle.txt names no helper wheel"
-        }
-    } catch (InterruptedException interruption) {
-        throw interruption
-    } catch (missing) {
-        problem = 'this copy of the library has no bundled helper (resources/mltp/)'
-    }
-    if (problem) {
-        error(PREFIX + "${problem}; set helperCommand or helperPipSpec")
-    }
-    Map bundle = [wheel: bundleDir + '/' + wheel, requirements: bundleDir + '/requirements.txt']
-    writeFile(file: bundle.wheel, text: wheelBase64, encoding: 'Base64')
-    writeFile(file: bundle.requirements, text: requirements)
-    return bundle
-}
-
-// ---------------------------------------------------------------------------
 // Environment, info file, job properties, report
 // ---------------------------------------------------------------------------
 
@@ -401,6 +193,7 @@ List helperEnv(Map ctx, def scmVars) {
     Map cfg = ctx.cfg
     List result = [
         'MLTP=' + ctx.mltp,
+        'MLTP_HELPER_SH=' + ctx.helperSh,
         'MLTP_REPO=' + ctx.workspace,
         'MLTP_CONFIG=' + cfg.config,
         'MLTP_REPORT_DIR=' + ctx.workspace + '/' + REPORT_DIR,
@@ -505,7 +298,7 @@ def publishReport(Map ctx) {
     try {
         String summary = ctx.workspace + '/' + REPORT_DIR + '/summary.txt'
         if (fileExists(summary)) {
-            String line = firstLine(readFile(summary))
+            String line = mltpHelper.firstLine(readFile(summary))
             if (line) {
                 currentBuild.description = line
             }
@@ -625,20 +418,6 @@ int editDistance(String a, String b) {
 // ---------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------
-
-String firstLine(String text) {
-    if (text == null) {
-        return ''
-    }
-    List lines = text.readLines()
-    for (int i = 0; i < lines.size(); i++) {
-        String line = lines[i].trim()
-        if (line) {
-            return line.length() > 1000 ? line.substring(0, 1000) + '...' : line
-        }
-    }
-    return ''
-}
 
 String remainingMinutes(int timeoutMinutes, long started) {
     long elapsed = (System.currentTimeMillis() - started).intdiv(60000)

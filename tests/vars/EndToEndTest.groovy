@@ -3,7 +3,9 @@
 // example model with mode 'local' (the embedded emulator, scripts as local
 // processes). Needs a package index (pip installs the pinned requirements) and,
 // for the example's scripts, a Python with scikit-learn and pandas:
-// MLTP_TEST_PYTHON (make test sets it to the test virtualenv's).
+// MLTP_TEST_PYTHON (make test sets it to the test virtualenv's). The agent's
+// interpreter that installs the helper is MLTP_TEST_AGENT_PYTHON (make test
+// picks a Python 3.12, what Ubuntu 24.04 agents have), else python3.
 
 void copyTree(File from, File to) {
     from.eachFileRecurse { File f ->
@@ -23,15 +25,18 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     copyTree(new File(ROOT, 'examples/fraud-detection'), h.workspace)   // what checkout scm brings
     h.branch('main', true)
     String python = System.getenv('MLTP_TEST_PYTHON') ?: 'python3'
+    String agentPython = System.getenv('MLTP_TEST_AGENT_PYTHON') ?: 'python3'
+    println "      (agent Python: ${agentPython})"
     h.env.PIP_CACHE_DIR = System.getenv('PIP_CACHE_DIR') ?: (System.getProperty('user.home') + '/.cache/pip')
 
-    h.run(mode: 'local', scriptPython: python)   // runs the example's scripts (scikit-learn)
+    h.run(mode: 'local', scriptPython: python, python: agentPython)   // runs the example's scripts (scikit-learn)
 
     assert h.result == 'SUCCESS', h.log.takeRight(40).join('\n')
     assert h.helperVerbs() == ['validate', 'run']
     assert h.shFor('run').env.MLTP_PYTHON == python
     assert h.stageNames() == ['Validate', 'Train', 'Report']
     assert h.log.any { it.contains('mltp helper: installed in') }
+    assert h.installCall().env.MLTP_INSTALL_REQUIREMENTS.endsWith('/requirements-local.txt')
     assert h.log.any { it =~ /^fraud-detection run jenkins-ml-pipeline-main-7: PASSED/ }
     assert h.log.any { it =~ /^auc\s+0\.9\d+\s+>= 0\.9\s+pass/ }
     assert h.currentBuild.description.startsWith('fraud-detection run jenkins-ml-pipeline-main-7: PASSED')
@@ -43,15 +48,18 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     assert h.callsOf('junit').size() == 1
     assert new File(report, 'report.json').text.contains('"status": "passed"')
 
-    // A second build on the same agent installs nothing: the venv is cached by content hash.
+    // A second build on the same agent installs nothing: the venv is cached by
+    // content hash, and verified before it is used.
     PipelineHarness again = newHarness()
     again.resources.clear()
     again.realSh = true
     again.env.MLTP_CACHE_DIR = h.env.MLTP_CACHE_DIR
+    again.env.PIP_CACHE_DIR = h.env.PIP_CACHE_DIR
     copyTree(new File(ROOT, 'examples/fraud-detection'), again.workspace)
     again.branch('main', true)
-    again.run(mode: 'validate')
+    again.run(mode: 'local', scriptPython: python, python: agentPython)
     assert again.result == 'SUCCESS', again.log.takeRight(20).join('\n')
-    assert again.log.any { it.startsWith('mltp helper: cached in') }
+    assert again.log.any { it.startsWith('mltp helper: cached in') && it.endsWith('(verified)') }
     assert !again.log.any { it.contains('installing into') }
+    assert again.shFor('run').env.MLTP == h.shFor('run').env.MLTP
 }

@@ -10,10 +10,10 @@ import org.jenkinsci.plugins.workflow.steps.FlowInterruptedException
 @Field final String GATE_REASON = 'auc 0.8120 < min 0.90; false_positive_rate 0.031 <= max 0.05'
 @Field final List ALL_VERBS = ['validate', 'sync', 'deploy', 'start', 'wait']
 
-// The sh scripts the step may run: its constants, nothing built at run time.
+// The sh scripts the step may run: the shared runner's constants, nothing built at run time.
 List constantScripts(PipelineHarness h) {
-    Script s = h.loadVar()
-    return (s.@HELPER_SCRIPTS.values() as List) + [s.@INSTALL_SCRIPT]
+    Script s = h.loadVar('mltpHelper')
+    return [s.@HELPER_SH, s.@INSTALL_SH]
 }
 
 void assertOnlyConstantScripts(PipelineHarness h) {
@@ -59,7 +59,7 @@ test('default branch: schedule trigger, validate/sync/deploy/start/wait, report,
     // order: checkout, install, helper verbs, then the report
     List steps = h.stepNames()
     assert steps.indexOf('checkout') < steps.indexOf('sh')
-    assert h.shScripts()[0].contains('MLTP_INSTALL_OUT')
+    assert h.shCalls()[0].is(h.installCall())
     assert steps.lastIndexOf('sh') < steps.indexOf('archiveArtifacts')
     assert steps.indexOf('archiveArtifacts') < steps.indexOf('junit')
     assert h.callsOf('properties').size() == 1
@@ -73,18 +73,28 @@ test('the helper gets its options through the environment only') { PipelineHarne
     h.run(region: 'eu-west-1')
 
     Map install = h.shCalls()[0]
+    String bundle = h.workspaceTmp.path + '/mltp/bundle/'
     assert install.env.MLTP_INSTALL_PYTHON == 'python3'
-    assert install.env.MLTP_INSTALL_WHEEL == h.workspaceTmp.path + '/mltp/bundle/' + PipelineHarness.FAKE_WHEEL
-    assert install.env.MLTP_INSTALL_REQUIREMENTS == h.workspaceTmp.path + '/mltp/bundle/requirements.txt'
+    assert install.env.MLTP_INSTALL_WHEEL == bundle + PipelineHarness.FAKE_WHEEL
+    assert install.env.MLTP_INSTALL_REQUIREMENTS == bundle + 'requirements-aws.txt'   // mode aws: no emulator
+    assert install.env.MLTP_INSTALL_SH == bundle + 'install.sh'
+    assert install.env.MLTP_INSTALL_VERIFIER == bundle + 'verify-helper.py'
     assert h.file(install.env.MLTP_INSTALL_WHEEL).text == 'PK not a real wheel'
     assert h.file(install.env.MLTP_INSTALL_REQUIREMENTS).text.startsWith('pyyaml==6.0.2 --hash=sha256:')
+    // the scripts on the agent are the library's files, byte for byte
+    assert h.file(install.env.MLTP_INSTALL_SH).text == new File(ROOT, 'resources/mltp/install.sh').text
+    assert h.file(install.env.MLTP_INSTALL_VERIFIER).text == new File(ROOT, 'resources/mltp/verify-helper.py').text
+    assert h.file(h.shFor('wait').env.MLTP_HELPER_SH).text == new File(ROOT, 'resources/mltp/helper.sh').text
     assert h.callsOf('libraryResource').collect { it.args[0] } ==
-           ['mltp/bundle.txt', [resource: 'mltp/' + PipelineHarness.FAKE_WHEEL, encoding: 'Base64'], 'mltp/requirements.txt']
+           ['mltp/helper.sh', 'mltp/install.sh', 'mltp/bundle.txt',
+            [resource: 'mltp/' + PipelineHarness.FAKE_WHEEL, encoding: 'Base64'], 'mltp/requirements-aws.txt',
+            'mltp/verify-helper.py']
 
     Map wait = h.shFor('wait')
     Map mltpVars = wait.env.findAll { k, v -> k.startsWith('MLTP') }
-    assert mltpVars.keySet() == ['MLTP', 'MLTP_REPO', 'MLTP_CONFIG', 'MLTP_REPORT_DIR', 'MLTP_ERROR_FILE',
-                                 'MLTP_INFO_FILE', 'MLTP_REGION', 'MLTP_TIMEOUT', 'MLTP_CACHE_DIR'] as Set
+    assert mltpVars.keySet() == ['MLTP', 'MLTP_HELPER_SH', 'MLTP_VERB', 'MLTP_REPO', 'MLTP_CONFIG', 'MLTP_REPORT_DIR',
+                                 'MLTP_ERROR_FILE', 'MLTP_INFO_FILE', 'MLTP_REGION', 'MLTP_TIMEOUT', 'MLTP_CACHE_DIR'] as Set
+    assert wait.env.MLTP_VERB == 'wait'
     assert wait.env.MLTP == new File(h.sandbox, 'cache/venv-0123/bin/mltp').path
     assert wait.env.MLTP_REPO == h.workspace.path
     assert wait.env.MLTP_CONFIG == 'config.yaml'
@@ -337,7 +347,8 @@ test('abort during wait: execution stopped, original exception rethrown, ABORTED
     Map stop = h.shFor('stop')
     assert stop.credentials == ['aws-ml']
     assert stop.env.AWS_SECRET_ACCESS_KEY == SECRET_KEY
-    assert stop.withEnv == h.shFor('wait').withEnv
+    assert stop.withEnv - 'MLTP_VERB=stop' == h.shFor('wait').withEnv - 'MLTP_VERB=wait'
+    assert stop.env.MLTP_VERB == 'stop'
     assert h.errors().isEmpty()
     assert h.stageNames() == ['Validate', 'Deploy', 'Train', 'Report']
     assert h.stepNames().lastIndexOf('sh') < h.stepNames().indexOf('archiveArtifacts')
@@ -502,7 +513,9 @@ test('mode local: validate then run --local in one process, no AWS credentials')
     h.run(options)
     assert h.result == 'SUCCESS'
     assert h.helperVerbs() == ['validate', 'run']
-    assert h.shFor('run').script.contains('"$MLTP" run --local "$MLTP_REPO"')
+    assert h.shFor('run').env.MLTP_VERB == 'run'
+    assert new File(ROOT, 'resources/mltp/helper.sh').text.contains('run) exec "$MLTP" run --local "$MLTP_REPO" ;;')
+    assert h.installCall().env.MLTP_INSTALL_REQUIREMENTS.endsWith('/requirements-local.txt')   // the emulator
     assert h.stageNames() == ['Validate', 'Train', 'Report']
     assert h.callsOf('withCredentials').isEmpty()
     assert h.currentBuild.description
@@ -537,8 +550,8 @@ test('helperCommand: nothing installed, the command used as is') { PipelineHarne
     h.fakeHelper()
     h.run(helperCommand: '/opt/mltp/bin/mltp')
     assert h.result == 'SUCCESS'
-    assert h.callsOf('libraryResource').isEmpty()
-    assert !h.shScripts().any { it.contains('MLTP_INSTALL_OUT') }
+    assert h.callsOf('libraryResource').collect { it.args[0] } == ['mltp/helper.sh']
+    assert h.installCall() == null
     assert !h.callsOf('writeFile').any { it.args[0].file.contains('bundle') }
     assert h.helperVerbs() == ALL_VERBS
     h.shCalls().each { assert it.env.MLTP == '/opt/mltp/bin/mltp' }
@@ -548,7 +561,7 @@ test('helperPipSpec: installs the spec, not the bundled wheel') { PipelineHarnes
     h.fakeHelper()
     h.run(helperPipSpec: 'mltp==0.1.0')
     assert h.result == 'SUCCESS'
-    assert h.callsOf('libraryResource').isEmpty()
+    assert h.callsOf('libraryResource').collect { it.args[0] } == ['mltp/helper.sh', 'mltp/install.sh']
     Map install = h.shCalls()[0]
     assert install.env.MLTP_INSTALL_PIP_SPEC == 'mltp==0.1.0'
     assert !install.env.containsKey('MLTP_INSTALL_WHEEL')
@@ -566,7 +579,7 @@ test('the install script is the same constant text in every build') { PipelineHa
     pip.run(helperPipSpec: 'mltp==9.9.9')
 
     String install = h.shScripts()[0]
-    assert install == h.loadVar().@INSTALL_SCRIPT
+    assert install == h.loadVar('mltpHelper').@INSTALL_SH
     assert other.shScripts()[0] == install
     assert pip.shScripts()[0] == install
     assert install.startsWith('#!/bin/sh\n')
@@ -603,7 +616,7 @@ test('real sh: the bundled wheel installs once into a cached venv; the next buil
         x.env.MLTP_CACHE_DIR = new File(h.sandbox, 'shared-cache').path
         x.resources['mltp/bundle.txt'] = wheelName + '\n'
         x.resources['mltp/' + wheelName] = wheel.bytes
-        x.resources['mltp/requirements.txt'] = '# no dependencies\n'
+        x.resources['mltp/requirements-aws.txt'] = '# no dependencies\n'
     }
     bundle(h)
     h.run(mode: 'validate')
@@ -646,7 +659,7 @@ test('a library without the bundle says to set helperCommand or helperPipSpec') 
     odd.fakeHelper()
     odd.run()
     assert odd.errors() == ['[mlTrainingPipeline] resources/mltp/bundle.txt names no helper wheel; set helperCommand or helperPipSpec']
-    assert odd.callsOf('libraryResource').size() == 1
+    assert odd.callsOf('libraryResource').collect { it.args[0] } == ['mltp/helper.sh', 'mltp/install.sh', 'mltp/bundle.txt']
 }
 
 // ------------------------------------------------------------------ report, options, timeout
@@ -732,16 +745,24 @@ test('a Windows agent is refused with a clear line') { PipelineHarness h ->
 // ------------------------------------------------------------------ the source itself
 
 test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS') { PipelineHarness h ->
-    String src = new File(ROOT, 'vars/mlTrainingPipeline.groovy').readLines().findAll { !it.trim().startsWith('//') }.join('\n')
-    List shCalls = (src =~ /\bsh\s*\(([^)]*)\)/).collect { it[1] }
-    assert shCalls.size() >= 4
-    shCalls.each { String args -> assert args =~ /^script: (HELPER_SCRIPTS\[[^\]]+\]|INSTALL_SCRIPT),/ }
-    assert !(src =~ /\bsh\s+['"]/)
-    assert !src.contains('"""')
-    assert !src.contains('JsonSlurper')
-    assert !src.contains('@NonCPS')
-    // Every script constant is single-quoted: no GString can sneak a value in.
-    assert !(src =~ /(HELPER_SCRIPTS|INSTALL_SCRIPT)\s*=\s*"/)
+    int shCount = 0
+    new File(ROOT, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.each { File f ->
+        String src = f.readLines().findAll { !it.trim().startsWith('//') }.join('\n')
+        List shCalls = (src =~ /\bsh\s*\(([^)]*)\)/).collect { it[1] }
+        shCount += shCalls.size()
+        shCalls.each { String args -> assert args =~ /^script: (HELPER_SH|INSTALL_SH),/, f.name }
+        assert !(src =~ /\bsh\s+['"]/)
+        assert !src.contains('"""')
+        assert !src.contains('JsonSlurper')
+        assert !src.contains('@NonCPS')
+        // Every script constant is single-quoted: no GString can sneak a value in.
+        assert !(src =~ /(HELPER_SH|INSTALL_SH)\s*=\s*"/)
+    }
+    assert shCount >= 2
+    // The only verbs a step can run are the ones helper.sh accepts, and the other way round.
+    String helperSh = new File(ROOT, 'resources/mltp/helper.sh').text
+    String accepted = (helperSh =~ /(?m)^\s+([a-z|\s-]+)\) ;;$/)[0][1]
+    assert accepted.split(/\s*\|\s*/).collect { it.trim() } as Set == h.loadVar('mltpHelper').@VERBS as Set
 }
 
 test('help page documents every option and its default') { PipelineHarness h ->

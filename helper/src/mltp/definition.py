@@ -36,6 +36,7 @@ so `mltp --help` and `mltp validate` stay fast.
 import json
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache
@@ -244,6 +245,9 @@ def _import_sdks() -> _Sdk:
         # "IPython failed to import. Visualization features will be impaired": a notebook
         # concern, logged as a warning on import.
         logging.getLogger("stepfunctions").setLevel(logging.ERROR)
+        # stepfunctions reads its own version through pkg_resources, which warns
+        # that it is deprecated: a packaging matter of the SDK, not the user's.
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         _SDK = _Sdk()
     return _SDK
 

@@ -18,8 +18,9 @@ import java.util.regex.Pattern
  * workspace, so scripted helpers and real scripts can both leave files behind.
  */
 class PipelineHarness {
-    static final Pattern HELPER_CALL = ~'"\\$MLTP" '            // a script that runs the mltp helper
-    static final Pattern HELPER_VERB = ~'"\\$MLTP" ([a-z]+)'
+    // The runner's scripts are constant; what they do is in their environment.
+    static final Closure HELPER_CALL = { String script, Map env -> env.MLTP_VERB != null && script.contains('MLTP_HELPER_SH') }
+    static final Closure INSTALL_CALL = { String script, Map env -> script.contains('MLTP_INSTALL_SH') }
     static final String FAKE_WHEEL = 'mltp-0.1.0-py3-none-any.whl'
 
     final File root                 // the library checkout: vars/, resources/
@@ -92,7 +93,8 @@ class PipelineHarness {
     void useFakeBundle() {
         resources['mltp/bundle.txt'] = FAKE_WHEEL + '\n'
         resources['mltp/' + FAKE_WHEEL] = 'PK not a real wheel'.getBytes('UTF-8')
-        resources['mltp/requirements.txt'] = 'pyyaml==6.0.2 --hash=sha256:' + ('0' * 64) + '\n'
+        resources['mltp/requirements-aws.txt'] = 'pyyaml==6.0.2 --hash=sha256:' + ('0' * 64) + '\n'
+        resources['mltp/requirements-local.txt'] = 'moto==5.2.5 --hash=sha256:' + ('1' * 64) + '\n'
     }
 
     /** Script sh: matcher is a String (contained), a Pattern (found) or a Closure(script, env). */
@@ -116,7 +118,7 @@ class PipelineHarness {
         Map info = opts.containsKey('info') ? opts.info : [name: 'fraud-detection', schedule: 'H 3 * * 1']
         Map actions = opts.actions ?: [:]
         String summary = opts.summary ?: 'fraud-detection: gate passed (auc 0.941 >= 0.90), registered version 3'
-        onSh(~/MLTP_INSTALL_OUT/) { Map ctx ->
+        onSh(INSTALL_CALL) { Map ctx ->
             int rc = opts.installRc ?: 0
             if (rc != 0) {
                 if (opts.installError) {
@@ -128,7 +130,7 @@ class PipelineHarness {
             return 0
         }
         onSh(HELPER_CALL) { Map ctx ->
-            String verb = (ctx.script =~ HELPER_VERB)[0][1]
+            String verb = ctx.env.MLTP_VERB
             int rc = rcs.containsKey(verb) ? rcs[verb] : 0
             if (actions[verb]) {
                 actions[verb].call(ctx)
@@ -188,6 +190,13 @@ class PipelineHarness {
         binding.setVariable('scm', [$class: 'GitSCM', userRemoteConfigs: [[url: 'https://git.example.com/ml/model.git']]])
         binding.setVariable('params', [:])
         GroovyShell shell = new GroovyShell(PipelineHarness.classLoader, binding)
+        // Every other global variable of the library, as Jenkins binds them (the shared runner mltpHelper).
+        new File(root, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.each { File f ->
+            String other = f.name - '.groovy'
+            if (other != name) {
+                binding.setVariable(other, shell.parse(f))
+            }
+        }
         return shell.parse(new File(root, "vars/${name}.groovy"))
     }
 
@@ -228,10 +237,13 @@ class PipelineHarness {
 
     /** The mltp verbs run, in order, from the sh calls. */
     List<String> helperVerbs() {
-        shCalls().findAll { it.script =~ HELPER_CALL }.collect { (it.script =~ HELPER_VERB)[0][1] }
+        shCalls().findAll { HELPER_CALL.call(it.script, it.env) }.collect { it.env.MLTP_VERB }
     }
 
-    Map shFor(String verb) { shCalls().find { (it.script =~ HELPER_VERB).find() && (it.script =~ HELPER_VERB)[0][1] == verb } }
+    Map shFor(String verb) { shCalls().find { HELPER_CALL.call(it.script, it.env) && it.env.MLTP_VERB == verb } }
+
+    /** The install script's sh call, or null. */
+    Map installCall() { shCalls().find { INSTALL_CALL.call(it.script, it.env) } }
 
     List<String> stageNames() { callsOf('stage').collect { it.args[0] } }
 
