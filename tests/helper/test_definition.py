@@ -590,6 +590,9 @@ def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monke
     for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(key, raising=False)
     asl.patch_moto_get_object_body(monkeypatch)
+    from mltp.local import emulator
+
+    emulator.fix_jsonpath_keyword_prefixes()  # as `mltp run --local` does (old jsonpath-ng)
     good = {"auc": 0.9, "false_positive_rate": 0.05}  # both at their bounds
     runs = [
         ("at-bounds", good, True, "SUCCEEDED"),

@@ -210,6 +210,10 @@ def test_a_real_interpreter_agrees_on_every_case(monkeypatch):
     import boto3
     from moto import mock_aws
 
+    from mltp.local import emulator
+
+    # as `mltp run --local` does: old jsonpath-ng cannot parse `….false_positive_rate.value`
+    emulator.fix_jsonpath_keyword_prefixes()
     for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -16,7 +16,9 @@ definition is parsed then and again in each execution's worker thread:
     calls createX over HTTP and, for `.sync`, polls describeX to a terminal
     status (modelled on moto's Glue integration), and makes aws-sdk results
     JSON-safe (s3:getObject Body as text, datetimes as ISO strings) as Step
-    Functions does.
+    Functions does. It also applies `fix_jsonpath_keyword_prefixes()`: older
+    jsonpath-ng (the one Python < 3.11 gets) cannot parse a path whose member
+    name starts with `true` or `false`, e.g. `$.metrics.false_positive_rate`.
 
 These reach into moto internals, so the `local` extra pins moto's minor version.
 """
@@ -232,6 +234,50 @@ class StateTaskServiceAwsSdkFixed(StateTaskServiceAwsSdk):
         env.stack.append(_jsonable(env.stack.pop()))
 
 
+# --------------------------------------------------------------------------- 3. JSONPath member names
+
+
+# jsonpath-ng's own fix (issue h2non/jsonpath-ng#177, in its later releases): a boolean
+# literal only when no name character follows.
+_JSONPATH_BOOL = r"true(?![a-zA-Z0-9_@\-])|false(?![a-zA-Z0-9_@\-])"
+
+
+def _jsonpath_lexes_prefix_as_bool() -> bool:
+    from jsonpath_ng.ext.parser import ExtendedJsonPathLexer
+
+    tokens = ExtendedJsonPathLexer().tokenize("$.false_x.true_x")
+    return any(t.type == "BOOL" for t in tokens)
+
+
+def fix_jsonpath_keyword_prefixes() -> bool:
+    """Make JSONPath member names that start with `true`/`false` parse, as on AWS.
+
+    moto's interpreter resolves every JSONPath (a Choice rule's Variable, InputPath,
+    Parameters `.$`, ...) with jsonpath-ng's extended parser. Before jsonpath-ng
+    fixed it, that lexer's BOOL token is the bare regex `true|false`, so in
+    `$.evaluation.report.metrics.false_positive_rate.value` it reads `false` as a
+    boolean and the path fails to parse. A Choice rule's IsPresent swallows the
+    error as "not present", so the gate on false_positive_rate takes its Default
+    (MetricGateFailed) however good the metric. The lock installs such a jsonpath-ng
+    (1.8.0) on Python < 3.11 (with moto 5.1.x on 3.9, 5.2.x on 3.10).
+
+    PLY builds jsonpath-ng's lexer from the rule functions each time a path is
+    parsed, reading a rule's regex from its `regex` attribute before its docstring;
+    setting that attribute on the existing function keeps the rule order (PLY orders
+    rules by source line). Applied only where the installed lexer has the bug;
+    returns whether it was applied.
+    """
+    from jsonpath_ng.ext.parser import ExtendedJsonPathLexer
+
+    if not _jsonpath_lexes_prefix_as_bool():
+        return False
+    ExtendedJsonPathLexer.t_BOOL.regex = _JSONPATH_BOOL
+    if _jsonpath_lexes_prefix_as_bool():  # a lexer we do not know: leave it as it was
+        del ExtendedJsonPathLexer.t_BOOL.regex
+        return False
+    return True
+
+
 def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
     task_factory_mod._mltp_orig_for = orig
@@ -248,6 +294,8 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
     # nicer aws-sdk error names: "SageMaker.SageMakerException" instead of "sagemaker.sagemakerException"
     aws_sdk_mod._SERVICE_ERROR_NAMES.update({"sagemaker": "SageMaker", "s3": "S3"})
+    # `$.….false_positive_rate.value` must parse (old jsonpath-ng lexes `false` as a boolean)
+    fix_jsonpath_keyword_prefixes()
     # the parser logs every exception with a full repr of the state tree at ERROR/WARNING
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
