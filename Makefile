@@ -1,33 +1,46 @@
 # One entry point for people and CI. `make test` installs what it needs.
+# Any Python from 3.9 to 3.13 works: `make test PYTHON=python3.9`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := resources/mltp/requirements-local.txt
+# The agent Python the step's end-to-end test installs the helper with: a 3.12
+# (Ubuntu 24.04's) when this machine has one.
+AGENT_PYTHON ?= $(shell $(PYTHON) tests/compat/pythons.py 3.12 || echo python3)
 
-.PHONY: setup test test-helper test-vars groovy example schema bundle bench clean
+.PHONY: setup test test-helper test-vars test-compat groovy shellcheck example schema bundle bench clean
 
-$(BIN)/.installed: helper/pyproject.toml requirements-dev.txt
+# The development environment is the local-mode bundle's own lock (hash-checked),
+# so the tests run against exactly the versions agents install, plus the tools.
+$(BIN)/.installed: helper/pyproject.toml requirements-dev.txt $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e 'helper[local]' -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e helper
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
 setup: $(BIN)/.installed
 
-## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4)
-test: test-helper test-vars
+## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4, the bundle on every Python)
+test: test-helper test-vars test-compat
 
-test-helper: setup
+test-helper: setup shellcheck
 	$(BIN)/python -m pytest tests/helper -q
 
 test-vars: setup groovy
-	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) bash tests/vars/run.sh
+	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) MLTP_TEST_AGENT_PYTHON=$(AGENT_PYTHON) bash tests/vars/run.sh
 
-# Groovy 2.4 (Debian's package) runs the step tests; installed when missing and we may.
-groovy:
-	@command -v groovy >/dev/null || { \
+## test-compat: install the bundle as the step does on each Python 3.9..3.13 found, and run it
+test-compat: setup
+	$(BIN)/python -m pytest tests/compat -q -s -rs
+
+# Debian packages the tests use; installed when missing and we may (root with apt).
+groovy shellcheck:
+	@command -v $@ >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groovy >/dev/null; \
-	  else echo "make: the step tests need Groovy 2.4: apt-get install groovy" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $@ >/dev/null; \
+	  else echo "make: the tests need $@: apt-get install $@" >&2; exit 1; fi; }
 
 ## example: run the example model end to end on this machine, no AWS account
 example: setup
@@ -37,7 +50,7 @@ example: setup
 schema: setup
 	$(BIN)/mltp schema > resources/mltp/config.schema.json
 
-## bundle: rebuild the helper wheel and its hashed requirements in resources/mltp/
+## bundle: rebuild the helper wheel and its two hashed locks in resources/mltp/
 bundle: setup
 	$(BIN)/python tools/bundle.py
 

@@ -50,12 +50,14 @@ py=${MLTP_INSTALL_PYTHON:-python3}
 # --------------------------------------------------------------- the interpreter
 command -v "$py" > /dev/null 2>&1 ||
     fail "Python interpreter '$py' not found on this agent (the python option; Python 3.9+ is needed)"
+# One start of the interpreter each for its version, the cache key and the
+# verification: a cached helper costs a build well under a second.
 version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2> /dev/null) ||
     fail "'$py' does not run as a Python interpreter (the python option)"
-"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' ||
-    fail "'$py' is Python $version; the mltp helper needs Python 3.9 or newer (the python option)"
-"$py" -c 'import venv, ensurepip' > /dev/null 2>&1 ||
-    fail "'$py' (Python $version) cannot create virtualenvs: its venv/ensurepip module is missing (on Debian/Ubuntu: apt-get install python3-venv, or python$version-venv)"
+case $version in
+    3.9 | 3.[1-9][0-9] | [4-9].*) ;;
+    *) fail "'$py' is Python $version; the mltp helper needs Python 3.9 or newer (the python option)" ;;
+esac
 if [ -n "$spec" ]; then
     set -- spec "$spec"
 else
@@ -118,6 +120,8 @@ if [ -L "$venv" ] || [ -e "$venv" ]; then
 fi
 
 # --------------------------------------------------------------- a fresh build
+"$py" -c 'import venv, ensurepip' > /dev/null 2>&1 ||
+    fail "'$py' (Python $version) cannot create virtualenvs: its venv/ensurepip module is missing (on Debian/Ubuntu: apt-get install python3-venv, or python$version-venv)"
 mkdir -p -- "$cache" || fail "cannot create the helper cache directory $cache"
 # Builds left behind by a killed build (the agent lost, say) are older than a day.
 find "$cache" -maxdepth 1 -name 'build-*' -mmin +1440 -exec rm -rf {} + 2> /dev/null

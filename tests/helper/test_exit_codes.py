@@ -1,5 +1,5 @@
 """The exit codes of `mltp wait` and `mltp run`, through the CLI, against moto
-(CONTRACT 5): 0 passed, 2 invalid input, 3 gate failed, 4 run failed, 5 AWS
+(docs/contract.md, 4.1): 0 passed, 2 invalid input, 3 gate failed, 4 run failed, 5 AWS
 refused or unreachable."""
 
 import sys

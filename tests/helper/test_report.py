@@ -1,4 +1,4 @@
-"""The report folder: report.json, report.md, junit.xml, summary.txt (CONTRACT 5).
+"""The report folder: report.json, report.md, junit.xml, summary.txt (docs/contract.md, 9.3).
 
 Built from Outcome objects directly (no AWS), plus one check that `wait`
 writes the folder for each outcome it can reach against moto.

@@ -1,6 +1,6 @@
 """The code bundle: the shipped files, their content hash and sourcedir.tar.gz.
 
-The content hash names the S3 code prefix (CONTRACT 4), so it must depend on
+The content hash names the S3 code prefix (docs/contract.md, 6.1), so it must depend on
 what the jobs will see and on nothing else: paths, bytes and the executable bit,
 never mtimes, owners or the order the file system lists them in. The tarball is
 made just as reproducible (sorted entries, fixed mtime, owner 0/"", normalized

@@ -1,5 +1,5 @@
 """The `mltp` command. Commands only parse options and delegate to `pipeline`;
-this module also turns errors into the contract's exit codes (CONTRACT 5).
+this module also turns errors into the contract's exit codes (docs/contract.md, 4.1).
 
 Every option can also come from the environment (MLTP_CONFIG, MLTP_RUN_NAME,
 ...): that is how the Jenkins step passes values without quoting them into

@@ -162,7 +162,7 @@ def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
     if not repo.is_dir():
         raise InvalidInput(f"{display(repo)}: model repo not found (not a directory)")
     if not path.is_file():
-        raise InvalidInput(f"{display(path)}: config file not found (a model repo needs config.yaml; see CONTRACT section 2)")
+        raise InvalidInput(f"{display(path)}: config file not found (a model repo needs config.yaml; see docs/contract.md)")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,4 +1,4 @@
-"""The one definition of config.yaml version 1 (CONTRACT section 2).
+"""The one definition of config.yaml version 1 (docs/contract.md, section 2).
 
 Everything else derives from this dict: validation (jsonschema), the defaults
 of the typed config objects, and `resources/mltp/config.schema.json`, which
@@ -260,7 +260,37 @@ SCHEMA: Dict[str, Any] = {
 }
 
 
+# Where each part of the file is documented: editors show these descriptions on
+# hover, so every one points into the contract that ships with the library.
+CONTRACT = "docs/contract.md"
+_DOCUMENTED_AT = {
+    (): "#2-configyaml",
+    ("version",): "#21-top-level",
+    ("name",): "#21-top-level",
+    ("description",): "#21-top-level",
+    ("aws",): "#22-aws",
+    ("steps",): "#23-steps",
+    ("steps", "preprocessing"): "#32-preprocessing",
+    ("steps", "training"): "#33-training",
+    ("steps", "evaluation"): "#34-evaluation",
+    ("gate",): "#24-gate",
+    ("registry",): "#25-registry",
+    ("schedule",): "#26-schedule",
+}
+
+
+def _documented(schema: Dict[str, Any]) -> Dict[str, Any]:
+    for path, anchor in _DOCUMENTED_AT.items():
+        node = schema
+        for key in path:
+            node = node["properties"][key]
+        pointer = f"See {CONTRACT}{anchor}."
+        node["description"] = f"{node['description']} {pointer}" if node.get("description") else pointer
+    return schema
+
+
 def json_schema() -> Dict[str, Any]:
     """The schema as shipped for editors: ours, with our private keywords kept
-    (editors ignore unknown keywords) so the shipped file equals this one."""
-    return copy.deepcopy(SCHEMA)
+    (editors ignore unknown keywords) so the shipped file equals this one, and
+    each part's description pointing to its section of the contract."""
+    return _documented(copy.deepcopy(SCHEMA))

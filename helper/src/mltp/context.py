@@ -1,5 +1,5 @@
 """Who is running and for which branch: Jenkins' environment and the CLI options
-turned into one RunContext that every verb shares (CONTRACT sections 5 and 6)."""
+turned into one RunContext that every verb shares (docs/contract.md, 7.1 and 9.2)."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""The state machine definition (CONTRACT section 4), built from a config.
+"""The state machine definition (docs/contract.md, section 10), built from a config.
 
 Preprocessing -> Training -> Evaluation -> ReadEvaluation -> Gate -> ShouldRegister
 -> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
@@ -61,7 +61,7 @@ REGISTERED = "Registered"
 STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, GATE, GATE_FAILED,
           SHOULD_REGISTER, NOT_REGISTERED, REGISTER, REGISTERED)
 
-GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (CONTRACT 4)
+GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.1)
 
 # Where results land in the state data (and so in the execution output).
 JOBS_PATH = "$.jobs"  # $.jobs.preprocessing.ProcessingJobArn, $.jobs.training.TrainingJobArn, ...
@@ -70,7 +70,7 @@ METRICS_PATH = "$.evaluation.report.metrics"
 REGISTER_PATH = "$.register"  # the CreateModelPackage response
 MODEL_PACKAGE_ARN_PATH = "$.register.ModelPackageArn"
 
-# Paths inside the processing containers (CONTRACT 3).
+# Paths inside the processing containers (docs/contract.md, 3.1).
 PROCESSING_ROOT = "/opt/ml/processing"
 INPUT_DIR = f"{PROCESSING_ROOT}/input"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output"

@@ -9,7 +9,7 @@ Python (the report, the local run). Both follow the same semantics:
 - a missing metric, or one whose value is not a number, fails its rule;
 - the gate passes only when every rule holds.
 
-evaluation.json follows SageMaker's model-quality convention (CONTRACT 3):
+evaluation.json follows SageMaker's model-quality convention (docs/contract.md, 3.5):
 ``{"metrics": {"auc": {"value": 0.941}, ...}}``; `parse_evaluation` reads it.
 
 No heavy imports here: the CLI imports this module for every verb.

@@ -44,7 +44,7 @@ def branch_slug(config: Config, branch: str) -> str:
 
 
 def state_machine_name(config: Config, branch: str, is_default: bool) -> str:
-    """`<name>` on the default branch, `<name>--<branch slug>` elsewhere (CONTRACT 6)."""
+    """`<name>` on the default branch, `<name>--<branch slug>` elsewhere (docs/contract.md, 5.2)."""
     if is_default:
         return config.name
     return f"{config.name}{BRANCH_SEPARATOR}{branch_slug(config, branch)}"

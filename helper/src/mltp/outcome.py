@@ -1,5 +1,5 @@
 """The result of one run, as `wait` found it: what the report, the console table
-and the exit code are all made from (CONTRACT section 5).
+and the exit code are all made from (docs/contract.md, 4.1).
 
 Status is one of PASSED, GATE_FAILED, FAILED, STOPPED, TIMED_OUT; each maps to
 exactly one exit code, so the Jenkins step never has to parse text.

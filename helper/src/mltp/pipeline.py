@@ -1,4 +1,4 @@
-"""The verbs of CONTRACT section 5, composed from the modules that do the work.
+"""The verbs of the mltp command (docs/contract.md, 9.1), composed from the modules that do the work.
 
 `run` is validate -> sync -> deploy -> start -> wait; the local run calls the
 very same functions against the embedded emulator, so there is one path.
@@ -170,7 +170,7 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
         no_wait: bool = False, python: Optional[str] = None, **options):
-    """validate -> sync -> deploy -> start -> wait (CONTRACT 5); --no-wait returns
+    """validate -> sync -> deploy -> start -> wait (docs/contract.md, 9.1); --no-wait returns
     once the run has started; --local runs it all against the embedded emulator."""
     if local:
         try:

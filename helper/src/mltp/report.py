@@ -1,4 +1,4 @@
-"""The report folder of a run (CONTRACT section 5), and the table `wait` prints.
+"""The report folder of a run (docs/contract.md, 9.3), and the table `wait` prints.
 
 report.json  machine-readable: everything in the Outcome
 report.md    for release managers: verdict, summary, gate, steps, package, links

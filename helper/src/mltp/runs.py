@@ -4,7 +4,7 @@ A run is addressed by state machine and run name alone, so `wait` and `stop` in
 a later process (another Jenkins step, an aborted build's cleanup) find it
 without listing executions or passing files around: the execution ARN is the
 state machine ARN with ':stateMachine:' turned into ':execution:' plus
-':<run name>'. Starting is idempotent per run name (CONTRACT 6): a retried or
+':<run name>'. Starting is idempotent per run name (docs/contract.md, 6.4): a retried or
 resumed build re-attaches to its execution instead of starting a second one.
 """
 

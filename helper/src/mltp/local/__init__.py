@@ -64,7 +64,7 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
 
 
 def _create_bucket(clients, bucket: str, region: str) -> None:
-    """On AWS the bucket exists already (CONTRACT 2); the fresh emulator has none."""
+    """On AWS the bucket exists already (docs/contract.md, 2.2); the fresh emulator has none."""
     kwargs = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -72,7 +72,7 @@ def _create_bucket(clients, bucket: str, region: str) -> None:
 
 
 def _keep_artifacts(clients, ctx) -> None:
-    """The model and evaluation.json land beside the report (CONTRACT 7), since
+    """The model and evaluation.json land beside the report (docs/contract.md, 8.3), since
     the emulator's S3 vanishes with it."""
     from .. import naming
     from .runner import split_s3

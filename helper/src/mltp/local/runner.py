@@ -3,7 +3,7 @@
 The emulator hands us the exact CreateProcessingJob / CreateTrainingJob request
 the state machine sent. We do what the SageMaker containers do with it:
 download the inputs from (emulated) S3 into the job's /opt/ml tree, run the
-script with the contract's paths and variables (CONTRACT section 3), pack the
+script with the contract's paths and variables (docs/contract.md, section 3), pack the
 model directory into model.tar.gz, and upload the outputs. Because everything
 comes from S3, the local run executes exactly the code `sync` shipped, ignore
 rules included.

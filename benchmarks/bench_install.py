@@ -1,0 +1,114 @@
+"""Installing the helper on an agent, as the Jenkins step does (resources/mltp/install.sh).
+
+Prints, for each mode's lock:
+- cold: an empty helper cache and an empty pip cache (a fresh agent), seconds and
+  the virtualenv's size on disk;
+- warm: the helper already cached, so install.sh only verifies it (what every
+  later build pays), median of several runs.
+The anchor, in the same run and under the same conditions: a cold
+`pip install sagemaker stepfunctions` into a fresh virtualenv, what a user
+would install by hand to render a definition with the two SDKs.
+Goal (AWS mode): cold at most 40 s and 320 MB here.
+
+    python benchmarks/bench_install.py [--python PATH] [--modes aws,local] [--warm-runs N]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.installer import LOCKS, install  # noqa: E402
+
+GOAL_SECONDS = 40
+GOAL_MB = 320
+
+
+def size_mb(path: Path) -> float:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(folder, name)
+            if not os.path.islink(full):
+                total += os.lstat(full).st_size
+    return total / 1e6
+
+
+def cold_install(python: str, mode: str, work: Path):
+    pip_cache = work / f"pip-cache-{mode}"
+    started = time.perf_counter()
+    done = install(python, work / f"cache-{mode}", work / f"scratch-{mode}", lock=mode, PIP_CACHE_DIR=str(pip_cache))
+    seconds = time.perf_counter() - started
+    if done.rc != 0:
+        raise SystemExit(f"cold install ({mode}) failed: {done.error}\n{done.output[-2000:]}")
+    venv = Path(done.mltp).parent.parent.resolve()
+    return seconds, size_mb(venv), done
+
+
+def warm_install(python: str, mode: str, work: Path, runs: int) -> float:
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        done = install(python, work / f"cache-{mode}", work / f"warm-{mode}-{i}", lock=mode)
+        times.append(time.perf_counter() - started)
+        if done.rc != 0 or "(verified)" not in done.output:
+            raise SystemExit(f"warm install ({mode}) did not hit the cache: {done.output}")
+    return statistics.median(times)
+
+
+def anchor(python: str, work: Path):
+    """pip install sagemaker stepfunctions, cold, into a fresh venv."""
+    venv = work / "anchor-venv"
+    env = dict(os.environ, PIP_CACHE_DIR=str(work / "pip-cache-anchor"))
+    started = time.perf_counter()
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "sagemaker<3", "stepfunctions"], check=True, env=env)
+    return time.perf_counter() - started, size_mb(venv)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the agent's interpreter (default: this one)")
+    parser.add_argument("--modes", default="aws,local")
+    parser.add_argument("--warm-runs", type=int, default=5)
+    args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(LOCKS)
+    if unknown:
+        raise SystemExit(f"unknown mode(s): {', '.join(sorted(unknown))}")
+    version = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    work = Path(tempfile.mkdtemp(prefix="mltp-bench-install-"))
+    try:
+        anchor_s, anchor_mb = anchor(args.python, work)
+        rows = []
+        for mode in modes:
+            cold_s, cold_mb, _ = cold_install(args.python, mode, work)
+            warm_s = warm_install(args.python, mode, work, args.warm_runs)
+            rows.append((mode, cold_s, cold_mb, warm_s))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"helper install on Python {version} (cold: empty helper and pip caches; warm: median of {args.warm_runs})")
+    print(f"anchor: pip install sagemaker stepfunctions: {anchor_s:.1f} s, {anchor_mb:.0f} MB")
+    print(f"{'mode':<6} {'cold s':>7} {'ratio':>6} {'MB':>5} {'ratio':>6} {'warm s':>7}  goal")
+    for mode, cold_s, cold_mb, warm_s in rows:
+        goal = ""
+        if mode == "aws":
+            ok = cold_s <= GOAL_SECONDS and cold_mb <= GOAL_MB
+            goal = f"<= {GOAL_SECONDS} s and {GOAL_MB} MB cold: {'met' if ok else 'MISSED'}"
+        goal += f"{'; ' if goal else ''}warm <= 0.3 s: {'met' if warm_s <= 0.3 else 'MISSED'}"
+        print(f"{mode:<6} {cold_s:7.1f} {cold_s / anchor_s:6.2f} {cold_mb:5.0f} {cold_mb / anchor_mb:6.2f} {warm_s:7.3f}  {goal}")
+
+
+if __name__ == "__main__":
+    main()
