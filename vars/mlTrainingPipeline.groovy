@@ -64,25 +64,13 @@ def runOnAgent(Map cfg, long started) {
     if (!isUnix()) {
         error(PREFIX + 'needs a Unix agent with sh; choose one with the agent option')
     }
-    Map ctx = [cfg: cfg]
+    Map ctx = null
     stage('Validate') {
-        def scmVars = checkout(scm)
-        ctx.workspace = pwd()
-        ctx.tmp = pwd(tmp: true) + '/mltp'
-        ctx.errorFile = ctx.tmp + '/error.txt'
-        ctx.infoFile = ctx.tmp + '/info.txt'
-        writeFile(file: ctx.tmp + '/README.txt', text: 'Scratch files of the mlTrainingPipeline step.\n')
-        dir(REPORT_DIR) {
-            deleteDir()
-        }
-        Map helper = mltpHelper.install(prefix: PREFIX, tmp: ctx.tmp, errorFile: ctx.errorFile, python: cfg.python,
-                                        lock: cfg.mode == 'local' ? 'local' : 'aws',
-                                        helperCommand: cfg.helperCommand, helperPipSpec: cfg.helperPipSpec)
-        ctx.mltp = helper.mltp
-        ctx.helperSh = helper.helperSh
-        ctx.env = helperEnv(ctx, scmVars)
+        ctx = prepareAgent(cfg, true)
         runHelper(ctx, 'validate', false)
         Map info = readInfo(ctx.infoFile)
+        ctx.runName = info.run_name
+        ctx.stateMachine = info.state_machine
         applyJobProperties(cfg, info)
     }
     if (cfg.mode == 'validate') {
@@ -109,6 +97,30 @@ def runOnAgent(Map cfg, long started) {
     }
 }
 
+// Checks the repo out on the current agent and installs the helper there.
+// Returns the context every helper call uses: paths, the helper, its environment.
+Map prepareAgent(Map cfg, boolean freshReport) {
+    Map ctx = [cfg: cfg]
+    def scmVars = checkout(scm)
+    ctx.workspace = pwd()
+    ctx.tmp = pwd(tmp: true) + '/mltp'
+    ctx.errorFile = ctx.tmp + '/error.txt'
+    ctx.infoFile = ctx.tmp + '/info.txt'
+    writeFile(file: ctx.tmp + '/README.txt', text: 'Scratch files of the mlTrainingPipeline step.\n')
+    if (freshReport) {
+        dir(REPORT_DIR) {
+            deleteDir()
+        }
+    }
+    Map helper = mltpHelper.install(prefix: PREFIX, tmp: ctx.tmp, errorFile: ctx.errorFile, python: cfg.python,
+                                    lock: cfg.mode == 'local' ? 'local' : 'aws',
+                                    helperCommand: cfg.helperCommand, helperPipSpec: cfg.helperPipSpec)
+    ctx.mltp = helper.mltp
+    ctx.helperSh = helper.helperSh
+    ctx.env = helperEnv(ctx, scmVars)
+    return ctx
+}
+
 // start + wait (or `run --local`). If the build is aborted or times out meanwhile,
 // stop the execution, then rethrow the original interruption so the build is ABORTED.
 def train(Map ctx, long started) {
@@ -128,8 +140,70 @@ def train(Map ctx, long started) {
             stopRun(ctx, trainEnv)
         }
         throw interruption
+    } catch (Exception problem) {
+        if (cfg.mode == 'aws' && isAgentLoss(problem)) {
+            stopAfterAgentLoss(ctx, problem.getClass().getName())
+        }
+        throw problem
+    }
+    if (rc == -1 && cfg.mode == 'aws') {
+        // sh's status when the agent went away while the script ran.
+        stopAfterAgentLoss(ctx, 'mltp ' + verb + ' ended with status -1')
+        error(PREFIX + 'lost the connection to the agent during mltp ' + verb)
     }
     checkExit(ctx, verb, rc)
+}
+
+// Exceptions that mean the agent (or its connection) is gone, here or among the causes.
+@Field final List AGENT_LOSS = [
+    'hudson.remoting.ChannelClosedException',
+    'hudson.remoting.RequestAbortedException',
+    'java.nio.channels.ClosedChannelException',
+    'org.jenkinsci.plugins.workflow.support.steps.AgentOfflineException',
+]
+
+boolean isAgentLoss(Throwable problem) {
+    Throwable t = problem
+    for (int depth = 0; t != null && depth < 10; depth++) {
+        if (AGENT_LOSS.contains(t.getClass().getName())) {
+            return true
+        }
+        t = t.getCause()
+    }
+    return false
+}
+
+// The agent that followed the run is gone, and the run goes on costing money.
+// Stop it from another agent (a fresh checkout: `mltp stop` reads the config);
+// when even that fails, say which run was left running.
+def stopAfterAgentLoss(Map ctx, String why) {
+    Map cfg = ctx.cfg
+    String run = (ctx.runName ?: 'of this build') + (ctx.stateMachine ? ' (state machine ' + ctx.stateMachine + ')' : '')
+    echo(PREFIX + 'lost the agent (' + why + '): stopping the Step Functions execution ' + run + ' from another agent')
+    boolean stopped = false
+    try {
+        Closure stopHere = {
+            Map other = prepareAgent(cfg, false)
+            int rc = mltpHelper.runVerb('stop', other.env, awsCredentials(cfg))
+            stopped = rc == 0
+            if (!stopped) {
+                echo(PREFIX + 'mltp stop failed: ' + mltpHelper.readReason(PREFIX, other.errorFile, 'stop', rc))
+            }
+        }
+        if (cfg.agent) {
+            node(cfg.agent, stopHere)
+        } else {
+            node(stopHere)
+        }
+    } catch (InterruptedException interruption) {
+        throw interruption
+    } catch (stopProblem) {
+        echo(PREFIX + 'could not stop the execution from another agent: ' + stopProblem.getClass().getName())
+    }
+    if (!stopped) {
+        echo(PREFIX + 'the Step Functions execution ' + run + ' was left running: stop it in the AWS console ' +
+             'or with `mltp stop` (MLTP_RUN_NAME=' + (ctx.runName ?: 'the build tag') + ')')
+    }
 }
 
 def stopRun(Map ctx, List trainEnv) {

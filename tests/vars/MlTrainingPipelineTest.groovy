@@ -406,7 +406,7 @@ test('credentials: bound by id only around AWS calls, the secret nowhere in text
 
     assert h.result == 'FAILURE'
     List bindings = h.callsOf('withCredentials').collect { it.args[0] }
-    assert bindings.size() == 3        // sync, deploy, and one block around start + wait
+    assert bindings.size() == 4        // sync, deploy, start and wait, each on its own
     bindings.each { List b ->
         assert b == [[$class: 'AmazonWebServicesCredentialsBinding', credentialsId: 'aws-ml',
                       accessKeyVariable: 'AWS_ACCESS_KEY_ID', secretKeyVariable: 'AWS_SECRET_ACCESS_KEY']]
@@ -751,7 +751,7 @@ test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS')
         List shCalls = (src =~ /\bsh\s*\(([^)]*)\)/).collect { it[1] }
         shCount += shCalls.size()
         shCalls.each { String args -> assert args =~ /^script: (HELPER_SH|INSTALL_SH),/, f.name }
-        assert !(src =~ /\bsh\s+['"]/)
+        assert !(src =~ /(?<![\/\w])sh\s+['"]/)     // the sh step without parentheses
         assert !src.contains('"""')
         assert !src.contains('JsonSlurper')
         assert !src.contains('@NonCPS')
@@ -790,4 +790,61 @@ test('Jenkinsfile.example parses and its options are accepted') { PipelineHarnes
     h.fakeHelper()
     h.run(options)
     assert h.result == 'SUCCESS'
+}
+
+// ------------------------------------------------------------------ a lost agent
+
+test('agent lost during wait: the execution is stopped from another agent, the error rethrown') { PipelineHarness h ->
+    Map options = withAwsCredentials(h) + [agent: 'linux']
+    hudson.remoting.ChannelClosedException lost = new hudson.remoting.ChannelClosedException('channel is already closed')
+    h.fakeHelper(actions: [wait: { throw lost }], info: [name: 'fraud-detection', state_machine: 'fraud-detection',
+                                                         run_name: 'jenkins-ml-pipeline-main-7', register: 'true'])
+    h.run(options)
+
+    assert h.result == 'FAILURE'
+    assert h.thrown.is(lost)
+    assert h.helperVerbs() == ALL_VERBS + ['stop']
+    assert h.callsOf('node').collect { it.args } == [['linux'], ['linux']]   // a second agent, same label
+    assert h.callsOf('checkout').size() == 2                               // stop reads the config
+    Map stop = h.shFor('stop')
+    assert stop.credentials == ['aws-ml']
+    assert h.logText().contains('[mlTrainingPipeline] lost the agent (hudson.remoting.ChannelClosedException): ' +
+                                'stopping the Step Functions execution jenkins-ml-pipeline-main-7 (state machine fraud-detection) from another agent')
+    assert !h.logText().contains('left running')
+}
+
+test('agent lost and no agent can stop the run: the log names the run left running') { PipelineHarness h ->
+    hudson.remoting.ChannelClosedException lost = new hudson.remoting.ChannelClosedException('channel is already closed')
+    h.fakeHelper(actions: [wait: { throw lost }, stop: { throw new hudson.remoting.ChannelClosedException('again') }],
+                 info: [name: 'fraud-detection', state_machine: 'fraud-detection', run_name: 'jenkins-ml-pipeline-main-7'])
+    h.run()
+    assert h.thrown.is(lost)
+    assert h.logText().contains('could not stop the execution from another agent: hudson.remoting.ChannelClosedException')
+    assert h.logText().contains('[mlTrainingPipeline] the Step Functions execution jenkins-ml-pipeline-main-7 ' +
+                                '(state machine fraud-detection) was left running: stop it in the AWS console or with ' +
+                                '`mltp stop` (MLTP_RUN_NAME=jenkins-ml-pipeline-main-7)')
+}
+
+test('sh returning -1 (agent gone) also stops the run, and the build fails with one line') { PipelineHarness h ->
+    h.fakeHelper(rc: [wait: -1], info: [name: 'fraud-detection', state_machine: 'fraud-detection', run_name: 'jenkins-ml-pipeline-main-7'])
+    h.run()
+    assert h.result == 'FAILURE'
+    assert h.helperVerbs() == ALL_VERBS + ['stop']
+    assert h.errors() == ['[mlTrainingPipeline] lost the connection to the agent during mltp wait']
+    assert h.logText().contains('lost the agent (mltp wait ended with status -1)')
+}
+
+test('a plain failure of sh is not an agent loss: no stop, no second agent') { PipelineHarness h ->
+    IOException disk = new IOException('No space left on device')
+    h.fakeHelper(actions: [wait: { throw disk }])
+    h.run()
+    assert h.thrown.is(disk)
+    assert h.helperVerbs() == ALL_VERBS
+    assert h.callsOf('node').size() == 1
+
+    PipelineHarness local = newHarness()
+    local.fakeHelper(actions: [run: { throw new hudson.remoting.ChannelClosedException('gone') }])
+    local.run(mode: 'local')
+    assert local.helperVerbs() == ['validate', 'run']        // nothing runs on AWS: nothing to stop
+    assert local.callsOf('node').size() == 1
 }
