@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 import botocore.exceptions
 
-from . import runs
+from . import naming, runs
 from .aws import Clients, error_code, refused
 from .context import RunContext
 from .errors import AwsRefused
@@ -83,7 +83,7 @@ def _logging_key(conf: Optional[dict]) -> tuple:
 def tags(ctx: RunContext) -> Dict[str, str]:
     out = dict(ctx.config.aws.tags)
     out["mltp:model"] = ctx.config.name
-    out["mltp:branch"] = ctx.branch
+    out["mltp:branch"] = naming.tag_value(ctx.branch)
     return out
 
 

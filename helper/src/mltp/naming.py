@@ -95,6 +95,13 @@ def metadata_value(text: str) -> str:
     return cleaned if cleaned.strip() else "unknown"
 
 
+def tag_value(text: str) -> str:
+    """A tag value SageMaker and Step Functions accept ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*,
+    at most 256): a legal git branch such as 'fix/#12,crash&burn' becomes
+    'fix/_12_crash_burn', a 300-character one is cut, so `deploy` never fails on it."""
+    return re.sub(r"[^\w .:/=+@-]|[\u0080-\u00a0]", "_", text or "")[:256]
+
+
 @dataclass(frozen=True)
 class ExecutionInput:
     """The execution input the state machine reads (as $$.Execution.Input.<Key>).
