@@ -96,10 +96,11 @@ def sync(repo: Path, config: Optional[str], **options):
     return sync_checked(validate(repo, config, **options))
 
 
-def sync_checked(checked: Validated):
+def sync_checked(checked: Validated, bundle=None):
     from . import sync as sync_mod
 
-    result = sync_mod.sync(checked.config, _clients(checked.context), checked.files)
+    result = sync_mod.sync(checked.config, _clients(checked.context), checked.files, bundle=bundle,
+                           state_machine=checked.context.state_machine)
     click.echo(result.summary())
     return result
 
@@ -122,14 +123,12 @@ def start(repo: Path, config: Optional[str], **options):
     return start_checked(validate(repo, config, **options))
 
 
-def start_checked(checked: Validated, content_hash: Optional[str] = None):
-    """`content_hash` saves hashing the files again when `sync` just did."""
+def start_checked(checked: Validated, bundle=None):
+    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting."""
     from . import bundle as bundle_mod
     from . import runs
 
-    if content_hash is None:
-        content_hash = bundle_mod.make(checked.files).content_hash
-    result = runs.start(checked.context, _clients(checked.context), content_hash)
+    result = runs.start(checked.context, _clients(checked.context), bundle or bundle_mod.make(checked.files))
     click.echo(result.summary())
     return result
 
@@ -192,9 +191,12 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
 def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: Optional[float] = None,
                 no_wait: bool = False, **options):
     """sync -> deploy -> start -> wait on one validated repo (validated once, hashed once)."""
-    synced = sync_checked(checked)
+    from . import bundle as bundle_mod
+
+    bundle = bundle_mod.make(checked.files)
+    sync_checked(checked, bundle)
     deploy_checked(checked)
-    start_checked(checked, synced.content_hash)
+    start_checked(checked, bundle)
     if no_wait:
         return None
     # One run name for every step: outside Jenkins the default is a timestamp,
