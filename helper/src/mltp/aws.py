@@ -94,8 +94,9 @@ class Clients:
             if self._account is None:
                 sts = self._session.client(
                     "sts", region_name=self.region, endpoint_url=self.endpoint_url,
-                    config=self._config.merge(botocore.config.Config(
-                        retries={"mode": "standard", "max_attempts": STS_ATTEMPTS}, connect_timeout=5, read_timeout=15)),
+                    config=botocore.config.Config(
+                        region_name=self.region, retries={"mode": "standard", "total_max_attempts": STS_ATTEMPTS},
+                        user_agent_extra=f"mltp/{__version__}", connect_timeout=5, read_timeout=15),
                 )
                 with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
                     self._account = sts.get_caller_identity()["Account"]
