@@ -15,6 +15,7 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, List, Sequence, Tuple
 
 from . import __version__
@@ -90,10 +91,23 @@ def content_hash(files: Sequence[BundleFile]) -> str:
     return digest.hexdigest()[:HASH_LENGTH]
 
 
+def _with_guard(files: Sequence[RepoFile]) -> List[RepoFile]:
+    """The repo's files plus mltp's evaluation guard, the evaluation job's entry
+    point (see evaluation_guard). `.mltp/` is never shipped from a repo, so the
+    name cannot clash; being in the bundle, the guard is part of the content hash
+    and verified with the rest of the code."""
+    from . import evaluation_guard
+
+    if any(f.relpath == evaluation_guard.SHIPPED_AS for f in files):
+        return list(files)
+    guard = Path(evaluation_guard.__file__)
+    return list(files) + [RepoFile(evaluation_guard.SHIPPED_AS, guard, guard.stat().st_size)]
+
+
 def make(files: Sequence[RepoFile]) -> Bundle:
     """Reads every file once to hash it; builds no tarball (a no-op sync needs none)."""
     out: List[BundleFile] = []
-    for f in sorted(files, key=lambda f: f.relpath):
+    for f in sorted(_with_guard(files), key=lambda f: f.relpath):
         sha, size, md5 = _file_digest(str(f.path))
         executable = bool(os.stat(f.path).st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
         out.append(BundleFile(f.relpath, str(f.path), size, sha, executable, md5))
