@@ -135,9 +135,10 @@ SCHEMA: Dict[str, Any] = {
             "type": "string",
             "maxLength": 1000,
             # SageMaker's descriptions take letters, marks, spaces and visible characters
-            # only: a newline or tab would fail registration after the whole run.
-            "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
-            "x-error": "must be one line of text without control characters (newline, tab, ...)",
+            # only. Line breaks and tabs are folded into spaces where a description is
+            # used; any other control character would fail registration after the run.
+            "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$",
+            "x-error": "must be text without control characters (line breaks and tabs are fine)",
         },
         "aws": {
             "type": "object",

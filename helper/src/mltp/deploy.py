@@ -107,7 +107,8 @@ def ensure_model_package_group(ctx: RunContext, clients: Clients) -> bool:
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("ValidationException", "ResourceNotFound"):
                 raise
-        description = ctx.config.description or f"Models of {ctx.config.name}, registered by mltp"
+        # Line breaks and tabs folded: ModelPackageGroupDescription takes no control characters.
+        description = " ".join((ctx.config.description or f"Models of {ctx.config.name}, registered by mltp").split())
         group_tags = [{"Key": k, "Value": v} for k, v in sorted(tags(ctx).items()) if k != "mltp:branch"]
         try:
             sagemaker.create_model_package_group(
