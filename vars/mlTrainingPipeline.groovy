@@ -193,12 +193,14 @@ def runOnAgent(Map cfg, long started) {
         ctx.errorFile = ctx.tmp + '/error.txt'
         ctx.infoFile = ctx.tmp + '/info.txt'
         writeFile(file: ctx.tmp + '/README.txt', text: 'Scratch files of the mlTrainingPipeline step.\n')
-        dir(REPORT_DIR) {
-            deleteDir()
-        }
         ctx.mltp = installHelper(ctx)
         ctx.env = helperEnv(ctx, scmVars)
         runHelper(ctx, 'validate', false)
+        // Only after validate: it refuses a committed `.mltp` symlink, through which
+        // deleteDir() would empty a folder outside the workspace.
+        dir(REPORT_DIR) {
+            deleteDir()
+        }
         Map info = readInfo(ctx.infoFile)
         applyJobProperties(cfg, info)
     }
