@@ -323,3 +323,32 @@ def test_branch_code_has_its_own_prefix(model, aws_env, monkeypatch):
 def test_content_hash_has_128_bits(model):
     _, files = load(model)
     assert len(bundle.make(files).content_hash) * 4 >= 128
+
+
+def test_no_op_sync_does_not_rebuild_the_tarball(model, aws_env, monkeypatch):
+    """The tarball's digests are cached per content hash: verifying an unchanged
+    prefix needs no gzip of the repo."""
+    cfg, files = load(model)
+    sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the tarball was rebuilt")
+
+    monkeypatch.setattr(bundle, "write_tarball", refuse)
+    assert not sync_mod.sync(cfg, Clients(REGION, aws_env), files).uploaded
+
+
+def test_a_damaged_digest_cache_is_caught_and_corrected(model, aws_env):
+    cfg, files = load(model)
+    built = bundle.make(files)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    s3(aws_env).delete_object(Bucket=cfg.aws.bucket, Key=f"mltp/{cfg.name}/code/{first.content_hash}/sourcedir.tar.gz")
+    cache = sync_mod._digest_cache_path(built)
+    cache.write_text(json.dumps({"size": 1, "md5": "0" * 32, "sha256": "0" * 64}))
+    from mltp.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="run `mltp sync` again"):
+        sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    again = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert again.repaired == ("sourcedir.tar.gz (missing)",) or again.uploaded
+    assert not sync_mod.sync(cfg, Clients(REGION, aws_env), files).uploaded

@@ -33,10 +33,11 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import botocore.exceptions
 
@@ -141,42 +142,96 @@ class Expected:
 
 
 class Plan:
-    """Every object the prefix must hold, computed from the local files. The
-    tarball is built (reproducibly) to know its digests; it stays in memory up
-    to 32 MiB, in a temporary file beyond."""
+    """Every object the prefix must hold, computed from the local files.
+
+    The tarball's digests are needed to verify it. Building it (gzip) is the
+    dearest part of a no-op sync, so its size, MD5 and SHA-256 are remembered in
+    the user's cache, keyed by content hash and mltp version (the tarball is a
+    pure function of both); the tarball itself is built only to be uploaded. It
+    stays in memory up to 32 MiB, in a temporary file beyond."""
 
     def __init__(self, config: Config, bundle: bundle_mod.Bundle, state_machine: Optional[str] = None):
         self.config = config
         self.bundle = bundle
         self.prefix = naming.code_prefix(config, bundle.content_hash, state_machine)
         self.uri = f"s3://{config.aws.bucket}/{self.prefix}"
-        self.tarball = tempfile.SpooledTemporaryFile(max_size=_SPOOL_LIMIT)
-        bundle_mod.write_tarball(bundle, self.tarball)
-        tar_size = self.tarball.tell()
-        self.tarball.seek(0)
-        tar_sha, tar_md5 = hashlib.sha256(), hashlib.md5()
-        for chunk in iter(lambda: self.tarball.read(1024 * 1024), b""):
-            tar_sha.update(chunk)
-            tar_md5.update(chunk)
-        manifest = bundle.manifest(tar_sha.hexdigest(), tar_size)
+        self._tarball: Optional[BinaryIO] = None
+        digests = _cached_tarball_digests(bundle) or self._build_tarball()
+        tar_size, tar_md5, tar_sha = digests
+        manifest = bundle.manifest(tar_sha, tar_size)
         self.manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")
         self.objects: Dict[str, Expected] = {
             f"src/{f.relpath}": Expected(f"src/{f.relpath}", f.size, f.md5, f.sha256, f.path) for f in bundle.files
         }
-        self.objects[bundle_mod.TARBALL] = Expected(bundle_mod.TARBALL, tar_size, tar_md5.hexdigest(),
-                                                    tar_sha.hexdigest())
+        self.objects[bundle_mod.TARBALL] = Expected(bundle_mod.TARBALL, tar_size, tar_md5, tar_sha)
         self.objects[bundle_mod.MANIFEST] = Expected(
             bundle_mod.MANIFEST, len(self.manifest_bytes), hashlib.md5(self.manifest_bytes).hexdigest(),
             hashlib.sha256(self.manifest_bytes).hexdigest())
 
+    def _build_tarball(self) -> Tuple[int, str, str]:
+        self._tarball = tempfile.SpooledTemporaryFile(max_size=_SPOOL_LIMIT)
+        bundle_mod.write_tarball(self.bundle, self._tarball)
+        size = self._tarball.tell()
+        self._tarball.seek(0)
+        sha, md5 = hashlib.sha256(), hashlib.md5()
+        for chunk in iter(lambda: self._tarball.read(1024 * 1024), b""):
+            sha.update(chunk)
+            md5.update(chunk)
+        digests = (size, md5.hexdigest(), sha.hexdigest())
+        _remember_tarball_digests(self.bundle, digests)
+        return digests
+
+    @property
+    def tarball(self) -> BinaryIO:
+        """The tarball's bytes, built on first use; they must match the digests verified."""
+        if self._tarball is None:
+            expected = self.objects[bundle_mod.TARBALL]
+            if self._build_tarball() != (expected.size, expected.md5, expected.sha256):
+                # A stale or damaged cache entry; the rebuild just replaced it.
+                raise InvalidInput("sourcedir.tar.gz differs from the digests cached for it (now corrected); "
+                                   "run `mltp sync` again")
+        self._tarball.seek(0)
+        return self._tarball
+
     def close(self) -> None:
-        self.tarball.close()
+        if self._tarball is not None:
+            self._tarball.close()
 
     def __enter__(self) -> "Plan":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _digest_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mltp" / "tarballs"
+
+
+def _digest_cache_path(bundle: bundle_mod.Bundle) -> Path:
+    from . import __version__
+
+    return _digest_cache_dir() / f"{bundle.content_hash}-{__version__}.json"
+
+
+def _cached_tarball_digests(bundle: bundle_mod.Bundle) -> Optional[Tuple[int, str, str]]:
+    try:
+        data = json.loads(_digest_cache_path(bundle).read_text())
+        return int(data["size"]), str(data["md5"]), str(data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remember_tarball_digests(bundle: bundle_mod.Bundle, digests: Tuple[int, str, str]) -> None:
+    path = _digest_cache_path(bundle)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        size, md5, sha = digests
+        partial.write_text(json.dumps({"size": size, "md5": md5, "sha256": sha}))
+        partial.replace(path)
+    except OSError:  # a read-only home only costs the next sync a rebuild
+        pass
 
 
 @dataclass(frozen=True)
@@ -259,7 +314,6 @@ def upload(plan: Plan, clients: Clients, keys: Optional[Sequence[str]] = None,
         if manifest_present:
             clients.s3.delete_object(Bucket=bucket, Key=prefix + bundle_mod.MANIFEST, **owner_args(clients))
         if wanted:
-            plan.tarball.seek(0)
             with create_transfer_manager(clients.s3, _transfer_config(len(wanted))) as manager:
                 futures = []
                 for key in wanted:
