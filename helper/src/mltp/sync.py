@@ -18,6 +18,9 @@ make, with one ListObjectsV2 call per 1000 objects:
 - nothing else is under the prefix (processing jobs download all of `src/`:
   one planted file there would run).
 
+The tarball's digests come from a cache keyed by content hash (see Plan), so a
+no-op sync hashes the files but gzips nothing.
+
 What differs is repaired and said: manifest.json is deleted first, the wrong
 or missing objects uploaded, unexpected ones deleted, manifest.json written
 last. A sync interrupted at any point leaves no manifest, and `start` refuses
