@@ -66,8 +66,13 @@ def runOnAgent(Map cfg, long started) {
     }
     Map ctx = null
     stage('Validate') {
-        ctx = prepareAgent(cfg, true)
+        ctx = prepareAgent(cfg)
         runHelper(ctx, 'validate', false)
+        // Only after validate: it refuses a committed `.mltp` symlink, through which
+        // deleteDir() would empty a folder outside the workspace.
+        dir(REPORT_DIR) {
+            deleteDir()
+        }
         Map info = readInfo(ctx.infoFile)
         ctx.runName = info.run_name
         ctx.stateMachine = info.state_machine
@@ -99,7 +104,7 @@ def runOnAgent(Map cfg, long started) {
 
 // Checks the repo out on the current agent and installs the helper there.
 // Returns the context every helper call uses: paths, the helper, its environment.
-Map prepareAgent(Map cfg, boolean freshReport) {
+Map prepareAgent(Map cfg) {
     Map ctx = [cfg: cfg]
     def scmVars = checkout(scm)
     ctx.workspace = pwd()
@@ -107,11 +112,6 @@ Map prepareAgent(Map cfg, boolean freshReport) {
     ctx.errorFile = ctx.tmp + '/error.txt'
     ctx.infoFile = ctx.tmp + '/info.txt'
     writeFile(file: ctx.tmp + '/README.txt', text: 'Scratch files of the mlTrainingPipeline step.\n')
-    if (freshReport) {
-        dir(REPORT_DIR) {
-            deleteDir()
-        }
-    }
     Map helper = mltpHelper.install(prefix: PREFIX, tmp: ctx.tmp, errorFile: ctx.errorFile, python: cfg.python,
                                     lock: cfg.mode == 'local' ? 'local' : 'aws',
                                     helperCommand: cfg.helperCommand, helperPipSpec: cfg.helperPipSpec)
@@ -183,7 +183,7 @@ def stopAfterAgentLoss(Map ctx, String why) {
     boolean stopped = false
     try {
         Closure stopHere = {
-            Map other = prepareAgent(cfg, false)
+            Map other = prepareAgent(cfg)
             int rc = mltpHelper.runVerb('stop', other.env, awsCredentials(cfg))
             stopped = rc == 0
             if (!stopped) {

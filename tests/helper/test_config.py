@@ -1,6 +1,7 @@
 """config.yaml loading: defaults, typed objects, the shipped schema, and limits."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -89,7 +90,27 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
 def test_oversized_file_is_refused(tmp_path):
     with pytest.raises(InvalidInput) as info:
         load_text(tmp_path, "description: " + "x" * 300_000 + "\n")
-    assert "larger than 256 KiB" in info.value.details[0]
+    assert "larger than 256 KiB" in " ".join(info.value.lines())
+
+
+def test_huge_config_is_refused_before_it_is_read(tmp_path):
+    """A 1 GB config.yaml (sparse: no disk used) is refused from its size alone."""
+    import tracemalloc
+
+    repo = tmp_path / "repo"
+    shutil.copytree(BASE, repo)
+    with open(repo / "config.yaml", "r+b") as handle:
+        handle.truncate(1024 ** 3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput) as info:
+            config_mod.load(repo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert \
+        info.value.message.endswith("file is larger than 256 KiB; a config.yaml is a page of settings")
+    assert peak < 5 * 1024 * 1024
 
 
 def test_merge_keys_are_supported(tmp_path):

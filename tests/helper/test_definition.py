@@ -345,7 +345,9 @@ def test_processing_jobs(rendered):
     assert p["Tags"] == [{"Key": "cost-center", "Value": "1234"}, {"Key": "team", "Value": "fds"}]
     assert "ContainerArguments" not in p["AppSpecification"]
     e = ev["Parameters"]
-    assert e["AppSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/evaluation.py"]
+    # the evaluation script runs under mltp's guard, shipped in the code bundle (same outcome locally and on AWS)
+    assert e["AppSpecification"]["ContainerEntrypoint"] == [
+        "python3", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py", "/opt/ml/processing/input/code/evaluation.py"]
     inputs = {i["InputName"]: (i["S3Input"]["LocalPath"], i["S3Input"]["S3Uri.$"], i["S3Input"]["S3DataType"]) for i in e["ProcessingInputs"]}
     assert inputs == {
         "code": ("/opt/ml/processing/input/code", "$$.Execution.Input['CodeS3Uri']", "S3Prefix"),
@@ -374,7 +376,8 @@ def test_processing_inputs_arguments_and_environment(rendered):
     assert p["ProcessingResources"]["ClusterConfig"] == {"InstanceCount": 2, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 100}
     e = d["States"]["Evaluation"]["Parameters"]
     assert e["AppSpecification"]["ContainerArguments"] == ["--threshold", "0.5"]
-    assert e["AppSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/src/evaluation.py"]
+    assert e["AppSpecification"]["ContainerEntrypoint"] == [
+        "python3", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py", "/opt/ml/processing/input/code/src/evaluation.py"]
     assert e["Environment"]["REPORT"] == "full"
     t = d["States"]["Training"]["Parameters"]
     assert t["Environment"] == {"OMP_NUM_THREADS": "4", "FLAG": "true"}

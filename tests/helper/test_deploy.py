@@ -261,3 +261,24 @@ def test_model_package_group_created_for_registering_builds_only(example_repo, a
     calls = Calls(clients.sagemaker)
     assert deploy_mod.ensure_model_package_group(ctx, clients) is False
     assert calls.names == ["DescribeModelPackageGroup"]
+
+
+@pytest.mark.parametrize("branch, expected", [
+    ("fix/#12,crash&burn", "fix/_12_crash_burn"),
+    ("feature/" + "x" * 292, ("feature/" + "x" * 292)[:256]),
+])
+def test_legal_git_branch_names_make_valid_tags(example_repo, aws_env, stand_in, log_group, monkeypatch,
+                                                branch, expected):
+    """Git allows '#', ',' and '&' and any length; AWS tag values do not."""
+    import re
+
+    name = unique("m")
+    configure(example_repo, name)
+    monkeypatch.setenv("BRANCH_NAME", branch)
+    result = CliRunner().invoke(main, ["deploy", str(example_repo)])
+    assert result.exit_code == 0, result.output
+    arn = result.output.split()[2]
+    tags = {t["key"]: t["value"] for t in sfn(aws_env).list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert tags["mltp:branch"] == expected
+    for value in tags.values():  # SageMaker's and Step Functions' TagValue rule
+        assert len(value) <= 256 and re.fullmatch(r"[\w .:/=+@-]*", value)

@@ -90,16 +90,34 @@ def test_a_missing_import_names_the_package(tmp_path):
     assert "xgboost_not_installed_here" in error and "not installed" in error
 
 
-@pytest.mark.parametrize("mode,message", [
-    ("no-json", "wrote no evaluation.json"),
-    ("bad-json", "evaluation.json written by evaluation.py is malformed"),
-])
-def test_a_bad_evaluation_json_exits_4_naming_the_file(tmp_path, mode, message):
-    proc, error, _ = run_local(tiny(tmp_path, evaluation=mode))
+def test_no_evaluation_json_exits_4_naming_the_file(tmp_path):
+    proc, error, _ = run_local(tiny(tmp_path, evaluation="no-json"))
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert message in error
-    if mode == "bad-json":
-        assert "auc" in error
+    assert "evaluation.py wrote no evaluation.json" in error
+
+
+def test_a_metric_that_is_not_a_number_fails_the_gate_as_on_aws(tmp_path):
+    """{"auc": {"value": "high"}}: the state machine's Gate (IsNumeric) fails it,
+    so the local run does too: exit 3 naming the value, not a job failure."""
+    proc, error, report = run_local(tiny(tmp_path, evaluation="bad-json"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert re.search(r"^auc\s+not a number\s+>= 0\.9\s+FAIL", proc.stdout, re.M), proc.stdout
+    assert 'auc "high" is not a number (needs >= 0.9)' in error, error
+    assert json.loads((report / "report.json").read_text())["status"] == "gate_failed"
+
+
+def test_a_train_py_that_writes_no_model_exits_4_and_registers_nothing(tmp_path):
+    proc, error, report = run_local(tiny(tmp_path, training="no-model"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "the training script wrote no model: model.tar.gz holds no file" in error, error
+    data = json.loads((report / "report.json").read_text())
+    assert data["status"] != "passed" and ":model-package/" not in json.dumps(data)
+
+
+def test_an_oversized_evaluation_json_names_the_file_and_the_limit(tmp_path):
+    proc, error, _ = run_local(tiny(tmp_path, evaluation="huge-json"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert re.search(r"evaluation\.json written by evaluation\.py is \d+ bytes, over the limit of 128 KiB", error), error
 
 
 def test_invalid_config_exits_2_before_starting_anything(tmp_path):

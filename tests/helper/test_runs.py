@@ -90,8 +90,9 @@ def test_execution_input_is_the_contract(model, aws_env):
     env = {"GIT_COMMIT": "abc123", "BUILD_URL": "https://jenkins/job/x/7/", "BUILD_TAG": "jenkins-x-7"}
     ctx = make_context(config_mod.load(model), env=env)
     clients = Clients(REGION, aws_env)
-    content_hash = bundle.make(repo_mod.list_files(model)).content_hash
-    result = runs.start(ctx, clients, content_hash)
+    built = bundle.make(repo_mod.list_files(model))
+    content_hash = built.content_hash
+    result = runs.start(ctx, clients, built)
     assert not result.attached and ctx.run_name == "jenkins-x-7"
     expected = naming.execution_input(ctx.config, ctx.state_machine, ctx.run_name, content_hash, register=True,
                                       git_commit="abc123", build_url="https://jenkins/job/x/7/", branch="")
@@ -118,6 +119,7 @@ def test_start_before_sync_says_run_sync(model, aws_env):
     result = cli("start", str(model), "--run-name", "r1")
     assert result.exit_code == 2
     assert "run `mltp sync` first" in result.stderr and "manifest.json" in result.stderr
+    assert "is empty" in result.stderr
 
 
 def test_start_before_deploy_says_run_deploy(model, aws_env):
@@ -130,11 +132,11 @@ def test_start_before_deploy_says_run_deploy(model, aws_env):
 def test_incomplete_code_prefix_is_not_used(model, aws_env):
     prepare(model)
     cfg = config_mod.load(model)
-    content_hash = bundle.make(repo_mod.list_files(model)).content_hash
+    built = bundle.make(repo_mod.list_files(model))
     boto3.client("s3", region_name=REGION, endpoint_url=aws_env).delete_object(
-        Bucket=cfg.aws.bucket, Key=naming.code_prefix(cfg, content_hash) + "manifest.json")
+        Bucket=cfg.aws.bucket, Key=naming.code_prefix(cfg, built.content_hash) + "manifest.json")
     with pytest.raises(InvalidInput, match="mltp sync"):
-        runs.start(context(model, "r2"), Clients(REGION, aws_env), content_hash)
+        runs.start(context(model, "r2"), Clients(REGION, aws_env), built)
 
 
 def test_reattach_to_finished_run_and_changed_code(model, aws_env):
@@ -155,7 +157,7 @@ def test_concurrent_start_reattaches(model, aws_env, monkeypatch):
     prepare(model)
     ctx = context(model, "r4")
     clients = Clients(REGION, aws_env)
-    content_hash = bundle.make(repo_mod.list_files(model)).content_hash
+    built = bundle.make(repo_mod.list_files(model))
     sfn(aws_env).start_execution(stateMachineArn=runs.state_machine_arn(ctx, clients), name="r4",
                                  input=json.dumps({"other": "input"}))
     real = runs.describe_execution
@@ -166,7 +168,7 @@ def test_concurrent_start_reattaches(model, aws_env, monkeypatch):
         return None if len(seen) == 1 else real(clients, arn)
 
     monkeypatch.setattr(runs, "describe_execution", first_miss)
-    result = runs.start(ctx, clients, content_hash)
+    result = runs.start(ctx, clients, built)
     assert result.attached and result.status == "RUNNING" and len(seen) == 2
 
 
@@ -187,7 +189,7 @@ def test_stop_api_for_wait(model, aws_env):
     prepare(model)
     ctx = context(model, "r6")
     clients = Clients(REGION, aws_env)
-    started = runs.start(ctx, clients, bundle.make(repo_mod.list_files(model)).content_hash)
+    started = runs.start(ctx, clients, bundle.make(repo_mod.list_files(model)))
     assert runs.stop(ctx, clients, cause="mltp wait: timed out after 1 minute") == started.execution_arn
     assert runs.stop(ctx, clients, cause="again") is None
 
@@ -208,3 +210,71 @@ def test_stop_ignores_a_broken_script(model, aws_env):
     (model / "train.py").write_text("def broken(:\n")
     result = cli("stop", str(model), "--run-name", "r7")
     assert result.exit_code == 0 and result.output.startswith("stop: stopped")
+
+
+def test_start_refuses_code_that_does_not_verify(model, aws_env):
+    """manifest.json present, train.py overwritten and the tarball gone: today's
+    main started that run. start must refuse it, say what differs, and not start."""
+    prepare(model)
+    cfg = config_mod.load(model)
+    built = bundle.make(repo_mod.list_files(model))
+    prefix = naming.code_prefix(cfg, built.content_hash)
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    s3.put_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py", Body=b"print('tampered')\n")
+    s3.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")
+    result = cli("start", str(model), "--run-name", "tampered")
+    assert result.exit_code == 2, result.output + result.stderr
+    uri = f"s3://{cfg.aws.bucket}/{prefix}"
+    assert result.stderr == (
+        f"mltp: the code at {uri} does not verify against the model repo: src/train.py (18 bytes, expected "
+        f"{(model / 'train.py').stat().st_size}), sourcedir.tar.gz (missing); run `mltp sync` to repair it\n")
+    machine = runs.state_machine_arn(context(model, "tampered"), Clients(REGION, aws_env))
+    assert sfn(aws_env).list_executions(stateMachineArn=machine)["executions"] == []
+    assert cli("sync", str(model)).output.startswith(f"sync: repaired {uri}: replaced 2 objects")
+    assert cli("start", str(model), "--run-name", "tampered").exit_code == 0
+
+
+def test_start_refuses_a_planted_file(model, aws_env):
+    """Processing jobs download all of src/: an extra file there is refused too."""
+    prepare(model)
+    cfg = config_mod.load(model)
+    built = bundle.make(repo_mod.list_files(model))
+    prefix = naming.code_prefix(cfg, built.content_hash)
+    boto3.client("s3", region_name=REGION, endpoint_url=aws_env).put_object(
+        Bucket=cfg.aws.bucket, Key=prefix + "src/sitecustomize.py", Body=b"import os\n")
+    with pytest.raises(InvalidInput, match=r"src/sitecustomize.py \(unexpected\)"):
+        runs.start(context(model, "planted"), Clients(REGION, aws_env), built)
+
+
+def test_interrupted_sync_is_refused_by_start_then_completed(model, aws_env, monkeypatch):
+    """Fault: the upload dies after some objects landed. No manifest is left,
+    start refuses, and the next sync completes the prefix."""
+    from boto3.s3 import transfer
+
+    assert cli("deploy", str(model)).exit_code == 0
+    real = transfer.create_transfer_manager
+
+    def failing_manager(client, config):
+        manager = real(client, config)
+        original = manager.upload
+        count = {"n": 0}
+
+        def upload(*args, **kwargs):
+            count["n"] += 1
+            if count["n"] == 3:
+                raise ConnectionResetError("agent lost its network")
+            return original(*args, **kwargs)
+
+        manager.upload = upload
+        return manager
+
+    monkeypatch.setattr(transfer, "create_transfer_manager", failing_manager)
+    failed = cli("sync", str(model))
+    assert failed.exit_code != 0
+    monkeypatch.setattr(transfer, "create_transfer_manager", real)
+    cfg = config_mod.load(model)
+    built = bundle.make(repo_mod.list_files(model))
+    with pytest.raises(InvalidInput, match="manifest.json \\(missing\\)|is empty"):
+        runs.start(context(model, "after-fault"), Clients(REGION, aws_env), built)
+    assert cli("sync", str(model)).exit_code == 0
+    assert runs.start(context(model, "after-fault"), Clients(REGION, aws_env), built).execution_arn

@@ -84,11 +84,12 @@ def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
     prefix = f"mltp/{cfg.name}/code/{built.content_hash}/"
     assert result.uploaded and result.content_hash == built.content_hash
     assert result.uri == f"s3://{cfg.aws.bucket}/{prefix}"
+    # the repo's files plus mltp's evaluation guard (the evaluation job's entry point)
     assert keys(aws_env, cfg.aws.bucket, prefix) == sorted(
-        ["manifest.json", "sourcedir.tar.gz"] + [f"src/{f.relpath}" for f in files])
+        ["manifest.json", "sourcedir.tar.gz", "src/.mltp/evaluation_guard.py"] + [f"src/{f.relpath}" for f in files])
     # manifest.json is the very last write
     puts = [params["_body"] for name, params in calls.items if name == "PutObject"]
-    assert puts[-1].endswith("/manifest.json") and len(puts) == len(files) + 2
+    assert puts[-1].endswith("/manifest.json") and len(puts) == len(files) + 3
     # every S3 call names the expected bucket owner
     for name, params in calls.items:
         assert params.get("x-amz-expected-bucket-owner") == ACCOUNT, name
@@ -97,21 +98,23 @@ def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
     assert tarball == bundle.tarball_bytes(built)
     manifest = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")["Body"].read())
     assert manifest["content_hash"] == built.content_hash
-    assert [f["path"] for f in manifest["files"]] == [f.relpath for f in files]
+    assert [f["path"] for f in manifest["files"]] == sorted([f.relpath for f in files] + [".mltp/evaluation_guard.py"])
     assert manifest["sourcedir.tar.gz"]["size"] == len(tarball)
     assert s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")["Body"].read() == \
         (model / "train.py").read_bytes()
 
 
-def test_unchanged_sync_is_one_head_request(model, aws_env):
+def test_unchanged_sync_is_one_listing(model, aws_env):
+    """Verifying every object of the prefix costs one ListObjectsV2 (sizes and
+    ETags; the ETags are the MD5s of single-part uploads, computed locally)."""
     cfg, files = load(model)
     sync_mod.sync(cfg, Clients(REGION, aws_env), files)
     clients = Clients(REGION, aws_env)
     calls = Calls(clients.s3)
     result = sync_mod.sync(cfg, clients, files)
     assert not result.uploaded
-    assert calls.names == ["HeadObject"]
-    assert result.summary() == f"sync: unchanged, {result.uri} is complete"
+    assert calls.names == ["ListObjectsV2"]
+    assert result.summary() == f"sync: unchanged, {result.uri} is complete and verified"
 
 
 def test_ignored_files_are_never_uploaded(model, aws_env):
@@ -146,7 +149,6 @@ def test_prefix_without_manifest_is_uploaded_again(model, aws_env):
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
     s3.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")
     s3.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")  # an interrupted upload
-    assert not sync_mod.is_complete(cfg, Clients(REGION, aws_env), first.content_hash)
     again = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
     assert again.uploaded and again.content_hash == first.content_hash
     assert "manifest.json" in keys(aws_env, cfg.aws.bucket, prefix)
@@ -162,7 +164,7 @@ def test_kms_key_is_used_for_every_object(example_repo, aws_env):
     calls = Calls(clients.s3)
     result = sync_mod.sync(cfg, clients, files)
     puts = [params for op, params in calls.items if op == "PutObject"]
-    assert len(puts) == len(files) + 2
+    assert len(puts) == len(files) + 3
     for params in puts:
         assert params["x-amz-server-side-encryption"] == "aws:kms"
         assert params["x-amz-server-side-encryption-aws-kms-key-id"] == "alias/mlops"
@@ -192,11 +194,11 @@ def test_cli_sync_prints_uploaded_then_unchanged(model, aws_env):
     runner = CliRunner()
     first = runner.invoke(main, ["sync", str(model)])
     assert first.exit_code == 0, first.output
-    assert first.output.startswith("sync: uploaded 8 files (")
+    assert first.output.startswith("sync: uploaded 9 files (")
     assert "KiB) to s3://" in first.output and first.output.count("\n") == 1
     second = runner.invoke(main, ["sync", str(model)])
     assert second.exit_code == 0, second.output
-    assert second.output.startswith("sync: unchanged, s3://") and second.output.rstrip().endswith("is complete")
+    assert second.output.startswith("sync: unchanged, s3://") and second.output.rstrip().endswith("is complete and verified")
 
 
 def test_cli_sync_missing_bucket_exits_5(example_repo, aws_env, tmp_path):
@@ -209,3 +211,144 @@ def test_cli_sync_missing_bucket_exits_5(example_repo, aws_env, tmp_path):
     assert "Traceback" not in result.stderr
     assert bucket in (tmp_path / "error.txt").read_text()
 
+
+
+
+# --------------------------------------------------------------------------- integrity: every object verified
+
+
+def s3(endpoint: str):
+    return boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+
+
+def test_tampered_and_incomplete_prefix_is_repaired_and_said(model, aws_env):
+    """The review's reproduction: overwrite src/train.py, delete sourcedir.tar.gz,
+    plant src/sitecustomize.py; manifest.json still there. sync must not say
+    'unchanged': it repairs each object and names it."""
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    prefix = f"mltp/{cfg.name}/code/{first.content_hash}/"
+    client = s3(aws_env)
+    client.put_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py", Body=b"import os; os.system('evil')\n")
+    client.delete_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")
+    client.put_object(Bucket=cfg.aws.bucket, Key=prefix + "src/sitecustomize.py", Body=b"print('planted')\n")
+    result = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert result.uploaded
+    assert result.summary() == (
+        f"sync: repaired {result.uri}: replaced 2 objects (src/train.py (29 bytes, expected "
+        f"{(model / 'train.py').stat().st_size}), "
+        f"sourcedir.tar.gz (missing)); removed 1 unexpected object (src/sitecustomize.py)")
+    assert client.get_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")["Body"].read() == \
+        (model / "train.py").read_bytes()
+    built = bundle.make(files)
+    assert client.get_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")["Body"].read() == \
+        bundle.tarball_bytes(built)
+    assert "src/sitecustomize.py" not in keys(aws_env, cfg.aws.bucket, prefix)
+    again = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert not again.uploaded
+
+
+def test_same_size_overwrite_is_caught(model, aws_env):
+    """Size alone proves nothing: same length, different bytes."""
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    key = f"mltp/{cfg.name}/code/{first.content_hash}/src/train.py"
+    original = (model / "train.py").read_bytes()
+    s3(aws_env).put_object(Bucket=cfg.aws.bucket, Key=key, Body=original.replace(b"a", b"b", 1))
+    result = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert result.repaired == ("src/train.py (content differs)",)
+
+
+def test_repair_deletes_the_manifest_first_and_writes_it_last(model, aws_env):
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    prefix = f"mltp/{cfg.name}/code/{first.content_hash}/"
+    s3(aws_env).delete_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    sync_mod.sync(cfg, clients, files)
+    writes = [(name, params["_body"]) for name, params in calls.items if name in ("PutObject", "DeleteObject")]
+    assert writes[0] == ("DeleteObject", f"/{prefix}manifest.json")
+    assert writes[-1] == ("PutObject", f"/{prefix}manifest.json")
+    assert [w for w in writes[1:-1]] == [("PutObject", f"/{prefix}src/train.py")]
+
+
+def test_object_with_a_foreign_etag_is_checked_by_sha256(model, aws_env):
+    """An ETag that is not the MD5 (multipart, SSE-KMS) costs one HEAD for S3's
+    SHA-256; an object put without one cannot be proven and is replaced."""
+    cfg, files = load(model)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    key = f"mltp/{cfg.name}/code/{first.content_hash}/src/train.py"
+    client = s3(aws_env)
+    upload = client.create_multipart_upload(Bucket=cfg.aws.bucket, Key=key)
+    part = client.upload_part(Bucket=cfg.aws.bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1,
+                              Body=(model / "train.py").read_bytes())
+    client.complete_multipart_upload(Bucket=cfg.aws.bucket, Key=key, UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    result = sync_mod.sync(cfg, clients, files)
+    assert result.repaired == ("src/train.py (content differs)",)
+    assert calls.names[:2] == ["ListObjectsV2", "HeadObject"]
+    heads = [params for name, params in calls.items if name == "HeadObject"]
+    assert heads[0].get("x-amz-checksum-mode") == "ENABLED"
+    # re-uploaded single part with a SHA-256: verified by the listing alone now
+    clients = Clients(REGION, aws_env)
+    calls = Calls(clients.s3)
+    assert not sync_mod.sync(cfg, clients, files).uploaded
+    assert calls.names == ["ListObjectsV2"]
+
+
+def test_every_object_is_stored_with_a_sha256(model, aws_env):
+    cfg, files = load(model)
+    result = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    prefix = f"mltp/{cfg.name}/code/{result.content_hash}/"
+    for key in keys(aws_env, cfg.aws.bucket, prefix):
+        head = s3(aws_env).head_object(Bucket=cfg.aws.bucket, Key=prefix + key, ChecksumMode="ENABLED")
+        assert head.get("ChecksumSHA256"), key
+
+
+def test_branch_code_has_its_own_prefix(model, aws_env, monkeypatch):
+    """A branch or pull request never writes where the default branch reads."""
+    monkeypatch.setenv("BRANCH_NAME", "PR-12")
+    monkeypatch.setenv("CHANGE_ID", "12")
+    result = CliRunner().invoke(main, ["sync", str(model)])
+    assert result.exit_code == 0, result.output
+    cfg, files = load(model)
+    content_hash = bundle.make(files).content_hash
+    assert f"/mltp/{cfg.name}/code/branches/pr-12-" in result.output and f"/{content_hash}/" in result.output
+    assert keys(aws_env, cfg.aws.bucket, f"mltp/{cfg.name}/code/{content_hash}/") == []
+
+
+def test_content_hash_has_128_bits(model):
+    _, files = load(model)
+    assert len(bundle.make(files).content_hash) * 4 >= 128
+
+
+def test_no_op_sync_does_not_rebuild_the_tarball(model, aws_env, monkeypatch):
+    """The tarball's digests are cached per content hash: verifying an unchanged
+    prefix needs no gzip of the repo."""
+    cfg, files = load(model)
+    sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the tarball was rebuilt")
+
+    monkeypatch.setattr(bundle, "write_tarball", refuse)
+    assert not sync_mod.sync(cfg, Clients(REGION, aws_env), files).uploaded
+
+
+def test_a_damaged_digest_cache_is_caught_and_corrected(model, aws_env):
+    cfg, files = load(model)
+    built = bundle.make(files)
+    first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    s3(aws_env).delete_object(Bucket=cfg.aws.bucket, Key=f"mltp/{cfg.name}/code/{first.content_hash}/sourcedir.tar.gz")
+    cache = sync_mod._digest_cache_path(built)
+    cache.write_text(json.dumps({"size": 1, "md5": "0" * 32, "sha256": "0" * 64}))
+    from mltp.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="run `mltp sync` again"):
+        sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    again = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    assert again.repaired == ("sourcedir.tar.gz (missing)",) or again.uploaded
+    assert not sync_mod.sync(cfg, Clients(REGION, aws_env), files).uploaded

@@ -292,6 +292,24 @@ test('invalid config: FAILURE with the reason, nothing sent to AWS') { PipelineH
     assert h.callsOf('properties').isEmpty()       // an invalid config does not change the job
 }
 
+test('a committed .mltp symlink: validate refuses it before anything is deleted') { PipelineHarness h ->
+    String reason = '.mltp: is a symlink; mltp writes its run folders there, so it must be a plain folder or absent (remove it from the repo)'
+    h.fakeHelper(rc: [validate: 2], errors: [validate: reason])
+    h.run()
+    assert h.result == 'FAILURE'
+    assert h.errors() == ['[mlTrainingPipeline] ' + reason]
+    assert h.callsOf('deleteDir').isEmpty()
+    assert h.helperVerbs() == ['validate']
+}
+
+test('the report folder is emptied after validate, before sync') { PipelineHarness h ->
+    h.branch('main', true)
+    h.fakeHelper()
+    h.run()
+    assert h.callsOf('deleteDir').size() == 1
+    assert h.result == 'SUCCESS'
+}
+
 test('a failure without an error file still gives one clear line') { PipelineHarness h ->
     h.fakeHelper(rc: [validate: 2])
     h.run()

@@ -16,10 +16,14 @@ import botocore.exceptions
 
 from . import __version__
 from .errors import AwsRefused
+from .redaction import redact
 
 # Throttling during a long `wait` must not fail a run that is fine: adaptive
 # retries back off and slow the client; 10 attempts span well over a minute.
 RETRY_ATTEMPTS = 10
+# GetCallerIdentity is cheap and needs no permission: if it fails twice, the
+# credentials or the network are the problem, and waiting will not fix them.
+STS_ATTEMPTS = 2
 
 # Errors that mean "AWS said no" or "AWS could not be reached", as opposed to a
 # bug in mltp: they map to exit code 5.
@@ -78,14 +82,25 @@ class Clients:
     def sts(self):
         return self.client("sts")
 
-    def account_id(self) -> Optional[str]:
-        """The caller's account, for ExpectedBucketOwner; None when STS will not say."""
-        if self._account is None:
-            try:
-                self._account = self.sts.get_caller_identity()["Account"]
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-                self._account = ""
-        return self._account or None
+    def account_id(self) -> str:
+        """The caller's account, for ExpectedBucketOwner on every S3 call.
+
+        Asked once, with few retries: when STS cannot answer, every later call
+        would fail the same way (no credentials, expired ones, no network), and
+        going on without ExpectedBucketOwner would silently drop the check that a
+        bucket of that name in someone else's account is refused. So this fails
+        fast (exit 5) and says why."""
+        with self._lock:
+            if self._account is None:
+                sts = self._session.client(
+                    "sts", region_name=self.region, endpoint_url=self.endpoint_url,
+                    config=botocore.config.Config(
+                        region_name=self.region, retries={"mode": "standard", "total_max_attempts": STS_ATTEMPTS},
+                        user_agent_extra=f"mltp/{__version__}", connect_timeout=5, read_timeout=15),
+                )
+                with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
+                    self._account = sts.get_caller_identity()["Account"]
+            return self._account
 
 
 def error_code(exc: BaseException) -> str:
@@ -103,9 +118,39 @@ def refused(action: str, resource: str) -> Iterator[None]:
     except botocore.exceptions.NoCredentialsError:
         raise AwsRefused(f"{action} {resource}: no AWS credentials found (set AWS_PROFILE or keys, or use the agent's role)")
     except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise AwsRefused(f"{action} {resource}: AWS refused: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": "))
+        raise AwsRefused(redact(f"{action} {resource}: {explain(exc)}"))
     except _UNREACHABLE as exc:
-        raise AwsRefused(f"{action} {resource}: AWS could not be reached: {exc}")
+        raise AwsRefused(redact(f"{action} {resource}: AWS could not be reached: {exc}"))
     except botocore.exceptions.BotoCoreError as exc:
-        raise AwsRefused(f"{action} {resource}: {exc}")
+        raise AwsRefused(redact(f"{action} {resource}: {exc}"))
+
+
+_CREDENTIALS = {
+    "ExpiredToken": "the AWS credentials have expired",
+    "ExpiredTokenException": "the AWS credentials have expired",
+    "RequestExpired": "the AWS credentials have expired (or the agent's clock is wrong)",
+    "TokenRefreshRequired": "the AWS credentials have expired",
+    "InvalidClientTokenId": "the AWS credentials are invalid (unknown access key id or session token)",
+    "UnrecognizedClientException": "the AWS credentials are invalid (unknown access key id or session token)",
+    "InvalidAccessKeyId": "the AWS credentials are invalid (unknown access key id)",
+    "SignatureDoesNotMatch": "the AWS credentials are invalid (the secret key does not match the access key id)",
+    "InvalidToken": "the AWS credentials are invalid (malformed session token)",
+}
+
+
+def explain(exc: botocore.exceptions.ClientError) -> str:
+    """AWS's refusal as one line that says what to do about it."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "") or "Error")
+    message = str(error.get("Message", "") or "")
+    if code in _CREDENTIALS:
+        return (f"AWS refused: {code}: {_CREDENTIALS[code]}; renew them (AWS_PROFILE, the agent's role or the "
+                f"Jenkins credentials binding) and run the build again")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if exc.operation_name == "HeadObject" and (code == "400" or status == 400):
+        return ("AWS refused: 400 Bad Request to a HEAD request, which carries no error details; the usual causes: "
+                "expired or invalid credentials, a bucket in another region than aws.region, or a KMS key the "
+                "caller may not use")
+    if exc.operation_name == "HeadObject" and code == "403":
+        return "AWS refused: 403 Forbidden (a HEAD request carries no details): the caller may not read this object or its bucket"
+    return f"AWS refused: {code}: {message}".rstrip(": ")

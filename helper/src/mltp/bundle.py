@@ -15,12 +15,15 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, List, Sequence, Tuple
 
 from . import __version__
 from .repo import RepoFile
 
-HASH_LENGTH = 16  # hex digits: 64 bits, plenty for one model's code versions
+# hex digits: 128 bits. The hash names the code prefix a later run trusts; 64
+# bits were within reach of a birthday search by anyone who can push a branch.
+HASH_LENGTH = 32
 TARBALL = "sourcedir.tar.gz"
 MANIFEST = "manifest.json"
 # 1980-01-02, not 0: SageMaker pip-installs a sourcedir that has a setup.py, and
@@ -36,6 +39,7 @@ class BundleFile:
     size: int
     sha256: str
     executable: bool
+    md5: str = ""  # what S3 reports as the ETag of a single-part, non-KMS upload
 
     @property
     def mode(self) -> int:
@@ -66,14 +70,16 @@ class Bundle:
         return doc
 
 
-def _file_digest(path: str) -> Tuple[str, int]:
+def _file_digest(path: str) -> Tuple[str, int, str]:
     digest = hashlib.sha256()
+    md5 = hashlib.md5()
     size = 0
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
+            md5.update(chunk)
             size += len(chunk)
-    return digest.hexdigest(), size
+    return digest.hexdigest(), size, md5.hexdigest()
 
 
 def content_hash(files: Sequence[BundleFile]) -> str:
@@ -85,13 +91,26 @@ def content_hash(files: Sequence[BundleFile]) -> str:
     return digest.hexdigest()[:HASH_LENGTH]
 
 
+def _with_guard(files: Sequence[RepoFile]) -> List[RepoFile]:
+    """The repo's files plus mltp's evaluation guard, the evaluation job's entry
+    point (see evaluation_guard). `.mltp/` is never shipped from a repo, so the
+    name cannot clash; being in the bundle, the guard is part of the content hash
+    and verified with the rest of the code."""
+    from . import evaluation_guard
+
+    if any(f.relpath == evaluation_guard.SHIPPED_AS for f in files):
+        return list(files)
+    guard = Path(evaluation_guard.__file__)
+    return list(files) + [RepoFile(evaluation_guard.SHIPPED_AS, guard, guard.stat().st_size)]
+
+
 def make(files: Sequence[RepoFile]) -> Bundle:
     """Reads every file once to hash it; builds no tarball (a no-op sync needs none)."""
     out: List[BundleFile] = []
-    for f in sorted(files, key=lambda f: f.relpath):
-        sha, size = _file_digest(str(f.path))
+    for f in sorted(_with_guard(files), key=lambda f: f.relpath):
+        sha, size, md5 = _file_digest(str(f.path))
         executable = bool(os.stat(f.path).st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
-        out.append(BundleFile(f.relpath, str(f.path), size, sha, executable))
+        out.append(BundleFile(f.relpath, str(f.path), size, sha, executable, md5))
     return Bundle(tuple(out), content_hash(out))
 
 

@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import MltpError
+from .redaction import redact
 
 REPO = click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
 
@@ -87,8 +88,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MltpError as exc:
             for line in exc.lines():
-                click.echo(f"mltp: {line}" if line is exc.message else f"  {line}", err=True)
-            _write_error_file(_one_line(exc))
+                click.echo(redact(f"mltp: {line}" if line is exc.message else f"  {line}"), err=True)
+            _write_error_file(redact(_one_line(exc)))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _write_error_file("interrupted")
@@ -97,8 +98,8 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: say so, with the traceback for the report
-            traceback.print_exc()
-            _write_error_file(f"internal error: {type(exc).__name__}: {exc}")
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+            _write_error_file(redact(f"internal error: {type(exc).__name__}: {exc}"))
             sys.exit(1)
 
 

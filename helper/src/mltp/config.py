@@ -6,9 +6,11 @@ instance types, framework versions). Every problem is collected, then raised
 together as one InvalidInput whose lines name file, line and key.
 """
 
+import contextvars
 import copy
 import difflib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -155,6 +157,30 @@ def resolve_config_path(repo: Path, config: Optional[str]) -> Path:
     return path if path.is_absolute() else repo / path
 
 
+# When the config file lies outside the model repo (--config /elsewhere), its
+# values are not echoed in errors: it may be a file that was never meant to be
+# shown in a build log. Problems then name file, line and key only.
+_HIDE_VALUES: "contextvars.ContextVar[bool]" = contextvars.ContextVar("mltp_hide_values", default=False)
+HIDDEN = "(value not shown: the config file is outside the model repo)"
+
+
+def repr_q(text: str) -> str:
+    return f"'{text}'"
+
+
+def shown(text: str) -> str:
+    """`text`, or a placeholder when the config's values must not be echoed."""
+    return HIDDEN if _HIDE_VALUES.get() else text
+
+
+def _is_inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
 def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
     """Load and validate a model repo's config; raise InvalidInput listing every problem."""
     repo = Path(repo)
@@ -164,10 +190,24 @@ def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
     if not path.is_file():
         raise InvalidInput(f"{display(path)}: config file not found (a model repo needs config.yaml; see docs/contract.md)")
     try:
-        text = path.read_bytes().decode("utf-8")
+        # Sized before it is read: a huge file would otherwise be read (and decoded) whole.
+        size = path.stat().st_size
+        if size > yaml_source.MAX_BYTES:
+            raise InvalidInput(f"{display(path)}: file is larger than {yaml_source.MAX_BYTES // 1024} KiB; "
+                               f"a config.yaml is a page of settings")
+        with open(path, "rb") as handle:
+            raw = handle.read(yaml_source.MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{display(path)}: cannot be read ({exc.strerror or exc})")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{display(path)}:{utf8_error_line(exc)}: not UTF-8 text ({exc.reason} at byte {exc.start})")
-    return parse(text, path, repo)
+    token = _HIDE_VALUES.set(not _is_inside(path, repo))
+    try:
+        return parse(text, path, repo)
+    finally:
+        _HIDE_VALUES.reset(token)
 
 
 def parse(text: str, path: Path, repo: Path) -> Config:
@@ -193,7 +233,22 @@ def parse(text: str, path: Path, repo: Path) -> Config:
 # --------------------------------------------------------------------------- schema validation
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+@lru_cache(maxsize=None)
+def _whole(pattern: str) -> "re.Pattern[str]":
+    """A schema pattern that must match the whole value. JSON Schema patterns are
+    searched, and in Python a final '$' also matches before a trailing newline:
+    "us-east-1\\n" would pass '^...$'. The final '$' becomes '\\Z' (end of text)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern_rule(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _whole(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_rule})(SCHEMA)
 _TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
                "object": "a mapping of keys", "array": "a list", "null": "null"}
 
@@ -215,6 +270,8 @@ def _schema_problems(doc: Document) -> List[Problem]:
 
 
 def _show(value: Any) -> str:
+    if _HIDE_VALUES.get():
+        return HIDDEN
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -234,7 +291,7 @@ def _explain(error: jsonschema.ValidationError, doc: Document) -> List[Problem]:
         name = error.instance
         child = path + (name,)
         hint = _name_hint(error) or f"is not a valid name ({kind})"
-        return [Problem(doc.line_of(child), key_path(child), f"key '{name}' {hint}")]
+        return [Problem(doc.line_of(child), key_path(child), f"key '{yaml_source.printable(name)}' {hint}")]
     line = doc.line_of(path)
     key = key_path(path)
     if kind == "additionalProperties":
@@ -357,7 +414,6 @@ def framework_versions(framework: str) -> Optional[Dict[str, Any]]:
     return None
 
 
-_CRON_FIELD = re.compile(r"^(\*|H(\(\d+-\d+\))?|\d+(-\d+)?)(/\d+)?$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _RESERVED_ENV = ("MLTP_", "SM_")
 
@@ -404,7 +460,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
                 valid = processing_types
             if valid and instance_type not in valid:
                 add(base + ("instance_type",),
-                    f"'{instance_type}' is not a SageMaker {'training' if role == 'training' else 'processing'} instance type{_suggest(instance_type, valid)}")
+                    f"{shown(repr_q(instance_type))} is not a SageMaker {'training' if role == 'training' else 'processing'} instance type{_suggest(instance_type, valid) if not _HIDE_VALUES.get() else ''}")
         env = step.get("environment")
         if isinstance(env, dict):
             for name in env:
@@ -440,6 +496,12 @@ def _semantic_problems(doc: Document) -> List[Problem]:
             low, high = rule.get("min"), rule.get("max")
             if "min" not in rule and "max" not in rule:
                 add(("gate", index), "a rule needs min, max or both")
+            for bound, number in (("min", low), ("max", high)):
+                if isinstance(number, float) and not math.isfinite(number):
+                    # NaN passes every comparison check a schema makes, and is not JSON:
+                    # the state machine definition could not even hold it.
+                    add(("gate", index, bound), f"must be a finite number, not {_yaml_number(number)}")
+                    low, high = (None, high) if bound == "min" else (low, None)
             if isinstance(low, (int, float)) and isinstance(high, (int, float)) and not isinstance(low, bool) and low > high:
                 add(("gate", index, "min"), f"min {low} is greater than max {high}: no value can pass")
             metric = rule.get("metric")
@@ -456,6 +518,12 @@ def _semantic_problems(doc: Document) -> List[Problem]:
                 add(("registry", "inference", "instance_types", index),
                     f"'{instance_type}' is not a SageMaker inference instance type{_suggest(instance_type, valid)}")
 
+    prefix = _get(data, "aws", "prefix")
+    if isinstance(prefix, str) and any(part in ("", ".", "..") for part in prefix.split("/")):
+        # S3 keeps "a/../b" as written, but consoles, the CLI's sync and IAM policies
+        # written for "a/b" do not: one key, several spellings. Refused outright.
+        add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
+
     schedule = data.get("schedule")
     if isinstance(schedule, str):
         message = cron_problem(schedule)
@@ -464,21 +532,66 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     return out
 
 
+# Jenkins' cron fields and their ranges (hudson.scheduler.CronTab); 7 is Sunday too.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_TERM = re.compile(r"(?:(?P<star>\*)|(?P<h>H)(?:\((?P<ha>\d+)-(?P<hb>\d+)\))?|(?P<a>\d+)(?:-(?P<b>\d+))?)(?:/(?P<step>\d+))?")
+
+
+def _cron_term(piece: str, low: int, high: int) -> Optional[str]:
+    """Why one comma-separated term of a field is not valid, or None. Follows
+    Jenkins' grammar: *, H, H(a-b), n, a-b, the first four with an optional /step."""
+    match = _CRON_TERM.fullmatch(piece)
+    if not match:
+        return "is not *, H, H(a-b), a number or a range"
+    if match.group("step") is not None:
+        if match.group("a") is not None and match.group("b") is None:
+            return "takes a step only after *, H or a range"
+        step = int(match.group("step"))
+        if step < 1:
+            return "has a step of 0; steps start at 1"
+        if step > high - low + 1:
+            return f"has a step of {step}, larger than its range {low}-{high}"
+    pairs = [("ha", "hb"), ("a", "b")]
+    for first, second in pairs:
+        if match.group(first) is None:
+            continue
+        a = int(match.group(first))
+        b = int(match.group(second)) if match.group(second) is not None else a
+        for number in (a, b):
+            if not low <= number <= high:
+                return f"has {number}, outside {low}-{high}"
+        if a > b:
+            return f"has the range {a}-{b}, which is backwards (did you mean {b}-{a}?)"
+    return None
+
+
+def _yaml_number(number: float) -> str:
+    if math.isnan(number):
+        return ".nan"
+    return ".inf" if number > 0 else "-.inf"
+
+
 def cron_problem(spec: str) -> Optional[str]:
-    """Checks the shape of a Jenkins cron spec (5 fields, H allowed, or @daily...)."""
+    """Checks a Jenkins cron spec as Jenkins would (5 fields with their ranges,
+    steps, H, H(a-b), or @daily...), so a schedule Jenkins would refuse fails
+    `validate` on the branch instead of failing the default branch after the merge."""
+    if any(ch in spec for ch in "\n\r") or not spec.isprintable():
+        return "must be one line: newlines and control characters are not allowed"
     text = spec.strip()
     if not text:
         return "is empty; use null for no schedule"
-    if text in _CRON_ALIASES:
-        return None
+    if text.startswith("@"):
+        if text in _CRON_ALIASES:
+            return None
+        return f"{shown(repr_q(spec))} is not a cron spec: the aliases are {', '.join(sorted(_CRON_ALIASES))}"
     fields = text.split()
     if len(fields) != 5:
-        return f"'{spec}' is not a cron spec: it needs 5 fields (minute hour day month weekday), e.g. 'H 3 * * 1'"
-    names = ("minute", "hour", "day of month", "month", "day of week")
-    for name, part in zip(names, fields):
+        return f"{shown(repr_q(spec))} is not a cron spec: it needs 5 fields (minute hour day month weekday), e.g. 'H 3 * * 1'"
+    for (name, low, high), part in zip(_CRON_FIELDS, fields):
         for piece in part.split(","):
-            if not _CRON_FIELD.match(piece):
-                return f"'{spec}' is not a cron spec: the {name} field '{part}' is not valid"
+            reason = _cron_term(piece, low, high)
+            if reason:
+                return f"{shown(repr_q(spec))} is not a cron spec: the {name} field '{part}' {reason}"
     return None
 
 

@@ -5,6 +5,10 @@ of the typed config objects, and `resources/mltp/config.schema.json`, which
 editors use for completion (`mltp schema` prints it; a test keeps the shipped
 copy equal to this). Keywords starting with ``x-`` are ours: ``x-error`` is the
 plain-language reason shown when a ``pattern`` does not match.
+
+Patterns must match the whole value: `config.py` checks them with that rule
+(a trailing newline does not slip past a final ``$``), and they avoid ``\\s``,
+which would let newlines and tabs into names AWS later refuses.
 """
 
 import copy
@@ -15,6 +19,10 @@ FRAMEWORKS = ["sklearn", "xgboost", "pytorch", "image"]
 
 # Default framework_version per framework when config.yaml gives none.
 DEFAULT_FRAMEWORK_VERSIONS = {"sklearn": "1.2-1", "xgboost": "1.7-1", "pytorch": "2.1"}
+
+# AWS's tag rule ([\p{L}\p{Z}\p{N}_.:/=+\-@], SageMaker and Step Functions alike)
+# in Python's re: \w is letters, digits and '_'; the space separators are listed.
+TAG_CHARACTERS = "[\\w .:/=+@\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000-]"
 
 # Longest model name: leaves room for "--<branch slug>" in a state machine
 # name (80), "-<step>-<run id>" in job names (63) and the run layout in S3.
@@ -123,7 +131,15 @@ SCHEMA: Dict[str, Any] = {
     "properties": {
         "version": {"const": 1},
         "name": _NAME,
-        "description": {"type": "string", "maxLength": 1000},
+        "description": {
+            "type": "string",
+            "maxLength": 1000,
+            # SageMaker's descriptions take letters, marks, spaces and visible characters
+            # only. Line breaks and tabs are folded into spaces where a description is
+            # used; any other control character would fail registration after the run.
+            "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$",
+            "x-error": "must be text without control characters (line breaks and tabs are fine)",
+        },
         "aws": {
             "type": "object",
             "additionalProperties": False,
@@ -170,10 +186,15 @@ SCHEMA: Dict[str, Any] = {
                     "propertyNames": {
                         "minLength": 1,
                         "maxLength": 128,
-                        "pattern": r"^(?!aws:)[\w\s.:/=+@-]+$",
+                        "pattern": r"^(?!aws:)" + TAG_CHARACTERS + "+$",
                         "x-error": "must be 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'",
                     },
-                    "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": 256},
+                    "additionalProperties": {
+                        "type": ["string", "number", "boolean"],
+                        "maxLength": 256,
+                        "pattern": "^" + TAG_CHARACTERS + "*$",
+                        "x-error": "must be at most 256 letters, digits, spaces and _.:/=+-@ (AWS's tag value rule)",
+                    },
                     "default": {},
                 },
             },
@@ -253,6 +274,7 @@ SCHEMA: Dict[str, Any] = {
         },
         "schedule": {
             "type": ["string", "null"],
+            "maxLength": 200,
             "description": "Jenkins cron spec for periodic retraining on the default branch, e.g. 'H 3 * * 1'.",
             "default": None,
         },

@@ -40,7 +40,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from . import gate
 from .config import Config, StepConfig
@@ -353,6 +353,17 @@ def _tags(config: Config) -> Dict[str, str]:
     return {key: config.aws.tags[key] for key in sorted(config.aws.tags)}
 
 
+def _entrypoint(step: StepConfig) -> List[str]:
+    """The evaluation script runs under mltp's guard (shipped in the code bundle):
+    an empty model or an oversized evaluation.json then fails the job with a
+    reason, the same way on AWS and locally (see evaluation_guard)."""
+    from .evaluation_guard import SHIPPED_AS
+
+    if step.role == "evaluation":
+        return ["python3", f"{CODE_DIR}/{SHIPPED_AS}", f"{CODE_DIR}/{step.script}"]
+    return ["python3", f"{CODE_DIR}/{step.script}"]
+
+
 def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, session, sdk: _Sdk):
     from stepfunctions.steps import ProcessingStep
 
@@ -398,7 +409,7 @@ def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, se
         job_name=inputs[job],
         inputs=job_inputs,
         outputs=outputs,
-        container_entrypoint=["python3", f"{CODE_DIR}/{step.script}"],
+        container_entrypoint=_entrypoint(step),
         container_arguments=list(step.arguments) or None,
         kms_key_id=config.aws.kms_key_id,
         tags=_tags(config) or None,

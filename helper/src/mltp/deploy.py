@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 import botocore.exceptions
 
-from . import runs
+from . import naming, runs
 from .aws import Clients, error_code, refused
 from .context import RunContext
 from .errors import AwsRefused
@@ -83,7 +83,7 @@ def _logging_key(conf: Optional[dict]) -> tuple:
 def tags(ctx: RunContext) -> Dict[str, str]:
     out = dict(ctx.config.aws.tags)
     out["mltp:model"] = ctx.config.name
-    out["mltp:branch"] = ctx.branch
+    out["mltp:branch"] = naming.tag_value(ctx.branch)
     return out
 
 
@@ -107,7 +107,8 @@ def ensure_model_package_group(ctx: RunContext, clients: Clients) -> bool:
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("ValidationException", "ResourceNotFound"):
                 raise
-        description = ctx.config.description or f"Models of {ctx.config.name}, registered by mltp"
+        # Line breaks and tabs folded: ModelPackageGroupDescription takes no control characters.
+        description = " ".join((ctx.config.description or f"Models of {ctx.config.name}, registered by mltp").split())
         group_tags = [{"Key": k, "Value": v} for k, v in sorted(tags(ctx).items()) if k != "mltp:branch"]
         try:
             sagemaker.create_model_package_group(

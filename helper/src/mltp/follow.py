@@ -609,7 +609,7 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
         return unknown
     try:
         body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        metrics = gate.parse_evaluation(body)
+        metrics = gate.metric_values(body)
     except _AWS_ERRORS as exc:
         result.warnings.append(f"could not read s3://{bucket}/{key}: {_describe_error(exc)}")
         return unknown

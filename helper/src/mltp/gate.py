@@ -161,3 +161,20 @@ def parse_evaluation(text: str, source: str = "evaluation.json") -> Dict[str, fl
     if problems:
         raise EvaluationError(f"{source}: {len(problems)} malformed metric{'s' if len(problems) != 1 else ''}", problems)
     return values
+
+
+def metric_values(text: str, source: str = "evaluation.json") -> Dict[str, Any]:
+    """Metric name -> raw value, read the way the state machine's Gate reads the
+    file: an entry without a "value" is absent, and a value that is not a number
+    is kept as it is, so `evaluate` fails its rule naming it (exit 3, as on AWS).
+    Raises EvaluationError only for what the state machine cannot read at all."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise EvaluationError(f"{source}: not valid JSON ({exc}); expected e.g. {_EXAMPLE}") from None
+    if not isinstance(data, dict):
+        raise EvaluationError(f"{source}: must be a JSON object like {_EXAMPLE}, not a {type(data).__name__}")
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        return {}
+    return {name: entry["value"] for name, entry in metrics.items() if isinstance(entry, dict) and "value" in entry}

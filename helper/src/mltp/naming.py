@@ -10,6 +10,7 @@ share a state machine.
 import hashlib
 import re
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 from .config import Config
 
@@ -62,7 +63,14 @@ def job_name(config: Config, state_machine: str, run: str, role: str) -> str:
     return f"{config.name}-{JOB_ABBREV[role]}-{run_id}"
 
 
-def code_prefix(config: Config, content_hash: str) -> str:
+def code_prefix(config: Config, content_hash: str, state_machine: Optional[str] = None) -> str:
+    """`<prefix>/<name>/code/<hash>/` for the default branch's state machine,
+    `<prefix>/<name>/code/branches/<branch slug>/<hash>/` for any other: code a
+    branch or pull request build uploads never lands where the default branch's
+    scheduled retrain reads its code."""
+    if state_machine and state_machine != config.name:
+        branch = state_machine[len(config.name) + len(BRANCH_SEPARATOR):] or _digest(state_machine, 12)
+        return f"{config.aws.prefix}/{config.name}/code/branches/{branch}/{content_hash}/"
     return f"{config.aws.prefix}/{config.name}/code/{content_hash}/"
 
 
@@ -93,6 +101,13 @@ def metadata_value(text: str) -> str:
     Register step must not fail on them after hours of training."""
     cleaned = re.sub(r"[^\w\s.:/=+\-@]", "_", text or "")[:256]
     return cleaned if cleaned.strip() else "unknown"
+
+
+def tag_value(text: str) -> str:
+    """A tag value SageMaker and Step Functions accept ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*,
+    at most 256): a legal git branch such as 'fix/#12,crash&burn' becomes
+    'fix/_12_crash_burn', a 300-character one is cut, so `deploy` never fails on it."""
+    return re.sub(r"[^\w .:/=+@-]|[\u0080-\u00a0]", "_", text or "")[:256]
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ def execution_input(
     branch: str = "",
 ) -> ExecutionInput:
     bucket = config.aws.bucket
-    code = code_prefix(config, content_hash)
+    code = code_prefix(config, content_hash, state_machine)
     runs = run_prefix(config, run)
     s3 = f"s3://{bucket}/"
     jobs = {role: job_name(config, state_machine, run, role) for role in JOB_ABBREV}

@@ -112,7 +112,9 @@ class GateCheck:
         """The value; 'missing' when the rule failed for want of one, 'n/a' when unknown."""
         if self.value is not None:
             return format_value(self.value)
-        return "missing" if self.passed is False else "n/a"
+        if self.passed is False:
+            return "not a number" if "not a number" in self.note else "missing"
+        return "n/a"
 
     def describe(self) -> str:
         """'auc=0.962 (>= 0.9)'"""

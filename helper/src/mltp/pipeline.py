@@ -6,7 +6,7 @@ very same functions against the embedded emulator, so there is one path.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import click
 
@@ -24,14 +24,19 @@ class Validated:
     config: Config
     files: List[repo_mod.RepoFile]
     context: RunContext
+    skipped: Tuple[str, ...] = ()  # symlinks not shipped because their target is ignored
 
     def summary(self) -> str:
         cfg, ctx = self.config, self.context
         size = sum(f.size for f in self.files)
         registration = "registers on success" if ctx.register else "gate only, no registration"
         rules = ", ".join(f"{r.metric} {r.describe()}" for r in cfg.gate)
+        skipped = ""
+        if self.skipped:
+            count = len(self.skipped)
+            skipped = f" ({count} symlink{'s' if count != 1 else ''} to ignored files skipped)"
         return (
-            f"ok: {display(cfg.path)} valid; {len(self.files)} files to ship ({size / 1024:.1f} KiB), "
+            f"ok: {display(cfg.path)} valid; {len(self.files)} files to ship ({size / 1024:.1f} KiB){skipped}, "
             f"3 scripts parse; state machine {ctx.state_machine} ({registration}); gate: {rules}"
         )
 
@@ -53,12 +58,13 @@ class Validated:
 def validate(repo: Path, config: Optional[str], info_file: Optional[str] = None, **options) -> Validated:
     """Config and repo checks; every problem at once; raises InvalidInput (exit 2)."""
     cfg = config_mod.load(repo, config)
-    files, problems = repo_mod.check(cfg)
+    skipped: List[str] = []
+    files, problems = repo_mod.check(cfg, skipped)
     if problems:
         where = "" if display(repo) == "." else f" {display(repo)}"
         raise InvalidInput(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the model repo{where}", problems)
     ctx = make_context(cfg, **_context_options(options))
-    result = Validated(cfg, files, ctx)
+    result = Validated(cfg, files, ctx, tuple(skipped))
     if info_file:
         Path(info_file).parent.mkdir(parents=True, exist_ok=True)
         Path(info_file).write_text(result.info_lines(), encoding="utf-8")
@@ -90,10 +96,11 @@ def sync(repo: Path, config: Optional[str], **options):
     return sync_checked(validate(repo, config, **options))
 
 
-def sync_checked(checked: Validated):
+def sync_checked(checked: Validated, bundle=None):
     from . import sync as sync_mod
 
-    result = sync_mod.sync(checked.config, _clients(checked.context), checked.files)
+    result = sync_mod.sync(checked.config, _clients(checked.context), checked.files, bundle=bundle,
+                           state_machine=checked.context.state_machine)
     click.echo(result.summary())
     return result
 
@@ -116,14 +123,12 @@ def start(repo: Path, config: Optional[str], **options):
     return start_checked(validate(repo, config, **options))
 
 
-def start_checked(checked: Validated, content_hash: Optional[str] = None):
-    """`content_hash` saves hashing the files again when `sync` just did."""
+def start_checked(checked: Validated, bundle=None):
+    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting."""
     from . import bundle as bundle_mod
     from . import runs
 
-    if content_hash is None:
-        content_hash = bundle_mod.make(checked.files).content_hash
-    result = runs.start(checked.context, _clients(checked.context), content_hash)
+    result = runs.start(checked.context, _clients(checked.context), bundle or bundle_mod.make(checked.files))
     click.echo(result.summary())
     return result
 
@@ -186,9 +191,12 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
 def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: Optional[float] = None,
                 no_wait: bool = False, **options):
     """sync -> deploy -> start -> wait on one validated repo (validated once, hashed once)."""
-    synced = sync_checked(checked)
+    from . import bundle as bundle_mod
+
+    bundle = bundle_mod.make(checked.files)
+    sync_checked(checked, bundle)
     deploy_checked(checked)
-    start_checked(checked, synced.content_hash)
+    start_checked(checked, bundle)
     if no_wait:
         return None
     # One run name for every step: outside Jenkins the default is a timestamp,

@@ -6,9 +6,10 @@ What is shipped is decided here once, so `validate` warns about exactly what
 
 import ast
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pathspec
 
@@ -23,9 +24,24 @@ ALWAYS_IGNORED = (
     "__pycache__/",
     "*.pyc",
     ".env*",
+    "*.env",
     "*.pem",
     "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.tfvars",
     "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "id_dsa*",
+    ".ssh/",
+    ".aws/",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".dockercfg",
+    ".docker/config.json",
+    "credentials.json",
 )
 IGNORE_FILE = ".mltpignore"
 MAX_FILES = 5000
@@ -40,22 +56,51 @@ class RepoFile:
 
 
 def ignore_spec(repo: Path) -> pathspec.PathSpec:
+    """The built-in list plus .mltpignore. A pattern git would refuse ('[z-a]', a
+    lone '\\' or '!') is an input error naming its line, not a traceback."""
     patterns = list(ALWAYS_IGNORED)
     extra = repo / IGNORE_FILE
     if extra.is_file():
-        patterns += extra.read_text(encoding="utf-8", errors="replace").splitlines()
+        try:
+            lines = extra.read_bytes().decode("utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise InvalidInput(f"{display(extra)}: cannot be read ({exc.strerror or exc})")
+        for number, line in enumerate(lines, 1):
+            try:
+                pathspec.PathSpec.from_lines("gitwildmatch", [line]).match_file("x")
+            except (ValueError, re.error) as exc:
+                reason = str(exc).split(" at position")[0] if isinstance(exc, re.error) else "not a valid pattern"
+                raise InvalidInput(f"{display(extra)}:{number}: {line!r} is not a valid ignore pattern ({reason}); "
+                                   f"escape special characters with '\\'")
+        patterns += lines
     return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
 
 
-def list_files(repo: Path) -> List[RepoFile]:
+def _name_problem(full: Path) -> Optional[str]:
+    """File names must survive the trip to S3 keys and tar entries: UTF-8 only."""
+    try:
+        str(full).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(str(full)).decode("utf-8", "backslashreplace")
+        return f"{shown}: file name is not UTF-8; rename it or add it to {IGNORE_FILE}"
+    return None
+
+
+def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile]:
     """Files to ship, sorted by path. Symlinks are followed only when they stay
     inside the repo; one that points outside is an error (it would ship a file
-    the repo does not own, or fail on the build agent)."""
+    the repo does not own, or fail on the build agent). A symlink whose target
+    is ignored is skipped like its target ('settings.txt -> .env' must not ship
+    .env's content): its path goes to `skipped`."""
     repo = repo.resolve()
     spec = ignore_spec(repo)
     out: List[RepoFile] = []
     problems: List[str] = []
     total = 0
+    state = repo / ".mltp"
+    if state.is_symlink():
+        problems.append(f"{display(state)}: is a symlink; mltp writes its run folders there, so it must be a "
+                        f"plain folder or absent (remove it from the repo)")
     for root, dirs, files in os.walk(repo, followlinks=False):
         rel_root = os.path.relpath(root, repo)
         rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
@@ -63,6 +108,10 @@ def list_files(repo: Path) -> List[RepoFile]:
         for name in sorted(dirs):
             rel = f"{rel_root}{name}/"
             full = Path(root) / name
+            if _name_problem(full):
+                if not spec.match_file(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")):
+                    problems.append(str(_name_problem(full)))
+                continue
             if spec.match_file(rel):
                 continue
             if full.is_symlink():
@@ -71,17 +120,37 @@ def list_files(repo: Path) -> List[RepoFile]:
             kept_dirs.append(name)
         dirs[:] = kept_dirs
         for name in sorted(files):
+            full = Path(root) / name
+            name_problem = _name_problem(full)
+            if name_problem:
+                if not spec.match_file(f"{rel_root}{name}".encode("utf-8", "surrogateescape").decode("utf-8", "replace")):
+                    problems.append(name_problem)
+                continue
             rel = f"{rel_root}{name}"
             if spec.match_file(rel):
                 continue
-            full = Path(root) / name
             if full.is_symlink():
                 target = full.resolve()
                 if not _inside(target, repo):
                     problems.append(f"{display(full)}: symlink points outside the model repo ({target})")
                     continue
+                target_rel = target.relative_to(repo).as_posix()
+                if spec.match_file(target_rel) or any(
+                    spec.match_file("/".join(target_rel.split("/")[: i + 1]) + "/")
+                    for i in range(target_rel.count("/"))
+                ):
+                    if skipped is not None:
+                        skipped.append(rel)
+                    continue
             if not full.is_file():
                 continue  # sockets, fifos, dangling links: nothing to ship
+            try:
+                with open(full, "rb") as handle:  # readable now, not a PermissionError mid-upload
+                    handle.read(1)
+            except OSError as exc:
+                problems.append(f"{display(full)}: cannot be read ({exc.strerror or exc}); fix its permissions "
+                                f"or add it to {IGNORE_FILE}")
+                continue
             size = full.stat().st_size
             total += size
             out.append(RepoFile(rel, full, size))
@@ -103,12 +172,12 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def check(config: Config) -> Tuple[List[RepoFile], List[str]]:
+def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[RepoFile], List[str]]:
     """Checks the three scripts and returns (files to ship, problems)."""
     repo = config.repo.resolve()
     problems: List[str] = []
     try:
-        files = list_files(repo)
+        files = list_files(repo, skipped)
     except InvalidInput as exc:
         return [], exc.details or [exc.message]
     shipped = {f.relpath for f in files}
@@ -130,7 +199,7 @@ def check(config: Config) -> Tuple[List[RepoFile], List[str]]:
         if not path.is_file():
             problems.append(f"{label} is not a regular file")
             continue
-        if step.script not in shipped and spec.match_file(step.script):
+        if step.script not in shipped and (spec.match_file(step.script) or step.script in (skipped or ())):
             problems.append(f"{label} is excluded by the ignore rules ({IGNORE_FILE} or the built-in list)")
             continue
         problems.extend(_check_python(path, step.script))
@@ -150,4 +219,7 @@ def _check_python(path: Path, name: str) -> List[str]:
         return [f"{where}: syntax error: {exc.msg}"]
     except ValueError as exc:  # e.g. null bytes
         return [f"{shown}: cannot be parsed as Python: {exc}"]
+    except (RecursionError, MemoryError):
+        # Python's parser gives up on absurd nesting with these, not SyntaxError.
+        return [f"{shown}: cannot be parsed as Python: nested too deeply for Python's parser"]
     return []

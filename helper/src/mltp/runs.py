@@ -14,6 +14,7 @@ from typing import Optional
 
 import botocore.exceptions
 
+from . import bundle as bundle_mod
 from . import naming
 from . import sync as sync_mod
 from .aws import Clients, error_code, refused
@@ -104,14 +105,15 @@ def _attached(arn: str, existing: dict, ours: ExecutionInput) -> StartResult:
     return StartResult(arn, True, theirs, existing.get("status", ""), note)
 
 
-def start(ctx: RunContext, clients: Clients, content_hash: str) -> StartResult:
-    """Start the run named ctx.run_name on code `content_hash`, or re-attach to it.
+def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle) -> StartResult:
+    """Start the run named ctx.run_name on the code bundle `code`, or re-attach to it.
 
-    Needs the state machine deployed and the code prefix complete (manifest.json
-    present); otherwise says which command to run first (exit 2)."""
+    Needs the state machine deployed and the code prefix verified against the
+    bundle (every object, see sync.verify); otherwise says which command to run
+    first (exit 2). Code that does not verify is never started."""
     config = ctx.config
     ours = naming.execution_input(
-        config, ctx.state_machine, ctx.run_name, content_hash, register=ctx.register,
+        config, ctx.state_machine, ctx.run_name, code.content_hash, register=ctx.register,
         git_commit=ctx.git_commit, build_url=ctx.build_url, branch=ctx.branch,
     )
     with refused("start run", f"{ctx.run_name} on {ctx.state_machine}"):
@@ -124,11 +126,7 @@ def start(ctx: RunContext, clients: Clients, content_hash: str) -> StartResult:
         existing = describe_execution(clients, arn)
         if existing is not None:
             return _attached(arn, existing, ours)
-        if not sync_mod.is_complete(config, clients, content_hash):
-            raise InvalidInput(
-                f"the code is not in S3: {sync_mod.code_uri(config, content_hash)} has no "
-                f"manifest.json; run `mltp sync` first"
-            )
+        sync_mod.require_verified(config, clients, code, ctx.state_machine)
         body = json.dumps(ours.to_dict(), sort_keys=True)
         try:
             started = clients.sfn.start_execution(stateMachineArn=machine["stateMachineArn"],

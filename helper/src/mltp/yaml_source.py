@@ -5,6 +5,7 @@ keys and expand aliases without limit; config errors must name file, line and
 key, so we walk the composed node tree ourselves.
 """
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
@@ -14,6 +15,7 @@ import yaml
 # or an attack (alias bombs expand a few hundred bytes into billions of values).
 MAX_BYTES = 256 * 1024
 MAX_VALUES = 20_000
+MAX_DEPTH = 50  # config.yaml nests five levels; PyYAML's own parser recurses per level
 
 Path = Tuple[Any, ...]
 
@@ -43,6 +45,13 @@ class Document:
         return 1
 
 
+def printable(text: Any) -> str:
+    """A key as one line: control characters (a newline in a key) are escaped,
+    so an error stays one line naming what the file holds."""
+    text = str(text)
+    return text if text.isprintable() else json.dumps(text)[1:-1]
+
+
 def key_path(path: Path) -> str:
     """('steps', 'training', 'script') -> steps.training.script; ints -> [i]."""
     out = ""
@@ -50,11 +59,15 @@ def key_path(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + printable(part)
     return out or "(top level)"
 
 
 class TooLarge(Exception):
+    pass
+
+
+class TooDeep(Exception):
     pass
 
 
@@ -69,6 +82,8 @@ class _Walker:
         self.count += 1
         if self.count > MAX_VALUES:
             raise TooLarge()
+        if len(path) > MAX_DEPTH:
+            raise TooDeep()
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves "<<" merge keys
             out: Dict[str, Any] = {}
@@ -102,10 +117,17 @@ def parse(text: str) -> Document:
     problems (never exceptions) so they are reported like every other error."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         return Document(None, problems=[Problem(1, "(file)", f"file is larger than {MAX_BYTES // 1024} KiB")])
-    loader = yaml.SafeLoader(text)
+    try:
+        # PyYAML's reader checks every character when the loader is made: NUL or
+        # ESC bytes raise here, before any parsing.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        return Document(None, problems=[_reader_problem(text, exc)])
     try:
         try:
             node = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            return Document(None, problems=[_reader_problem(text, exc)])
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
@@ -113,6 +135,8 @@ def parse(text: str) -> Document:
             return Document(None, problems=[Problem(line, "(file)", f"invalid YAML: {reason}")])
         except yaml.YAMLError as exc:
             return Document(None, problems=[Problem(1, "(file)", f"invalid YAML: {exc}")])
+        except (RecursionError, MemoryError):
+            return Document(None, problems=[_too_deep()])
         if node is None:
             return Document(None)
         walker = _Walker(loader)
@@ -123,9 +147,26 @@ def parse(text: str) -> Document:
                 None,
                 problems=[Problem(1, "(file)", f"YAML expands to more than {MAX_VALUES} values (aliases?); refusing to read it")],
             )
+        except TooDeep:
+            return Document(None, problems=[_too_deep()])
+        except (RecursionError, MemoryError):
+            return Document(None, problems=[_too_deep()])
         except yaml.constructor.ConstructorError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else 1
             return Document(None, problems=[Problem(line, "(file)", f"invalid YAML value: {exc.problem}")])
         return Document(value, walker.lines, walker.problems)
     finally:
         loader.dispose()
+
+
+def _too_deep() -> Problem:
+    return Problem(1, "(file)", f"YAML is nested more than {MAX_DEPTH} levels deep; refusing to read it")
+
+
+def _reader_problem(text: str, exc: "yaml.reader.ReaderError") -> Problem:
+    """NUL, ESC and other control characters: PyYAML refuses them with a position
+    in characters; we name the line and the character."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text[:position].count("\n") + 1
+    character = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return Problem(line, "(file)", f"invalid YAML: control character U+{character:04X} is not allowed in YAML text")

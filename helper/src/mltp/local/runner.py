@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .. import gate
+from .. import evaluation_guard
 from ..aws import Clients
 from ..errors import MltpError
 
@@ -92,12 +92,13 @@ class LocalJobRunner:
         if command and Path(command[0]).name.startswith("python"):
             command[0] = self.python
         env = {k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()}
-        script = next((c for c in command[1:] if c.endswith(".py")), command[-1] if command else "")
-        self._execute("processing", job_name, command, env, Path(script).parent, request)
+        scripts = [c for c in command[1:] if c.endswith(".py")]
+        if len(scripts) > 1 and scripts[0].endswith("/" + evaluation_guard.SHIPPED_AS):
+            scripts = scripts[1:]  # the guard runs the evaluation script and checks its output itself
+        script = scripts[0] if scripts else (command[-1] if command else "")
+        self._execute("processing", job_name, command, env, Path(script).parent, request, script=script)
         for item in outputs:
             local = self._local(root, item["S3Output"]["LocalPath"])
-            if item.get("OutputName") == "evaluation":
-                check_evaluation(local / "evaluation.json", script)
             self._upload_dir(local, item["S3Output"]["S3Uri"])
 
     def _training(self, job_name: str, request: dict, root: Path) -> None:
@@ -154,7 +155,7 @@ class LocalJobRunner:
     # -------------------------------------------------------------- running a script
 
     def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
-                 request: dict) -> None:
+                 request: dict, script: Optional[str] = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "SM_"))}
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -178,7 +179,8 @@ class LocalJobRunner:
         log_path.write_text(output, encoding="utf-8")
         self._publish_log(kind, job_name, output, started)
         if proc.returncode != 0:
-            raise JobFailed(failure_reason(command[1] if len(command) > 1 else command[0], proc.returncode, output, self.python))
+            script = script or (command[1] if len(command) > 1 else command[0])
+            raise JobFailed(failure_reason(script, proc.returncode, output, self.python))
 
     def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
         """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
@@ -273,14 +275,3 @@ def failure_reason(script: str, code: int, output: str, python: str) -> str:
     tail = "\n".join(lines[-STDERR_TAIL:])
     # The last line (usually the exception) first: it is what a one-line error keeps.
     return f"AlgorithmError: {name} exited with code {code}: {last}\n{tail}"
-
-
-def check_evaluation(path: Path, script: str) -> None:
-    """evaluation.py must leave a well-formed evaluation.json: say which file and what is wrong."""
-    name = Path(script).name
-    if not path.is_file():
-        raise JobFailed(f"ClientError: {name} wrote no evaluation.json (expected at $MLTP_OUTPUT_DIR/evaluation.json)")
-    try:
-        gate.parse_evaluation(path.read_text(encoding="utf-8"))
-    except MltpError as exc:  # the gate module's own error says what is wrong
-        raise JobFailed(f"ClientError: evaluation.json written by {name} is malformed: {'; '.join(exc.lines())}")

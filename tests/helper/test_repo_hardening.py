@@ -1,0 +1,126 @@
+"""What ships and what is refused (issue 9, items 2, 4 and 8): symlinks are
+judged by their target, secrets stay out by default, and unreadable or
+unencodable files are input errors (exit 2, one line), not tracebacks."""
+
+import builtins
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mltp import repo as repo_mod
+from mltp.cli import main
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    target = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "base", target)
+    monkeypatch.chdir(target)
+    return target
+
+
+def validate(*args, tmp_path=None):
+    env = {"MLTP_ERROR_FILE": str(tmp_path / "error.txt")} if tmp_path else None
+    return CliRunner().invoke(main, ["validate", ".", *args], env=env)
+
+
+@pytest.mark.parametrize("target", [".env", ".git/config", "deploy.pem", ".aws/credentials", "keys/id_ed25519"])
+def test_symlink_to_an_ignored_file_is_not_shipped(repo, target):
+    (repo / target).parent.mkdir(parents=True, exist_ok=True)
+    (repo / target).write_text("SECRET=1\n")
+    os.symlink(target, repo / "settings.txt")
+    shipped = [f.relpath for f in repo_mod.list_files(repo)]
+    assert "settings.txt" not in shipped and target not in shipped
+    result = validate()
+    assert result.exit_code == 0, result.output
+    assert "4 files to ship" in result.output and "(1 symlink to ignored files skipped)" in result.output
+
+
+@pytest.mark.parametrize("name", [
+    "id_ed25519", "id_ed25519.pub", "id_ecdsa", ".ssh/config", ".aws/config", ".netrc", ".npmrc", ".pypirc",
+    ".dockercfg", ".docker/config.json", "credentials.json", "sub/credentials.json", "cert.p12", "cert.pfx",
+    "prod.tfvars", "prod.env", ".env.local",
+])
+def test_common_secret_files_are_never_shipped(repo, name):
+    (repo / name).parent.mkdir(parents=True, exist_ok=True)
+    (repo / name).write_text("secret\n")
+    assert name not in [f.relpath for f in repo_mod.list_files(repo)]
+
+
+def test_unreadable_file_is_exit_2_at_validate(repo, tmp_path, monkeypatch):
+    """Mode 000 cannot stop root, which runs this suite in CI: the open() of that
+    one file fails as it would for an unprivileged agent."""
+    (repo / "notes.txt").write_text("private\n")
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file).endswith("notes.txt"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    result = validate(tmp_path=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr == ("mltp: 1 problem in the model repo\n"
+                             "  notes.txt: cannot be read (Permission denied); fix its permissions or add it "
+                             "to .mltpignore\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode 000 files")
+def test_mode_000_file_is_exit_2(repo):
+    (repo / "notes.txt").write_text("private\n")
+    os.chmod(repo / "notes.txt", 0)
+    result = validate()
+    assert result.exit_code == 2 and "notes.txt: cannot be read (Permission denied)" in result.stderr
+
+
+def test_non_utf8_file_name_is_exit_2(repo, tmp_path):
+    with open(os.path.join(os.fsencode(repo), b"caf\xe9.py"), "wb") as handle:
+        handle.write(b"x = 1\n")
+    result = validate(tmp_path=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("mltp: 1 problem in the model repo\n"
+                             f"  {repo}/caf\\xe9.py: file name is not UTF-8; rename it or add it to .mltpignore\n")
+    assert "Traceback" not in result.stderr
+
+
+def test_non_utf8_file_name_that_is_ignored_is_fine(repo):
+    with open(os.path.join(os.fsencode(repo), b"caf\xe9.tmp"), "wb") as handle:
+        handle.write(b"x\n")
+    (repo / ".mltpignore").write_text("*.tmp\n")
+    assert validate().exit_code == 0
+
+
+def test_config_outside_the_repo_is_not_echoed(repo, tmp_path):
+    outside = tmp_path / "elsewhere" / "secret-config.yaml"
+    outside.parent.mkdir()
+    text = (repo / "config.yaml").read_text().replace("region: eu-west-1", "region: hunter2-SECRET-value")
+    text += "schedule: 'hunter3 SECRET * * *'\nsteps:\n  training:\n    instance_type: ml.hunter4.secret\n"
+    outside.write_text(text)
+    result = validate("--config", str(outside), tmp_path=tmp_path)
+    assert result.exit_code == 2
+    shown = result.stderr + (tmp_path / "error.txt").read_text()
+    assert "SECRET" not in shown and "secret" not in shown.replace("secret-config.yaml", "")
+    assert "aws.region: (value not shown: the config file is outside the model repo)" in result.stderr
+    # the same file inside the repo: values are shown, as for every other error
+    (repo / "config.yaml").write_text(text)
+    assert "hunter2-SECRET-value" in validate().stderr
+
+
+def test_mltp_symlink_is_never_written_through(repo, tmp_path):
+    """A committed `.mltp -> elsewhere` must not make `run`/`wait` write reports there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, repo / ".mltp")
+    result = validate()
+    assert result.exit_code == 2, result.output
+    assert ".mltp: is a symlink" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+    waited = CliRunner().invoke(main, ["wait", ".", "--run-name", "r1", "--endpoint-url", "http://127.0.0.1:9"])
+    assert waited.exit_code == 2 and ".mltp" in waited.stderr
+    assert list(elsewhere.iterdir()) == []
