@@ -63,12 +63,48 @@ def test_wheel_metadata_matches_pyproject(wheel):
     assert _names(declared) == _names(wanted), STALE
 
 
-def test_requirements_pin_every_dependency_with_hashes():
+LOCKS = {"aws": RESOURCES / "requirements-aws.txt", "local": RESOURCES / "requirements-local.txt"}
+# What only the emulator brings: never in the AWS-mode install.
+EMULATOR_ONLY = {"moto", "cfn-lint", "sympy", "networkx", "antlr4-python3-runtime", "flask", "aws-sam-translator"}
+
+
+def _pins(text):
+    """name -> {(version, marker)} of a lock written by uv pip compile."""
+    pins = {}
+    for m in re.finditer(r"^([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;\s*([^\\\n]+?))?\s*\\?$", text, re.M):
+        pins.setdefault(m.group(1).lower().replace("_", "-"), set()).add((m.group(2), (m.group(3) or "").strip()))
+    return pins
+
+
+def _wanted(project, mode):
+    wanted = list(project["dependencies"])
+    if mode == "local":
+        wanted += list(project["optional-dependencies"]["local"])
+    return wanted
+
+
+@pytest.mark.parametrize("mode", sorted(LOCKS))
+def test_each_lock_pins_every_dependency_with_hashes(mode):
+    from packaging.requirements import Requirement
+
     project = _pyproject()
-    text = (RESOURCES / "requirements.txt").read_text()
-    pinned = {m.group(1).lower().replace("_", "-") for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
-    wanted = _names(list(project["dependencies"]) + list(project["optional-dependencies"]["local"]))
-    assert wanted <= pinned, f"not pinned: {sorted(wanted - pinned)}; {STALE}"
+    text = LOCKS[mode].read_text()
+    pins = _pins(text)
+    for requirement in map(Requirement, _wanted(project, mode)):
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in {LOCKS[mode].name}; {STALE}"
+        for version, _marker in pins[name]:
+            assert requirement.specifier.contains(version, prereleases=True), \
+                f"{LOCKS[mode].name} pins {name}=={version}, outside {requirement}; {STALE}"
     entries = [e for e in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.strip()) if e and not e.startswith("#")]
     assert entries and all("--hash=sha256:" in e for e in entries)
     assert not re.search(r"^mltp==", text, re.M), "the helper itself comes from the wheel, not the requirements"
+
+
+def test_the_aws_lock_is_the_local_lock_without_the_emulator():
+    aws, local = _pins(LOCKS["aws"].read_text()), _pins(LOCKS["local"].read_text())
+    assert not EMULATOR_ONLY & set(aws), "the AWS-mode install must not carry the emulator"
+    assert "moto" in local
+    for name, versions in aws.items():
+        assert name in local and versions <= local[name], f"{name}: one version in both locks ({versions} vs {local.get(name)})"
+    assert not (RESOURCES / "requirements.txt").exists(), "one lock per mode, no third"
