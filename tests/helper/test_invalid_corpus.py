@@ -1,8 +1,9 @@
 """The corpus of broken configs and repos under tests/fixtures/invalid/.
 
 Each case is a folder laid over tests/fixtures/base/ (a valid minimal repo):
-its files replace the base's, `remove.txt` lists base files to delete, and
-`expected.txt` is exactly what `mltp validate` must print to stderr. Every case
+its files replace the base's, `remove.txt` lists base files to delete, a
+`dot-git/` folder is laid as `.git/` (git cannot track a folder of that name),
+and `expected.txt` is exactly what `mltp validate` must print to stderr. Every case
 must exit 2 without a traceback and without touching the network.
 """
 
@@ -29,6 +30,8 @@ def build_case(name: str, target: Path) -> Path:
             (target / rel).unlink()
     for path in sorted(case.rglob("*")):
         rel = path.relative_to(case)
+        if rel.parts[0] == "dot-git":
+            rel = Path(".git", *rel.parts[1:])
         if rel.name in ("expected.txt", "remove.txt") and len(rel.parts) == 1:
             continue
         dest = target / rel
