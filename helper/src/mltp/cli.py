@@ -145,6 +145,26 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+@main.command("iam-policy")
+@REPO
+@_config_option
+@click.option("--role", required=True, type=click.Choice(["jenkins", "states", "sagemaker", "trigger"]),
+              help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn or the retraining trigger.")
+@click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs"]),
+              help="Also allow a feature used outside config.yaml (repeatable). KMS and inputs come from config.yaml.")
+@click.option("--trust", is_flag=True, help="Print the role's trust policy instead of its permissions.")
+@click.option("--format", "fmt", type=click.Choice(["json", "cloudformation", "terraform"]), default="json",
+              show_default=True, help="IAM JSON, or a CloudFormation / Terraform role with trust and permissions.")
+def iam_policy(repo: Path, config: Optional[str], role: str, features, trust: bool, fmt: str) -> None:
+    """Print the least-privilege IAM policy of a role, derived from config.yaml; no AWS call."""
+    from . import pipeline
+
+    text, notes = pipeline.iam_policy(repo, config, role, features, trust, fmt)
+    for note in notes:
+        click.echo(note, err=True)
+    click.echo(text, nl=False)
+
+
 def _verb(name: str, summary: str, *extra: Callable) -> None:
     """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 

@@ -76,6 +76,14 @@ def render(repo: Path, config: Optional[str]) -> str:
     return definition.render(config_mod.load(repo, config))
 
 
+def iam_policy(repo: Path, config: Optional[str], role: str, features=(), trust: bool = False, fmt: str = "json"):
+    """(text, notes) of `mltp iam-policy`: the role's policy from the config alone."""
+    from . import policies, policy_formats
+
+    cfg = config_mod.load(repo, config)
+    return policy_formats.render(policies.policy(cfg, role, features), policies.trust(cfg, role), fmt, trust_only=trust)
+
+
 # --------------------------------------------------------------------------- sync, deploy, start, stop
 
 
