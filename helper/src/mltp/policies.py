@@ -22,13 +22,11 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from . import iam_actions
 from .config import Config
-from .naming import BRANCH_SEPARATOR, JOB_ABBREV
+from .naming import BRANCH_SEPARATOR, JOB_ABBREV, STATES_LOG_GROUP
 
 ROLES = ("jenkins", "states", "sagemaker", "trigger")
 FEATURES = ("approval", "fetch", "trigger", "logs")
 
-# Where the state machines log (deploy.LOG_GROUP; kept here so this module needs no boto3).
-STATES_LOG_GROUP = "/aws/vendedlogs/states/mltp"
 JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
                    "sagemaker": "sagemaker.amazonaws.com", "trigger": "lambda.amazonaws.com"}
