@@ -49,6 +49,8 @@ def aws_env(moto_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    # moto holds no IAM roles for the models under test: tests/helper/test_preflight.py checks preflight.
+    monkeypatch.setenv("MLTP_NO_PREFLIGHT", "1")
     for var in ("AWS_PROFILE", "BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "BUILD_URL",
                 "GIT_COMMIT", "MLTP_DEFAULT_BRANCH", "MLTP_RUN_NAME", "MLTP_CONFIG", "MLTP_REPORT_DIR"):
         monkeypatch.delenv(var, raising=False)

@@ -78,6 +78,18 @@ class Clients:
     def sts(self):
         return self.client("sts")
 
+    @property
+    def iam(self):
+        return self.client("iam")
+
+    @property
+    def kms(self):
+        return self.client("kms")
+
+    @property
+    def quotas(self):
+        return self.client("service-quotas")
+
     def account_id(self) -> Optional[str]:
         """The caller's account, for ExpectedBucketOwner; None when STS will not say."""
         if self._account is None:

@@ -165,6 +165,11 @@ def iam_policy(repo: Path, config: Optional[str], role: str, features, trust: bo
     click.echo(text, nl=False)
 
 
+def _preflight_option(f: Callable) -> Callable:
+    return click.option("--no-preflight", is_flag=True, envvar="MLTP_NO_PREFLIGHT",
+                        help="Do not run `mltp preflight` first.")(f)
+
+
 def _verb(name: str, summary: str, *extra: Callable) -> None:
     """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 
@@ -179,7 +184,9 @@ def _verb(name: str, summary: str, *extra: Callable) -> None:
     main.command(name=name)(command)
 
 
-_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already).")
+_verb("preflight", "Read-only checks of the AWS account: bucket, roles, PassRole, quotas, KMS key, registry.")
+_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already); runs preflight first.",
+      _preflight_option)
 _verb("deploy", "Create or update the state machine; prints created, updated or unchanged.")
 _verb("start", "Start the run (or re-attach to the run of that name).")
 _verb("wait", "Follow the run to its end, write the report; the exit code tells the outcome.",
@@ -194,6 +201,7 @@ _verb("stop", "Stop the run (used when a build is aborted).")
 @_report_option
 @_timeout_option
 @_local_option
+@_preflight_option
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
 @click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
               help="With --local: the Python that runs the scripts. Default: this one.")

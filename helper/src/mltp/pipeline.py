@@ -93,9 +93,38 @@ def _clients(ctx: RunContext):
     return Clients(ctx.region, ctx.endpoint_url)
 
 
-def sync(repo: Path, config: Optional[str], **options):
-    """Upload the code bundle unless its content-addressed prefix is complete."""
-    return sync_checked(validate(repo, config, **options))
+def preflight(repo: Path, config: Optional[str], **options):
+    """Read-only checks of the account (bucket, roles, quotas, key, registry); exit 5 when one fails."""
+    return preflight_checked(make_context(config_mod.load(repo, config), **_context_options(options)))
+
+
+# Preflight asks once and moves on: an emulator without an API answers 500, which
+# the default retries would repeat for a minute.
+PREFLIGHT_ATTEMPTS = 2
+
+
+def preflight_checked(ctx: RunContext):
+    from . import preflight as preflight_mod
+    from .aws import Clients
+    from .errors import AwsRefused
+
+    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS))
+    for check in checks:
+        click.echo(f"preflight: {check.line()}")
+    failed = [check.text for check in checks if check.status == preflight_mod.FAILED]
+    if failed:
+        raise AwsRefused(f"preflight: {len(failed)} check{'s' if len(failed) != 1 else ''} failed "
+                         "(skip with --no-preflight)", failed)
+    return checks
+
+
+def sync(repo: Path, config: Optional[str], no_preflight: bool = False, **options):
+    """Upload the code bundle unless its content-addressed prefix is complete.
+    The Deploy stage starts here, so this runs the preflight first unless told not to."""
+    checked = validate(repo, config, **options)
+    if not no_preflight:
+        preflight_checked(checked.context)
+    return sync_checked(checked)
 
 
 def sync_checked(checked: Validated):
@@ -177,7 +206,7 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
-        no_wait: bool = False, python: Optional[str] = None, **options):
+        no_wait: bool = False, python: Optional[str] = None, no_preflight: bool = False, **options):
     """validate -> sync -> deploy -> start -> wait (CONTRACT 5); --no-wait returns
     once the run has started; --local runs it all against the embedded emulator."""
     if local:
@@ -188,6 +217,8 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
         return run_local(repo, config, timeout=timeout, no_wait=no_wait, python=python, **options)
     checked = validate(repo, config, **options)
     click.echo(checked.summary())
+    if not no_preflight:
+        preflight_checked(checked.context)
     return run_checked(checked, repo, config, timeout=timeout, no_wait=no_wait, **options)
 
 
