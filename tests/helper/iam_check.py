@@ -170,6 +170,16 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
             own = (sagemaker("model-package", p["ModelPackageName"]), {})
         elif "ModelPackageGroupName" in p:
             own = (sagemaker("model-package-group", p["ModelPackageGroupName"]), {})
+    elif service == "iam":
+        if operation == "GetRole":
+            own = (f"arn:{partition}:iam::{account}:role/{p['RoleName']}", {})
+        elif operation == "SimulatePrincipalPolicy":
+            own = (p["PolicySourceArn"], {})
+    elif service == "kms":
+        key = p["KeyId"]
+        own = (key if key.startswith("arn:") else arn("kms", f"key/{key}"), {})
+    elif service == "service-quotas":
+        own = ("*", {})
     elif service == "sts" and operation == "GetCallerIdentity":
         return []
     assert own is not None, f"iam_check.call_needs cannot place {service}.{operation}({sorted(p)})"

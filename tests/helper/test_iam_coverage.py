@@ -315,6 +315,9 @@ def _recorded_calls(tmp_path):
     return calls
 
 
+MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"  # what moto answers to GetCallerIdentity
+
+
 def _shared_log_group(call):
     """test_deploy gives each test a log group of its own (to count creations) in
     place of the shared naming.STATES_LOG_GROUP; check the call as the real one."""
@@ -338,7 +341,8 @@ def test_jenkins_policy_covers_the_recorded_calls(tmp_path):
         for text in entry["configs"]:
             cfg = config_mod.parse(text, Path("config.yaml"), Path("."))
             cfgs.append(cfg)
-            documents.append(policies.policy(cfg, "jenkins").document())
+            # moto's caller; `--jenkins-arn` lets preflight simulate the caller itself
+            documents.append(policies.policy(cfg, "jenkins", identity_arn=MOTO_CALLER).document())
         for call in entry["calls"]:
             call = _shared_log_group(call)
             operations.add(f"{call['service']}.{call['operation']}")

@@ -152,14 +152,17 @@ def schema() -> None:
               help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn or the retraining trigger.")
 @click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs"]),
               help="Also allow a feature used outside config.yaml (repeatable). KMS and inputs come from config.yaml.")
+@click.option("--jenkins-arn", metavar="ARN",
+              help="With --role jenkins: the Jenkins role or user itself, so preflight may check what it may pass.")
 @click.option("--trust", is_flag=True, help="Print the role's trust policy instead of its permissions.")
 @click.option("--format", "fmt", type=click.Choice(["json", "cloudformation", "terraform"]), default="json",
               show_default=True, help="IAM JSON, or a CloudFormation / Terraform role with trust and permissions.")
-def iam_policy(repo: Path, config: Optional[str], role: str, features, trust: bool, fmt: str) -> None:
+def iam_policy(repo: Path, config: Optional[str], role: str, features, jenkins_arn: Optional[str], trust: bool,
+               fmt: str) -> None:
     """Print the least-privilege IAM policy of a role, derived from config.yaml; no AWS call."""
     from . import pipeline
 
-    text, notes = pipeline.iam_policy(repo, config, role, features, trust, fmt)
+    text, notes = pipeline.iam_policy(repo, config, role, features, trust, fmt, jenkins_arn)
     for note in notes:
         click.echo(note, err=True)
     click.echo(text, nl=False)

@@ -76,12 +76,22 @@ def render(repo: Path, config: Optional[str]) -> str:
     return definition.render(config_mod.load(repo, config))
 
 
-def iam_policy(repo: Path, config: Optional[str], role: str, features=(), trust: bool = False, fmt: str = "json"):
+def iam_policy(repo: Path, config: Optional[str], role: str, features=(), trust: bool = False, fmt: str = "json",
+               jenkins_arn: Optional[str] = None):
     """(text, notes) of `mltp iam-policy`: the role's policy from the config alone."""
+    import re
+
     from . import policies, policy_formats
 
     cfg = config_mod.load(repo, config)
-    return policy_formats.render(policies.policy(cfg, role, features), policies.trust(cfg, role), fmt, trust_only=trust)
+    if jenkins_arn and not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$", jenkins_arn):
+        raise InvalidInput(f"--jenkins-arn {jenkins_arn}: must be an IAM role or user ARN such as "
+                           "arn:aws:iam::123456789012:role/jenkins-agent")
+    if trust:
+        policy = policies.without_permissions(cfg, role)
+    else:
+        policy = policies.policy(cfg, role, features, jenkins_arn if role == "jenkins" else None)
+    return policy_formats.render(policy, policies.trust(cfg, role), fmt, trust_only=trust)
 
 
 # --------------------------------------------------------------------------- sync, deploy, start, stop

@@ -176,8 +176,9 @@ def _evaluation_objects(arns: Arns) -> str:
 # --------------------------------------------------------------------------- the roles
 
 
-def _jenkins(arns: Arns, features: FrozenSet[str]) -> List[Statement]:
+def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] = None) -> List[Statement]:
     cfg = arns.config
+    roles = (cfg.aws.states_role_arn, cfg.aws.sagemaker_role_arn)
     out = [
         Statement("UploadCode", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
                   (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
@@ -207,7 +208,14 @@ def _jenkins(arns: Arns, features: FrozenSet[str]) -> List[Statement]:
         _any("ListModelPackages", ("sagemaker:ListModelPackages",), "", note=(
             "AWS allows nothing narrower than \"*\" for listing model packages: the call names a group, "
             "which is not among the resource types IAM lists for it")),
+        # mltp preflight (read-only)
+        Statement("PreflightBucket", ("s3:GetBucketLocation",), (arns.s3_bucket(),)),
+        Statement("PreflightRoles", ("iam:GetRole", "iam:SimulatePrincipalPolicy"), roles),
+        _any("PreflightQuotas", ("servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"),
+             "reading Service Quotas"),
     ]
+    if identity_arn:  # lets preflight ask the simulator whether Jenkins itself may pass the states role
+        out.append(Statement("PreflightSelf", ("iam:SimulatePrincipalPolicy",), (identity_arn,)))
     if "fetch" in features:
         out.append(Statement("FetchModel", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}runs/*/model/*"),)))
     if "trigger" in features:
@@ -229,7 +237,7 @@ def _jenkins(arns: Arns, features: FrozenSet[str]) -> List[Statement]:
             Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
             _any("LogQueries", ("logs:PutQueryDefinition",), "saved Logs Insights queries"),
         ]
-    out += _kms(arns, "CodeKey", ("kms:GenerateDataKey", "kms:Decrypt"))
+    out += _kms(arns, "CodeKey", ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"))
     return out
 
 
@@ -323,18 +331,28 @@ def _trigger(arns: Arns) -> List[Statement]:
     return out
 
 
-def policy(config: Config, role: str, features: Iterable[str] = ()) -> Policy:
-    """The permissions `role` needs for this model with these features."""
+def policy(config: Config, role: str, features: Iterable[str] = (), identity_arn: Optional[str] = None) -> Policy:
+    """The permissions `role` needs for this model with these features. `identity_arn`
+    (jenkins only) is the Jenkins role or user itself, which preflight may then simulate."""
     wanted = frozenset(features)
     unknown = sorted(wanted - set(FEATURES))
     if unknown or role not in ROLES:
         raise ValueError(f"unknown role {role!r} or features {unknown}")  # the CLI's choices prevent this
     arns = Arns(config)
-    builders = {"jenkins": lambda: _jenkins(arns, wanted), "states": lambda: _states(arns),
+    builders = {"jenkins": lambda: _jenkins(arns, wanted, identity_arn), "states": lambda: _states(arns),
                 "sagemaker": lambda: _sagemaker(arns), "trigger": lambda: _trigger(arns)}
-    role_arns = {"states": config.aws.states_role_arn, "sagemaker": config.aws.sagemaker_role_arn,
-                 "trigger": arns.trigger_role()}
-    return Policy(role, config.name, tuple(builders[role]()), role_arns.get(role))
+    return Policy(role, config.name, tuple(builders[role]()), role_arn(config, role))
+
+
+def role_arn(config: Config, role: str) -> Optional[str]:
+    """The role's ARN where config.yaml (or mltp's naming, for the trigger) fixes it."""
+    return {"states": config.aws.states_role_arn, "sagemaker": config.aws.sagemaker_role_arn,
+            "trigger": Arns(config).trigger_role()}.get(role)
+
+
+def without_permissions(config: Config, role: str) -> Policy:
+    """The role with no statements: what `--trust` output needs (no image lookups)."""
+    return Policy(role, config.name, (), role_arn(config, role))
 
 
 def trust(config: Config, role: str) -> Dict[str, Any]:
