@@ -172,6 +172,22 @@ def test_zero_quota_is_one_line(account, moto_knows_quotas):
     assert "preflight: ok: SageMaker quota 'ml.m5.xlarge for processing job usage' is 4 (a run needs 1)" in result.output
 
 
+def test_quota_without_applied_value_falls_back_to_defaults(account, monkeypatch):
+    """ListServiceQuotas lists only quotas with an applied value; the rest come from
+    ListAWSDefaultServiceQuotas, which moto answers for 'vpc' only (NoSuchResource):
+    that quota is then skipped, the listed ones still judged."""
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    account.ready()
+    applied = {"Quotas": RECORDED_QUOTAS["Quotas"][1:]}
+    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", lambda self: json.dumps(applied), raising=False)
+    result = account.preflight()
+    assert result.exit_code == 0, result.output
+    (line,) = [l for l in result.output.splitlines() if "ml.m5.xlarge for training job usage" in l]
+    assert line.startswith("preflight: skipped: SageMaker quota 'ml.m5.xlarge for training job usage': no applied value, and ")
+    assert "preflight: ok: SageMaker quota 'ml.m5.large for processing job usage' is 4 (a run needs 1)" in result.output
+
+
 def test_kms_key_is_checked(account):
     account.ready()
     key = account.client("kms").create_key()["KeyMetadata"]["KeyId"]
@@ -236,7 +252,10 @@ def test_quotas_from_a_recorded_answer(example_repo):
                       "ml.m5.xlarge for processing job usage": "ok",
                       "ml.m5.large for processing job usage": "ok"}
     missing = preflight.quota_problems(cfg, RECORDED_QUOTAS["Quotas"][:1])
-    assert any("no SageMaker quota 'ml.m5.large for processing job usage'" in c.text for c in missing)
+    assert any("no SageMaker quota 'ml.m5.large for processing job usage'" in c.text and c.status == "failed"
+               for c in missing)
+    unknown = preflight.quota_problems(cfg, RECORDED_QUOTAS["Quotas"][:1], defaults_unknown="the endpoint does not implement it")
+    assert [c.status for c in unknown if "ml.m5.large" in c.text] == ["skipped"]
 
 
 def test_instance_count_above_the_quota(example_repo):

@@ -109,15 +109,20 @@ def needed_instances(config: Config) -> Dict[str, Tuple[int, List[str]]]:
     return out
 
 
-def quota_problems(config: Config, quotas: Iterable[dict], region: Optional[str] = None) -> List[Check]:
-    """Checks from Service Quotas' Quota objects (ListServiceQuotas / ListAWSDefaultServiceQuotas)."""
+def quota_problems(config: Config, quotas: Iterable[dict], region: Optional[str] = None,
+                   defaults_unknown: Optional[str] = None) -> List[Check]:
+    """Checks from Service Quotas' Quota objects (ListServiceQuotas / ListAWSDefaultServiceQuotas).
+    `defaults_unknown` says why the defaults could not be read: a quota neither list
+    names is then skipped, not failed."""
     region = region or config.aws.region
     values = {q.get("QuotaName"): q.get("Value") for q in quotas}
     checks = []
     for name, (count, keys) in sorted(needed_instances(config).items()):
         where = ", ".join(f"{k} ({config.where(k)})" for k in keys)
         value = values.get(name)
-        if value is None:
+        if value is None and defaults_unknown:
+            checks.append(Check(SKIPPED, f"SageMaker quota '{name}': no applied value, and {defaults_unknown}"))
+        elif value is None:
             checks.append(Check(FAILED, f"no SageMaker quota '{name}' in {region}: the instance type is "
                                         f"not offered there; pick another in {where}"))
         elif value < count:
@@ -284,19 +289,31 @@ class Preflight:
             else:
                 self._add(OK, f"{who} may pass role {role_name(target)}")
 
-    def _quotas(self) -> None:
+    def _quota_pages(self, operation: str) -> List[dict]:
         quotas: List[dict] = []
+        for page in self.clients.quotas.get_paginator(operation).paginate(ServiceCode="sagemaker"):
+            quotas += page.get("Quotas", [])
+        return quotas
+
+    def _quotas(self) -> None:
+        """Applied values (ListServiceQuotas lists only quotas that have one), and the
+        defaults (ListAWSDefaultServiceQuotas) for those it does not list."""
         try:
-            for operation in ("list_service_quotas", "list_aws_default_service_quotas"):
-                for page in self.clients.quotas.get_paginator(operation).paginate(ServiceCode="sagemaker"):
-                    quotas += page.get("Quotas", [])
-                if quotas:  # applied values first; defaults only when none are listed
-                    break
+            applied = self._quota_pages("list_service_quotas")
         except _AWS_ERRORS as exc:
             why = _skipped_because(exc, "servicequotas:ListServiceQuotas") or str(exc)
             self._add(SKIPPED, f"SageMaker instance quotas in {self.clients.region}: {why}")
             return
-        self.checks += quota_problems(self.config, quotas, self.clients.region)
+        listed = {q.get("QuotaName") for q in applied}
+        defaults: List[dict] = []
+        unknown = None
+        if set(needed_instances(self.config)) - listed:
+            try:
+                defaults = [q for q in self._quota_pages("list_aws_default_service_quotas")
+                            if q.get("QuotaName") not in listed]
+            except _AWS_ERRORS as exc:
+                unknown = _skipped_because(exc, "servicequotas:ListAWSDefaultServiceQuotas") or str(exc)
+        self.checks += quota_problems(self.config, applied + defaults, self.clients.region, unknown)
 
     def _kms(self) -> None:
         key = self.config.aws.kms_key_id
