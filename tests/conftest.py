@@ -8,6 +8,7 @@ serialization, retries and errors.
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ def aws_env(moto_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    # moto holds no IAM roles for the models under test: tests/helper/test_preflight.py checks preflight.
+    monkeypatch.setenv("MLTP_NO_PREFLIGHT", "1")
     for var in ("AWS_PROFILE", "BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "BUILD_URL",
                 "GIT_COMMIT", "MLTP_DEFAULT_BRANCH", "MLTP_RUN_NAME", "MLTP_CONFIG", "MLTP_REPORT_DIR"):
         monkeypatch.delenv(var, raising=False)
@@ -60,3 +63,105 @@ def example_repo(tmp_path) -> Path:
     target = tmp_path / "fraud-detection"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".mltp", "__pycache__"))
     return target
+
+
+# --------------------------------------------------------------------------- AWS calls of the control-plane tests
+#
+# Every call the helper makes while a control-plane test runs is recorded with
+# botocore's before-call event, together with the configs the test loaded, so
+# tests/helper/test_iam_coverage.py can check each one against the Jenkins
+# policy that `mltp iam-policy --role jenkins` prints for that config.
+# MLTP_RECORD_AWS_CALLS=FILE also writes them to FILE at the end of the session.
+
+CONTROL_PLANE_MODULES = ("test_sync.py", "test_deploy.py", "test_runs.py", "test_wait.py", "test_cli.py",
+                         "test_exit_codes.py", "test_preflight.py")
+_HELPER_SOURCE = str(ROOT / "helper" / "src" / "mltp")
+AWS_CALLS = {}  # test node id -> {"configs": [config.yaml texts], "calls": [{service, operation, params}]}
+_CURRENT = {"test": None}
+
+
+def _plain(params: dict) -> dict:
+    """What identifies the resources: strings kept, anything else only as 'present'."""
+    return {k: v if isinstance(v, (str, int, float, bool)) else bool(v) for k, v in params.items()}
+
+
+def _record_parameters(params, model, context, **_):
+    context["mltp_params"] = _plain(params)
+
+
+def _called_by_helper() -> bool:
+    """A call made by mltp's code, not by a test setting up or checking moto with the
+    same clients: an mltp frame is on the stack, or the call runs in a worker thread
+    (the S3 transfer manager that `sync` starts)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return True
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_HELPER_SOURCE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _record_call(model, params, context, **_):
+    """Only the helper's calls: its clients name mltp in the user agent (aws.Clients)."""
+    test = _CURRENT["test"]
+    agent = params.get("headers", {}).get("User-Agent", "")
+    if test is not None and "mltp/" in agent and _called_by_helper():
+        AWS_CALLS[test]["calls"].append({"service": model.service_model.service_name, "operation": model.name,
+                                         "params": context.get("mltp_params", {})})
+
+
+def _install_recorder() -> None:
+    import botocore.session
+
+    import mltp.config
+
+    original_init = botocore.session.Session.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.register("before-parameter-build", _record_parameters)
+        self.register("before-call", _record_call)
+
+    botocore.session.Session.__init__ = init
+    original_parse = mltp.config.parse
+
+    def parse(text, path, repo):
+        result = original_parse(text, path, repo)
+        if _CURRENT["test"] is not None and text not in AWS_CALLS[_CURRENT["test"]]["configs"]:
+            AWS_CALLS[_CURRENT["test"]]["configs"].append(text)
+        return result
+
+    mltp.config.parse = parse
+
+
+def pytest_configure(config):
+    _install_recorder()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The coverage test of recorded calls runs after the tests it reads."""
+    last = [item for item in items if "recorded_calls" in item.name]
+    items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(autouse=True)
+def _aws_call_recorder(request):
+    if request.node.path.name in CONTROL_PLANE_MODULES:
+        _CURRENT["test"] = request.node.nodeid
+        AWS_CALLS.setdefault(request.node.nodeid, {"configs": [], "calls": []})
+    try:
+        yield
+    finally:
+        _CURRENT["test"] = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("MLTP_RECORD_AWS_CALLS")
+    if target:
+        import json
+
+        Path(target).write_text(json.dumps(AWS_CALLS), encoding="utf-8")

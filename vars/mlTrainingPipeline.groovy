@@ -32,6 +32,7 @@ import groovy.transform.Field
     scriptPython  : null,          // mode 'local': the Python that runs the model's scripts (with their
                                    // packages, e.g. scikit-learn); null = the helper's own interpreter
     defaultBranch : null,          // branch that registers and retrains on schedule; null = the multibranch primary branch
+    preflight     : true,          // mode 'aws': `mltp sync` first checks the account read-only (mltp preflight)
 ]
 
 @Field final int MAX_TIMEOUT_MINUTES = 24 * 60
@@ -284,6 +285,9 @@ List helperEnv(Map ctx, def scmVars) {
     if (cfg.scriptPython) {
         result.add('MLTP_PYTHON=' + cfg.scriptPython)
     }
+    if (cfg.preflight == false) {
+        result.add('MLTP_NO_PREFLIGHT=1')
+    }
     // Pipeline's checkout returns GIT_COMMIT but does not export it.
     if (!env.GIT_COMMIT && scmVars instanceof Map && scmVars.GIT_COMMIT) {
         result.add('GIT_COMMIT=' + scmVars.GIT_COMMIT)
@@ -433,6 +437,10 @@ Map resolveOptions(Map options) {
     }
     if (cfg.region && !(cfg.region ==~ /[a-z]{2}(-[a-z]+)+-[0-9]+/)) {
         problems.add("region '${cfg.region}' is not an AWS region name (like eu-west-1)")
+    }
+    if (!(cfg.preflight instanceof Boolean)) {
+        problems.add("preflight must be true or false, not '${cfg.preflight}'")
+        cfg.preflight = DEFAULTS.preflight
     }
     if (cfg.helperCommand && cfg.helperPipSpec) {
         problems.add('give helperCommand or helperPipSpec, not both')

@@ -125,6 +125,22 @@ test('agent label and region options reach node and the helper') { PipelineHarne
     assert h.shFor('deploy').env.MLTP_REGION == 'ap-northeast-2'
 }
 
+test('preflight: on by default; preflight: false tells the helper to skip it') { PipelineHarness h ->
+    h.fakeHelper()
+    h.run()
+    assert !h.shFor('sync').env.containsKey('MLTP_NO_PREFLIGHT')
+    PipelineHarness off = newHarness()
+    off.fakeHelper()
+    off.run(preflight: false)
+    assert off.result == 'SUCCESS'
+    assert off.shFor('sync').env.MLTP_NO_PREFLIGHT == '1'
+    assert off.shFor('sync').withEnv.contains('MLTP_NO_PREFLIGHT=1')
+    PipelineHarness bad = newHarness()
+    bad.run(preflight: 'no')
+    assert bad.result == 'FAILURE'
+    assert bad.errors()[0].contains("preflight must be true or false, not 'no'")
+}
+
 // ------------------------------------------------------------------ branches
 
 test('pull request: no cron trigger, still trains, nothing forces registration') { PipelineHarness h ->

@@ -82,6 +82,18 @@ class Clients:
     def sts(self):
         return self.client("sts")
 
+    @property
+    def iam(self):
+        return self.client("iam")
+
+    @property
+    def kms(self):
+        return self.client("kms")
+
+    @property
+    def quotas(self):
+        return self.client("service-quotas")
+
     def account_id(self) -> str:
         """The caller's account, for ExpectedBucketOwner on every S3 call.
 

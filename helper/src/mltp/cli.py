@@ -146,6 +146,34 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+@main.command("iam-policy")
+@REPO
+@_config_option
+@click.option("--role", required=True, type=click.Choice(["jenkins", "states", "sagemaker", "trigger"]),
+              help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn or the retraining trigger.")
+@click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs"]),
+              help="Also allow a feature used outside config.yaml (repeatable). KMS and inputs come from config.yaml.")
+@click.option("--jenkins-arn", metavar="ARN",
+              help="With --role jenkins: the Jenkins role or user itself, so preflight may check what it may pass.")
+@click.option("--trust", is_flag=True, help="Print the role's trust policy instead of its permissions.")
+@click.option("--format", "fmt", type=click.Choice(["json", "cloudformation", "terraform"]), default="json",
+              show_default=True, help="IAM JSON, or a CloudFormation / Terraform role with trust and permissions.")
+def iam_policy(repo: Path, config: Optional[str], role: str, features, jenkins_arn: Optional[str], trust: bool,
+               fmt: str) -> None:
+    """Print the least-privilege IAM policy of a role, derived from config.yaml; no AWS call."""
+    from . import pipeline
+
+    text, notes = pipeline.iam_policy(repo, config, role, features, trust, fmt, jenkins_arn)
+    for note in notes:
+        click.echo(note, err=True)
+    click.echo(text, nl=False)
+
+
+def _preflight_option(f: Callable) -> Callable:
+    return click.option("--no-preflight", is_flag=True, envvar="MLTP_NO_PREFLIGHT",
+                        help="Do not run `mltp preflight` first.")(f)
+
+
 def _verb(name: str, summary: str, *extra: Callable) -> None:
     """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 
@@ -160,7 +188,9 @@ def _verb(name: str, summary: str, *extra: Callable) -> None:
     main.command(name=name)(command)
 
 
-_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already).")
+_verb("preflight", "Read-only checks of the AWS account: bucket, roles, PassRole, quotas, KMS key, registry.")
+_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already); runs preflight first.",
+      _preflight_option)
 _verb("deploy", "Create or update the state machine; prints created, updated or unchanged.")
 _verb("start", "Start the run (or re-attach to the run of that name).")
 _verb("wait", "Follow the run to its end, write the report; the exit code tells the outcome.",
@@ -175,6 +205,7 @@ _verb("stop", "Stop the run (used when a build is aborted).")
 @_report_option
 @_timeout_option
 @_local_option
+@_preflight_option
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
 @click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
               help="With --local: the Python that runs the scripts. Default: this one.")

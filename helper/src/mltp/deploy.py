@@ -21,7 +21,7 @@ from .aws import Clients, error_code, refused
 from .context import RunContext
 from .errors import AwsRefused
 
-LOG_GROUP = "/aws/vendedlogs/states/mltp"
+LOG_GROUP = naming.STATES_LOG_GROUP
 LOG_LEVEL = "ERROR"  # failures with their error and cause; execution data stays out of the logs
 
 

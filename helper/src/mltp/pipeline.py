@@ -82,6 +82,24 @@ def render(repo: Path, config: Optional[str]) -> str:
     return definition.render(config_mod.load(repo, config))
 
 
+def iam_policy(repo: Path, config: Optional[str], role: str, features=(), trust: bool = False, fmt: str = "json",
+               jenkins_arn: Optional[str] = None):
+    """(text, notes) of `mltp iam-policy`: the role's policy from the config alone."""
+    import re
+
+    from . import policies, policy_formats
+
+    cfg = config_mod.load(repo, config)
+    if jenkins_arn and not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$", jenkins_arn):
+        raise InvalidInput(f"--jenkins-arn {jenkins_arn}: must be an IAM role or user ARN such as "
+                           "arn:aws:iam::123456789012:role/jenkins-agent")
+    if trust:
+        policy = policies.without_permissions(cfg, role)
+    else:
+        policy = policies.policy(cfg, role, features, jenkins_arn if role == "jenkins" else None)
+    return policy_formats.render(policy, policies.trust(cfg, role), fmt, trust_only=trust)
+
+
 # --------------------------------------------------------------------------- sync, deploy, start, stop
 
 
@@ -91,9 +109,38 @@ def _clients(ctx: RunContext):
     return Clients(ctx.region, ctx.endpoint_url)
 
 
-def sync(repo: Path, config: Optional[str], **options):
-    """Upload the code bundle unless its content-addressed prefix is complete."""
-    return sync_checked(validate(repo, config, **options))
+def preflight(repo: Path, config: Optional[str], **options):
+    """Read-only checks of the account (bucket, roles, quotas, key, registry); exit 5 when one fails."""
+    return preflight_checked(make_context(config_mod.load(repo, config), **_context_options(options)))
+
+
+# Preflight asks once and moves on: an emulator without an API answers 500, which
+# the default retries would repeat for a minute.
+PREFLIGHT_ATTEMPTS = 2
+
+
+def preflight_checked(ctx: RunContext):
+    from . import preflight as preflight_mod
+    from .aws import Clients
+    from .errors import AwsRefused
+
+    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS))
+    for check in checks:
+        click.echo(f"preflight: {check.line()}")
+    failed = [check.text for check in checks if check.status == preflight_mod.FAILED]
+    if failed:
+        raise AwsRefused(f"preflight: {len(failed)} check{'s' if len(failed) != 1 else ''} failed "
+                         "(skip with --no-preflight)", failed)
+    return checks
+
+
+def sync(repo: Path, config: Optional[str], no_preflight: bool = False, **options):
+    """Upload the code bundle unless its content-addressed prefix is complete.
+    The Deploy stage starts here, so this runs the preflight first unless told not to."""
+    checked = validate(repo, config, **options)
+    if not no_preflight:
+        preflight_checked(checked.context)
+    return sync_checked(checked)
 
 
 def sync_checked(checked: Validated, bundle=None):
@@ -174,7 +221,7 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
-        no_wait: bool = False, python: Optional[str] = None, **options):
+        no_wait: bool = False, python: Optional[str] = None, no_preflight: bool = False, **options):
     """validate -> sync -> deploy -> start -> wait (docs/contract.md, 9.1); --no-wait returns
     once the run has started; --local runs it all against the embedded emulator."""
     if local:
@@ -185,6 +232,8 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
         return run_local(repo, config, timeout=timeout, no_wait=no_wait, python=python, **options)
     checked = validate(repo, config, **options)
     click.echo(checked.summary())
+    if not no_preflight:
+        preflight_checked(checked.context)
     return run_checked(checked, repo, config, timeout=timeout, no_wait=no_wait, **options)
 
 

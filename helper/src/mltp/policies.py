@@ -1,0 +1,367 @@
+"""Least-privilege IAM policies of the four roles mltp involves, from config.yaml.
+
+- jenkins: the identity the build runs as (sync, deploy, start, wait, stop);
+- states: `aws.states_role_arn`, which the state machine runs as;
+- sagemaker: `aws.sagemaker_role_arn`, which the jobs run as;
+- trigger: the retraining trigger's Lambda function.
+
+Every resource is scoped to the model's names (`<name>`, `<name>--<branch>`,
+job names `<name>-prep|train|eval-<id>`) and its S3 prefix `<prefix>/<name>/`.
+A statement uses Resource "*" only for actions IAM's service authorization data
+gives no resource type (AWS allows nothing narrower); it then carries a note
+saying so, which the output formats show as a comment.
+
+Features change what the roles need. KMS and the preprocessing inputs come from
+config.yaml; features built outside config.yaml (approval, fetch, trigger, logs)
+are named with `--feature`, because a role must hold their permissions before
+they are first used.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+
+from . import iam_actions
+from .config import Config
+from .naming import BRANCH_SEPARATOR, JOB_ABBREV, STATES_LOG_GROUP
+
+ROLES = ("jenkins", "states", "sagemaker", "trigger")
+FEATURES = ("approval", "fetch", "trigger", "logs")
+
+JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
+TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
+                   "sagemaker": "sagemaker.amazonaws.com", "trigger": "lambda.amazonaws.com"}
+
+ANY_RESOURCE = "AWS allows nothing narrower than \"*\" for {what}: IAM lists no resource type for it"
+
+
+@dataclass(frozen=True)
+class Statement:
+    sid: str
+    actions: Tuple[str, ...]
+    resources: Tuple[str, ...]
+    condition: Optional[Dict[str, Dict[str, Any]]] = None
+    note: str = ""  # why the resource is "*"; shown as a comment
+
+    def document(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"Sid": self.sid, "Effect": "Allow",
+                               "Action": list(self.actions) if len(self.actions) > 1 else self.actions[0],
+                               "Resource": list(self.resources) if len(self.resources) > 1 else self.resources[0]}
+        if self.condition:
+            out["Condition"] = self.condition
+        return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    role: str
+    model: str
+    statements: Tuple[Statement, ...]
+    role_arn: Optional[str] = None
+    notes: Tuple[str, ...] = field(default=())
+
+    def document(self) -> Dict[str, Any]:
+        return {"Version": "2012-10-17", "Statement": [s.document() for s in self.statements]}
+
+
+class Arns:
+    """The ARNs of one model's resources, in the partition, region and account of its roles."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        role = config.aws.states_role_arn.split(":")
+        self.partition, self.account = role[1], role[4]
+        self.region = config.aws.region
+        self.bucket = config.aws.bucket
+        self.name = config.name
+        self.model_prefix = f"{config.aws.prefix}/{config.name}/"
+
+    def _arn(self, service: str, rest: str, region: bool = True, account: bool = True) -> str:
+        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+                f"{self.account if account else ''}:{rest}")
+
+    def s3_bucket(self, bucket: Optional[str] = None) -> str:
+        return f"arn:{self.partition}:s3:::{bucket or self.bucket}"
+
+    def s3_objects(self, key_pattern: str, bucket: Optional[str] = None) -> str:
+        return f"{self.s3_bucket(bucket)}/{key_pattern}"
+
+    def state_machines(self) -> Tuple[str, ...]:
+        """The default branch's `<name>` and every branch's `<name>--<slug>`, never another model's."""
+        return (self._arn("states", f"stateMachine:{self.name}"),
+                self._arn("states", f"stateMachine:{self.name}{BRANCH_SEPARATOR}*"))
+
+    def executions(self) -> Tuple[str, ...]:
+        return (self._arn("states", f"execution:{self.name}:*"),
+                self._arn("states", f"execution:{self.name}{BRANCH_SEPARATOR}*:*"))
+
+    def jobs(self, kind: str) -> Tuple[str, ...]:
+        """SageMaker job ARNs (names are lower-case in ARNs; naming.job_name's shape)."""
+        roles = ("training",) if kind == "training" else ("preprocessing", "evaluation")
+        resource = "training-job" if kind == "training" else "processing-job"
+        return tuple(self._arn("sagemaker", f"{resource}/{self.name}-{JOB_ABBREV[r]}-*") for r in roles)
+
+    def job_log_streams(self, kind: str) -> Tuple[str, ...]:
+        roles = ("training",) if kind == "training" else ("preprocessing", "evaluation")
+        group = JOB_LOG_GROUPS[kind]
+        return tuple(self._arn("logs", f"log-group:{group}:log-stream:{self.name}-{JOB_ABBREV[r]}-*") for r in roles)
+
+    def log_group(self, name: str) -> Tuple[str, ...]:
+        """Both forms IAM meets: the group's ARN, and its ARN with ':*' (as APIs report it)."""
+        return (self._arn("logs", f"log-group:{name}"), self._arn("logs", f"log-group:{name}:*"))
+
+    def log_streams(self, group: str, stream: str = "*") -> str:
+        return self._arn("logs", f"log-group:{group}:log-stream:{stream}")
+
+    @property
+    def group_name(self) -> str:
+        return self.config.registry.model_package_group.lower()  # SageMaker lower-cases names in ARNs
+
+    def package_group(self) -> str:
+        return self._arn("sagemaker", f"model-package-group/{self.group_name}")
+
+    def packages(self) -> str:
+        return self._arn("sagemaker", f"model-package/{self.group_name}/*")
+
+    def events_rule(self, rule: str) -> str:
+        return self._arn("events", f"rule/{rule}")
+
+    def trigger_function(self) -> str:
+        return self._arn("lambda", f"function:{trigger_function_name(self.config)}")
+
+    def trigger_role(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:role/{trigger_function_name(self.config)}"
+
+    def kms(self) -> Optional[Tuple[str, Optional[Dict[str, Any]]]]:
+        """(resource, condition) for the configured key: a key by id or ARN is
+        named; an alias is matched on the key it points to (kms:ResourceAliases),
+        because key policies and IAM evaluate the key, never the alias."""
+        key = self.config.aws.kms_key_id
+        if not key:
+            return None
+        if key.startswith("arn:") and ":key/" in key:
+            return key, None
+        if key.startswith("arn:") or key.startswith("alias/"):
+            alias = key[key.index("alias/"):]
+            region = key.split(":")[3] if key.startswith("arn:") else self.region
+            account = key.split(":")[4] if key.startswith("arn:") else self.account
+            return (f"arn:{self.partition}:kms:{region}:{account}:key/*",
+                    {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]}})
+        return self._arn("kms", f"key/{key}"), None
+
+
+def trigger_function_name(config: Config) -> str:
+    return f"mltp-trigger-{config.name}"
+
+
+def _any(sid: str, actions: Iterable[str], what: str, condition: Optional[dict] = None, note: str = "") -> Statement:
+    return Statement(sid, tuple(actions), ("*",), condition, note or ANY_RESOURCE.format(what=what))
+
+
+def _kms(arns: Arns, sid: str, actions: Tuple[str, ...]) -> List[Statement]:
+    found = arns.kms()
+    if not found:
+        return []
+    resource, condition = found
+    return [Statement(sid, actions, (resource,), condition)]
+
+
+def _pass_role(sid: str, role_arn: str, service: str) -> Statement:
+    return Statement(sid, ("iam:PassRole",), (role_arn,), {"StringEquals": {"iam:PassedToService": service}})
+
+
+def _evaluation_objects(arns: Arns) -> str:
+    return arns.s3_objects(f"{arns.model_prefix}runs/*/evaluation/evaluation.json")
+
+
+# --------------------------------------------------------------------------- the roles
+
+
+def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] = None) -> List[Statement]:
+    cfg = arns.config
+    roles = (cfg.aws.states_role_arn, cfg.aws.sagemaker_role_arn)
+    out = [
+        Statement("UploadCode", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+                  (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
+        Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
+        Statement("StateMachines",
+                  ("states:CreateStateMachine", "states:UpdateStateMachine", "states:DescribeStateMachine",
+                   "states:TagResource", "states:ListTagsForResource", "states:StartExecution"),
+                  arns.state_machines()),
+        Statement("Executions", ("states:DescribeExecution", "states:StopExecution", "states:GetExecutionHistory"),
+                  arns.executions()),
+        _pass_role("PassStatesRole", cfg.aws.states_role_arn, "states.amazonaws.com"),
+        Statement("StateMachineLogGroup", ("logs:CreateLogGroup",), arns.log_group(STATES_LOG_GROUP)),
+        _any("StateMachineLogDelivery", iam_actions.LOG_DELIVERY_ACTIONS,
+             "log deliveries, resource policies and listing log groups"),
+        Statement("ReadJobs", ("sagemaker:DescribeProcessingJob",), arns.jobs("processing")),
+        Statement("ReadTrainingJob", ("sagemaker:DescribeTrainingJob",), arns.jobs("training")),
+        Statement("JobLogStreams", ("logs:DescribeLogStreams",),
+                  tuple(a for kind in ("processing", "training") for a in arns.log_group(JOB_LOG_GROUPS[kind]))),
+        Statement("JobLogEvents", ("logs:GetLogEvents",),
+                  arns.job_log_streams("processing") + arns.job_log_streams("training")),
+        Statement("ModelPackageGroup",
+                  ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup", "sagemaker:AddTags"),
+                  (arns.package_group(),)),
+        Statement("ReadModelPackages",
+                  ("sagemaker:DescribeModelPackage",) + (("sagemaker:UpdateModelPackage",) if "approval" in features else ()),
+                  (arns.packages(),)),
+        _any("ListModelPackages", ("sagemaker:ListModelPackages",), "", note=(
+            "AWS allows nothing narrower than \"*\" for listing model packages: the call names a group, "
+            "which is not among the resource types IAM lists for it")),
+        # mltp preflight (read-only)
+        Statement("PreflightBucket", ("s3:GetBucketLocation",), (arns.s3_bucket(),)),
+        Statement("PreflightRoles", ("iam:GetRole", "iam:SimulatePrincipalPolicy"), roles),
+        _any("PreflightQuotas", ("servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"),
+             "reading Service Quotas"),
+    ]
+    if identity_arn:  # lets preflight ask the simulator whether Jenkins itself may pass the states role
+        out.append(Statement("PreflightSelf", ("iam:SimulatePrincipalPolicy",), (identity_arn,)))
+    if "fetch" in features:
+        out.append(Statement("FetchModel", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}runs/*/model/*"),)))
+    if "trigger" in features:
+        out += [
+            Statement("TriggerNotifications", ("s3:GetBucketNotification", "s3:PutBucketNotification"),
+                      (arns.s3_bucket(),)),  # the notification configuration is one per bucket
+            Statement("TriggerFunction",
+                      ("lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:GetFunction",
+                       "lambda:AddPermission", "lambda:RemovePermission", "lambda:DeleteFunction"),
+                      (arns.trigger_function(),)),
+            _pass_role("PassTriggerRole", arns.trigger_role(), "lambda.amazonaws.com"),
+        ]
+    if "logs" in features:
+        group = f"/mltp/{cfg.name}"
+        out += [
+            Statement("ModelLogGroup",
+                      ("logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:CreateExportTask", "logs:FilterLogEvents"),
+                      arns.log_group(group)),
+            Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
+            _any("LogQueries", ("logs:PutQueryDefinition",), "saved Logs Insights queries"),
+        ]
+    out += _kms(arns, "CodeKey", ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"))
+    return out
+
+
+def _states(arns: Arns) -> List[Statement]:
+    cfg = arns.config
+    processing = iam_actions.INTEGRATIONS["sagemaker:createProcessingJob.sync"]
+    training = iam_actions.INTEGRATIONS["sagemaker:createTrainingJob.sync"]
+    register = iam_actions.INTEGRATIONS["aws-sdk:sagemaker:createModelPackage"]
+    tagged = bool(cfg.aws.tags)
+    out = [
+        Statement("ProcessingJobs", processing.actions + (("sagemaker:AddTags",) if tagged else ()), arns.jobs("processing")),
+        Statement("TrainingJob", training.actions + (("sagemaker:AddTags",) if tagged else ()), arns.jobs("training")),
+        Statement("SyncJobRules", iam_actions.EVENTS_RULE_ACTIONS,
+                  (arns.events_rule(processing.events_rule), arns.events_rule(training.events_rule))),
+        _pass_role("PassSageMakerRole", cfg.aws.sagemaker_role_arn, "sagemaker.amazonaws.com"),
+        Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
+        Statement("Register", register.actions + (("sagemaker:AddTags",) if tagged else ()),
+                  (arns.package_group(), arns.packages())),
+        _any("LogDelivery", iam_actions.LOG_DELIVERY_ACTIONS, "log deliveries, resource policies and listing log groups"),
+    ]
+    out += _kms(arns, "ReadEncryptedEvaluation", ("kms:Decrypt",))
+    return out
+
+
+def _image_repositories(config: Config) -> List[str]:
+    """The ECR repositories of the three steps' images (framework images are
+    looked up offline in the SageMaker SDK's tables, as the definition does)."""
+    from . import definition
+
+    with definition._hermetic_aws_environment(config.aws.region):
+        uris = [definition.image_uri(step, config.aws.region) for step in config.steps.all()]
+    out = []
+    for uri in uris:
+        host, _, path = uri.partition("/")
+        account, region = host.split(".")[0], host.split(".")[3]
+        repository = path.split("@")[0].split(":")[0]
+        partition = "aws-cn" if host.endswith(".cn") else config.aws.states_role_arn.split(":")[1]
+        out.append(f"arn:{partition}:ecr:{region}:{account}:repository/{repository}")
+    return sorted(set(out))
+
+
+def _split_s3(uri: str) -> Tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _sagemaker(arns: Arns) -> List[Statement]:
+    cfg = arns.config
+    out = [
+        Statement("ReadCode", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
+        Statement("RunData", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+                  (arns.s3_objects(f"{arns.model_prefix}runs/*"),)),
+        Statement("ListModelPrefix", ("s3:ListBucket",), (arns.s3_bucket(),),
+                  {"StringLike": {"s3:prefix": [f"{arns.model_prefix}*"]}}),
+    ]
+    sources = [_split_s3(item.source) for item in cfg.steps.preprocessing.inputs]
+    for index, (bucket, key) in enumerate(sorted(set(sources)), start=1):
+        out.append(Statement(f"ReadInput{index}", ("s3:GetObject",), (arns.s3_objects(f"{key}*", bucket),)))
+        out.append(Statement(f"ListInput{index}", ("s3:ListBucket",), (arns.s3_bucket(bucket),),
+                             {"StringLike": {"s3:prefix": [f"{key}*"]}}))
+    out += [
+        Statement("PullImages", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"),
+                  tuple(_image_repositories(cfg))),
+        _any("EcrLogin", ("ecr:GetAuthorizationToken",), "the ECR login token"),
+        Statement("JobLogGroups", ("logs:CreateLogGroup", "logs:DescribeLogStreams"),
+                  tuple(a for kind in ("processing", "training") for a in arns.log_group(JOB_LOG_GROUPS[kind]))),
+        Statement("JobLogStreams", ("logs:CreateLogStream", "logs:PutLogEvents"),
+                  arns.job_log_streams("processing") + arns.job_log_streams("training")),
+        _any("JobMetrics", ("cloudwatch:PutMetricData",), "CloudWatch metrics (scoped by namespace instead)",
+             {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}),
+    ]
+    out += _kms(arns, "JobKey", ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"))
+    return out
+
+
+# Where the trigger's handler reads which data to train on: under the model's prefix.
+TRIGGER_POINTER = "{model_prefix}*"
+
+
+def _trigger(arns: Arns) -> List[Statement]:
+    function = trigger_function_name(arns.config)
+    out = [
+        Statement("StartRetraining", ("states:StartExecution", "states:ListExecutions"), arns.state_machines()[:1]),
+        Statement("ReadPointer", ("s3:GetObject",),
+                  (arns.s3_objects(TRIGGER_POINTER.format(model_prefix=arns.model_prefix)),)),
+        Statement("FunctionLogGroup", ("logs:CreateLogGroup",), arns.log_group(f"/aws/lambda/{function}")),
+        Statement("FunctionLogStreams", ("logs:CreateLogStream", "logs:PutLogEvents"),
+                  (arns.log_streams(f"/aws/lambda/{function}"),)),
+    ]
+    out += _kms(arns, "ReadEncryptedPointer", ("kms:Decrypt",))
+    return out
+
+
+def policy(config: Config, role: str, features: Iterable[str] = (), identity_arn: Optional[str] = None) -> Policy:
+    """The permissions `role` needs for this model with these features. `identity_arn`
+    (jenkins only) is the Jenkins role or user itself, which preflight may then simulate."""
+    wanted = frozenset(features)
+    unknown = sorted(wanted - set(FEATURES))
+    if unknown or role not in ROLES:
+        raise ValueError(f"unknown role {role!r} or features {unknown}")  # the CLI's choices prevent this
+    arns = Arns(config)
+    builders = {"jenkins": lambda: _jenkins(arns, wanted, identity_arn), "states": lambda: _states(arns),
+                "sagemaker": lambda: _sagemaker(arns), "trigger": lambda: _trigger(arns)}
+    return Policy(role, config.name, tuple(builders[role]()), role_arn(config, role))
+
+
+def role_arn(config: Config, role: str) -> Optional[str]:
+    """The role's ARN where config.yaml (or mltp's naming, for the trigger) fixes it."""
+    return {"states": config.aws.states_role_arn, "sagemaker": config.aws.sagemaker_role_arn,
+            "trigger": Arns(config).trigger_role()}.get(role)
+
+
+def without_permissions(config: Config, role: str) -> Policy:
+    """The role with no statements: what `--trust` output needs (no image lookups)."""
+    return Policy(role, config.name, (), role_arn(config, role))
+
+
+def trust(config: Config, role: str) -> Dict[str, Any]:
+    """Who may assume the role: its AWS service, only on behalf of this account
+    (aws:SourceAccount guards against the confused deputy). The Jenkins role's
+    trust depends on where Jenkins runs; an EC2 instance profile is shown."""
+    arns = Arns(config)
+    statement: Dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": TRUSTED_SERVICE[role]},
+                                 "Action": "sts:AssumeRole"}
+    if role in ("states", "sagemaker", "trigger"):
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": arns.account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}

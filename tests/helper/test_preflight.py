@@ -1,0 +1,302 @@
+"""`mltp preflight` against moto over HTTP: one line per check, exit 5 when one fails.
+
+moto 5.2 implements IAM roles, STS, S3, KMS and SageMaker's model package groups,
+but not Service Quotas' ListServiceQuotas for SageMaker nor IAM's policy simulator:
+preflight then says the check was skipped. Those answers are judged by pure
+functions, tested here over responses in the shape AWS documents; one test also
+teaches moto's service-quotas endpoint a recorded ListServiceQuotas answer, so the
+whole path (request, HTTP, parsing, the failed line) runs for a zero quota.
+"""
+
+import json
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from mltp import config as config_mod
+from mltp import policies, preflight
+from mltp.cli import main
+
+REGION = "ap-northeast-2"
+ACCOUNT = "123456789012"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def trust(service: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+
+
+class Account:
+    """A model whose bucket and roles exist in moto, each test with its own names."""
+
+    def __init__(self, repo: Path, endpoint: str):
+        self.repo, self.endpoint = repo, endpoint
+        self.bucket = unique("preflight")
+        self.states_role, self.sagemaker_role = unique("states"), unique("sagemaker")
+        text = (repo / "config.yaml").read_text()
+        text = text.replace("bucket: mlops-artifacts", f"bucket: {self.bucket}")
+        text = text.replace("role/StepFunctionsExecution", f"role/{self.states_role}")
+        text = text.replace("role/SageMakerExecution", f"role/{self.sagemaker_role}")
+        (repo / "config.yaml").write_text(text)
+
+    def client(self, service: str, region: str = REGION):
+        return boto3.client(service, region_name=region, endpoint_url=self.endpoint)
+
+    def create_bucket(self, region: str = REGION) -> None:
+        self.client("s3", region).create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": region})
+
+    def create_role(self, name: str, service: str) -> None:
+        self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust(service))
+
+    def ready(self) -> "Account":
+        self.create_bucket()
+        self.create_role(self.states_role, "states.amazonaws.com")
+        self.create_role(self.sagemaker_role, "sagemaker.amazonaws.com")
+        return self
+
+    def set(self, old: str, new: str) -> None:
+        path = self.repo / "config.yaml"
+        path.write_text(path.read_text().replace(old, new, 1))
+
+    def preflight(self, *args, env=None):
+        return CliRunner().invoke(main, ["preflight", str(self.repo), *args], env=env)
+
+
+@pytest.fixture
+def account(example_repo, aws_env) -> Account:
+    return Account(example_repo, aws_env)
+
+
+def failed_lines(result) -> list:
+    return [line for line in result.output.splitlines() if line.startswith("preflight: failed:")]
+
+
+def test_a_ready_account_passes_and_says_what_it_skipped(account):
+    account.ready()
+    result = account.preflight()
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"preflight: ok: bucket {account.bucket} exists in {REGION}, owned by account {ACCOUNT}" in out
+    assert f"preflight: ok: role {account.states_role} exists and trusts states.amazonaws.com" in out
+    assert f"preflight: ok: role {account.sagemaker_role} exists and trusts sagemaker.amazonaws.com" in out
+    assert (f"preflight: skipped: SageMaker instance quotas in {REGION}: "
+            "the endpoint does not implement servicequotas:ListServiceQuotas") in out
+    assert (f"preflight: skipped: whether this identity may pass role {account.states_role}: "
+            "the endpoint does not implement iam:SimulatePrincipalPolicy") in out
+    assert "model package group fraud-detection does not exist yet; the first default-branch deploy creates it" in out
+
+
+def test_missing_role_is_one_line_with_the_policy_command(account, tmp_path):
+    account.create_bucket()
+    account.create_role(account.sagemaker_role, "sagemaker.amazonaws.com")
+    error_file = tmp_path / "error.txt"
+    result = account.preflight(env={"MLTP_ERROR_FILE": str(error_file)})
+    assert result.exit_code == 5, result.output
+    (line,) = failed_lines(result)
+    assert line == (f"preflight: failed: role {account.states_role} does not exist: create it with "
+                    "`mltp iam-policy --role states --trust` as trust policy and `mltp iam-policy --role states` "
+                    "as permissions, or fix aws.states_role_arn (config.yaml:10)".replace(
+                        "config.yaml:10", f"{config_mod.display(account.repo / 'config.yaml')}:10"))
+    assert error_file.read_text().startswith(f"role {account.states_role} does not exist")
+    assert "Traceback" not in result.output
+
+
+def test_bucket_in_another_region_is_one_line(account):
+    account.create_bucket(region="us-west-2")
+    account.create_role(account.states_role, "states.amazonaws.com")
+    account.create_role(account.sagemaker_role, "sagemaker.amazonaws.com")
+    result = account.preflight()
+    assert result.exit_code == 5, result.output
+    (line,) = failed_lines(result)
+    assert line.startswith(f"preflight: failed: bucket {account.bucket} is in us-west-2, not in aws.region {REGION} (")
+    assert line.endswith(f"create one in {REGION} or fix aws.region")
+
+
+def test_missing_bucket_and_untrusting_role(account):
+    account.create_role(account.states_role, "ec2.amazonaws.com")
+    account.create_role(account.sagemaker_role, "sagemaker.amazonaws.com")
+    result = account.preflight()
+    assert result.exit_code == 5
+    lines = failed_lines(result)
+    assert len(lines) == 2, result.output
+    assert lines[0].startswith(f"preflight: failed: bucket {account.bucket} does not exist: create it in {REGION}")
+    assert lines[1] == (f"preflight: failed: role {account.states_role} does not trust states.amazonaws.com: "
+                        "set its trust policy to `mltp iam-policy --role states --trust`")
+
+
+# A ListServiceQuotas answer in the shape the Service Quotas API reference documents.
+RECORDED_QUOTAS = {"Quotas": [
+    {"ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker", "QuotaCode": "L-E7898792",
+     "QuotaArn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:sagemaker/L-E7898792",
+     "QuotaName": "ml.m5.xlarge for training job usage", "Value": 0.0, "Unit": "None", "Adjustable": True,
+     "GlobalQuota": False},
+    {"ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker", "QuotaCode": "L-0307F515",
+     "QuotaArn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:sagemaker/L-0307F515",
+     "QuotaName": "ml.m5.xlarge for processing job usage", "Value": 4.0, "Unit": "None", "Adjustable": True,
+     "GlobalQuota": False},
+    {"ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker", "QuotaCode": "L-1A9B4B3B",
+     "QuotaArn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:sagemaker/L-1A9B4B3B",
+     "QuotaName": "ml.m5.large for processing job usage", "Value": 4.0, "Unit": "None", "Adjustable": True,
+     "GlobalQuota": False},
+]}
+
+
+@pytest.fixture
+def moto_knows_quotas(monkeypatch):
+    """moto's service-quotas endpoint lacks ListServiceQuotas; the server runs in this
+    process, so it can answer with the recorded response (over HTTP, parsed by botocore)."""
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    def list_service_quotas(self):
+        assert json.loads(self.body)["ServiceCode"] == "sagemaker"
+        return json.dumps(RECORDED_QUOTAS)
+
+    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", list_service_quotas, raising=False)
+
+
+def test_zero_quota_is_one_line(account, moto_knows_quotas):
+    account.ready()
+    result = account.preflight()
+    assert result.exit_code == 5, result.output
+    (line,) = failed_lines(result)
+    where = f"{config_mod.display(account.repo / 'config.yaml')}:"
+    assert line.startswith(f"preflight: failed: SageMaker quota 'ml.m5.xlarge for training job usage' is 0 in {REGION}, "
+                           "a run needs 1: request an increase in Service Quotas, or change steps.training.instance_type (" + where)
+    assert "preflight: ok: SageMaker quota 'ml.m5.xlarge for processing job usage' is 4 (a run needs 1)" in result.output
+
+
+def test_quota_without_applied_value_falls_back_to_defaults(account, monkeypatch):
+    """ListServiceQuotas lists only quotas with an applied value; the rest come from
+    ListAWSDefaultServiceQuotas, which moto answers for 'vpc' only (NoSuchResource):
+    that quota is then skipped, the listed ones still judged."""
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    account.ready()
+    applied = {"Quotas": RECORDED_QUOTAS["Quotas"][1:]}
+    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", lambda self: json.dumps(applied), raising=False)
+    result = account.preflight()
+    assert result.exit_code == 0, result.output
+    (line,) = [l for l in result.output.splitlines() if "ml.m5.xlarge for training job usage" in l]
+    assert line.startswith("preflight: skipped: SageMaker quota 'ml.m5.xlarge for training job usage': no applied value, and ")
+    assert "preflight: ok: SageMaker quota 'ml.m5.large for processing job usage' is 4 (a run needs 1)" in result.output
+
+
+def test_kms_key_is_checked(account):
+    account.ready()
+    key = account.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    account.set("  tags:", f"  kms_key_id: {key}\n  tags:")
+    result = account.preflight()
+    assert result.exit_code == 0, result.output
+    assert f"preflight: ok: KMS key {key} is enabled" in result.output
+
+    account.client("kms").disable_key(KeyId=key)
+    result = account.preflight()
+    assert result.exit_code == 5
+    (line,) = failed_lines(result)
+    assert line.startswith(f"preflight: failed: KMS key {key} is Disabled for ENCRYPT_DECRYPT: it must be an enabled")
+
+
+def test_existing_model_package_group(account):
+    account.ready()
+    group = unique("group")
+    account.client("sagemaker").create_model_package_group(ModelPackageGroupName=group)
+    account.set("model_package_group: fraud-detection", f"model_package_group: {group}")
+    result = account.preflight()
+    assert result.exit_code == 0, result.output
+    assert f"preflight: ok: model package group {group} exists" in result.output
+
+
+def test_invalid_config_is_2_and_calls_nothing(account):
+    account.set("version: 1", "version: 2")
+    result = account.preflight("--endpoint-url", "http://127.0.0.1:9")  # nothing listens there
+    assert result.exit_code == 2
+    assert "version" in result.output
+
+
+def test_sync_runs_preflight_first_unless_told_not_to(account, monkeypatch):
+    monkeypatch.delenv("MLTP_NO_PREFLIGHT")
+    account.create_bucket()
+    result = CliRunner().invoke(main, ["sync", str(account.repo)])
+    assert result.exit_code == 5, result.output
+    assert f"preflight: failed: role {account.states_role} does not exist" in result.output
+    assert "sync:" not in result.output
+    result = CliRunner().invoke(main, ["sync", str(account.repo), "--no-preflight"])
+    assert result.exit_code == 0, result.output
+    assert "preflight:" not in result.output
+
+
+# --------------------------------------------------------------------------- answers AWS documents, judged
+
+
+def test_trust_policy_as_iam_returns_it_url_encoded():
+    doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal" \
+          "%22%3A%7B%22Service%22%3A%5B%22states.amazonaws.com%22%5D%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D"
+    assert preflight.trust_problem(doc, "states.amazonaws.com") is None
+    assert preflight.trust_problem(doc, "sagemaker.amazonaws.com") == "does not trust sagemaker.amazonaws.com"
+    denied = {"Statement": {"Effect": "Deny", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}}
+    assert preflight.trust_problem(denied, "states.amazonaws.com")
+
+
+def test_quotas_from_a_recorded_answer(example_repo):
+    cfg = config_mod.load(example_repo)
+    checks = preflight.quota_problems(cfg, RECORDED_QUOTAS["Quotas"])
+    status = {c.text.split("'")[1]: c.status for c in checks}
+    assert status == {"ml.m5.xlarge for training job usage": "failed",
+                      "ml.m5.xlarge for processing job usage": "ok",
+                      "ml.m5.large for processing job usage": "ok"}
+    missing = preflight.quota_problems(cfg, RECORDED_QUOTAS["Quotas"][:1])
+    assert any("no SageMaker quota 'ml.m5.large for processing job usage'" in c.text and c.status == "failed"
+               for c in missing)
+    unknown = preflight.quota_problems(cfg, RECORDED_QUOTAS["Quotas"][:1], defaults_unknown="the endpoint does not implement it")
+    assert [c.status for c in unknown if "ml.m5.large" in c.text] == ["skipped"]
+
+
+def test_instance_count_above_the_quota(example_repo):
+    text = (example_repo / "config.yaml").read_text().replace(
+        "    instance_type: ml.m5.xlarge\n    max_runtime_minutes: 60", "    instance_type: ml.m5.xlarge\n    instance_count: 6\n    max_runtime_minutes: 60")
+    (example_repo / "config.yaml").write_text(text)
+    cfg = config_mod.load(example_repo)
+    quotas = [dict(q, Value=4.0) for q in RECORDED_QUOTAS["Quotas"]]
+    (failed,) = [c for c in preflight.quota_problems(cfg, quotas) if c.status == "failed"]
+    assert "'ml.m5.xlarge for training job usage' is 4" in failed.text and "a run needs 6" in failed.text
+
+
+# EvaluationResults as SimulatePrincipalPolicy documents them.
+RECORDED_SIMULATION = {"EvaluationResults": [
+    {"EvalActionName": "sagemaker:CreateTrainingJob",
+     "EvalResourceName": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/fraud-detection-train-mltp-preflight",
+     "EvalDecision": "allowed", "MatchedStatements": [{"SourcePolicyId": "mltp"}], "MissingContextValues": []},
+    {"EvalActionName": "events:PutTargets",
+     "EvalResourceName": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+     "EvalDecision": "implicitDeny", "MatchedStatements": [], "MissingContextValues": []},
+], "IsTruncated": False}
+
+
+def test_simulation_names_what_a_role_lacks():
+    denied = preflight.simulation_problems("states", "role", RECORDED_SIMULATION["EvaluationResults"])
+    assert denied == [f"events:PutTargets on arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"]
+
+
+def test_simulation_requests_cover_the_generated_policy(example_repo):
+    cfg = config_mod.load(example_repo)
+    policy = policies.policy(cfg, "states")
+    requests = preflight.simulation_requests(policy)
+    assert len(requests) == len(policy.statements)
+    passing = [r for r in requests if r["ActionNames"] == ["iam:PassRole"]][0]
+    assert passing["ResourceArns"] == [cfg.aws.sagemaker_role_arn]
+    assert passing["ContextEntries"] == [{"ContextKeyName": "iam:PassedToService",
+                                          "ContextKeyValues": ["sagemaker.amazonaws.com"], "ContextKeyType": "string"}]
+    assert all("*" not in arn or arn == "*" for r in requests for arn in r["ResourceArns"])
+
+
+def test_caller_of_an_assumed_role_is_simulated_as_the_role():
+    assert preflight.caller_policy_source("arn:aws:sts::123456789012:assumed-role/jenkins-agent/i-0abc") == \
+        "arn:aws:iam::123456789012:role/jenkins-agent"
+    assert preflight.caller_policy_source("arn:aws:iam::123456789012:user/ci") == "arn:aws:iam::123456789012:user/ci"
