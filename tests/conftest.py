@@ -82,7 +82,10 @@ _CURRENT = {"test": None}
 
 def _plain(params: dict) -> dict:
     """What identifies the resources: strings kept, anything else only as 'present'."""
-    return {k: v if isinstance(v, (str, int, float, bool)) else bool(v) for k, v in params.items()}
+    out = {k: v if isinstance(v, (str, int, float, bool)) else bool(v) for k, v in params.items()}
+    if isinstance(params.get("Delete"), dict):  # DeleteObjects: each key is authorized on its own
+        out["Delete"] = {"Objects": [{"Key": o["Key"]} for o in params["Delete"].get("Objects", [])]}
+    return out
 
 
 def _record_parameters(params, model, context, **_):

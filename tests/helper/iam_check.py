@@ -141,6 +141,9 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
     p = params
     own: Optional[Tuple[str, Context]] = None
     if service == "s3":
+        if operation == "DeleteObjects":  # authorized object by object, as s3:DeleteObject
+            return [("s3:DeleteObject", f"arn:{partition}:s3:::{p['Bucket']}/{o['Key']}", {})
+                    for o in p["Delete"]["Objects"]]
         if "Key" in p:
             own = (f"arn:{partition}:s3:::{p['Bucket']}/{p['Key']}", {})
         elif operation in ("ListObjectsV2", "ListObjects"):

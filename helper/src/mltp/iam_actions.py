@@ -22,6 +22,7 @@ RENAMED: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("s3", "HeadBucket"): ("s3:ListBucket",),
     ("s3", "ListObjectsV2"): ("s3:ListBucket",),
     ("s3", "ListObjects"): ("s3:ListBucket",),
+    ("s3", "DeleteObjects"): ("s3:DeleteObject",),  # checked for each key deleted
     ("s3", "CreateMultipartUpload"): ("s3:PutObject",),
     ("s3", "UploadPart"): ("s3:PutObject",),
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),

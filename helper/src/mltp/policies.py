@@ -180,8 +180,11 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
     cfg = arns.config
     roles = (cfg.aws.states_role_arn, cfg.aws.sagemaker_role_arn)
     out = [
-        Statement("UploadCode", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+        # sync uploads, verifies and repairs code prefixes (a repair deletes what differs)
+        Statement("UploadCode", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"),
                   (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
+        Statement("VerifyCode", ("s3:ListBucket",), (arns.s3_bucket(),),
+                  {"StringLike": {"s3:prefix": [f"{arns.model_prefix}code/*"]}}),
         Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
         Statement("StateMachines",
                   ("states:CreateStateMachine", "states:UpdateStateMachine", "states:DescribeStateMachine",
