@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-helper test-vars groovy example schema bundle bench clean
+.PHONY: setup test test-helper test-vars groovy chromium example schema bundle bench clean
 
 $(BIN)/.installed: helper/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,19 @@ setup: $(BIN)/.installed
 ## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4)
 test: test-helper test-vars
 
-test-helper: setup
+test-helper: setup chromium
 	$(BIN)/python -m pytest tests/helper -q
 
 test-vars: setup groovy
 	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) bash tests/vars/run.sh
+
+# Debian's chromium: the report.html test renders the report in it, headless.
+# Installed when missing and we may; without it that one test is skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: the report.html browser test needs chromium: apt-get install chromium (skipped without it)" >&2; fi; }
 
 # Groovy 2.4 (Debian's package) runs the step tests; installed when missing and we may.
 groovy:

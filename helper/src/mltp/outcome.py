@@ -164,6 +164,11 @@ class Outcome:
     failure: Optional[Failure] = None
     message: str = ""  # one line: "passed", "metric gate failed: ...", "stopped: build aborted"
     warnings: List[str] = field(default_factory=list)
+    # The gate metrics across the versions of the model package group (history.collect).
+    history: Optional[Dict[str, Any]] = None
+    # Champion vs challenger, when something compared them: {"champion", "challenger",
+    # "rows": [{"metric", "champion", "challenger", "verdict"}]}; report.html shows it as given.
+    comparison: Optional[Dict[str, Any]] = None
 
     @property
     def exit_code(self) -> int:
@@ -239,6 +244,9 @@ class Outcome:
             else None,
             "failure": self.failure.to_dict() if self.failure else None,
             "warnings": list(self.warnings),
+            "registration": self.registration_text(),
+            "history": self.history,
+            "comparison": self.comparison,
         }
 
 

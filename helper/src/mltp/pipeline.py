@@ -152,14 +152,15 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
     Loads the config only, without the repo checks: following a run needs
     nothing from the scripts. `poll_seconds` polls at that fixed interval
     (the local run); `clock` and `clients` are for tests and the benchmark."""
-    from . import follow, report
+    from . import follow, history, report
 
     ctx = make_context(config_mod.load(repo, config), **_context_options(options))
     policy = follow.DEFAULT_POLICY
     if poll_seconds:
         policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
-    result = follow.follow(ctx, clients or _clients(ctx), timeout_minutes=timeout, clock=clock, echo=echo,
-                           policy=policy)
+    clients = clients or _clients(ctx)
+    result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
+    result.history = history.collect(ctx.config.registry.model_package_group, clients, result)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)

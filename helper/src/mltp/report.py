@@ -4,6 +4,7 @@ report.json  machine-readable: everything in the Outcome
 report.md    for release managers: verdict, summary, gate, steps, package, links
 junit.xml    one test case per gate rule, so Jenkins shows the gate as tests
 summary.txt  one line, for the build description
+report.html  the same with charts: step timeline, gate metrics across versions (report_html)
 """
 
 import json
@@ -16,15 +17,19 @@ from typing import Dict, List, Sequence
 from . import outcome as out
 from .outcome import Outcome, format_duration, format_value
 
-FILES = ("report.json", "report.md", "junit.xml", "summary.txt")
+FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html")
 
 
 def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
-    """Write the four files (atomically each) and return their paths by name."""
+    """Write the five files (atomically each) and return their paths by name."""
+    from . import report_html
+
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    data = json.loads(json.dumps(outcome.to_dict(), default=str))
     contents = {
-        "report.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True, default=str) + "\n",
+        "report.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
+        "report.html": report_html.render(data),
         "report.md": markdown(outcome),
         "junit.xml": junit(outcome),
         "summary.txt": summary(outcome) + "\n",
