@@ -87,9 +87,11 @@ def console_lines(outcome: Outcome) -> List[str]:
     if failure and outcome.status != out.GATE_FAILED:
         lines.append(f"step: {failure.step or 'unknown'}" + (f" (job {failure.job_name})" if failure.job_name else ""))
         if failure.reason:
+            # What the log tail below shows already is not repeated (a traceback, once).
+            shown = {line.strip() for line in failure.log_tail}
             first, *rest = failure.reason.strip().splitlines() or [""]
             lines.append(f"reason: {first}")
-            lines += [f"        {line}" for line in rest]
+            lines += [f"        {line}" for line in rest if line.strip() not in shown]
         if failure.log_tail:
             lines.append(f"last {len(failure.log_tail)} log lines ({failure.log_group}):")
             lines += [f"  | {line}" for line in failure.log_tail]
@@ -117,7 +119,18 @@ def _md_table(header: Sequence[str], rows: List[Sequence]) -> List[str]:
 
 
 def _link(text: str, url) -> str:
-    return f"[{text}]({url})" if url else text
+    """A Markdown link only to a real web address; anything else is plain text."""
+    return f"[{text}]({url})" if url and str(url).startswith(("https://", "http://")) else text
+
+
+def _when(moment) -> str:
+    """To the second, in UTC: '2024-05-01 09:00:00 UTC'."""
+    if not moment:
+        return "-"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def markdown(outcome: Outcome) -> str:
@@ -131,11 +144,11 @@ def markdown(outcome: Outcome) -> str:
         ("Run", outcome.run_name),
         ("Execution", _link(outcome.execution_arn, outcome.execution_link)),
         ("Status", f"{outcome.headline} (exit code {outcome.exit_code})"),
-        ("Branch", outcome.branch or "-"),
+        ("Branch", outcome.branch or "(none: not a git checkout)"),
         ("Commit", outcome.commit or "-"),
-        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "-"),
-        ("Started", outcome.started.isoformat() if outcome.started else "-"),
-        ("Ended", outcome.ended.isoformat() if outcome.ended else "-"),
+        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "- (not built by Jenkins)"),
+        ("Started", _when(outcome.started)),
+        ("Ended", _when(outcome.ended)),
         ("Model package", _package_text(outcome)),
     ]
     lines += _md_table(["", ""], summary_rows) + [""]
