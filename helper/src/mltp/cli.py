@@ -145,6 +145,23 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Model name (3 to 40 of a-z, 0-9, single hyphens). Default: from DIRECTORY's name.")
+@click.option("--framework", type=click.Choice(["sklearn", "xgboost"]), default="sklearn", show_default=True,
+              help="The SageMaker framework container the scripts are written for.")
+@click.option("--region", help="AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.")
+@click.option("--bucket", help="S3 bucket for code and artifacts. Default: <name>-mltp.")
+def init(directory: Path, name: Optional[str], framework: str, region: Optional[str], bucket: Optional[str]) -> None:
+    """Start a model repo in DIRECTORY that `mltp run DIRECTORY --local` passes as it is."""
+    from . import scaffold
+
+    written = scaffold.init(directory, name=name, framework=framework, region=region, bucket=bucket)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: mltp run {directory} --local")
+
+
 def _verb(name: str, summary: str, *extra: Callable) -> None:
     """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 
