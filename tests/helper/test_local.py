@@ -103,9 +103,16 @@ def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
 
 
 def test_a_missing_import_names_the_package(tmp_path):
-    proc, error, _ = run_local(tiny(tmp_path, preprocessing="missing-import"))
+    repo = tiny(tmp_path, preprocessing="missing-import")
+    work = repo / ".mltp" / "work"
+    for i in range(6):  # earlier runs' job folders
+        (work / f"old-{i}").mkdir(parents=True)
+        os.utime(work / f"old-{i}", (1_000_000 + i, 1_000_000 + i))
+    proc, error, _ = run_local(repo)
     assert proc.returncode == 4
     assert "xgboost_not_installed_here" in error and "not installed" in error
+    # .mltp/work/ keeps the last 5 runs, this one included.
+    assert sorted(p.name for p in work.iterdir()) == ["local-test", "old-2", "old-3", "old-4", "old-5"]
 
 
 @pytest.mark.parametrize("mode,message", [

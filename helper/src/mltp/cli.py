@@ -201,5 +201,29 @@ def run(repo: Path, config: Optional[str], **options) -> None:
     pipeline.run(repo, config, **options)
 
 
+@main.command()
+@REPO
+def clean(repo: Path) -> None:
+    """Empty REPO/.mltp/work/, the job folders of local runs (reports stay)."""
+    from . import pipeline
+
+    click.echo(pipeline.clean(repo))
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@click.option("--older-than", "older_than", envvar="MLTP_OLDER_THAN", default="30d", show_default=True, metavar="AGE",
+              help="Unused for this long: 30d, 12h, 2w.")
+@click.option("--yes", is_flag=True, envvar="MLTP_YES", help="Delete what is listed (without it, only list).")
+def prune(repo: Path, config: Optional[str], **options) -> None:
+    """List branch state machines with no recent execution (never the default
+    branch's) and code prefixes no kept run references; delete them with --yes."""
+    from . import pipeline
+
+    pipeline.prune(repo, config, **options)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -197,3 +197,40 @@ def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: 
     ctx = checked.context
     options = dict(options, run_name=ctx.run_name, region=ctx.region, endpoint_url=ctx.endpoint_url)
     return wait(repo, config, timeout=timeout, **options)
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+def clean(repo: Path) -> str:
+    """Empty REPO/.mltp/work/ (the local runs' job folders); reports stay."""
+    from . import housekeeping
+
+    freed = housekeeping.clean(repo)
+    return f"clean: emptied {display(Path(repo) / housekeeping.WORK_DIR)} ({freed / 1e6:.1f} MB freed)"
+
+
+def prune(repo: Path, config: Optional[str], older_than: str = "30d", yes: bool = False, echo: Echo = click.echo,
+          **options):
+    """List (and with `yes`, delete) branch state machines and code prefixes nothing needs any more."""
+    from . import housekeeping
+    from .aws import refused
+
+    age = housekeeping.parse_age(older_than)
+    cfg = config_mod.load(repo, config)
+    ctx = make_context(cfg, **_context_options(options))
+    clients = _clients(ctx)
+    with refused("list", f"state machines and s3://{cfg.aws.bucket} code of {cfg.name}"):
+        stale = housekeeping.find_stale(cfg, clients, age)
+    lines = stale.lines()
+    for line in lines:
+        echo(line)
+    if not lines:
+        echo(f"prune: nothing unused for {older_than}")
+        return stale
+    if not yes:
+        echo(f"prune: {len(lines)} unused for {older_than}; nothing deleted (--yes deletes them)")
+        return stale
+    with refused("delete", f"unused state machines and code of {cfg.name}"):
+        housekeeping.delete(stale, clients, echo)
+    return stale
