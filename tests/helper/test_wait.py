@@ -591,7 +591,7 @@ def test_missing_metric_fails_the_gate_by_name(model):
     script_execution(arn, pipeline_script(lambda: 1e9, data, end="gate"))
     with pytest.raises(GateFailed) as caught:
         model.wait(ctx, clock=follow.ManualClock())
-    assert "false_positive_rate is missing from evaluation.json" in caught.value.message
+    assert "false_positive_rate is missing from evaluation.json (needs <= 0.05); it has: auc" in caught.value.message
 
 
 def _training_job(model: Model, name: str, reason: str) -> None:

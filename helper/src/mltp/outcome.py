@@ -155,7 +155,10 @@ class GateCheck:
 
     def miss_message(self) -> str:
         if self.value is None:
-            why = self.note if self.note and not self.note.startswith("missing") else "is missing from evaluation.json"
+            if self.note.startswith("missing"):  # 'missing from evaluation.json, which has: ...'
+                head, _, has = self.note.partition(", which has")
+                return f"{self.metric} is {head} (needs {self.rule})" + (f"; it has{has}" if has else "")
+            why = self.note or "is missing from evaluation.json"
             return f"{self.metric} {why} (needs {self.rule})"
         return f"{self.metric} = {format_value(self.value)}, needs {self.rule}"
 
