@@ -13,7 +13,7 @@ import org.jenkinsci.plugins.workflow.steps.FlowInterruptedException
 // The sh scripts the step may run: its constants, nothing built at run time.
 List constantScripts(PipelineHarness h) {
     Script s = h.loadVar()
-    return (s.@HELPER_SCRIPTS.values() as List) + [s.@INSTALL_SCRIPT]
+    return (s.@HELPER_SCRIPTS.values() as List) + [s.@INSTALL_SCRIPT, s.@PRUNE_SCRIPT]
 }
 
 void assertOnlyConstantScripts(PipelineHarness h) {
@@ -735,13 +735,13 @@ test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS')
     String src = new File(ROOT, 'vars/mlTrainingPipeline.groovy').readLines().findAll { !it.trim().startsWith('//') }.join('\n')
     List shCalls = (src =~ /\bsh\s*\(([^)]*)\)/).collect { it[1] }
     assert shCalls.size() >= 4
-    shCalls.each { String args -> assert args =~ /^script: (HELPER_SCRIPTS\[[^\]]+\]|INSTALL_SCRIPT),/ }
+    shCalls.each { String args -> assert args =~ /^script: (HELPER_SCRIPTS\[[^\]]+\]|INSTALL_SCRIPT|PRUNE_SCRIPT),/ }
     assert !(src =~ /\bsh\s+['"]/)
     assert !src.contains('"""')
     assert !src.contains('JsonSlurper')
     assert !src.contains('@NonCPS')
     // Every script constant is single-quoted: no GString can sneak a value in.
-    assert !(src =~ /(HELPER_SCRIPTS|INSTALL_SCRIPT)\s*=\s*"/)
+    assert !(src =~ /(HELPER_SCRIPTS|INSTALL_SCRIPT|PRUNE_SCRIPT)\s*=\s*"/)
 }
 
 test('help page documents every option and its default') { PipelineHarness h ->
