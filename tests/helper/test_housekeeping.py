@@ -135,3 +135,11 @@ def test_prune_command_lists_and_deletes_nothing_without_yes(model, example_repo
     bad = subprocess.run([sys.executable, "-m", "mltp.cli", "prune", str(example_repo), "--older-than", "soon"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--older-than 'soon'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_git_checkout_that_does_not_ignore_mltp_gets_a_note(tmp_path):
+    assert housekeeping.gitignore_note(tmp_path) is None  # not a git checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert ".gitignore" in housekeeping.gitignore_note(tmp_path)
+    (tmp_path / ".gitignore").write_text(".mltp/\n")
+    assert housekeeping.gitignore_note(tmp_path) is None

@@ -63,6 +63,20 @@ def clean(repo: Path) -> int:
     return freed
 
 
+def gitignore_note(repo: Path) -> Optional[str]:
+    """A line for the user when REPO is a git checkout that does not ignore .mltp/
+    (reports, models and work files of local runs do not belong in git)."""
+    import subprocess
+
+    try:
+        found = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", ".mltp/"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if found.returncode == 1:  # 0: ignored; 128: not a git checkout (or no git)
+        return "note: .mltp/ (local runs' reports, models and work files) is not in .gitignore; add it there"
+    return None
+
+
 # --------------------------------------------------------------------------- AWS
 
 
