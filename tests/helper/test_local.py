@@ -59,6 +59,8 @@ def test_tiny_model_passes_and_registers(tmp_path):
     markdown = (report / "report.md").read_text()
     assert "unknown" not in markdown and "](" not in markdown  # no placeholder links
     assert re.search(r"\| Started \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \|", markdown), markdown
+    assert [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ") and " | succeeded | " in line
+            or " | passed | " in line] == ["| Preprocessing", "| Training", "| Evaluation", "| Gate", "| Register"]
     assert (report / "report.html").is_file()
     data = json.loads((report / "report.json").read_text())
     assert data["status"] == "passed" and data["exit_code"] == 0

@@ -421,9 +421,7 @@ class Tracker:
         moment = record.ended or record.started
         if self.started and moment:
             when = "+" + _clock_text((moment - self.started).total_seconds())
-        status = "started" if record.status == out.RUNNING else record.status
-        if record.name == GATE_STATE and record.status == out.SUCCEEDED:
-            status = "passed"
+        status = "started" if record.status == out.RUNNING else out.step_status_text(record.name, record.status)
         duration = out.format_duration(record.duration_seconds) if record.state_type in _LONG_STATES else ""
         parts = [f"{when:>8}", f"{record.name:<16}", f"{status:<10}", f"{duration:>8}"]
         if record.job_name:

@@ -30,6 +30,11 @@ STEP_STOPPED = "stopped"
 NOT_RUN = "not run"
 
 
+def step_status_text(name: str, status: str) -> str:
+    """A step's status as people read it: the Gate 'passed' rather than 'succeeded'."""
+    return "passed" if name == "Gate" and status == SUCCEEDED else status
+
+
 def format_value(value: Optional[float]) -> str:
     """A metric value as people read it: 0.962, 0.0007, 12.5; 'missing' for None."""
     if value is None:

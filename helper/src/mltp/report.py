@@ -157,7 +157,8 @@ def markdown(outcome: Outcome) -> str:
     lines += ["## Steps", ""]
     lines += _md_table(
         ["Step", "Job", "Status", "Duration"],
-        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", s.status, format_duration(s.duration_seconds) or "-")
+        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_text(s.name, s.status),
+          format_duration(s.duration_seconds) or "-")
          for s in outcome.steps],
     ) + [""]
     failure = outcome.failure

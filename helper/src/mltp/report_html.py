@@ -20,7 +20,7 @@ import math
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .outcome import HEADLINES, format_duration, format_value
+from .outcome import HEADLINES, format_duration, format_value, step_status_text
 
 # Colours: GitHub's palette, readable on white and for most colour-blind readers
 # (the pass/fail meaning is also written out in text).
@@ -33,7 +33,7 @@ LIGHT = "#d0d7de"
 INK = "#24292f"
 FONT = "sans-serif"
 
-STEP_COLOURS = {"succeeded": GREEN, "failed": RED, "timed out": RED, "stopped": GREY, "running": BLUE}
+STEP_COLOURS = {"succeeded": GREEN, "passed": GREEN, "failed": RED, "timed out": RED, "stopped": GREY, "running": BLUE}
 
 
 def _e(value: Any) -> str:
@@ -203,7 +203,7 @@ def timeline_svg(steps: List[Dict[str, Any]], width: int = 760) -> str:
     for i, (step, started, ended) in enumerate(timed):
         y = top + i * row_h
         name = step.get("name", "?")
-        status = step.get("status", "")
+        status = step_status_text(name, step.get("status", ""))
         out.append(f'<text x="8" y="{y + 17}" font-family="{FONT}" font-size="13" fill="{INK}">{_e(name)}</text>')
         if started is None:
             out.append(f'<text x="{label_w}" y="{y + 17}" font-family="{FONT}" font-size="12" fill="{GREY}">'
