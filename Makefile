@@ -8,7 +8,7 @@ LOCK := resources/mltp/requirements-local.txt
 # (Ubuntu 24.04's) when this machine has one.
 AGENT_PYTHON ?= $(shell $(PYTHON) tests/compat/pythons.py 3.12 || echo python3)
 
-.PHONY: setup test test-helper test-vars test-compat groovy shellcheck example schema bundle bench clean
+.PHONY: setup test test-helper test-vars test-compat groovy shellcheck chromium example schema bundle bench clean
 
 # The development environment is the local-mode bundle's own lock (hash-checked),
 # so the tests run against exactly the versions agents install, plus the tools.
@@ -25,7 +25,7 @@ setup: $(BIN)/.installed
 ## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4, the bundle on every Python)
 test: test-helper test-vars test-compat
 
-test-helper: setup shellcheck
+test-helper: setup shellcheck chromium
 	$(BIN)/python -m pytest tests/helper -q
 
 test-vars: setup groovy
@@ -34,6 +34,14 @@ test-vars: setup groovy
 ## test-compat: install the bundle as the step does on each Python 3.9..3.13 found, and run it
 test-compat: setup
 	$(BIN)/python -m pytest tests/compat -q -s -rs
+
+# Debian's chromium: the report.html test renders the report in it, headless.
+# Installed when missing and we may; without it that one test is skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: the report.html browser test needs chromium: apt-get install chromium (skipped without it)" >&2; fi; }
 
 # Debian packages the tests use; installed when missing and we may (root with apt).
 groovy shellcheck:

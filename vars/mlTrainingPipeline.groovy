@@ -33,6 +33,8 @@ import groovy.transform.Field
                                    // packages, e.g. scikit-learn); null = the helper's own interpreter
     defaultBranch : null,          // branch that registers and retrains on schedule; null = the multibranch primary branch
     preflight     : true,          // mode 'aws': `mltp sync` first checks the account read-only (mltp preflight)
+    pruneOlderThanDays: null,      // on the default branch's scheduled (timer) builds, also run `mltp prune --yes`:
+                                   // delete branch state machines idle this many days and code no kept run uses; null = never
 ]
 
 @Field final int MAX_TIMEOUT_MINUTES = 24 * 60
@@ -40,6 +42,10 @@ import groovy.transform.Field
 @Field final String REPORT_DIR = '.mltp/report'   // relative to the workspace; archived after Train
 @Field final List MODES = ['aws', 'local', 'validate']
 @Field final List GATE_RESULTS = ['FAILURE', 'UNSTABLE']
+@Field final String HTML_REPORT = 'report.html'   // in REPORT_DIR: charts, CSP-safe for Jenkins' artifact pages
+@Field final String TIMER_CAUSE = 'hudson.triggers.TimerTrigger$TimerTriggerCause'
+
+// `mltp prune` on scheduled builds (the pruneOlderThanDays option); MLTP_OLDER_THAN comes from the environment.
 
 // ---------------------------------------------------------------------------
 // The step
@@ -373,18 +379,80 @@ def publishReport(Map ctx) {
     } catch (problem) {
         echo(PREFIX + 'warning: could not publish the gate results: ' + problem.getMessage())
     }
+    boolean hasHtml = publishHtmlReport(ctx)
     try {
         String summary = ctx.workspace + '/' + REPORT_DIR + '/summary.txt'
         if (fileExists(summary)) {
             String line = mltpHelper.firstLine(readFile(summary))
             if (line) {
-                currentBuild.description = line
+                currentBuild.description = hasHtml ? line + ' ' + reportLink() : line
             }
         }
     } catch (InterruptedException interruption) {
         throw interruption
     } catch (problem) {
         echo(PREFIX + 'warning: could not set the build description: ' + problem.getMessage())
+    }
+    pruneOnSchedule(ctx)
+}
+
+// report.html is archived with the rest; with the HTML Publisher plugin it also gets its
+// own link on the job and build pages. True when there is a report.html to link to.
+boolean publishHtmlReport(Map ctx) {
+    if (!fileExists(ctx.workspace + '/' + REPORT_DIR + '/' + HTML_REPORT)) {
+        return false
+    }
+    try {
+        publishHTML(target: [reportDir: REPORT_DIR, reportFiles: HTML_REPORT, reportName: 'mltp report',
+                             keepAll: true, alwaysLinkToLastBuild: true, allowMissing: true])
+    } catch (NoSuchMethodError noPlugin) {
+        echo(PREFIX + 'the HTML Publisher plugin is not installed: report.html is linked from the build description only')
+    } catch (MissingMethodException noPlugin) {
+        echo(PREFIX + 'the HTML Publisher plugin is not installed: report.html is linked from the build description only')
+    } catch (InterruptedException interruption) {
+        throw interruption
+    } catch (problem) {
+        echo(PREFIX + 'warning: could not publish report.html: ' + problem.getMessage())
+    }
+    return true
+}
+
+// A link to the archived report.html (a link with the Safe HTML markup formatter).
+String reportLink() {
+    String base = env.BUILD_URL ?: ''
+    return '<a href="' + base + 'artifact/' + REPORT_DIR + '/' + HTML_REPORT + '">report.html</a>'
+}
+
+// On the default branch's scheduled builds, with pruneOlderThanDays set: `mltp prune --yes`.
+// Housekeeping never fails the build: a problem is a warning line.
+def pruneOnSchedule(Map ctx) {
+    Map cfg = ctx.cfg
+    if (cfg.pruneOlderThanDays == null || cfg.mode != 'aws' || !ctx.env) {
+        return
+    }
+    if (!isDefaultBranch(cfg, readInfo(ctx.infoFile)) || !timerTriggered()) {
+        return
+    }
+    List pruneEnv = ctx.env + ['MLTP_OLDER_THAN=' + cfg.pruneOlderThanDays + 'd']
+    try {
+        int rc = mltpHelper.runVerb('prune', pruneEnv, awsCredentials(cfg))
+        if (rc != 0) {
+            echo(PREFIX + 'warning: mltp prune failed: ' + mltpHelper.readReason(PREFIX, ctx.errorFile, 'prune', rc))
+        }
+    } catch (InterruptedException interruption) {
+        throw interruption
+    } catch (problem) {
+        echo(PREFIX + 'warning: mltp prune failed: ' + problem.getMessage())
+    }
+}
+
+boolean timerTriggered() {
+    try {
+        return currentBuild.getBuildCauses(TIMER_CAUSE).size() > 0
+    } catch (InterruptedException interruption) {
+        throw interruption
+    } catch (problem) {
+        return false    // a Jenkins too old to say: no housekeeping
     }
 }
 
@@ -459,6 +527,11 @@ Map resolveOptions(Map options) {
         minutes = MAX_TIMEOUT_MINUTES
     }
     cfg.timeoutMinutes = (int) minutes
+
+    def days = cfg.pruneOlderThanDays
+    if (days != null && !((days instanceof Integer || days instanceof Long) && days >= 1 && days <= 3650)) {
+        problems.add("pruneOlderThanDays must be a whole number of days from 1 to 3650, not '${days}'")
+    }
 
     if (problems) {
         error(PREFIX + 'invalid options: ' + problems.join('; '))

@@ -61,3 +61,18 @@ def test_errors_are_one_line_in_the_error_file_and_never_a_traceback(tmp_path):
     assert "Traceback" not in out.stderr
     text = error.read_text()
     assert text.count("\n") == 1 and "config.yaml:" in text
+
+
+def test_no_credentials_and_no_local_suggests_local(tmp_path):
+    """Forgetting --local is the common way to meet this: the message says so."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_"))}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", MLTP_ERROR_FILE=str(tmp_path / "error.txt"))
+    out = subprocess.run([sys.executable, "-m", "mltp.cli", "sync", str(EXAMPLE)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 5, out.stderr
+    assert "no AWS credentials found" in out.stderr and "mltp run --local" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "mltp run --local" in (tmp_path / "error.txt").read_text()

@@ -76,11 +76,18 @@ def test_choice_rule_agrees_with_evaluate(rules, metrics, expected):
 def test_reasons_say_what_is_wrong():
     missing, text, low, ok = gate.evaluate([AUC, FPR, BAND, GateRule("x", max=1)],
                                            {"false_positive_rate": "high", "calibration": 0.05, "x": 1})
-    assert missing.reason == "missing from evaluation.json"
+    assert missing.reason == "missing from evaluation.json, which has: calibration, false_positive_rate, x"
     assert text.reason == '"high" is not a number'
     assert low.reason == "0.05 < min 0.1"
     assert ok.reason == "1 <= 1" and ok.passed
-    assert missing.describe() == "auc >= 0.9: FAILED (missing from evaluation.json)"
+    assert missing.describe().startswith("auc >= 0.9: FAILED (missing from evaluation.json, which has: ")
+
+
+def test_a_missing_metric_lists_what_evaluation_json_has_closest_first():
+    (result,) = gate.evaluate([GateRule("auc", min=0.9)], {"accuracy": 0.9, "roc_auc": 0.95, "f1": 0.7, "AUC_val": 0.9})
+    assert result.reason == "missing from evaluation.json, which has: AUC_val, roc_auc, accuracy, f1"
+    (empty,) = gate.evaluate([GateRule("auc", min=0.9)], {})
+    assert empty.reason == "missing from evaluation.json, which has no metric"
 
 
 def test_choice_rule_shape():

@@ -276,7 +276,7 @@ def _fake_helper(tmp_path) -> Path:
 
 @pytest.mark.parametrize("verb, args", [
     ("validate", ["validate"]), ("sync", ["sync"]), ("deploy", ["deploy"]), ("start", ["start"]),
-    ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]),
+    ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]), ("prune", ["prune", "--yes"]),
 ])
 def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     fake = _fake_helper(tmp_path)

@@ -48,9 +48,20 @@ def test_tiny_model_passes_and_registers(tmp_path):
     proc, error, report = run_local(tiny(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert error == ""
-    for step in ("Preprocessing", "Training", "Evaluation", "Gate", "Register"):
+    for step in ("Preprocessing", "Training", "Evaluation", "Register"):
         assert re.search(rf"^\s+\+\d\d:\d\d\s+{step}\s+succeeded", proc.stdout, re.M), (step, proc.stdout)
     assert re.search(r"^auc\s+0\.93\s+>= 0\.9\s+pass", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\s+\+\d\d:\d\d\s+Gate\s+passed\s+auc 0\.93 >= 0\.9$", proc.stdout, re.M), proc.stdout
+    # Locally there is no AWS console to link to, and the definition's own states stay hidden.
+    assert "http" not in proc.stdout.replace(re.search(r"emulator at (\S+)", proc.stdout).group(1), "")
+    for internal in ("ReadEvaluation", "ShouldRegister", "Registered", "MetricGateFailed"):
+        assert internal not in proc.stdout
+    markdown = (report / "report.md").read_text()
+    assert "unknown" not in markdown and "](" not in markdown  # no placeholder links
+    assert re.search(r"\| Started \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \|", markdown), markdown
+    assert [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ") and " | succeeded | " in line
+            or " | passed | " in line] == ["| Preprocessing", "| Training", "| Evaluation", "| Gate", "| Register"]
+    assert (report / "report.html").is_file()
     data = json.loads((report / "report.json").read_text())
     assert data["status"] == "passed" and data["exit_code"] == 0
     assert ":model-package/tiny-model/1" in json.dumps(data)
@@ -70,6 +81,8 @@ def test_missed_gate_exits_3_naming_metric_value_and_rule(tmp_path):
     proc, error, report = run_local(repo)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "auc" in error and "0.42" in error and ">= 0.9" in error
+    assert re.search(r"^\s+\+\d\d:\d\d\s+Gate\s+failed\s+auc 0\.42 < 0\.9$", proc.stdout, re.M), proc.stdout
+    assert "MetricGateFailed" not in proc.stdout + proc.stderr
     assert json.loads((report / "report.json").read_text())["status"] == "gate_failed"
     failures = list(ET.parse(report / "junit.xml").getroot().iter("failure"))
     assert len(failures) == 1
@@ -80,14 +93,28 @@ def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "Training" in error and "train.py" in error
     assert "ValueError: training broke on purpose" in proc.stdout + proc.stderr
-    assert "Traceback (most recent call last)" in proc.stdout + proc.stderr  # the script's, from its log
+    assert (proc.stdout + proc.stderr).count("Traceback (most recent call last)") == 1  # the script's, from its log, once
+    # The last line names the step, the script and the exception; so do summary.txt and the error file.
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    assert last == "mltp: run failed at Training: train.py: ValueError: training broke on purpose", last
+    assert error.strip() == "run failed at Training: train.py: ValueError: training broke on purpose"
+    summary = (report / "summary.txt").read_text()
+    assert summary == "tiny-model run local-test: FAILED: run failed at Training: train.py: ValueError: training broke on purpose\n"
+    assert '"/' not in (report / "report.md").read_text()  # the log's paths are relative to the repo
     assert (report / "report.json").exists()
 
 
 def test_a_missing_import_names_the_package(tmp_path):
-    proc, error, _ = run_local(tiny(tmp_path, preprocessing="missing-import"))
+    repo = tiny(tmp_path, preprocessing="missing-import")
+    work = repo / ".mltp" / "work"
+    for i in range(6):  # earlier runs' job folders
+        (work / f"old-{i}").mkdir(parents=True)
+        os.utime(work / f"old-{i}", (1_000_000 + i, 1_000_000 + i))
+    proc, error, _ = run_local(repo)
     assert proc.returncode == 4
     assert "xgboost_not_installed_here" in error and "not installed" in error
+    # .mltp/work/ keeps the last 5 runs, this one included.
+    assert sorted(p.name for p in work.iterdir()) == ["local-test", "old-2", "old-3", "old-4", "old-5"]
 
 
 def test_no_evaluation_json_exits_4_naming_the_file(tmp_path):

@@ -187,3 +187,34 @@ def test_wait_writes_the_report_for_every_known_outcome(example_repo, aws_env, c
         assert sorted(p.name for p in target.iterdir()) == sorted(report.FILES)
         assert json.loads((target / "report.json").read_text())["status"] == status
         assert ET.parse(target / "junit.xml").getroot().find("testsuite").get("tests") == "2"
+
+
+def test_one_line_cuts_at_a_word_boundary():
+    text = "run failed at Training: train.py: ValueError: " + "column amount has non-numeric values " * 20
+    cut = out.one_line(text, 120)
+    assert len(cut) <= 120 and cut.endswith("...")
+    assert text.startswith(cut[:-3]) and text[len(cut) - 3] == " "  # the cut falls between words
+    assert out.one_line("short", 120) == "short"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Traceback (most recent call last):\n  File \"t.py\", line 1\n    x()\nKeyError: 'amount'\nstdout noise", "KeyError: 'amount'"),
+    ("AlgorithmError: train.py exited with code 1: ValueError: bad", "ValueError: bad"),
+    ('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "sklearn.exceptions.NotFittedError: not fitted"',
+     "sklearn.exceptions.NotFittedError: not fitted"),
+    ("ClientError: no data found at s3://b/k", None),
+])
+def test_exception_line_finds_what_the_script_died_of(text, expected):
+    assert out.exception_line(text) == expected
+
+
+def test_markdown_outside_jenkins_has_no_placeholder_links_and_times_to_the_second():
+    local = make(build_url="", commit="", execution_link=None, branch="feature/x",
+                 started=T0.replace(microsecond=654321), ended=T0 + timedelta(seconds=61, microseconds=5))
+    for step in local.steps:  # a local run has no console to link to
+        step.link = None
+    text = report.markdown(local)
+    assert "](" not in text and "unknown" not in text
+    assert "| Branch | feature/x |" in text and "| Build | - (not built by Jenkins) |" in text
+    assert "| Started | 2024-05-01 09:00:00 UTC |" in text and "| Ended | 2024-05-01 09:01:01 UTC |" in text
+    assert "654321" not in text

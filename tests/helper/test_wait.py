@@ -465,7 +465,7 @@ def test_history_reader_starts_over_when_its_token_expired():
     assert [r.get("nextToken") for r in stub.requests[before:]] == ["5", None, "5"]
 
 
-def test_tracker_lines_name_step_job_status_duration_and_console_link():
+def test_tracker_lines_name_step_job_status_duration_and_each_job_s_link_once():
     data = naming.ExecutionInput(**{f: "x" for f in naming.ExecutionInput.__dataclass_fields__})
     clock = follow.ManualClock(10_000)
     script = pipeline_script(clock.now, data)
@@ -473,13 +473,29 @@ def test_tracker_lines_name_step_job_status_duration_and_console_link():
     lines = tracker.feed(script.history())
     assert any(l.split()[1:3] == ["Preprocessing", "started"] for l in lines)
     prep = next(l for l in lines if "Preprocessing" in l and "succeeded" in l)
-    assert "m-prep-1" in prep and "9m 59s" in prep
-    assert f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/processing-jobs/m-prep-1" in prep
+    assert "m-prep-1" in prep and "9m 59s" in prep and "https://" not in prep
+    link = f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/processing-jobs/m-prep-1"
+    assert [l.strip() for l in lines].count(link) == 1  # its own line, once
     train = next(l for l in lines if "Training" in l and "succeeded" in l)
-    assert f"#/jobs/m-train-1" in train and "35m 00s" in train
+    assert "35m 00s" in train
+    assert sum("#/jobs/m-train-1" in l for l in lines) == 1
+    assert all(len(l) < 140 for l in lines)
     assert tracker.terminal_status == "SUCCEEDED"
     assert [s.name for s in tracker.steps] == ["Preprocessing", "Training", "Evaluation", "ReadEvaluation", "Gate",
                                                 "ShouldRegister", "Register", "Done"]
+    # Internal states of the definition are not shown; the Gate says passed.
+    assert [l.split()[1] for l in lines if "started" not in l and "https://" not in l] == \
+        ["Preprocessing", "Training", "Evaluation", "Gate", "Register"]
+    assert any(l.split()[1:3] == ["Gate", "passed"] for l in lines)
+
+
+def test_without_console_links_no_line_has_a_link():
+    data = naming.ExecutionInput(**{f: "x" for f in naming.ExecutionInput.__dataclass_fields__})
+    script = pipeline_script(follow.ManualClock(10_000).now, data)
+    tracker = follow.Tracker(REGION, follow.jobs_from_input({"PreprocessingJobName": "m-prep-1"}), links=False)
+    lines = tracker.feed(script.history())
+    assert lines and not [l for l in lines if "http" in l]
+    assert all(s.link is None for s in tracker.steps)
 
 
 # =========================================================================== against moto
@@ -575,7 +591,7 @@ def test_missing_metric_fails_the_gate_by_name(model):
     script_execution(arn, pipeline_script(lambda: 1e9, data, end="gate"))
     with pytest.raises(GateFailed) as caught:
         model.wait(ctx, clock=follow.ManualClock())
-    assert "false_positive_rate is missing from evaluation.json" in caught.value.message
+    assert "false_positive_rate is missing from evaluation.json (needs <= 0.05); it has: auc" in caught.value.message
 
 
 def _training_job(model: Model, name: str, reason: str) -> None:
@@ -617,7 +633,7 @@ def test_failed_step_names_step_job_reason_and_log_tail(model):
     with pytest.raises(RunFailed) as caught:
         model.wait(ctx, clock=follow.ManualClock(), lines=lines)
     assert caught.value.exit_code == 4
-    assert caught.value.message == "run failed at Training: AlgorithmError: ValueError: Input contains NaN"
+    assert caught.value.message == "run failed at Training: ValueError: Input contains NaN"
     assert f"step: Training (job {job})" in lines
     tail = [l for l in lines if l.startswith("  | ")]
     assert tail == [f"  | line {i}" for i in range(10, 30)]

@@ -128,7 +128,8 @@ def refused(action: str, resource: str) -> Iterator[None]:
     try:
         yield
     except botocore.exceptions.NoCredentialsError:
-        raise AwsRefused(f"{action} {resource}: no AWS credentials found (set AWS_PROFILE or keys, or use the agent's role)")
+        raise AwsRefused(f"{action} {resource}: no AWS credentials found (set AWS_PROFILE or keys, or use the agent's "
+                         f"role; or, with no AWS account, run it all on this machine: mltp run --local)")
     except botocore.exceptions.ClientError as exc:
         raise AwsRefused(redact(f"{action} {resource}: {explain(exc)}"))
     except _UNREACHABLE as exc:

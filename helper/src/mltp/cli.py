@@ -174,6 +174,23 @@ def _preflight_option(f: Callable) -> Callable:
                         help="Do not run `mltp preflight` first.")(f)
 
 
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Model name (3 to 40 of a-z, 0-9, single hyphens). Default: from DIRECTORY's name.")
+@click.option("--framework", type=click.Choice(["sklearn", "xgboost"]), default="sklearn", show_default=True,
+              help="The SageMaker framework container the scripts are written for.")
+@click.option("--region", help="AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.")
+@click.option("--bucket", help="S3 bucket for code and artifacts. Default: <name>-mltp.")
+def init(directory: Path, name: Optional[str], framework: str, region: Optional[str], bucket: Optional[str]) -> None:
+    """Start a model repo in DIRECTORY that `mltp run DIRECTORY --local` passes as it is."""
+    from . import scaffold
+
+    written = scaffold.init(directory, name=name, framework=framework, region=region, bucket=bucket)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: mltp run {directory} --local")
+
+
 def _verb(name: str, summary: str, *extra: Callable) -> None:
     """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
 
@@ -214,6 +231,30 @@ def run(repo: Path, config: Optional[str], **options) -> None:
     from . import pipeline
 
     pipeline.run(repo, config, **options)
+
+
+@main.command()
+@REPO
+def clean(repo: Path) -> None:
+    """Empty REPO/.mltp/work/, the job folders of local runs (reports stay)."""
+    from . import pipeline
+
+    click.echo(pipeline.clean(repo))
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@click.option("--older-than", "older_than", envvar="MLTP_OLDER_THAN", default="30d", show_default=True, metavar="AGE",
+              help="Unused for this long: 30d, 12h, 2w.")
+@click.option("--yes", is_flag=True, envvar="MLTP_YES", help="Delete what is listed (without it, only list).")
+def prune(repo: Path, config: Optional[str], **options) -> None:
+    """List branch state machines with no recent execution (never the default
+    branch's) and code prefixes no kept run references; delete them with --yes."""
+    from . import pipeline
+
+    pipeline.prune(repo, config, **options)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,10 +21,12 @@ run hours of polling in milliseconds.
 """
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import botocore.exceptions
 import click
@@ -46,6 +48,13 @@ JOB_STATES: Dict[str, Tuple[str, str]] = {
 LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 GATE_ERROR = "MetricGateFailed"
 LOG_TAIL_LINES = 20
+# The states people see, by the contract's step names. The others (ReadEvaluation,
+# ShouldRegister, MetricGateFailed, Registered, ...) are how the definition is
+# built: they get a line only when they fail, and the Gate's verdict is told on
+# the Gate's own line.
+USER_STATES = ("Preprocessing", "Training", "Evaluation", "Gate", "Register")
+GATE_STATE = "Gate"
+GATE_FAILED_STATE = "MetricGateFailed"
 
 TERMINAL_EVENTS = {
     "ExecutionSucceeded": "SUCCEEDED",
@@ -152,6 +161,11 @@ def job_link(region: str, kind: Optional[str], job: Optional[str]) -> Optional[s
     return f"{_console(region)}/sagemaker/home?region={region}#/{page}/{job}"
 
 
+def console_links(ctx: RunContext) -> bool:
+    """AWS console links only point somewhere on AWS: not against an emulator (--local)."""
+    return not ctx.endpoint_url
+
+
 def execution_link(region: str, arn: str) -> str:
     return f"{_console(region)}/states/home?region={region}#/v2/executions/details/{arn}"
 
@@ -251,9 +265,14 @@ class HistoryReader:
 class Tracker:
     """Turns history events into step records, and a line per step transition."""
 
-    def __init__(self, region: str, jobs: Optional[Dict[str, Tuple[str, str]]] = None):
+    def __init__(self, region: str, jobs: Optional[Dict[str, Tuple[str, str]]] = None, rules: Sequence[Any] = (),
+                 links: bool = True):
         self.region = region
         self.jobs = jobs or {}
+        self.rules = list(rules)  # the config's gate rules, to tell why the Gate failed
+        self.links = links  # console links exist only on AWS, not against the emulator
+        self.pending_gate: Optional[out.StepRecord] = None  # exited; passed or not is told by the next state
+        self.gate_metrics: Optional[Dict[str, Any]] = None
         self.steps: List[out.StepRecord] = []
         self.open: Dict[str, out.StepRecord] = {}
         self.last_entered: Optional[out.StepRecord] = None
@@ -279,12 +298,15 @@ class Tracker:
             return []
         if kind in TERMINAL_EVENTS:
             self.terminal = event
-            return self.close(_STEP_STATUS_AT_END[TERMINAL_EVENTS[kind]], ts)
+            gate_line = self._settle_gate(failed=details.get("error") == GATE_ERROR)
+            return gate_line + self.close(_STEP_STATUS_AT_END[TERMINAL_EVENTS[kind]], ts)
         if kind == "ExecutionRedriven":  # someone redrove the failed run: it goes on
             self.terminal = None
             return []
         if kind.endswith("StateEntered"):
-            return self._entered(kind[: -len("StateEntered")], details.get("name", "?"), ts)
+            name = details.get("name", "?")
+            gate_line = self._settle_gate(failed=name == GATE_FAILED_STATE)
+            return gate_line + self._entered(kind[: -len("StateEntered")], name, ts)
         if kind.endswith("StateExited"):
             record = self.open.pop(details.get("name", ""), None)
             if record is None:
@@ -293,7 +315,11 @@ class Tracker:
             if record.status != out.RUNNING:
                 return []  # already reported (a caught failure)
             record.status = out.SUCCEEDED
-            return [self.line(record)]
+            if record.name == GATE_STATE:  # the Choice exits either way: the next state tells
+                self.pending_gate = record
+                self.gate_metrics = _metrics_of(details.get("output"))
+                return []
+            return [self.line(record)] if record.name in USER_STATES else []
         record = self.last_entered if self.last_entered and self.last_entered.name in self.open else None
         if record is None:
             return []
@@ -310,19 +336,48 @@ class Tracker:
             return [self.line(record)]
         return []
 
+    def _settle_gate(self, failed: bool) -> List[str]:
+        """The Gate's line, once it is known whether it passed."""
+        record, self.pending_gate = self.pending_gate, None
+        if record is None:
+            return []
+        if failed:
+            record.status = out.STEP_FAILED
+            record.error = GATE_ERROR
+        record.cause = self._gate_detail(failed)
+        return [self.line(record)]
+
+    def _gate_detail(self, failed: bool) -> str:
+        """'auc 0.87 < 0.9' for the rules that missed (all rules when it passed)."""
+        from . import gate
+
+        if not self.rules or self.gate_metrics is None:
+            return ""
+        results = gate.evaluate(self.rules, self.gate_metrics)
+        shown = [r for r in results if not r.passed] if failed else results
+        return ", ".join(_rule_result_text(r, rule) for r, rule in zip(results, self.rules) if r in shown)
+
     def _entered(self, state_type: str, name: str, ts: Optional[datetime]) -> List[str]:
         record = out.StepRecord(name=name, state_type=state_type, started=ts)
         if name in self.jobs:
             record.job_name, record.job_kind = self.jobs[name]
-            record.link = job_link(self.region, record.job_kind, record.job_name)
+            record.link = self._link(record)
         self.steps.append(record)
         self.open[name] = record
         self.last_entered = record
         if state_type == "Fail":
             self.open.pop(name)
             record.status, record.ended = out.STEP_FAILED, ts
-            return [self.line(record)]
-        return [self.line(record)] if state_type in _LONG_STATES else []
+            return [] if name == GATE_FAILED_STATE else [self.line(record)]  # the Gate's line said it
+        if state_type not in _LONG_STATES or name not in USER_STATES:
+            return []
+        lines = [self.line(record)]
+        if record.link:  # on AWS: the job's console page, once per job
+            lines.append(f"{'':>8}  {'':<16}  {record.link}")
+        return lines
+
+    def _link(self, record: out.StepRecord) -> Optional[str]:
+        return job_link(self.region, record.job_kind, record.job_name) if self.links else None
 
     def _job_from_parameters(self, record: out.StepRecord, details: Dict[str, Any]) -> None:
         if record.job_name:
@@ -335,7 +390,7 @@ class Tracker:
             record.job_name, record.job_kind = params.get("TrainingJobName"), "training"
         elif params.get("ProcessingJobName") or "ProcessingJob" in resource:
             record.job_name, record.job_kind = params.get("ProcessingJobName"), "processing"
-        record.link = job_link(self.region, record.job_kind, record.job_name)
+        record.link = self._link(record)
 
     def close(self, status: str, ts: Optional[datetime]) -> List[str]:
         """End every step still open (the execution ended or was stopped)."""
@@ -366,13 +421,38 @@ class Tracker:
         moment = record.ended or record.started
         if self.started and moment:
             when = "+" + _clock_text((moment - self.started).total_seconds())
-        status = "started" if record.status == out.RUNNING else record.status
-        parts = [f"{when:>8}", f"{record.name:<16}", f"{status:<10}", f"{out.format_duration(record.duration_seconds):>8}"]
+        status = "started" if record.status == out.RUNNING else out.step_status_text(record.name, record.status)
+        duration = out.format_duration(record.duration_seconds) if record.state_type in _LONG_STATES else ""
+        parts = [f"{when:>8}", f"{record.name:<16}", f"{status:<10}", f"{duration:>8}"]
         if record.job_name:
             parts.append(record.job_name)
-        if record.link:
-            parts.append(record.link)
+        if record.name == GATE_STATE and record.cause:
+            parts.append(record.cause)
         return "  ".join(parts).rstrip()
+
+
+def _metrics_of(output: Any) -> Optional[Dict[str, Any]]:
+    """The metrics the Gate looked at, from its state output ($.evaluation.report.metrics)."""
+    data = _json(output)
+    try:
+        metrics = data["evaluation"]["report"]["metrics"]
+    except (TypeError, KeyError):
+        return None
+    if not isinstance(metrics, dict):
+        return None
+    return {k: v.get("value") for k, v in metrics.items() if isinstance(v, dict) and "value" in v}
+
+
+def _rule_result_text(result: Any, rule: Any) -> str:
+    """'auc 0.87 < 0.9', 'fpr 0.001 <= 0.05', 'recall missing'."""
+    if result.value is None:
+        return f"{result.metric} {'missing' if 'missing' in result.reason else 'not a number'}"
+    value = out.format_value(result.value)
+    if result.passed:
+        return f"{result.metric} {value} {result.rule}"
+    if rule.min is not None and result.value < rule.min:
+        return f"{result.metric} {value} < {out.format_value(rule.min)}"
+    return f"{result.metric} {value} > {out.format_value(rule.max)}"
 
 
 def _clock_text(seconds: float) -> str:
@@ -464,9 +544,10 @@ def follow(ctx: RunContext, clients: Clients, timeout_minutes: Optional[float] =
     execution_input = _json(description.get("input")) or {}
     if not isinstance(execution_input, dict):
         execution_input = {}
-    tracker = Tracker(ctx.region, jobs_from_input(execution_input))
+    links = console_links(ctx)
+    tracker = Tracker(ctx.region, jobs_from_input(execution_input), ctx.config.gate, links=links)
     tracker.started = description.get("startDate")
-    echo(f"following {ctx.state_machine} run {ctx.run_name}: {execution_link(ctx.region, arn)}")
+    echo(f"following {ctx.state_machine} run {ctx.run_name}" + (f": {execution_link(ctx.region, arn)}" if links else ""))
 
     watcher = Watcher(clients.sfn, arn, tracker, clock, echo, policy)
     deadline = clock.now() + timeout_minutes * 60 if timeout_minutes else None
@@ -510,13 +591,31 @@ def _new_outcome(ctx: RunContext, arn: str, execution_input: Dict[str, Any], tra
         run_name=ctx.run_name,
         execution_arn=arn,
         region=ctx.region,
-        branch=execution_input.get("Branch") or ctx.branch,
-        commit=execution_input.get("GitCommit") or ctx.git_commit,
-        build_url=execution_input.get("BuildUrl") or ctx.build_url,
+        branch=execution_input.get("Branch") or ctx.branch or _git_branch(ctx),
+        commit=_known(execution_input.get("GitCommit")) or ctx.git_commit,
+        build_url=_known(execution_input.get("BuildUrl")) or ctx.build_url,
         register=bool(register) if register is not None else ctx.register,
-        execution_link=execution_link(ctx.region, arn),
+        execution_link=execution_link(ctx.region, arn) if console_links(ctx) else None,
         gate=[out.GateCheck(r.metric, r.describe()) for r in ctx.config.gate],
     )
+
+
+def _known(value: Any) -> str:
+    """The execution input says 'unknown' where CreateModelPackage needed a value."""
+    return "" if not value or value == "unknown" else str(value)
+
+
+def _git_branch(ctx: RunContext) -> str:
+    """Outside Jenkins (no BRANCH_NAME), the branch checked out in the repo, for the report."""
+    import subprocess
+
+    try:
+        found = subprocess.run(["git", "-C", str(ctx.config.repo), "rev-parse", "--abbrev-ref", "HEAD"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    name = found.stdout.strip() if found.returncode == 0 else ""
+    return "" if name == "HEAD" else name
 
 
 def _final_poll(watcher: Watcher, result: out.Outcome) -> None:
@@ -538,8 +637,11 @@ def _with_unrun_jobs(tracker: Tracker) -> List[out.StepRecord]:
         if state not in seen:
             job, kind = tracker.jobs.get(state, (None, JOB_STATES[state][1]))
             steps.append(out.StepRecord(name=state, status=out.NOT_RUN, job_name=job, job_kind=kind,
-                                        link=job_link(tracker.region, kind, job), state_type="Task"))
-    return steps
+                                        link=job_link(tracker.region, kind, job) if tracker.links else None,
+                                        state_type="Task"))
+    # What people see: the contract's steps, and an internal state only when it failed.
+    return [s for s in steps if s.name in USER_STATES or (s.status in (out.STEP_FAILED, out.STEP_TIMED_OUT)
+                                                         and s.name != GATE_FAILED_STATE)]
 
 
 def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
@@ -585,7 +687,27 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
     elif result.status == out.STOPPED:
         result.message = f"stopped{where}: the execution was aborted" + (f" ({out.one_line(cause)})" if cause else "")
     else:
-        result.message = f"run failed{where}: {out.one_line(result.failure.reason or error or 'unknown error')}"
+        result.message = f"run failed{where}: {out.one_line(_died_of(result.failure) or error or 'unknown error')}"
+
+
+_SCRIPT = re.compile(r"\b([\w.-]+\.py)\b")
+
+
+def _died_of(failure: out.Failure) -> str:
+    """What the one-line error says about a failed step: the script and the
+    exception it died of, else the reason as SageMaker gave it."""
+    reason = (failure.reason or "").strip()
+    script = _SCRIPT.search(reason)
+    prefix = f"{script.group(1)}: " if script else ""
+    died = out.exception_line(reason)
+    if died:
+        return prefix + died
+    if reason and "\n" not in reason:
+        return reason
+    died = out.exception_line("\n".join(failure.log_tail))
+    if died:
+        return prefix + died
+    return reason
 
 
 # --------------------------------------------------------------------------- gate
@@ -681,8 +803,11 @@ def _failure(ctx: RunContext, clients: Clients, tracker: Tracker, cause: Optiona
         reason = _job_failure_reason(clients, step, result)
         group = LOG_GROUPS[step.job_kind]
         failure.log_group = group
-        failure.log_link = log_link(ctx.region, group, f"{step.job_name}/")
+        failure.log_link = log_link(ctx.region, group, f"{step.job_name}/") if console_links(ctx) else None
         failure.log_tail = _log_tail(clients, group, step.job_name, result)
+        if not console_links(ctx):  # a local run: paths in the log relative to the repo
+            root = f"{Path(ctx.config.repo).resolve()}/"
+            failure.log_tail = [line.replace(root, "") for line in failure.log_tail]
     if not reason and step and step.cause:
         parsed = _json(step.cause)
         reason = parsed.get("FailureReason") if isinstance(parsed, dict) else None

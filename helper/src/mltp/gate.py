@@ -51,10 +51,27 @@ def _fmt(number: float) -> str:
     return f"{number:g}"
 
 
-def _check(rule: GateRule, value: Any, present: bool) -> RuleResult:
+def closest_first(name: str, candidates: Iterable[str], limit: int = 10) -> List[str]:
+    """`candidates` ordered by how close they are to `name` (a typo, another case, a
+    suffix), the closest first; at most `limit`."""
+    import difflib
+
+    def score(candidate: str) -> float:
+        return difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+
+    return sorted(candidates, key=lambda c: (-score(c), c))[:limit]
+
+
+def missing_reason(metric: str, available: Iterable[str]) -> str:
+    """'missing from evaluation.json, which has: roc_auc, accuracy' (closest first)."""
+    names = closest_first(metric, available)
+    return "missing from evaluation.json" + (f", which has: {', '.join(names)}" if names else ", which has no metric")
+
+
+def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] = ()) -> RuleResult:
     text = rule.describe()
     if not present:
-        return RuleResult(rule.metric, None, text, False, "missing from evaluation.json")
+        return RuleResult(rule.metric, None, text, False, missing_reason(rule.metric, available))
     if not is_number(value):
         return RuleResult(rule.metric, None, text, False, f"{json.dumps(value, default=str)} is not a number")
     number = float(value)
@@ -68,7 +85,7 @@ def _check(rule: GateRule, value: Any, present: bool) -> RuleResult:
 def evaluate(rules: Iterable[GateRule], metrics: Mapping[str, Any]) -> List[RuleResult]:
     """One result per rule, in rule order. `metrics` maps a metric name to its value
     (what `parse_evaluation` returns); any value that is not a number fails its rule."""
-    return [_check(rule, metrics.get(rule.metric), rule.metric in metrics) for rule in rules]
+    return [_check(rule, metrics.get(rule.metric), rule.metric in metrics, list(metrics)) for rule in rules]
 
 
 def passed(results: Sequence[RuleResult]) -> bool:

@@ -5,6 +5,7 @@ Status is one of PASSED, GATE_FAILED, FAILED, STOPPED, TIMED_OUT; each maps to
 exactly one exit code, so the Jenkins step never has to parse text.
 """
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Optional
@@ -29,6 +30,11 @@ STEP_STOPPED = "stopped"
 NOT_RUN = "not run"
 
 
+def step_status_text(name: str, status: str) -> str:
+    """A step's status as people read it: the Gate 'passed' rather than 'succeeded'."""
+    return "passed" if name == "Gate" and status == SUCCEEDED else status
+
+
 def format_value(value: Optional[float]) -> str:
     """A metric value as people read it: 0.962, 0.0007, 12.5; 'missing' for None."""
     if value is None:
@@ -38,9 +44,43 @@ def format_value(value: Optional[float]) -> str:
 
 def one_line(text: str, limit: int = 300) -> str:
     """A failure reason for one line (an error message, summary.txt): whitespace
-    and line breaks collapsed, cut at `limit` characters. Reports keep the full text."""
+    and line breaks collapsed, cut at a word boundary within `limit` characters.
+    Reports keep the full text."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 3]
+    space = cut.rfind(" ")
+    if space > limit // 2:  # a word boundary, unless that loses too much
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "..."
+
+
+# 'ValueError: boom', 'sklearn.exceptions.NotFittedError: ...', 'KeyError', 'SystemExit: 2'
+_EXCEPTION = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure))(?=:|$|\")")
+# What SageMaker (and the local runner) wrap a script's failure in: not the script's exception.
+_WRAPPERS = ("AlgorithmError", "ClientError", "ExecuteUserScriptError", "InternalServerError")
+
+
+def exception_line(text: str) -> Optional[str]:
+    """The exception a Python script died of, from its output or a FailureReason:
+    the line after the last traceback's frames ('ValueError: bad input'), else the
+    last line that names one. None when there is none."""
+    lines = [line.rstrip() for line in str(text or "").splitlines()]
+    found = None
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("Traceback (most recent call last)"):
+            for following in lines[i + 1:]:
+                if following and not following[0].isspace():
+                    found = following.strip()
+                    break
+    if found:
+        return found
+    for line in reversed(lines):
+        for match in _EXCEPTION.finditer(line):
+            if match.group(1).rsplit(".", 1)[-1] not in _WRAPPERS:
+                return line[match.start():].strip().strip('"').strip()
+    return None
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -122,7 +162,10 @@ class GateCheck:
 
     def miss_message(self) -> str:
         if self.value is None:
-            why = self.note if self.note and not self.note.startswith("missing") else "is missing from evaluation.json"
+            if self.note.startswith("missing"):  # 'missing from evaluation.json, which has: ...'
+                head, _, has = self.note.partition(", which has")
+                return f"{self.metric} is {head} (needs {self.rule})" + (f"; it has{has}" if has else "")
+            why = self.note or "is missing from evaluation.json"
             return f"{self.metric} {why} (needs {self.rule})"
         return f"{self.metric} = {format_value(self.value)}, needs {self.rule}"
 
@@ -166,6 +209,11 @@ class Outcome:
     failure: Optional[Failure] = None
     message: str = ""  # one line: "passed", "metric gate failed: ...", "stopped: build aborted"
     warnings: List[str] = field(default_factory=list)
+    # The gate metrics across the versions of the model package group (history.collect).
+    history: Optional[Dict[str, Any]] = None
+    # Champion vs challenger, when something compared them: {"champion", "challenger",
+    # "rows": [{"metric", "champion", "challenger", "verdict"}]}; report.html shows it as given.
+    comparison: Optional[Dict[str, Any]] = None
 
     @property
     def exit_code(self) -> int:
@@ -241,6 +289,9 @@ class Outcome:
             else None,
             "failure": self.failure.to_dict() if self.failure else None,
             "warnings": list(self.warnings),
+            "registration": self.registration_text(),
+            "history": self.history,
+            "comparison": self.comparison,
         }
 
 

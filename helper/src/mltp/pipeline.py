@@ -204,14 +204,15 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
     Loads the config only, without the repo checks: following a run needs
     nothing from the scripts. `poll_seconds` polls at that fixed interval
     (the local run); `clock` and `clients` are for tests and the benchmark."""
-    from . import follow, report
+    from . import follow, history, report
 
     ctx = make_context(config_mod.load(repo, config), **_context_options(options))
     policy = follow.DEFAULT_POLICY
     if poll_seconds:
         policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
-    result = follow.follow(ctx, clients or _clients(ctx), timeout_minutes=timeout, clock=clock, echo=echo,
-                           policy=policy)
+    clients = clients or _clients(ctx)
+    result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
+    result.history = history.collect(ctx.config.registry.model_package_group, clients, result)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)
@@ -253,3 +254,40 @@ def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: 
     ctx = checked.context
     options = dict(options, run_name=ctx.run_name, region=ctx.region, endpoint_url=ctx.endpoint_url)
     return wait(repo, config, timeout=timeout, **options)
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+def clean(repo: Path) -> str:
+    """Empty REPO/.mltp/work/ (the local runs' job folders); reports stay."""
+    from . import housekeeping
+
+    freed = housekeeping.clean(repo)
+    return f"clean: emptied {display(Path(repo) / housekeeping.WORK_DIR)} ({freed / 1e6:.1f} MB freed)"
+
+
+def prune(repo: Path, config: Optional[str], older_than: str = "30d", yes: bool = False, echo: Echo = click.echo,
+          **options):
+    """List (and with `yes`, delete) branch state machines and code prefixes nothing needs any more."""
+    from . import housekeeping
+    from .aws import refused
+
+    age = housekeeping.parse_age(older_than)
+    cfg = config_mod.load(repo, config)
+    ctx = make_context(cfg, **_context_options(options))
+    clients = _clients(ctx)
+    with refused("list", f"state machines and s3://{cfg.aws.bucket} code of {cfg.name}"):
+        stale = housekeeping.find_stale(cfg, clients, age)
+    lines = stale.lines()
+    for line in lines:
+        echo(line)
+    if not lines:
+        echo(f"prune: nothing unused for {older_than}")
+        return stale
+    if not yes:
+        echo(f"prune: {len(lines)} unused for {older_than}; nothing deleted (--yes deletes them)")
+        return stale
+    with refused("delete", f"unused state machines and code of {cfg.name}"):
+        housekeeping.delete(stale, clients, echo)
+    return stale

@@ -4,6 +4,7 @@ report.json  machine-readable: everything in the Outcome
 report.md    for release managers: verdict, summary, gate, steps, package, links
 junit.xml    one test case per gate rule, so Jenkins shows the gate as tests
 summary.txt  one line, for the build description
+report.html  the same with charts: step timeline, gate metrics across versions (report_html)
 """
 
 import json
@@ -16,15 +17,19 @@ from typing import Dict, List, Sequence
 from . import outcome as out
 from .outcome import Outcome, format_duration, format_value
 
-FILES = ("report.json", "report.md", "junit.xml", "summary.txt")
+FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html")
 
 
 def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
-    """Write the four files (atomically each) and return their paths by name."""
+    """Write the five files (atomically each) and return their paths by name."""
+    from . import report_html
+
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    data = json.loads(json.dumps(outcome.to_dict(), default=str))
     contents = {
-        "report.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True, default=str) + "\n",
+        "report.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
+        "report.html": report_html.render(data),
         "report.md": markdown(outcome),
         "junit.xml": junit(outcome),
         "summary.txt": summary(outcome) + "\n",
@@ -82,9 +87,11 @@ def console_lines(outcome: Outcome) -> List[str]:
     if failure and outcome.status != out.GATE_FAILED:
         lines.append(f"step: {failure.step or 'unknown'}" + (f" (job {failure.job_name})" if failure.job_name else ""))
         if failure.reason:
+            # What the log tail below shows already is not repeated (a traceback, once).
+            shown = {line.strip() for line in failure.log_tail}
             first, *rest = failure.reason.strip().splitlines() or [""]
             lines.append(f"reason: {first}")
-            lines += [f"        {line}" for line in rest]
+            lines += [f"        {line}" for line in rest if line.strip() not in shown]
         if failure.log_tail:
             lines.append(f"last {len(failure.log_tail)} log lines ({failure.log_group}):")
             lines += [f"  | {line}" for line in failure.log_tail]
@@ -112,7 +119,18 @@ def _md_table(header: Sequence[str], rows: List[Sequence]) -> List[str]:
 
 
 def _link(text: str, url) -> str:
-    return f"[{text}]({url})" if url else text
+    """A Markdown link only to a real web address; anything else is plain text."""
+    return f"[{text}]({url})" if url and str(url).startswith(("https://", "http://")) else text
+
+
+def _when(moment) -> str:
+    """To the second, in UTC: '2024-05-01 09:00:00 UTC'."""
+    if not moment:
+        return "-"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def markdown(outcome: Outcome) -> str:
@@ -126,11 +144,11 @@ def markdown(outcome: Outcome) -> str:
         ("Run", outcome.run_name),
         ("Execution", _link(outcome.execution_arn, outcome.execution_link)),
         ("Status", f"{outcome.headline} (exit code {outcome.exit_code})"),
-        ("Branch", outcome.branch or "-"),
+        ("Branch", outcome.branch or "(none: not a git checkout)"),
         ("Commit", outcome.commit or "-"),
-        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "-"),
-        ("Started", outcome.started.isoformat() if outcome.started else "-"),
-        ("Ended", outcome.ended.isoformat() if outcome.ended else "-"),
+        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "- (not built by Jenkins)"),
+        ("Started", _when(outcome.started)),
+        ("Ended", _when(outcome.ended)),
         ("Model package", _package_text(outcome)),
     ]
     lines += _md_table(["", ""], summary_rows) + [""]
@@ -139,7 +157,8 @@ def markdown(outcome: Outcome) -> str:
     lines += ["## Steps", ""]
     lines += _md_table(
         ["Step", "Job", "Status", "Duration"],
-        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", s.status, format_duration(s.duration_seconds) or "-")
+        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_text(s.name, s.status),
+          format_duration(s.duration_seconds) or "-")
          for s in outcome.steps],
     ) + [""]
     failure = outcome.failure

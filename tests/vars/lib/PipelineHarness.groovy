@@ -288,7 +288,7 @@ class PipelineHarness {
     static final List<String> STEPS = [
         'archiveArtifacts', 'buildDiscarder', 'catchError', 'checkout', 'cron', 'deleteDir', 'dir',
         'disableConcurrentBuilds', 'echo', 'error', 'fileExists', 'isUnix', 'junit', 'libraryResource',
-        'logRotator', 'node', 'pipelineTriggers', 'properties', 'pwd', 'readFile', 'sh', 'stage',
+        'logRotator', 'node', 'pipelineTriggers', 'properties', 'publishHTML', 'pwd', 'readFile', 'sh', 'stage',
         'timeout', 'unstable', 'withCredentials', 'withEnv', 'writeFile',
     ]
 
@@ -394,6 +394,9 @@ class PipelineHarness {
             case 'junit':
                 needAgent(step)
                 return junitStep(named ?: [testResults: args[0]])
+            case 'publishHTML':      // HTML Publisher plugin: recorded only
+                needAgent(step)
+                return null
             case 'properties':
                 jobProperties = (List) args[0]
                 return null
@@ -600,6 +603,9 @@ class CurrentBuild {
     static final List<String> ORDER = ['SUCCESS', 'UNSTABLE', 'FAILURE', 'NOT_BUILT', 'ABORTED']
     String result
     String description
+    List<Map> buildCauses = []      // [_class: 'hudson.triggers.TimerTrigger$TimerTriggerCause', ...]
+
+    List getBuildCauses(String className) { buildCauses.findAll { it._class == className } }
 
     void setResult(String r) {
         if (result == null || ORDER.indexOf(r) > ORDER.indexOf(result)) {

@@ -42,6 +42,12 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
 
+    from ..housekeeping import gitignore_note, trim_work
+
+    trim_work(ctx.config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
+    note = gitignore_note(ctx.config.repo)
+    if note:
+        click.echo(note)
     server, endpoint = emulator.start_local_moto()
     clients = Clients(ctx.region, endpoint)
     runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python)

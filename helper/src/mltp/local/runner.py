@@ -26,9 +26,9 @@ from typing import Dict, List, Optional, Tuple
 from .. import evaluation_guard
 from ..aws import Clients
 from ..errors import MltpError
+from ..outcome import exception_line
 
 CONTAINER_ROOT = "/opt/ml"
-STDERR_TAIL = 20
 # CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
 # a failed job's log from there, on AWS and locally alike.
 LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
@@ -270,8 +270,9 @@ def failure_reason(script: str, code: int, output: str, python: str) -> str:
         package = missing.group(1)
         return (f"AlgorithmError: {name} needs the Python package '{package}', which is not installed for {python} "
                 f"(install it there, or run the scripts with a Python that has it: --python or MLTP_PYTHON)")
+    # One line, like SageMaker's: the exception if the script died of one. The
+    # output itself goes to the job's log, whose tail the report shows once.
     lines = output.strip().splitlines()
-    last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-    tail = "\n".join(lines[-STDERR_TAIL:])
-    # The last line (usually the exception) first: it is what a one-line error keeps.
-    return f"AlgorithmError: {name} exited with code {code}: {last}\n{tail}"
+    died_of = exception_line(output) or next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+    return f"AlgorithmError: {name} exited with code {code}: {died_of}"
+

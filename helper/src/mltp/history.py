@@ -1,0 +1,99 @@
+"""How the gate metrics moved across the versions of the model package group,
+for the charts of report.html.
+
+Each registered version points at its evaluation.json (ModelMetrics ->
+ModelQuality -> Statistics, set by the Register step), so the values come from
+the registry itself, not from any file Jenkins kept. Reading them costs one
+ListModelPackages page plus a DescribeModelPackage and an S3 GetObject per
+version, so only the newest `LIMIT` versions are read. A run that registered
+nothing (a branch build, a missed gate) is added as a point of its own.
+Whatever cannot be read becomes a note: the report is never lost to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import botocore.exceptions
+
+from . import gate
+from .aws import Clients
+from .errors import MltpError
+from .outcome import Outcome
+
+LIMIT = 30
+_AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+
+def _split_s3(uri: str):
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _version_metrics(clients: Clients, description: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    uri = ((((description.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}).get("S3Uri"))
+    if not uri or not str(uri).startswith("s3://"):
+        return None
+    bucket, key = _split_s3(uri)
+    body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    try:
+        return gate.parse_evaluation(body, source=uri)
+    except MltpError:
+        return None
+
+
+def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -> Dict[str, Any]:
+    """{"group", "versions": [{"version", "arn", "created", "run", "metrics", "this_run"}], "note"}, oldest first."""
+    versions: List[Dict[str, Any]] = []
+    note = ""
+    unreadable = 0
+    try:
+        summaries: List[Dict[str, Any]] = []
+        token = None
+        while len(summaries) < limit:
+            request = {"ModelPackageGroupName": group, "SortBy": "CreationTime", "SortOrder": "Descending",
+                       "MaxResults": min(100, limit)}
+            if token:
+                request["NextToken"] = token
+            page = clients.sagemaker.list_model_packages(**request)
+            summaries.extend(page.get("ModelPackageSummaryList", []))
+            token = page.get("NextToken")
+            if not token:
+                break
+        for summary in summaries[:limit]:
+            arn = summary["ModelPackageArn"]
+            description = clients.sagemaker.describe_model_package(ModelPackageName=arn)
+            try:
+                metrics = _version_metrics(clients, description)
+            except _AWS_ERRORS:
+                metrics = None
+            if metrics is None:
+                unreadable += 1
+            created = description.get("CreationTime") or summary.get("CreationTime")
+            versions.append({
+                "version": description.get("ModelPackageVersion") or summary.get("ModelPackageVersion"),
+                "arn": arn,
+                "created": created.isoformat() if hasattr(created, "isoformat") else created,
+                "run": (description.get("CustomerMetadataProperties") or {}).get("RunName"),
+                "metrics": metrics or {},
+                "this_run": arn == result.model_package_arn,
+            })
+    except _AWS_ERRORS as exc:
+        error = exc.response.get("Error", {}) if isinstance(exc, botocore.exceptions.ClientError) else {}
+        if error.get("Code") not in ("ValidationException", "ResourceNotFound"):  # no group yet: no history
+            note = f"could not read the versions of {group}: {error.get('Code') or type(exc).__name__}"
+    versions.reverse()
+    if more_than_shown(versions, limit):
+        note = note or f"the newest {limit} versions are shown"
+    if unreadable:
+        note = (note + "; " if note else "") + f"{unreadable} version(s) have no readable evaluation.json"
+    if not any(v["this_run"] for v in versions):
+        values = {c.metric: c.value for c in result.gate if c.value is not None}
+        if values:
+            versions.append({"version": None, "label": "this run", "arn": None, "created": None,
+                             "run": result.run_name, "metrics": values, "this_run": True})
+    return {"group": group, "versions": versions, "note": note}
+
+
+def more_than_shown(versions: List[Dict[str, Any]], limit: int) -> bool:
+    return len(versions) >= limit

@@ -1,0 +1,194 @@
+"""Housekeeping: what runs leave behind, on this machine and on AWS.
+
+Locally, every `--local` run leaves its jobs' /opt/ml trees in `.mltp/work/<run>/`
+(a few MB each): only the newest `KEEP_WORK_RUNS` are kept, and `mltp clean`
+empties the folder. The reports in `.mltp/runs/` stay: they are small and are
+what people look at.
+
+On AWS, `mltp prune` finds what nothing needs any more:
+- branch state machines (`<name>--<branch>`, never the default `<name>`) with no
+  execution started within the period (a merged or abandoned branch);
+- code prefixes (`<prefix>/<name>/code/<hash>/`) that no kept run references:
+  not the input of any execution of a state machine that stays, not the code of
+  any registered model package (its serving container loads that code), and not
+  written within the period (a build may be about to start on it).
+It lists them, and deletes them only with `--yes`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, List, Optional, Set
+
+from .errors import InvalidInput
+
+KEEP_WORK_RUNS = 5
+WORK_DIR = Path(".mltp") / "work"
+_HASH_IN_URI = re.compile(r"/code/([0-9a-f]+)/")
+
+
+# --------------------------------------------------------------------------- local
+
+
+def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = None) -> List[Path]:
+    """Delete all but the newest `keep` run folders of `.mltp/work/` (`current`
+    counts as the newest, whether it exists yet or not). Returns what went."""
+    work = Path(repo) / WORK_DIR
+    if not work.is_dir():
+        return []
+    runs = sorted((p for p in work.iterdir() if p.is_dir() and p.name != current),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    room = keep - 1 if current else keep
+    gone = runs[max(0, room):]
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
+    return gone
+
+
+def clean(repo: Path) -> int:
+    """Empty `.mltp/work/`; returns the bytes freed."""
+    work = Path(repo) / WORK_DIR
+    if not work.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
+    for path in work.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    return freed
+
+
+def gitignore_note(repo: Path) -> Optional[str]:
+    """A line for the user when REPO is a git checkout that does not ignore .mltp/
+    (reports, models and work files of local runs do not belong in git)."""
+    import subprocess
+
+    try:
+        found = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", ".mltp/"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if found.returncode == 1:  # 0: ignored; 128: not a git checkout (or no git)
+        return "note: .mltp/ (local runs' reports, models and work files) is not in .gitignore; add it there"
+    return None
+
+
+# --------------------------------------------------------------------------- AWS
+
+
+def parse_age(text: str) -> timedelta:
+    """'30d', '12h', '2w' -> a timedelta."""
+    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", str(text or ""))
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"--older-than {text!r}: expected a positive number of hours, days or weeks, e.g. 30d, 12h or 2w")
+    count, unit = int(match.group(1)), match.group(2)
+    return timedelta(hours=count) if unit == "h" else timedelta(days=count * (7 if unit == "w" else 1))
+
+
+@dataclass
+class Stale:
+    state_machines: List[dict] = field(default_factory=list)  # {"name", "arn", "last"}
+    code_prefixes: List[dict] = field(default_factory=list)  # {"uri", "bucket", "prefix", "objects", "newest"}
+    kept_code: Set[str] = field(default_factory=set)
+
+    def lines(self) -> List[str]:
+        out = []
+        for machine in self.state_machines:
+            last = machine["last"].strftime("%Y-%m-%d") if machine["last"] else "never"
+            out.append(f"state machine {machine['name']}: last execution {last}")
+        for code in self.code_prefixes:
+            out.append(f"code {code['uri']}: {code['objects']} objects, newest {code['newest'].strftime('%Y-%m-%d')}")
+        return out
+
+
+def _newest_execution(sfn, arn: str) -> Optional[datetime]:
+    page = sfn.list_executions(stateMachineArn=arn, maxResults=1)  # newest first
+    executions = page.get("executions", [])
+    return executions[0]["startDate"] if executions else None
+
+
+def _code_hashes_of_executions(sfn, arn: str) -> Set[str]:
+    hashes: Set[str] = set()
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+        for execution in page.get("executions", []):
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            hashes.update(_HASH_IN_URI.findall(described.get("input") or ""))
+    return hashes
+
+
+def _code_hashes_of_packages(sm, group: str) -> Set[str]:
+    import botocore.exceptions
+
+    hashes: Set[str] = set()
+    try:
+        for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
+            for summary in page.get("ModelPackageSummaryList", []):
+                described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                for container in (described.get("InferenceSpecification") or {}).get("Containers", []):
+                    for value in (container.get("Environment") or {}).values():
+                        hashes.update(_HASH_IN_URI.findall(str(value)))
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
+            raise
+    return hashes
+
+
+def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] = None) -> Stale:
+    """What `prune` would delete: see the module docstring."""
+    from . import naming
+
+    now = now or datetime.now(timezone.utc)
+    cutoff = now - older_than
+    sfn, s3 = clients.sfn, clients.s3
+    result = Stale()
+    kept_machines = []
+    for page in sfn.get_paginator("list_state_machines").paginate():
+        for machine in page.get("stateMachines", []):
+            name = machine["name"]
+            if name != config.name and not name.startswith(config.name + "--"):
+                continue
+            last = _newest_execution(sfn, machine["stateMachineArn"])
+            moment = last or machine.get("creationDate")
+            if name != config.name and moment is not None and moment < cutoff:
+                result.state_machines.append({"name": name, "arn": machine["stateMachineArn"], "last": last})
+            else:
+                kept_machines.append(machine["stateMachineArn"])
+    for arn in kept_machines:
+        result.kept_code |= _code_hashes_of_executions(sfn, arn)
+    result.kept_code |= _code_hashes_of_packages(clients.sagemaker, config.registry.model_package_group)
+
+    bucket = config.aws.bucket
+    root = naming.code_prefix(config, "x")[: -len("x/")]  # '<prefix>/<name>/code/'
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root, Delimiter="/"):
+        for common in page.get("CommonPrefixes", []):
+            prefix = common["Prefix"]
+            content_hash = prefix[len(root):].strip("/")
+            if content_hash in result.kept_code:
+                continue
+            objects, newest = 0, None
+            for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in listing.get("Contents", []):
+                    objects += 1
+                    newest = item["LastModified"] if newest is None or item["LastModified"] > newest else newest
+            if newest is not None and newest < cutoff:
+                result.code_prefixes.append({"uri": f"s3://{bucket}/{prefix}", "bucket": bucket, "prefix": prefix,
+                                             "objects": objects, "newest": newest})
+    return result
+
+
+def delete(stale: Stale, clients, echo: Callable[[str], None]) -> None:
+    for machine in stale.state_machines:
+        clients.sfn.delete_state_machine(stateMachineArn=machine["arn"])
+        echo(f"deleted state machine {machine['name']}")
+    s3 = clients.s3
+    for code in stale.code_prefixes:
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=code["bucket"], Prefix=code["prefix"]):
+            keys.extend({"Key": item["Key"]} for item in page.get("Contents", []))
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=code["bucket"], Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+        echo(f"deleted {code['uri']} ({len(keys)} objects)")

@@ -1,0 +1,145 @@
+"""Housekeeping: .mltp/work/ keeps the newest runs, `mltp clean` empties it, and
+`mltp prune` finds (and with --yes deletes) what no kept run needs on AWS,
+against moto over HTTP."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+
+from mltp import config as config_mod
+from mltp import housekeeping
+from mltp.aws import Clients
+from mltp.errors import InvalidInput
+
+REGION = "ap-northeast-2"
+ROLE = "arn:aws:iam::123456789012:role/StepFunctionsExecution"
+DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+
+
+def make_runs(repo, count):
+    work = repo / ".mltp" / "work"
+    for i in range(count):
+        run = work / f"run-{i}"
+        (run / "job").mkdir(parents=True)
+        (run / "job" / "data.bin").write_bytes(b"x" * 1000)
+        stamp = time.time() - (count - i) * 60
+        os.utime(run, (stamp, stamp))
+    return work
+
+
+def test_work_keeps_the_newest_five_runs_counting_the_one_starting(tmp_path):
+    work = make_runs(tmp_path, 7)
+    gone = housekeeping.trim_work(tmp_path, current="run-new")
+    assert sorted(p.name for p in gone) == ["run-0", "run-1", "run-2"]
+    assert sorted(p.name for p in work.iterdir()) == ["run-3", "run-4", "run-5", "run-6"]  # + run-new = 5
+    housekeeping.trim_work(tmp_path)
+    assert len(list(work.iterdir())) == 4
+
+
+def test_clean_empties_the_work_folder(tmp_path):
+    work = make_runs(tmp_path, 3)
+    (tmp_path / ".mltp" / "runs" / "r").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "mltp.cli", "clean", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "0.0 MB freed" in result.stdout and list(work.iterdir()) == []
+    assert (tmp_path / ".mltp" / "runs" / "r").is_dir()  # reports stay
+
+
+@pytest.mark.parametrize("text,expected", [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("2w", timedelta(days=14))])
+def test_ages(text, expected):
+    assert housekeeping.parse_age(text) == expected
+
+
+@pytest.mark.parametrize("text", ["30", "0d", "3 months", ""])
+def test_bad_ages_are_invalid_input(text):
+    with pytest.raises(InvalidInput, match="--older-than"):
+        housekeeping.parse_age(text)
+
+
+@pytest.fixture
+def model(aws_env, example_repo):
+    """The example repo renamed to fresh names, with a bucket, state machines,
+    executions, code prefixes and a registered package on moto."""
+    suffix = uuid.uuid4().hex[:8]
+    name, bucket = f"prune-{suffix}", f"prune-bucket-{suffix}"
+    path = example_repo / "config.yaml"
+    text = path.read_text().replace("name: fraud-detection", f"name: {name}").replace("mlops-artifacts", bucket)
+    path.write_text(text.replace("model_package_group: fraud-detection", f"model_package_group: {name}"))
+    cfg = config_mod.load(example_repo, None)
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=aws_env)
+    sm = boto3.client("sagemaker", region_name=REGION, endpoint_url=aws_env)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    for content_hash in ("aaaa1111", "bbbb2222", "cccc3333", "dddd4444"):
+        for key in ("src/train.py", "sourcedir.tar.gz"):
+            s3.put_object(Bucket=bucket, Key=f"mltp/{name}/code/{content_hash}/{key}", Body=b"x")
+    s3.put_object(Bucket=bucket, Key=f"mltp/{name}/runs/r1/evaluation.json", Body=b"{}")
+    machines = {}
+    for machine, code in ((name, "aaaa1111"), (f"{name}--old-branch", "dddd4444"), (f"{name}--idle", None)):
+        arn = sfn.create_state_machine(name=machine, definition=DEFINITION, roleArn=ROLE)["stateMachineArn"]
+        machines[machine] = arn
+        if code:
+            sfn.start_execution(stateMachineArn=arn, name="r1",
+                                input=json.dumps({"CodeS3Uri": f"s3://{bucket}/mltp/{name}/code/{code}/src/"}))
+    sfn.create_state_machine(name=f"other-{suffix}", definition=DEFINITION, roleArn=ROLE)  # not this model's
+    sm.create_model_package_group(ModelPackageGroupName=name)
+    sm.create_model_package(
+        ModelPackageGroupName=name, ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/x:1",
+                                                "Environment": {"SAGEMAKER_SUBMIT_DIRECTORY":
+                                                                f"s3://{bucket}/mltp/{name}/code/bbbb2222/sourcedir.tar.gz"}}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]})
+    return cfg, Clients(REGION, aws_env), machines, s3, sfn
+
+
+def test_nothing_is_stale_within_the_period(model):
+    cfg, clients, _, _, _ = model
+    stale = housekeeping.find_stale(cfg, clients, timedelta(days=30))
+    assert stale.state_machines == [] and stale.code_prefixes == []
+
+
+def test_prune_finds_idle_branch_machines_and_unreferenced_code_and_deletes_only_those(model):
+    cfg, clients, machines, s3, sfn = model
+    later = datetime.now(timezone.utc) + timedelta(days=31)
+    stale = housekeeping.find_stale(cfg, clients, timedelta(days=30), now=later)
+    assert sorted(m["name"] for m in stale.state_machines) == [f"{cfg.name}--idle", f"{cfg.name}--old-branch"]
+    # aaaa: an execution of the default state machine runs it; bbbb: a registered model serves it;
+    # dddd was only used by a branch state machine that goes.
+    assert sorted(c["uri"].split("/")[-2] for c in stale.code_prefixes) == ["cccc3333", "dddd4444"]
+    assert all(c["objects"] == 2 for c in stale.code_prefixes)
+
+    shown = []
+    housekeeping.delete(stale, clients, shown.append)
+    names = {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert cfg.name in names and f"{cfg.name}--idle" not in names and f"{cfg.name}--old-branch" not in names
+    left = {o["Key"].split("/")[3] for o in s3.list_objects_v2(Bucket=cfg.aws.bucket, Prefix=f"mltp/{cfg.name}/code/")["Contents"]}
+    assert left == {"aaaa1111", "bbbb2222"}
+    assert s3.list_objects_v2(Bucket=cfg.aws.bucket, Prefix=f"mltp/{cfg.name}/runs/")["KeyCount"] == 1
+    assert len(shown) == 4
+
+
+def test_prune_command_lists_and_deletes_nothing_without_yes(model, example_repo, aws_env):
+    cfg, _, _, _, sfn = model
+    env = {k: v for k, v in os.environ.items() if k not in ("BRANCH_NAME", "BUILD_TAG")}
+    result = subprocess.run([sys.executable, "-m", "mltp.cli", "prune", str(example_repo), "--older-than", "1h"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "prune: nothing unused for 1h" in result.stdout  # everything here is minutes old
+    bad = subprocess.run([sys.executable, "-m", "mltp.cli", "prune", str(example_repo), "--older-than", "soon"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--older-than 'soon'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_git_checkout_that_does_not_ignore_mltp_gets_a_note(tmp_path):
+    assert housekeeping.gitignore_note(tmp_path) is None  # not a git checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert ".gitignore" in housekeeping.gitignore_note(tmp_path)
+    (tmp_path / ".gitignore").write_text(".mltp/\n")
+    assert housekeeping.gitignore_note(tmp_path) is None
