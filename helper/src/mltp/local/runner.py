@@ -25,7 +25,6 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import evaluation_guard
 from ..aws import Clients
-from ..errors import MltpError
 from ..outcome import exception_line
 
 CONTAINER_ROOT = "/opt/ml"
