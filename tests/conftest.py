@@ -9,11 +9,16 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The helper's caches (rendered definitions) go to a folder of this session, not
+# the user's ~/.cache: tests start cold and leave nothing behind.
+os.environ.setdefault("MLTP_CACHE_DIR", tempfile.mkdtemp(prefix="mltp-test-cache-"))
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 FIXTURES = ROOT / "tests" / "fixtures"
 REGION = "ap-northeast-2"

@@ -108,7 +108,15 @@ def execution_input_path(key: str) -> str:
 
 
 def render(config: Config) -> str:
-    """The definition as deterministic JSON: same config, same bytes."""
+    """The definition as deterministic JSON: same config, same bytes. Served from
+    definition_cache when these exact inputs were rendered before (no SDK import)."""
+    from . import definition_cache
+
+    return definition_cache.cached(config, lambda: render_fresh(config))
+
+
+def render_fresh(config: Config) -> str:
+    """Rendered now, through the SDKs."""
     return json.dumps(build_definition(config), indent=2, sort_keys=True) + "\n"
 
 
