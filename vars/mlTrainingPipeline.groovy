@@ -92,8 +92,7 @@ def runOnAgent(Map cfg, long started) {
     try {
         if (cfg.mode == 'aws') {
             stage('Deploy') {
-                runHelper(ctx, 'sync', true)
-                runHelper(ctx, 'deploy', true)
+                runHelper(ctx, 'publish', true)   // sync + deploy in one helper process
             }
         }
         stage('Train') {

@@ -15,9 +15,9 @@ set -u
 
 verb=${MLTP_VERB:-}
 case $verb in
-    validate | sync | deploy | start | wait | stop | run | prune) ;;
+    validate | sync | deploy | publish | start | wait | stop | run | prune) ;;
     *)
-        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, start, wait, stop, run, prune)\n' "$verb" >&2
+        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune)\n' "$verb" >&2
         exit 2
         ;;
 esac

@@ -275,7 +275,8 @@ def _fake_helper(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("verb, args", [
-    ("validate", ["validate"]), ("sync", ["sync"]), ("deploy", ["deploy"]), ("start", ["start"]),
+    ("validate", ["validate"]), ("sync", ["sync"]), ("deploy", ["deploy"]), ("publish", ["publish"]),
+    ("start", ["start"]),
     ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]), ("prune", ["prune", "--yes"]),
 ])
 def test_helper_sh_runs_each_verb(tmp_path, verb, args):

@@ -8,7 +8,7 @@ import org.jenkinsci.plugins.workflow.steps.FlowInterruptedException
 @Field final String SECRET_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY'
 @Field final String ACCESS_KEY = 'AKIAIOSFODNN7EXAMPLE'
 @Field final String GATE_REASON = 'auc 0.8120 < min 0.90; false_positive_rate 0.031 <= max 0.05'
-@Field final List ALL_VERBS = ['validate', 'sync', 'deploy', 'start', 'wait']
+@Field final List ALL_VERBS = ['validate', 'publish', 'start', 'wait']
 
 // The sh scripts the step may run: the shared runner's constants, nothing built at run time.
 List constantScripts(PipelineHarness h) {
@@ -122,19 +122,19 @@ test('agent label and region options reach node and the helper') { PipelineHarne
     h.fakeHelper()
     h.run(agent: 'linux && ml', region: 'ap-northeast-2')
     assert h.callsOf('node')[0].args == ['linux && ml']
-    assert h.shFor('deploy').env.MLTP_REGION == 'ap-northeast-2'
+    assert h.shFor('publish').env.MLTP_REGION == 'ap-northeast-2'
 }
 
 test('preflight: on by default; preflight: false tells the helper to skip it') { PipelineHarness h ->
     h.fakeHelper()
     h.run()
-    assert !h.shFor('sync').env.containsKey('MLTP_NO_PREFLIGHT')
+    assert !h.shFor('publish').env.containsKey('MLTP_NO_PREFLIGHT')
     PipelineHarness off = newHarness()
     off.fakeHelper()
     off.run(preflight: false)
     assert off.result == 'SUCCESS'
-    assert off.shFor('sync').env.MLTP_NO_PREFLIGHT == '1'
-    assert off.shFor('sync').withEnv.contains('MLTP_NO_PREFLIGHT=1')
+    assert off.shFor('publish').env.MLTP_NO_PREFLIGHT == '1'
+    assert off.shFor('publish').withEnv.contains('MLTP_NO_PREFLIGHT=1')
     PipelineHarness bad = newHarness()
     bad.run(preflight: 'no')
     assert bad.result == 'FAILURE'
@@ -335,11 +335,11 @@ test('a failure without an error file still gives one clear line') { PipelineHar
 
 test('AWS refused during deploy: FAILURE with the reason, no run started') { PipelineHarness h ->
     String reason = 'AccessDeniedException: not authorized to perform states:CreateStateMachine (check the Jenkins role)'
-    h.fakeHelper(rc: [deploy: 5], errors: [deploy: reason])
+    h.fakeHelper(rc: [publish: 5], errors: [publish: reason])
     h.run()
     assert h.result == 'FAILURE'
     assert h.errors() == ['[mlTrainingPipeline] ' + reason]
-    assert h.helperVerbs() == ['validate', 'sync', 'deploy']
+    assert h.helperVerbs() == ['validate', 'publish']
     assert h.stageNames() == ['Validate', 'Deploy']
 }
 
@@ -357,14 +357,14 @@ test('start failing skips wait') { PipelineHarness h ->
     h.run()
     assert h.result == 'FAILURE'
     assert h.errors() == ['[mlTrainingPipeline] throttled beyond retries']
-    assert h.helperVerbs() == ['validate', 'sync', 'deploy', 'start']
+    assert h.helperVerbs() == ['validate', 'publish', 'start']
     assert h.stageNames().contains('Report')
 }
 
 test('a helper bug (exit 1) without a reason names the verb and the code') { PipelineHarness h ->
-    h.fakeHelper(rc: [sync: 1])
+    h.fakeHelper(rc: [publish: 1])
     h.run()
-    assert h.errors() == ['[mlTrainingPipeline] mltp sync failed with exit code 1 (the mltp helper hit an internal error); see the log above']
+    assert h.errors() == ['[mlTrainingPipeline] mltp publish failed with exit code 1 (the mltp helper hit an internal error); see the log above']
 }
 
 // ------------------------------------------------------------------ abort and timeout
@@ -402,7 +402,7 @@ test('abort during start also stops; a plain InterruptedException counts too') {
     h.fakeHelper(actions: [start: { throw interrupted }])
     h.run()
     assert h.thrown.is(interrupted)
-    assert h.helperVerbs() == ['validate', 'sync', 'deploy', 'start', 'stop']
+    assert h.helperVerbs() == ['validate', 'publish', 'start', 'stop']
 }
 
 test('stop failing does not hide the abort') { PipelineHarness h ->
@@ -422,11 +422,11 @@ test('stop failing does not hide the abort') { PipelineHarness h ->
 
 test('abort before a run exists (deploy): no stop') { PipelineHarness h ->
     FlowInterruptedException abort = new FlowInterruptedException()
-    h.fakeHelper(actions: [deploy: { throw abort }])
+    h.fakeHelper(actions: [publish: { throw abort }])
     h.run()
     assert h.thrown.is(abort)
     assert h.result == 'ABORTED'
-    assert h.helperVerbs() == ['validate', 'sync', 'deploy']
+    assert h.helperVerbs() == ['validate', 'publish']
     assert !h.stageNames().contains('Report')
 }
 
@@ -440,12 +440,12 @@ test('credentials: bound by id only around AWS calls, the secret nowhere in text
 
     assert h.result == 'FAILURE'
     List bindings = h.callsOf('withCredentials').collect { it.args[0] }
-    assert bindings.size() == 4        // sync, deploy, start and wait, each on its own
+    assert bindings.size() == 3        // publish (sync + deploy), start and wait, each on its own
     bindings.each { List b ->
         assert b == [[$class: 'AmazonWebServicesCredentialsBinding', credentialsId: 'aws-ml',
                       accessKeyVariable: 'AWS_ACCESS_KEY_ID', secretKeyVariable: 'AWS_SECRET_ACCESS_KEY']]
     }
-    ['sync', 'deploy', 'start', 'wait'].each { String verb ->
+    ['publish', 'start', 'wait'].each { String verb ->
         Map c = h.shFor(verb)
         assert c.credentials == ['aws-ml']
         assert c.env.AWS_ACCESS_KEY_ID == ACCESS_KEY
@@ -725,7 +725,7 @@ test('a missing report (helper died early) does not break the report stage') { P
 
 test('a stale report from an earlier build in the workspace is removed first') { PipelineHarness h ->
     PipelineHarness.write(h.workspace.path + '/.mltp/report/summary.txt', 'OLD build\n')
-    h.fakeHelper(rc: [deploy: 5], errors: [deploy: 'no'])
+    h.fakeHelper(rc: [publish: 5], errors: [publish: 'no'])
     h.run()
     assert !h.file('.mltp/report/summary.txt').exists()
 }

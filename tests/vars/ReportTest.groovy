@@ -70,7 +70,7 @@ test('prune: on the default branch scheduled build, mltp prune --yes with the ag
     helperWithHtml(h)
     h.run(pruneOlderThanDays: 45, credentialsId: 'aws-ml')
     assert h.result == 'SUCCESS'
-    assert h.helperVerbs() == ['validate', 'sync', 'deploy', 'start', 'wait', 'prune']
+    assert h.helperVerbs() == ['validate', 'publish', 'start', 'wait', 'prune']
     Map prune = h.shFor('prune')
     assert prune.script == h.loadVar('mltpHelper').@HELPER_SH
     assert prune.env.MLTP_VERB == 'prune'

@@ -209,6 +209,8 @@ _verb("preflight", "Read-only checks of the AWS account: bucket, roles, PassRole
 _verb("sync", "Upload the code bundle to S3 (nothing when that content is there already); runs preflight first.",
       _preflight_option)
 _verb("deploy", "Create or update the state machine; prints created, updated or unchanged.")
+_verb("publish", "sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first.",
+      _preflight_option)
 _verb("start", "Start the run (or re-attach to the run of that name).")
 _verb("wait", "Follow the run to its end, write the report; the exit code tells the outcome.",
       _report_option, _timeout_option)
