@@ -544,6 +544,36 @@ def test_branch_builds_are_not_registered(model, monkeypatch):
     assert summary.endswith("not registered (branch build)\n")
 
 
+def test_a_passed_default_branch_run_is_what_retraining_runs_next(model):
+    """`wait` records the run's execution input in last-good.json (mltp trigger)."""
+    ctx, data, arn = model.start()
+    model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
+    lines: List[str] = []
+    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                  clock=follow.ManualClock(), echo=lines.append)
+    key = f"mltp/{model.name}/trigger/last-good.json"
+    assert f"retrain code: s3://{model.bucket}/{key}" in lines
+    pointer = json.loads(model.s3.get_object(Bucket=model.bucket, Key=key)["Body"].read())
+    assert pointer["run"] == ctx.run_name and pointer["state_machine"] == ctx.state_machine
+    assert pointer["input"] == data.to_dict()
+
+
+def test_branch_and_failed_runs_record_no_retrain_code(model, monkeypatch):
+    key = f"mltp/{model.name}/trigger/last-good.json"
+    ctx, data, arn = model.start()
+    model.put_evaluation(data, auc=0.85, false_positive_rate=0.01)  # misses the gate
+    script_execution(arn, pipeline_script(lambda: 1e9, data, end="gate"))
+    with pytest.raises(GateFailed):
+        pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                      clock=follow.ManualClock(), echo=lambda line: None)
+    monkeypatch.setenv("BRANCH_NAME", "feature/x")
+    ctx, data, arn = model.start(env={"BRANCH_NAME": "feature/x"})
+    model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
+    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                  clock=follow.ManualClock(), echo=lambda line: None)
+    assert model.s3.list_objects_v2(Bucket=model.bucket, Prefix=key).get("KeyCount") == 0
+
+
 def test_wait_reattaches_to_a_finished_run_without_sleeping(model):
     clock = follow.ManualClock()
     ctx, data, arn = model.start()
