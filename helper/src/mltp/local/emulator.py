@@ -317,6 +317,7 @@ def start_local_moto():
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
+    install_logs_query_definitions()
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     srv.start()
     port = srv.get_host_and_port()[1]
@@ -328,3 +329,56 @@ def start_local_moto():
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # silence per-request access log
     return srv, f"http://127.0.0.1:{port}"
+
+
+# --------------------------------------------------------------------------- Logs Insights saved queries
+
+
+def install_logs_query_definitions() -> None:
+    """moto has no Logs Insights saved queries; `deploy` saves three per model
+    (PutQueryDefinition). This adds PutQueryDefinition, DescribeQueryDefinitions
+    and DeleteQueryDefinition to moto's Logs API, with AWS's request and answer
+    shapes (an update names the queryDefinitionId; a name prefix filters), kept
+    per account and region in the backend. Idempotent."""
+    import uuid
+
+    from moto.logs.responses import LogsResponse
+
+    if getattr(LogsResponse, "_mltp_query_definitions", False):
+        return
+
+    def _store(self) -> dict:
+        backend = self.logs_backend
+        if not hasattr(backend, "mltp_query_definitions"):
+            backend.mltp_query_definitions = {}
+        return backend.mltp_query_definitions
+
+    def put_query_definition(self) -> str:
+        store = _store(self)
+        query_id = self._get_param("queryDefinitionId") or str(uuid.uuid4())
+        if self._get_param("queryDefinitionId") and query_id not in store:
+            from moto.logs.exceptions import ResourceNotFoundException
+
+            raise ResourceNotFoundException("The specified query definition does not exist.")
+        store[query_id] = {
+            "queryDefinitionId": query_id,
+            "name": self._get_param("name"),
+            "queryString": self._get_param("queryString"),
+            "logGroupNames": self._get_param("logGroupNames") or [],
+            "lastModified": int(datetime.datetime.now().timestamp() * 1000),
+        }
+        return json.dumps({"queryDefinitionId": query_id})
+
+    def describe_query_definitions(self) -> str:
+        prefix = self._get_param("queryDefinitionNamePrefix") or ""
+        found = [q for q in _store(self).values() if q["name"].startswith(prefix)]
+        return json.dumps({"queryDefinitions": sorted(found, key=lambda q: q["name"])})
+
+    def delete_query_definition(self) -> str:
+        removed = _store(self).pop(self._get_param("queryDefinitionId"), None)
+        return json.dumps({"success": removed is not None})
+
+    LogsResponse.put_query_definition = put_query_definition
+    LogsResponse.describe_query_definitions = describe_query_definitions
+    LogsResponse.delete_query_definition = delete_query_definition
+    LogsResponse._mltp_query_definitions = True
