@@ -516,6 +516,10 @@ def test_wait_follows_a_whole_run_and_reports_the_registered_package(model):
     assert (ctx.report_dir / "report.json").is_file()
     report = json.loads((ctx.report_dir / "report.json").read_text())
     assert report["status"] == "passed" and report["model_package"]["arn"] == package
+    logs = {step["name"]: step["log_link"] for step in report["steps"]}
+    assert f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{data.TrainingJobName}$252F" in logs["Training"]
+    assert f"ProcessingJobs$3FlogStreamNameFilter$3D{data.EvaluationJobName}$252F" in logs["Evaluation"]
+    assert f"[log stream]({logs['Preprocessing']})" in (ctx.report_dir / "report.md").read_text()
 
 
 def test_wait_finds_the_package_by_run_name_when_the_output_does_not_say(model):

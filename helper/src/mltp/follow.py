@@ -152,6 +152,13 @@ def job_link(region: str, kind: Optional[str], job: Optional[str]) -> Optional[s
     return f"{_console(region)}/sagemaker/home?region={region}#/{page}/{job}"
 
 
+def job_log_link(region: str, kind: Optional[str], job: Optional[str]) -> Optional[str]:
+    """The job's log stream(s) in SageMaker's log group (the report links them)."""
+    if not job or kind not in LOG_GROUPS:
+        return None
+    return log_link(region, LOG_GROUPS[kind], f"{job}/")
+
+
 def execution_link(region: str, arn: str) -> str:
     return f"{_console(region)}/states/home?region={region}#/v2/executions/details/{arn}"
 
@@ -315,6 +322,7 @@ class Tracker:
         if name in self.jobs:
             record.job_name, record.job_kind = self.jobs[name]
             record.link = job_link(self.region, record.job_kind, record.job_name)
+            record.log_link = job_log_link(self.region, record.job_kind, record.job_name)
         self.steps.append(record)
         self.open[name] = record
         self.last_entered = record
@@ -336,6 +344,7 @@ class Tracker:
         elif params.get("ProcessingJobName") or "ProcessingJob" in resource:
             record.job_name, record.job_kind = params.get("ProcessingJobName"), "processing"
         record.link = job_link(self.region, record.job_kind, record.job_name)
+        record.log_link = job_log_link(self.region, record.job_kind, record.job_name)
 
     def close(self, status: str, ts: Optional[datetime]) -> List[str]:
         """End every step still open (the execution ended or was stopped)."""
@@ -538,7 +547,8 @@ def _with_unrun_jobs(tracker: Tracker) -> List[out.StepRecord]:
         if state not in seen:
             job, kind = tracker.jobs.get(state, (None, JOB_STATES[state][1]))
             steps.append(out.StepRecord(name=state, status=out.NOT_RUN, job_name=job, job_kind=kind,
-                                        link=job_link(tracker.region, kind, job), state_type="Task"))
+                                        link=job_link(tracker.region, kind, job), state_type="Task",
+                                        log_link=job_log_link(tracker.region, kind, job)))
     return steps
 
 

@@ -138,8 +138,9 @@ def markdown(outcome: Outcome) -> str:
     lines += _md_table(["Metric", "Value", "Rule", "Result"], gate_rows(outcome)) + [""]
     lines += ["## Steps", ""]
     lines += _md_table(
-        ["Step", "Job", "Status", "Duration"],
-        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", s.status, format_duration(s.duration_seconds) or "-")
+        ["Step", "Job", "Status", "Duration", "Log"],
+        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", s.status, format_duration(s.duration_seconds) or "-",
+          _link("log stream", s.log_link) if s.log_link else "-")
          for s in outcome.steps],
     ) + [""]
     failure = outcome.failure
