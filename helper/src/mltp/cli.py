@@ -197,6 +197,24 @@ _trigger_verb("policy", "Print the IAM policy the trigger function's role needs.
 @main.command()
 @REPO
 @_config_option
+@click.option("--run", "run", envvar="MLTP_RUN_NAME", metavar="NAME", help="The run. Default: the newest run.")
+@click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL", help="Send AWS calls to this endpoint (an emulator).")
+@click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--export", "export", is_flag=False, flag_value="", default=None, metavar="[S3_URI]",
+              help="Export the run's logs to S3 (CreateExportTask) and print where they are. "
+                   "Default place: <prefix>/<name>/runs/<run>/logs/ in the config's bucket.")
+@click.option("--local", is_flag=True, help="A local run's logs, from the files it keeps under REPO/.mltp/runs/.")
+def logs(repo: Path, config: Optional[str], **options) -> None:
+    """Print a run's Step Functions events and SageMaker job logs, merged by time and labelled by step."""
+    from . import pipeline
+
+    pipeline.logs(repo, config, **options)
+
+
+@main.command()
+@REPO
+@_config_option
 @_aws_options
 @_report_option
 @_timeout_option

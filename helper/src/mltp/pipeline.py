@@ -167,6 +167,24 @@ def trigger(verb: str, repo: Path, config: Optional[str], role_arn: Optional[str
     return lines
 
 
+# --------------------------------------------------------------------------- logs
+
+
+def logs(repo: Path, config: Optional[str], run: Optional[str] = None, follow: bool = False,
+         export: Optional[str] = None, local: bool = False, poll_seconds: float = 5.0, **options):
+    """`mltp logs`: the run's history and job logs merged by time; `export` is
+    an S3 URI, or "" for the default place beside the run's artifacts."""
+    from . import runlogs
+
+    if local:
+        return runlogs.show_local(Path(repo), run, echo=click.echo)
+    ctx = make_context(config_mod.load(repo, config), **_context_options(options))
+    clients = _clients(ctx)
+    if export is not None:
+        return runlogs.export(ctx, clients, run, export or None, echo=click.echo)
+    return runlogs.show(ctx, clients, run, follow=follow, echo=click.echo, poll_seconds=poll_seconds)
+
+
 # --------------------------------------------------------------------------- wait, run
 
 

@@ -317,7 +317,7 @@ def start_local_moto():
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
-    install_logs_query_definitions()
+    install_logs_extensions()
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     srv.start()
     port = srv.get_host_and_port()[1]
@@ -331,15 +331,17 @@ def start_local_moto():
     return srv, f"http://127.0.0.1:{port}"
 
 
-# --------------------------------------------------------------------------- Logs Insights saved queries
+# --------------------------------------------------------------------------- CloudWatch Logs: saved queries, exports
 
 
-def install_logs_query_definitions() -> None:
+def install_logs_extensions() -> None:
     """moto has no Logs Insights saved queries; `deploy` saves three per model
     (PutQueryDefinition). This adds PutQueryDefinition, DescribeQueryDefinitions
     and DeleteQueryDefinition to moto's Logs API, with AWS's request and answer
     shapes (an update names the queryDefinitionId; a name prefix filters), kept
-    per account and region in the backend. Idempotent."""
+    per account and region in the backend. It also makes CreateExportTask honour
+    logStreamNamePrefix, as AWS does (moto exports every stream of the group),
+    which `mltp logs --export` uses to export one job's streams. Idempotent."""
     import uuid
 
     from moto.logs.responses import LogsResponse
@@ -378,6 +380,23 @@ def install_logs_query_definitions() -> None:
         removed = _store(self).pop(self._get_param("queryDefinitionId"), None)
         return json.dumps({"success": removed is not None})
 
+    export_all_streams = LogsResponse.create_export_task
+    export_lock = threading.Lock()
+
+    def create_export_task(self):
+        prefix = self._get_param("logStreamNamePrefix")
+        group = self.logs_backend.groups.get(self._get_param("logGroupName"))
+        if not prefix or group is None:
+            return export_all_streams(self)
+        with export_lock:
+            streams = group.streams
+            group.streams = {name: stream for name, stream in streams.items() if name.startswith(prefix)}
+            try:
+                return export_all_streams(self)
+            finally:
+                group.streams = streams
+
+    LogsResponse.create_export_task = create_export_task
     LogsResponse.put_query_definition = put_query_definition
     LogsResponse.describe_query_definitions = describe_query_definitions
     LogsResponse.delete_query_definition = delete_query_definition
