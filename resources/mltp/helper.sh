@@ -15,9 +15,9 @@ set -u
 
 verb=${MLTP_VERB:-}
 case $verb in
-    validate | sync | deploy | start | wait | stop | run) ;;
+    validate | sync | deploy | start | wait | stop | run | trigger-install) ;;
     *)
-        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, start, wait, stop, run)\n' "$verb" >&2
+        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, start, wait, stop, run, trigger-install)\n' "$verb" >&2
         exit 2
         ;;
 esac
@@ -33,5 +33,6 @@ case $verb in
         exec "$MLTP" validate "$MLTP_REPO"
         ;;
     run) exec "$MLTP" run --local "$MLTP_REPO" ;;
+    trigger-install) exec "$MLTP" trigger install "$MLTP_REPO" ;;
     *) exec "$MLTP" "$verb" "$MLTP_REPO" ;;
 esac

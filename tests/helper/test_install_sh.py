@@ -277,6 +277,7 @@ def _fake_helper(tmp_path) -> Path:
 @pytest.mark.parametrize("verb, args", [
     ("validate", ["validate"]), ("sync", ["sync"]), ("deploy", ["deploy"]), ("start", ["start"]),
     ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]),
+    ("trigger-install", ["trigger", "install"]),
 ])
 def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     fake = _fake_helper(tmp_path)
@@ -294,7 +295,7 @@ def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("verb", ["", "render", "validate; id", "VALIDATE", "--help"])
+@pytest.mark.parametrize("verb", ["", "render", "validate; id", "VALIDATE", "--help", "trigger", "trigger-remove"])
 def test_helper_sh_refuses_other_verbs(tmp_path, verb):
     fake = _fake_helper(tmp_path)
     done = run_verb(str(fake), verb, tmp_path, tmp_path, SEEN=str(tmp_path / "seen"))

@@ -46,6 +46,7 @@ class Validated:
                 ("register", "true" if ctx.register else "false"),
                 ("run_name", ctx.run_name),
                 ("region", ctx.region),
+                ("retrain", "true" if self.config.retrain else "false"),
             )
         )
 
