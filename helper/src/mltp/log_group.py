@@ -90,7 +90,7 @@ def ensure(config: Config, clients: Clients) -> GroupResult:
         group = _find(clients, name)
         if group is None:
             try:
-                logs.create_log_group(logGroupName=name, tags={"mltp:model": config.name})
+                logs.create_log_group(logGroupName=name)
                 changes.append("created")
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) != "ResourceAlreadyExistsException":  # another build won the race
