@@ -147,6 +147,11 @@ def test_export_to_a_given_place_and_bad_uris(model):
     assert result.exit_code == 0, result.output
     assert f"export: training: s3://{other}/audit/training/ (1 file)" in result.output
     assert "export: states: nothing logged" in result.output  # no state machine log group in this test
+    default = CliRunner().invoke(main, ["logs", str(model.repo), "--run", ctx.run_name, "--endpoint-url",
+                                        model.endpoint, "--export"])  # no value: beside the run's artifacts
+    assert default.exit_code == 0, default.output
+    assert f"export: training: s3://{model.bucket}/mltp/{model.name}/runs/{ctx.run_name}/logs/training/ (1 file)" \
+        in default.output
     bad = CliRunner().invoke(main, ["logs", str(model.repo), "--run", ctx.run_name, "--endpoint-url", model.endpoint,
                                     "--export", "bucket/path"])
     assert bad.exit_code == 2 and "not an S3 URI" in bad.output, bad.output

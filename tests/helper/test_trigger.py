@@ -376,3 +376,48 @@ def test_cli_install_status_remove(example_repo, aws_env):
     removed = runner.invoke(main, ["trigger", "remove", str(example_repo)])
     assert removed.exit_code == 0 and removed.output.startswith("trigger remove: removed"), removed.output
     assert "function: not installed" in runner.invoke(main, ["trigger", "status", str(example_repo)]).output
+
+
+def test_install_waits_for_a_new_role_to_reach_lambda(example_repo, aws_env, monkeypatch):
+    """IAM is eventually consistent: Lambda refuses a role it cannot see yet
+    ("cannot be assumed"); install retries instead of failing the build."""
+    model = Model(example_repo, aws_env)
+    role = f"arn:aws:iam::{ACCOUNT}:role/{unique('late')}"
+    naps = []
+
+    def role_appears(seconds):  # the role becomes visible while install waits
+        naps.append(seconds)
+        if len(naps) == 2:
+            model.clients.iam.create_role(RoleName=role.rsplit("/", 1)[1],
+                                          AssumeRolePolicyDocument=json.dumps(trigger_mod.LAMBDA_TRUST))
+
+    monkeypatch.setattr(trigger_mod, "_sleep", role_appears)
+    report = trigger_mod.install(model.ctx, model.clients, role_arn=role)
+    assert report.outcome in ("created", "updated") and naps == [5.0, 5.0]
+    assert dict(report.lines)[f"role {role}"] == "given"
+    function = model.clients.lambda_.get_function(FunctionName=f"mltp-trigger-{model.name}")["Configuration"]
+    assert function["Role"] == role
+
+
+def test_install_gives_up_on_a_role_that_never_appears(example_repo, aws_env, monkeypatch):
+    model = Model(example_repo, aws_env)
+    monkeypatch.setattr(trigger_mod, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(trigger_mod, "ROLE_PROPAGATION_TRIES", 3)
+    result = CliRunner().invoke(main, ["trigger", "install", str(example_repo), "--role-arn",
+                                       f"arn:aws:iam::{ACCOUNT}:role/never-created"])
+    assert result.exit_code == 5, result.output
+    assert "trigger function mltp-trigger-" in result.output and "cannot be assumed" in result.output
+
+
+def test_the_lambda_entry_point_reads_its_environment(example_repo, aws_env, monkeypatch, capsys):
+    """handler(event, context) as Lambda calls it: settings from the environment
+    install sets, boto3's default clients (pointed at moto by AWS_ENDPOINT_URL)."""
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    for key, value in trigger_mod.environment(model.ctx, model.machine_arn).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    result = handler_mod.handler(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()), None)
+    assert result["action"] == "started"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert [e["name"] for e in model.executions()] == [result["run"]]

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import io
 import json
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ SWEEP_SCHEDULE = "rate(1 minute)"
 EVENTS = ["s3:ObjectCreated:*"]
 POINTER = "last-good.json"
 _MISSING = ("ResourceNotFoundException", "NoSuchEntity", "NoSuchKey", "404")
+# A role created a moment ago is not yet visible to Lambda (IAM is eventually
+# consistent): CreateFunction says it "cannot be assumed" for some seconds.
+ROLE_PROPAGATION_TRIES = 12
+ROLE_PROPAGATION_SECONDS = 5.0
+_sleep = time.sleep
 
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
@@ -232,11 +238,20 @@ def ensure_function(ctx: RunContext, clients: Clients, role_arn: str, env: Dict[
         except botocore.exceptions.ClientError as exc:
             if not _ignore_missing(exc):
                 raise
-            created = lam.create_function(
-                FunctionName=name, Code={"ZipFile": data}, Description=f"mltp: retrain {ctx.config.name} on new data",
-                Environment={"Variables": env}, Tags={"mltp:model": ctx.config.name}, **wanted,
-            )
-            return created["FunctionArn"], "created"
+            for attempt in range(1, ROLE_PROPAGATION_TRIES + 1):
+                try:
+                    created = lam.create_function(
+                        FunctionName=name, Code={"ZipFile": data},
+                        Description=f"mltp: retrain {ctx.config.name} on new data",
+                        Environment={"Variables": env}, Tags={"mltp:model": ctx.config.name}, **wanted,
+                    )
+                    return created["FunctionArn"], "created"
+                except botocore.exceptions.ClientError as exc:
+                    role_not_ready = (error_code(exc) == "InvalidParameterValueException"
+                                      and "assumed" in str(exc))
+                    if not role_not_ready or attempt == ROLE_PROPAGATION_TRIES:
+                        raise
+                _sleep(ROLE_PROPAGATION_SECONDS)
         changed = False
         if current.get("CodeSha256") != code_sha256(data):
             lam.update_function_code(FunctionName=name, ZipFile=data)

@@ -262,7 +262,8 @@ def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None) -> Di
     return {"action": action, "run": run}
 
 
-def handler(event, context):  # pragma: no cover - the Lambda entry point; tests call handle()
+def handler(event, context):
+    """The Lambda entry point: one JSON line per call in the function's log."""
     import boto3
 
     settings = Settings.from_env()
