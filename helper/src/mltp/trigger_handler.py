@@ -210,7 +210,7 @@ def handle(event: Dict[str, Any], s3, sfn, settings: Settings, now: Optional[_dt
     if settings.marker:  # the marker names the run: a redelivery names the same one
         pending["run"] = run_name_for(last.time, f"{last.bucket}/{last.key}/{last.sequencer}")
     _put_json(s3, settings.state_bucket, settings.key(PENDING), pending)
-    return sweep(s3, sfn, settings, now)
+    return sweep(s3, sfn, settings, now, consumed=consumed)
 
 
 def _running_retrains(sfn, machine_arn: str) -> List[str]:
@@ -221,8 +221,12 @@ def _running_retrains(sfn, machine_arn: str) -> List[str]:
     return names
 
 
-def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None) -> Dict[str, Any]:
-    """Start the pending burst's run when it is complete and no retrain runs."""
+_UNREAD = object()
+
+
+def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None, consumed: Any = _UNREAD) -> Dict[str, Any]:
+    """Start the pending burst's run when it is complete and no retrain runs.
+    `consumed`: consumed.json's time when the caller has just read it."""
     now = now or _now()
     pending, answer = _get_json(s3, settings.state_bucket, settings.key(PENDING))
     if pending is None:
@@ -230,7 +234,8 @@ def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None) -> Di
     written = answer["LastModified"]
     if pending.get("written"):
         written = max(written, parse_time(pending["written"]))
-    consumed = _consumed_until(s3, settings)
+    if consumed is _UNREAD:
+        consumed = _consumed_until(s3, settings)
     if consumed is not None and written <= consumed:
         return {"action": "idle", "reason": "no new data since the last retrain"}
     quiet = 0 if settings.marker else settings.quiet_seconds
