@@ -378,6 +378,7 @@ def ensure_schedule(ctx: RunContext, clients: Clients, function_arn: str) -> Tup
 
 
 def policy_document(ctx: RunContext, clients: Clients) -> str:
+    _default_branch_only(ctx, "policy")
     machine = runs.state_machine_arn(ctx, clients)
     return json.dumps(role_policy(ctx, machine, clients.sfn.meta.partition), indent=2, sort_keys=True)
 
