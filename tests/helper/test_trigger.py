@@ -399,6 +399,9 @@ def test_install_waits_for_a_new_role_to_reach_lambda(example_repo, aws_env, mon
     assert dict(report.lines)[f"role {role}"] == "given"
     function = model.clients.lambda_.get_function(FunctionName=f"mltp-trigger-{model.name}")["Configuration"]
     assert function["Role"] == role
+    again = trigger_mod.install(model.ctx, model.clients, role_arn=role)
+    assert again.outcome == "unchanged", again.summary()
+    assert naps == [5.0, 5.0]  # nothing waited for the second time
 
 
 def test_install_gives_up_on_a_role_that_never_appears(example_repo, aws_env, monkeypatch):

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import time
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,7 @@ class TriggerReport:
 
     @property
     def outcome(self) -> str:
-        outcomes = {o for _, o in self.lines}
+        outcomes = {o for _, o in self.lines} - {"given"}  # a role passed in is not ours to change
         if self.verb == "install":
             if outcomes <= {"unchanged"}:
                 return "unchanged"
@@ -210,7 +211,7 @@ def ensure_role(ctx: RunContext, clients: Clients, machine_arn: str) -> Tuple[st
         try:
             current = iam.get_role_policy(RoleName=name, PolicyName="mltp-trigger")["PolicyDocument"]
             if isinstance(current, str):
-                current = json.loads(_unquote(current))
+                current = json.loads(urllib.parse.unquote(current))
         except botocore.exceptions.ClientError as exc:
             if not _ignore_missing(exc):
                 raise
@@ -219,12 +220,6 @@ def ensure_role(ctx: RunContext, clients: Clients, machine_arn: str) -> Tuple[st
             iam.put_role_policy(RoleName=name, PolicyName="mltp-trigger", PolicyDocument=policy)
             outcome = "created" if outcome == "created" else "updated"
     return arn, outcome
-
-
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)
 
 
 def ensure_function(ctx: RunContext, clients: Clients, role_arn: str, env: Dict[str, str]) -> Tuple[str, str]:
