@@ -199,3 +199,16 @@ def test_retrain_without_inputs_says_so(tmp_path):
 
 def test_retrain_null_is_off(tmp_path):
     assert load_text(tmp_path, (BASE / "config.yaml").read_text() + "retrain: null\n").retrain is None
+
+
+def test_retrain_inputs_must_not_overlap(tmp_path):
+    text = (BASE / "config.yaml").read_text() + (
+        "steps:\n  preprocessing:\n    inputs:\n      - name: all\n        source: s3://data-bucket/fraud/\n"
+        "      - name: raw\n        source: s3://data-bucket/fraud/raw/\n"
+        "retrain:\n  on_inputs: [all, raw]\n")
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    assert len(info.value.details) == 1
+    assert "retrain.on_inputs[1]: 'raw' (s3://data-bucket/fraud/raw/) lies inside 'all'" in info.value.details[0]
+    # The same prefix in two buckets, or side by side, is fine.
+    load_text(tmp_path, text.replace("s3://data-bucket/fraud/raw/", "s3://other-bucket/fraud/raw/"))

@@ -502,6 +502,15 @@ def _retrain_problems(doc: Document) -> List[Problem]:
                 where = f"one of {', '.join(str(k) for k in known)}" if known else "an input, but steps.preprocessing.inputs is empty"
                 out.append(Problem(doc.line_of(("retrain", "on_inputs", index)), key_path(("retrain", "on_inputs", index)),
                                    f"'{name}' is not an input of steps.preprocessing.inputs; it must be {where}{_suggest(name, [str(k) for k in known])}"))
+    sources = {i.get("name"): i.get("source") for i in inputs if isinstance(i, dict)} if isinstance(inputs, list) else {}
+    watched = [(index, name, sources[name]) for index, name in enumerate(names or [])
+               if isinstance(name, str) and isinstance(sources.get(name), str)] if isinstance(names, list) else []
+    for index, name, source in watched:
+        for _, other, other_source in watched:
+            if other != name and source != other_source and source.startswith(other_source.rstrip("/") + "/"):
+                out.append(Problem(doc.line_of(("retrain", "on_inputs", index)), key_path(("retrain", "on_inputs", index)),
+                                   f"'{name}' ({source}) lies inside '{other}' ({other_source}): S3 refuses two "
+                                   "notifications on overlapping prefixes; watch only one of them"))
     if "quiet_minutes" in retrain and "marker" in retrain:
         out.append(Problem(doc.line_of(("retrain", "marker")), "retrain.marker",
                            "set quiet_minutes or marker, not both (see docs/contract.md)"))
