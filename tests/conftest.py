@@ -36,6 +36,9 @@ def moto_endpoint():
     """URL of a moto server shared by the session; tests use unique names."""
     from moto.server import ThreadedMotoServer
 
+    from mltp.local.emulator import install_logs_extensions
+
+    install_logs_extensions()  # as in local runs: saved queries, and exports by stream prefix
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.pop("AWS_PROFILE", None)

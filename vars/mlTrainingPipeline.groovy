@@ -35,6 +35,8 @@ import groovy.transform.Field
     preflight     : true,          // mode 'aws': `mltp sync` first checks the account read-only (mltp preflight)
     pruneOlderThanDays: null,      // on the default branch's scheduled (timer) builds, also run `mltp prune --yes`:
                                    // delete branch state machines idle this many days and code no kept run uses; null = never
+    retrainTrigger: false,         // mode aws, default branch: install/update the retrain-on-new-data trigger after Train
+    triggerRoleArn: null,          // with retrainTrigger: the trigger function's role; null = create mltp-trigger-<name>
 ]
 
 @Field final int MAX_TIMEOUT_MINUTES = 24 * 60
@@ -83,6 +85,7 @@ def runOnAgent(Map cfg, long started) {
         Map info = readInfo(ctx.infoFile)
         ctx.runName = info.run_name
         ctx.stateMachine = info.state_machine
+        ctx.info = info
         applyJobProperties(cfg, info)
     }
     if (cfg.mode == 'validate') {
@@ -99,6 +102,7 @@ def runOnAgent(Map cfg, long started) {
             trainReached = true
             train(ctx, started)
         }
+        installTrigger(ctx)
     } finally {
         if (trainReached) {
             stage('Report') {
@@ -221,6 +225,31 @@ def stopRun(Map ctx, List trainEnv) {
         }
     } catch (stopProblem) {
         echo(PREFIX + 'could not stop the execution: ' + stopProblem.getClass().getName())
+    }
+}
+
+// The retrain-on-new-data trigger (option retrainTrigger): installed or updated on
+// default-branch builds of mode aws whose config sets `retrain`, after Train.
+def installTrigger(Map ctx) {
+    Map cfg = ctx.cfg
+    if (!cfg.retrainTrigger || cfg.mode != 'aws') {
+        return
+    }
+    Map info = ctx.info ?: [:]
+    if (!isDefaultBranch(cfg, info)) {
+        echo(PREFIX + 'the retrain trigger belongs to the default branch; not installing it from this branch')
+        return
+    }
+    if (info.retrain != 'true') {
+        echo(PREFIX + 'retrainTrigger is on but the config sets no retrain: nothing to install')
+        return
+    }
+    stage('Trigger') {
+        List triggerEnv = ctx.env
+        if (cfg.triggerRoleArn) {
+            triggerEnv = triggerEnv + ['MLTP_TRIGGER_ROLE_ARN=' + cfg.triggerRoleArn]
+        }
+        checkExit(ctx, 'trigger-install', mltpHelper.runVerb('trigger-install', triggerEnv, awsCredentials(cfg)))
     }
 }
 
@@ -480,7 +509,7 @@ Map resolveOptions(Map options) {
     }
 
     List stringKeys = ['config', 'mode', 'agent', 'region', 'credentialsId', 'onGateFailure',
-                       'helperCommand', 'helperPipSpec', 'python', 'scriptPython', 'defaultBranch']
+                       'helperCommand', 'helperPipSpec', 'python', 'scriptPython', 'defaultBranch', 'triggerRoleArn']
     for (int i = 0; i < stringKeys.size(); i++) {
         String key = stringKeys[i]
         if (cfg[key] != null && !(cfg[key] instanceof String)) {
@@ -508,6 +537,13 @@ Map resolveOptions(Map options) {
     if (!(cfg.preflight instanceof Boolean)) {
         problems.add("preflight must be true or false, not '${cfg.preflight}'")
         cfg.preflight = DEFAULTS.preflight
+    }
+    if (!(cfg.retrainTrigger instanceof Boolean)) {
+        problems.add("retrainTrigger must be true or false, not '${cfg.retrainTrigger}'")
+        cfg.retrainTrigger = false
+    }
+    if (cfg.triggerRoleArn && !(cfg.triggerRoleArn ==~ /arn:aws[a-z-]*:iam::[0-9]{12}:role\/[\w+=,.@\/-]+/)) {
+        problems.add("triggerRoleArn '${cfg.triggerRoleArn}' is not an IAM role ARN")
     }
     if (cfg.helperCommand && cfg.helperPipSpec) {
         problems.add('give helperCommand or helperPipSpec, not both')

@@ -15,9 +15,9 @@ set -u
 
 verb=${MLTP_VERB:-}
 case $verb in
-    validate | sync | deploy | publish | start | wait | stop | run | prune) ;;
+    validate | sync | deploy | publish | start | wait | stop | run | prune | trigger-install) ;;
     *)
-        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune)\n' "$verb" >&2
+        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune, trigger-install)\n' "$verb" >&2
         exit 2
         ;;
 esac
@@ -34,5 +34,6 @@ case $verb in
         ;;
     run) exec "$MLTP" run --local "$MLTP_REPO" ;;
     prune) exec "$MLTP" prune --yes "$MLTP_REPO" ;;
+    trigger-install) exec "$MLTP" trigger install "$MLTP_REPO" ;;
     *) exec "$MLTP" "$verb" "$MLTP_REPO" ;;
 esac

@@ -48,6 +48,7 @@ def test_validate_writes_the_info_file_for_the_jenkins_step(tmp_path):
     assert lines["register"] == "false"
     assert lines["state_machine"].startswith("fraud-detection--feature-x-")
     assert "schedule" in lines
+    assert lines["retrain"] == "false"  # the example sets no retrain: the step installs no trigger
 
 
 def test_errors_are_one_line_in_the_error_file_and_never_a_traceback(tmp_path):

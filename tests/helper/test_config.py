@@ -51,6 +51,7 @@ def test_defaults_match_the_contract():
     assert cfg.registry.inference.instance_types == ("ml.m5.large",)
     assert cfg.registry.inference.content_types == ("text/csv",)
     assert cfg.schedule is None
+    assert cfg.retrain is None and cfg.logs.retention_days == 30
 
 
 def test_framework_version_default_follows_framework(tmp_path):
@@ -138,7 +139,8 @@ def test_all_errors_are_reported_with_lines(tmp_path):
 
 
 def test_schema_has_no_unknown_top_level_keys():
-    assert set(SCHEMA["properties"]) == {"version", "name", "description", "aws", "steps", "gate", "registry", "schedule"}
+    assert set(SCHEMA["properties"]) == {"version", "name", "description", "aws", "steps", "gate", "registry", "schedule",
+                                         "retrain", "logs"}
 
 
 @pytest.mark.parametrize("spec,ok", [("H 3 * * 1", True), ("@daily", True), ("H(0-29)/10 * * * *", True),
@@ -164,3 +166,70 @@ def test_instance_type_lists_come_from_botocore_and_are_cached(tmp_path, monkeyp
         assert config_mod._instance_types("TrainingInstanceType") == ["ml.m5.xlarge"]  # read, not recomputed
     finally:
         config_mod._instance_type_lists.cache_clear()
+
+
+# --------------------------------------------------------------------------- retrain and logs (issue 12)
+
+INPUTS = ("steps:\n  preprocessing:\n    inputs:\n      - name: raw\n        source: s3://data-bucket/fraud/raw/\n"
+          "      - name: labels\n        source: s3://data-bucket/fraud/labels/\n")
+
+
+def test_retrain_with_a_quiet_period_or_a_marker(tmp_path):
+    base = (BASE / "config.yaml").read_text() + INPUTS
+    quiet = load_text(tmp_path, base + "retrain: {on_inputs: [raw, labels], quiet_minutes: 5}\nlogs: {retention_days: 90}\n")
+    assert [i.name for i in quiet.retrain.on_inputs] == ["raw", "labels"]
+    assert quiet.retrain.on_inputs[0].source == "s3://data-bucket/fraud/raw/"
+    assert (quiet.retrain.quiet_minutes, quiet.retrain.marker) == (5, None)
+    assert quiet.logs.retention_days == 90
+    marker = load_text(tmp_path, base + "retrain:\n  on_inputs: [raw]\n  marker: _SUCCESS\n")
+    assert (marker.retrain.quiet_minutes, marker.retrain.marker) == (None, "_SUCCESS")
+    default = load_text(tmp_path, base + "retrain: {on_inputs: [raw]}\n")
+    assert default.retrain.quiet_minutes == 10
+
+
+@pytest.mark.parametrize("tail,line,message", [
+    ("retrain:\n  on_inputs: [raw, rwa]\n", "retrain.on_inputs[1]",
+     "'rwa' is not an input of steps.preprocessing.inputs; it must be one of raw, labels (did you mean 'raw'?)"),
+    ("retrain:\n  on_inputs: [raw]\n  quiet_minutes: 5\n  marker: _SUCCESS\n", "retrain.marker",
+     "set quiet_minutes or marker, not both"),
+    ("retrain:\n  on_inputs: []\n", "retrain.on_inputs", "needs at least 1 item(s)"),
+    ("retrain:\n  quiet_minutes: 5\n", "retrain", "missing required key 'on_inputs'"),
+    ("retrain:\n  on_inputs: [raw]\n  quiet_minutes: 0\n", "retrain.quiet_minutes", "must be at least 1"),
+    ("retrain:\n  on_inputs: [raw]\n  marker: done/_SUCCESS\n", "retrain.marker", "must be an object name without '/'"),
+    ("retrain:\n  on_inputs: [raw]\n  quiet_minute: 5\n", "retrain.quiet_minute", "unknown key 'quiet_minute' (did you mean 'quiet_minutes'?)"),
+    ("logs:\n  retention_days: 31\n", "logs.retention_days", "must be one of 1, 3, 5, 7, 14, 30"),
+    ("logs:\n  retension_days: 30\n", "logs.retension_days", "unknown key 'retension_days' (did you mean 'retention_days'?)"),
+])
+def test_retrain_and_logs_problems_name_line_and_key(tmp_path, tail, line, message):
+    base = (BASE / "config.yaml").read_text() + INPUTS
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, base + tail)
+    details = info.value.details
+    assert len(details) == 1, details
+    first_tail_line = len((base).splitlines()) + 1
+    where, key, text = details[0].split(": ", 2)
+    assert key == line and message in text, details
+    assert int(where.rsplit(":", 1)[1]) >= first_tail_line
+
+
+def test_retrain_without_inputs_says_so(tmp_path):
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, (BASE / "config.yaml").read_text() + "retrain: {on_inputs: [raw]}\n")
+    assert "steps.preprocessing.inputs is empty" in info.value.details[0]
+
+
+def test_retrain_null_is_off(tmp_path):
+    assert load_text(tmp_path, (BASE / "config.yaml").read_text() + "retrain: null\n").retrain is None
+
+
+def test_retrain_inputs_must_not_overlap(tmp_path):
+    text = (BASE / "config.yaml").read_text() + (
+        "steps:\n  preprocessing:\n    inputs:\n      - name: all\n        source: s3://data-bucket/fraud/\n"
+        "      - name: raw\n        source: s3://data-bucket/fraud/raw/\n"
+        "retrain:\n  on_inputs: [all, raw]\n")
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    assert len(info.value.details) == 1
+    assert "retrain.on_inputs[1]: 'raw' (s3://data-bucket/fraud/raw/) lies inside 'all'" in info.value.details[0]
+    # The same prefix in two buckets, or side by side, is fine.
+    load_text(tmp_path, text.replace("s3://data-bucket/fraud/raw/", "s3://other-bucket/fraud/raw/"))

@@ -1,5 +1,6 @@
 """`mltp deploy` against moto over HTTP: created -> unchanged (no update call)
--> updated, one shared log group, tags, and one state machine per branch.
+-> updated, the model's log group (retention, saved queries), tags, and one
+state machine per branch.
 
 Most tests use a small stand-in definition (the real one imports the SageMaker
 SDK, about 3 s); `test_real_definition_deploys` uses `definition.render`."""
@@ -49,9 +50,11 @@ def stand_in(monkeypatch):
 
 @pytest.fixture
 def log_group(monkeypatch):
-    """A log group of this test's own, so 'created once' can be counted."""
+    """A log group prefix of this test's own, so 'created once' can be counted."""
+    from mltp import log_group as log_group_mod
+
     name = f"/aws/vendedlogs/states/{unique('mltp-test')}"
-    monkeypatch.setattr(deploy_mod, "LOG_GROUP", name)
+    monkeypatch.setattr(log_group_mod, "PREFIX", name)
     return name
 
 
@@ -100,6 +103,7 @@ def test_created_unchanged_updated(example_repo, aws_env, stand_in, log_group):
     assert unchanged.outcome == "unchanged" and unchanged.arn == created.arn
     assert "UpdateStateMachine" not in calls.names and "TagResource" not in calls.names
     assert "CreateStateMachine" not in calls.names and "CreateLogGroup" not in calls.names
+    assert "PutRetentionPolicy" not in calls.names and "PutQueryDefinition" not in calls.names
 
     configure(example_repo, name, min_auc="0.95")
     updated, calls, _ = deploy(example_repo, aws_env)
@@ -127,9 +131,9 @@ def test_logging_and_tags(example_repo, aws_env, stand_in, log_group):
     result, _, _ = deploy(example_repo, aws_env, env={"BRANCH_NAME": "main"})
     described = sfn(aws_env).describe_state_machine(stateMachineArn=result.arn)
     logging = described["loggingConfiguration"]
-    assert logging["level"] == "ERROR" and logging["includeExecutionData"] is False
+    assert logging["level"] == "ALL" and logging["includeExecutionData"] is False
     assert logging["destinations"] == [{"cloudWatchLogsLogGroup": {
-        "logGroupArn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{log_group}:*"}}]
+        "logGroupArn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{log_group}/{name}:*"}}]
     tags = {t["key"]: t["value"] for t in sfn(aws_env).list_tags_for_resource(resourceArn=result.arn)["tags"]}
     assert tags == {"team": "fds", "cost-center": "1234", "mltp:model": name, "mltp:branch": "main"}
 
@@ -147,32 +151,62 @@ def test_tag_change_is_an_update_without_redefinition(example_repo, aws_env, sta
     assert tags["team"] == "risk"
 
 
-def test_log_group_created_once_and_shared(tmp_path, example_repo, aws_env, stand_in, log_group):
+def test_one_log_group_per_model_shared_by_its_branches(tmp_path, example_repo, aws_env, stand_in, log_group):
     import shutil
 
     other = tmp_path / "other-model"
     shutil.copytree(example_repo, other)
-    configure(example_repo, unique("m"))
-    configure(other, unique("m"))
+    first_name, second_name = unique("m"), unique("m")
+    configure(example_repo, first_name)
+    configure(other, second_name)
     first, first_calls, _ = deploy(example_repo, aws_env)
     second, second_calls, _ = deploy(other, aws_env)
+    branch, branch_calls, _ = deploy(example_repo, aws_env, env={"BRANCH_NAME": "feature/x"})
     assert first_calls.names.count("CreateLogGroup") == 1
-    assert second_calls.names.count("CreateLogGroup") == 0
+    assert second_calls.names.count("CreateLogGroup") == 1
+    assert branch_calls.names.count("CreateLogGroup") == 0 and branch.arn != first.arn
     logs = boto3.client("logs", region_name=REGION, endpoint_url=aws_env)
     groups = logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
-    assert [g["logGroupName"] for g in groups] == [log_group]
+    assert sorted(g["logGroupName"] for g in groups) == sorted([f"{log_group}/{first_name}", f"{log_group}/{second_name}"])
+    assert all(g["retentionInDays"] == 30 for g in groups)
     destinations = [
         sfn(aws_env).describe_state_machine(stateMachineArn=r.arn)["loggingConfiguration"]["destinations"]
-        for r in (first, second)
+        for r in (first, second, branch)
     ]
-    assert destinations[0] == destinations[1]
+    assert destinations[0] == destinations[2] != destinations[1]
 
 
-def test_log_group_existing_is_fine(example_repo, aws_env, stand_in, log_group):
-    boto3.client("logs", region_name=REGION, endpoint_url=aws_env).create_log_group(logGroupName=log_group)
-    configure(example_repo, unique("m"))
+def test_saved_queries_and_retention_follow_the_config(example_repo, aws_env, stand_in, log_group):
+    from mltp import log_group as log_group_mod
+
+    name = unique("m")
+    configure(example_repo, name)
+    deploy(example_repo, aws_env)
+    logs = boto3.client("logs", region_name=REGION, endpoint_url=aws_env)
+    saved = logs.describe_query_definitions(queryDefinitionNamePrefix=f"mltp/{name}/")["queryDefinitions"]
+    assert sorted(q["name"] for q in saved) == [f"mltp/{name}/duration-per-step", f"mltp/{name}/failures-by-step",
+                                                f"mltp/{name}/gate-results"]
+    assert all(q["logGroupNames"] == [f"{log_group}/{name}"] for q in saved)
+    assert {q["name"].rsplit("/", 1)[1]: q["queryString"] for q in saved} == log_group_mod.QUERIES
+
+    path = example_repo / "config.yaml"
+    path.write_text(path.read_text() + "\nlogs:\n  retention_days: 90\n")
     result, calls, _ = deploy(example_repo, aws_env)
-    assert result.outcome == "created" and "CreateLogGroup" not in calls.names
+    assert result.outcome == "unchanged"  # the state machine itself did not change
+    assert calls.names.count("PutRetentionPolicy") == 1 and "PutQueryDefinition" not in calls.names
+    group = logs.describe_log_groups(logGroupNamePrefix=f"{log_group}/{name}")["logGroups"][0]
+    assert group["retentionInDays"] == 90
+
+    # A query edited in the console is put back, under the same id.
+    edited = next(q for q in saved if q["name"].endswith("gate-results"))
+    logs.put_query_definition(queryDefinitionId=edited["queryDefinitionId"], name=edited["name"],
+                              queryString="fields @message", logGroupNames=edited["logGroupNames"])
+    _, calls, _ = deploy(example_repo, aws_env)
+    assert calls.names.count("PutQueryDefinition") == 1
+    again = logs.describe_query_definitions(queryDefinitionNamePrefix=f"mltp/{name}/")["queryDefinitions"]
+    assert len(again) == 3
+    assert next(q for q in again if q["queryDefinitionId"] == edited["queryDefinitionId"])["queryString"] == \
+        log_group_mod.QUERIES["gate-results"]
 
 
 def test_branch_gets_its_own_state_machine(example_repo, aws_env, stand_in, log_group, monkeypatch):

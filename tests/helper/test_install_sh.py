@@ -278,6 +278,7 @@ def _fake_helper(tmp_path) -> Path:
     ("validate", ["validate"]), ("sync", ["sync"]), ("deploy", ["deploy"]), ("publish", ["publish"]),
     ("start", ["start"]),
     ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]), ("prune", ["prune", "--yes"]),
+    ("trigger-install", ["trigger", "install"]),
 ])
 def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     fake = _fake_helper(tmp_path)
@@ -295,7 +296,7 @@ def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("verb", ["", "render", "validate; id", "VALIDATE", "--help"])
+@pytest.mark.parametrize("verb", ["", "render", "validate; id", "VALIDATE", "--help", "trigger", "trigger-remove"])
 def test_helper_sh_refuses_other_verbs(tmp_path, verb):
     fake = _fake_helper(tmp_path)
     done = run_verb(str(fake), verb, tmp_path, tmp_path, SEEN=str(tmp_path / "seen"))

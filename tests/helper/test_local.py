@@ -102,6 +102,15 @@ def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
     assert summary == "tiny-model run local-test: FAILED: run failed at Training: train.py: ValueError: training broke on purpose\n"
     assert '"/' not in (report / "report.md").read_text()  # the log's paths are relative to the repo
     assert (report / "report.json").exists()
+    # `mltp logs --local` reads the same run back from the files it kept.
+    repo = report.parents[2]
+    logs = subprocess.run([sys.executable, "-m", "mltp.cli", "logs", ".", "--local"], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith("logs of local run local-test (failed): ")
+    training = [line.split("| ", 1)[1] for line in logs.stdout.splitlines() if line.split("|", 1)[0].split()[-1:] == ["Training"]]
+    assert "ValueError: training broke on purpose" in training and training[-1] == "failed"
+    assert any(line.endswith("Preprocessing  | succeeded") for line in logs.stdout.splitlines())
 
 
 def test_a_missing_import_names_the_package(tmp_path):

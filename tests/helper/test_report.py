@@ -81,7 +81,7 @@ def test_report_json_is_machine_readable(tmp_path):
     assert data["steps"][0] == {
         "name": "Preprocessing", "status": "succeeded", "job_name": "fd-prep-1", "job_kind": "processing",
         "link": "https://console/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
-        "duration_seconds": 252.0, "error": None,
+        "duration_seconds": 252.0, "error": None, "log_link": None,
     }
     assert data["gate"][0] == {"metric": "auc", "rule": ">= 0.9", "value": 0.962, "passed": True}
     failed = json.loads(report.write(step_failed(), tmp_path / "f")["report.json"].read_text())
@@ -218,3 +218,14 @@ def test_markdown_outside_jenkins_has_no_placeholder_links_and_times_to_the_seco
     assert "| Branch | feature/x |" in text and "| Build | - (not built by Jenkins) |" in text
     assert "| Started | 2024-05-01 09:00:00 UTC |" in text and "| Ended | 2024-05-01 09:01:01 UTC |" in text
     assert "654321" not in text
+
+
+def test_report_md_links_each_jobs_log_stream(tmp_path):
+    outcome = make()
+    outcome.steps[1].log_link = "https://console/logs/fd-train-1"
+    text = report.write(outcome, tmp_path)["report.md"].read_text()
+    assert "| Step | Job | Status | Duration | Log |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Training |"))
+    assert row.endswith("| [log stream](https://console/logs/fd-train-1) |")
+    preprocessing = next(line for line in text.splitlines() if line.startswith("| Preprocessing |"))
+    assert preprocessing.endswith("| - |")  # no link known: a dash, not a broken link

@@ -532,6 +532,10 @@ def test_wait_follows_a_whole_run_and_reports_the_registered_package(model):
     assert (ctx.report_dir / "report.json").is_file()
     report = json.loads((ctx.report_dir / "report.json").read_text())
     assert report["status"] == "passed" and report["model_package"]["arn"] == package
+    logs = {step["name"]: step["log_link"] for step in report["steps"]}
+    assert f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{data.TrainingJobName}$252F" in logs["Training"]
+    assert f"ProcessingJobs$3FlogStreamNameFilter$3D{data.EvaluationJobName}$252F" in logs["Evaluation"]
+    assert f"[log stream]({logs['Preprocessing']})" in (ctx.report_dir / "report.md").read_text()
 
 
 def test_wait_finds_the_package_by_run_name_when_the_output_does_not_say(model):
@@ -558,6 +562,36 @@ def test_branch_builds_are_not_registered(model, monkeypatch):
     assert "model package: not registered (branch build)" in lines
     summary = (ctx.report_dir / "summary.txt").read_text()
     assert summary.endswith("not registered (branch build)\n")
+
+
+def test_a_passed_default_branch_run_is_what_retraining_runs_next(model):
+    """`wait` records the run's execution input in last-good.json (mltp trigger)."""
+    ctx, data, arn = model.start()
+    model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
+    lines: List[str] = []
+    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                  clock=follow.ManualClock(), echo=lines.append)
+    key = f"mltp/{model.name}/trigger/last-good.json"
+    assert f"retrain code: s3://{model.bucket}/{key}" in lines
+    pointer = json.loads(model.s3.get_object(Bucket=model.bucket, Key=key)["Body"].read())
+    assert pointer["run"] == ctx.run_name and pointer["state_machine"] == ctx.state_machine
+    assert pointer["input"] == data.to_dict()
+
+
+def test_branch_and_failed_runs_record_no_retrain_code(model, monkeypatch):
+    key = f"mltp/{model.name}/trigger/last-good.json"
+    ctx, data, arn = model.start()
+    model.put_evaluation(data, auc=0.85, false_positive_rate=0.01)  # misses the gate
+    script_execution(arn, pipeline_script(lambda: 1e9, data, end="gate"))
+    with pytest.raises(GateFailed):
+        pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                      clock=follow.ManualClock(), echo=lambda line: None)
+    monkeypatch.setenv("BRANCH_NAME", "feature/x")
+    ctx, data, arn = model.start(env={"BRANCH_NAME": "feature/x"})
+    model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
+    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                  clock=follow.ManualClock(), echo=lambda line: None)
+    assert model.s3.list_objects_v2(Bucket=model.bucket, Prefix=key).get("KeyCount") == 0
 
 
 def test_wait_reattaches_to_a_finished_run_without_sleeping(model):

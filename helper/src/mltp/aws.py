@@ -79,12 +79,20 @@ class Clients:
         return self.client("logs")
 
     @property
-    def sts(self):
-        return self.client("sts")
+    def lambda_(self):
+        return self.client("lambda")
 
     @property
     def iam(self):
         return self.client("iam")
+
+    @property
+    def events(self):
+        return self.client("events")
+
+    @property
+    def sts(self):
+        return self.client("sts")
 
     @property
     def kms(self):

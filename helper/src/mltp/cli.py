@@ -217,6 +217,51 @@ _verb("wait", "Follow the run to its end, write the report; the exit code tells 
 _verb("stop", "Stop the run (used when a build is aborted).")
 
 
+@main.group()
+def trigger() -> None:
+    """Retraining when new data lands: an S3 notification starts a default-branch
+    run (Lambda), on the code of the last successful default-branch run."""
+
+
+def _trigger_verb(verb: str, summary: str, *extra: Callable) -> None:
+    def command(repo: Path, config: Optional[str], **options) -> None:
+        from . import pipeline
+
+        pipeline.trigger(verb, repo, config, **options)
+
+    command.__doc__ = summary
+    for decorate in reversed((REPO, _config_option, _aws_options) + extra):
+        command = decorate(command)
+    trigger.command(name=verb)(command)
+
+
+_trigger_verb("install", "Create or update the trigger (default branch only); prints created, updated or unchanged.",
+              click.option("--role-arn", envvar="MLTP_TRIGGER_ROLE_ARN", metavar="ARN",
+                           help="Use this execution role for the function (see `mltp trigger policy`) "
+                                "instead of creating mltp-trigger-<name>."))
+_trigger_verb("remove", "Remove the trigger; other notifications on the buckets stay.")
+_trigger_verb("status", "Show the trigger, the code a retrain would run, and pending data.")
+_trigger_verb("policy", "Print the IAM policy the trigger function's role needs.")
+
+
+@main.command()
+@REPO
+@_config_option
+@click.option("--run", "run", envvar="MLTP_RUN_NAME", metavar="NAME", help="The run. Default: the newest run.")
+@click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL", help="Send AWS calls to this endpoint (an emulator).")
+@click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--export", "export", is_flag=False, flag_value="", default=None, metavar="[S3_URI]",
+              help="Export the run's logs to S3 (CreateExportTask) and print where they are. "
+                   "Default place: <prefix>/<name>/runs/<run>/logs/ in the config's bucket.")
+@click.option("--local", is_flag=True, help="A local run's logs, from the files it keeps under REPO/.mltp/runs/.")
+def logs(repo: Path, config: Optional[str], **options) -> None:
+    """Print a run's Step Functions events and SageMaker job logs, merged by time and labelled by step."""
+    from . import pipeline
+
+    pipeline.logs(repo, config, **options)
+
+
 @main.command()
 @REPO
 @_config_option

@@ -111,6 +111,24 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    """Retraining when new data lands: which preprocessing inputs to watch, and
+    when a burst of objects is complete (a quiet period, or a marker object)."""
+
+    on_inputs: Tuple[InputConfig, ...]
+    quiet_minutes: Optional[int]  # None when `marker` is set
+    marker: Optional[str]
+
+
+DEFAULT_QUIET_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the config file
     repo: Path  # the model repo it describes
@@ -122,6 +140,8 @@ class Config:
     gate: Tuple[GateRule, ...]
     registry: RegistryConfig
     schedule: Optional[str]
+    retrain: Optional[RetrainConfig] = None
+    logs: LogsConfig = LogsConfig()
     lines: Dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, key: str) -> Optional[int]:
@@ -523,6 +543,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         # S3 keeps "a/../b" as written, but consoles, the CLI's sync and IAM policies
         # written for "a/b" do not: one key, several spellings. Refused outright.
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
+    out.extend(_retrain_problems(doc))
 
     schedule = data.get("schedule")
     if isinstance(schedule, str):
@@ -569,6 +590,36 @@ def _yaml_number(number: float) -> str:
     if math.isnan(number):
         return ".nan"
     return ".inf" if number > 0 else "-.inf"
+
+def _retrain_problems(doc: Document) -> List[Problem]:
+    """`retrain` watches preprocessing inputs by name, and needs one way to tell
+    that a burst of objects is complete: a quiet period or a marker, not both."""
+    retrain = _get(doc.value, "retrain")
+    if not isinstance(retrain, dict):
+        return []
+    out: List[Problem] = []
+    names = retrain.get("on_inputs")
+    inputs = _get(doc.value, "steps", "preprocessing", "inputs")
+    known = [i.get("name") for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
+    if isinstance(names, list):
+        for index, name in enumerate(names):
+            if isinstance(name, str) and name not in known:
+                where = f"one of {', '.join(str(k) for k in known)}" if known else "an input, but steps.preprocessing.inputs is empty"
+                out.append(Problem(doc.line_of(("retrain", "on_inputs", index)), key_path(("retrain", "on_inputs", index)),
+                                   f"'{name}' is not an input of steps.preprocessing.inputs; it must be {where}{_suggest(name, [str(k) for k in known])}"))
+    sources = {i.get("name"): i.get("source") for i in inputs if isinstance(i, dict)} if isinstance(inputs, list) else {}
+    watched = [(index, name, sources[name]) for index, name in enumerate(names or [])
+               if isinstance(name, str) and isinstance(sources.get(name), str)] if isinstance(names, list) else []
+    for index, name, source in watched:
+        for _, other, other_source in watched:
+            if other != name and source != other_source and source.startswith(other_source.rstrip("/") + "/"):
+                out.append(Problem(doc.line_of(("retrain", "on_inputs", index)), key_path(("retrain", "on_inputs", index)),
+                                   f"'{name}' ({source}) lies inside '{other}' ({other_source}): S3 refuses two "
+                                   "notifications on overlapping prefixes; watch only one of them"))
+    if "quiet_minutes" in retrain and "marker" in retrain:
+        out.append(Problem(doc.line_of(("retrain", "marker")), "retrain.marker",
+                           "set quiet_minutes or marker, not both (see docs/contract.md)"))
+    return out
 
 
 def cron_problem(spec: str) -> Optional[str]:
@@ -637,6 +688,19 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
     )
 
 
+def _retrain_config(data: Dict[str, Any]) -> Optional[RetrainConfig]:
+    raw = data.get("retrain")
+    if not raw:
+        return None
+    sources = {i["name"]: i["source"] for i in data["steps"]["preprocessing"].get("inputs", [])}
+    marker = raw.get("marker")
+    return RetrainConfig(
+        on_inputs=tuple(InputConfig(name, sources[name]) for name in raw["on_inputs"]),
+        quiet_minutes=None if marker else raw.get("quiet_minutes", DEFAULT_QUIET_MINUTES),
+        marker=marker,
+    )
+
+
 def _build(doc: Document, path: Path, repo: Path) -> Config:
     data = _with_defaults(SCHEMA, copy.deepcopy(doc.value))
     aws, registry = data["aws"], data["registry"]
@@ -666,5 +730,7 @@ def _build(doc: Document, path: Path, repo: Path) -> Config:
             ),
         ),
         schedule=data.get("schedule"),
+        retrain=_retrain_config(data),
+        logs=LogsConfig(retention_days=data["logs"]["retention_days"]),
         lines={key_path(p): line for p, line in doc.lines.items()},
     )

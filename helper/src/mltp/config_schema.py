@@ -117,6 +117,49 @@ _INPUTS = {
 
 _ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 100, "default": []}
 
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                  3288, 3653]
+
+# Retraining when new data lands (the trigger `mltp trigger install` sets up).
+# Either a quiet period (a run starts once no new object has arrived for that
+# long) or a marker object (a run starts when an object of that name lands).
+_RETRAIN = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "default": None,
+    "description": "Start a default-branch run when new data lands in these preprocessing inputs (`mltp trigger install`).",
+    "required": ["on_inputs"],
+    "properties": {
+        "on_inputs": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 9,
+            "uniqueItems": True,
+            "items": {
+                "type": "string",
+                "pattern": "^[a-zA-Z0-9_-]{1,64}$",
+                "x-error": "must name an input of steps.preprocessing.inputs",
+            },
+        },
+        "quiet_minutes": {"type": "integer", "minimum": 1, "maximum": 1440},
+        "marker": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9!_.*'()-]{1,255}$",
+            "x-error": "must be an object name without '/' such as _SUCCESS",
+        },
+    },
+}
+
+_LOGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "default": {},
+    "properties": {
+        "retention_days": {"enum": RETENTION_DAYS, "default": 30},
+    },
+}
+
 # SageMaker limits: processing jobs run at most 777600 s (9 days), training 28 days.
 _PROCESSING_LIMIT = 777600 // 60
 _TRAINING_LIMIT = 28 * 24 * 60
@@ -278,6 +321,8 @@ SCHEMA: Dict[str, Any] = {
             "description": "Jenkins cron spec for periodic retraining on the default branch, e.g. 'H 3 * * 1'.",
             "default": None,
         },
+        "retrain": _RETRAIN,
+        "logs": _LOGS,
     },
 }
 
@@ -298,6 +343,8 @@ _DOCUMENTED_AT = {
     ("gate",): "#24-gate",
     ("registry",): "#25-registry",
     ("schedule",): "#26-schedule",
+    ("retrain",): "#2-configyaml",  # becomes #210-retrain once docs/contract-additions-issue-12.md is merged
+    ("logs",): "#2-configyaml",  # becomes #211-logs likewise
 }
 
 

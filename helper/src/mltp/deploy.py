@@ -5,10 +5,9 @@ the execution input), so comparing it with what AWS has is exact: a build whose
 config did not change makes no update call and reports "unchanged". Updating
 in place keeps the ARN, so running executions finish on their old version.
 
-All state machines log to one shared CloudWatch Logs group. Its name starts
-with /aws/vendedlogs/ because Step Functions then needs no per-group resource
-policy; one policy per group would hit CloudWatch's policy size limit after a
-few dozen models and branches.
+The state machines of a model (one per branch) log to the model's CloudWatch
+Logs group, which `deploy` also keeps: retention from the config and the saved
+Logs Insights queries (`log_group`).
 """
 
 from dataclasses import dataclass
@@ -16,13 +15,12 @@ from typing import Dict, List, Optional
 
 import botocore.exceptions
 
-from . import naming, runs
+from . import log_group, naming, runs
 from .aws import Clients, error_code, refused
 from .context import RunContext
 from .errors import AwsRefused
 
-LOG_GROUP = naming.STATES_LOG_GROUP
-LOG_LEVEL = "ERROR"  # failures with their error and cause; execution data stays out of the logs
+LOG_LEVEL = log_group.LEVEL
 
 
 @dataclass(frozen=True)
@@ -35,41 +33,8 @@ class DeployResult:
         return f"deploy: {self.outcome} {self.arn}"
 
 
-def log_group_arn(clients: Clients, name: Optional[str] = None) -> str:
-    """The shared group's ARN (with the ':*' Step Functions expects), created on
-    first use. Looked up first, so later deploys need no logs:CreateLogGroup."""
-    name = name or LOG_GROUP
-    with refused("log group", name):
-        found = _find_log_group(clients, name)
-        if found:
-            return found
-        try:
-            clients.logs.create_log_group(logGroupName=name)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != "ResourceAlreadyExistsException":  # another build won the race
-                raise
-        found = _find_log_group(clients, name)
-    if not found:
-        raise AwsRefused(f"log group {name}: created but not found afterwards")
-    return found
-
-
-def _find_log_group(clients: Clients, name: str) -> Optional[str]:
-    pages = clients.logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name)
-    for page in pages:
-        for group in page.get("logGroups", []):
-            if group.get("logGroupName") == name:
-                arn = group["arn"]
-                return arn if arn.endswith(":*") else arn + ":*"
-    return None
-
-
 def logging_configuration(log_arn: str) -> dict:
-    return {
-        "level": LOG_LEVEL,
-        "includeExecutionData": False,
-        "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": log_arn}}],
-    }
+    return log_group.logging_configuration(log_arn)
 
 
 def _logging_key(conf: Optional[dict]) -> tuple:
@@ -130,7 +95,7 @@ def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) 
 
         definition = definition_mod.render(ctx.config)
     role = ctx.config.aws.states_role_arn
-    logging = logging_configuration(log_group_arn(clients))
+    logging = logging_configuration(log_group.ensure(ctx.config, clients).arn)
     wanted_tags = tags(ctx)
     arn = runs.state_machine_arn(ctx, clients)
     sfn = clients.sfn

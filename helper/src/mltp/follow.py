@@ -166,6 +166,13 @@ def console_links(ctx: RunContext) -> bool:
     return not ctx.endpoint_url
 
 
+def job_log_link(region: str, kind: Optional[str], job: Optional[str]) -> Optional[str]:
+    """The job's log stream(s) in SageMaker's log group (the report links them)."""
+    if not job or kind not in LOG_GROUPS:
+        return None
+    return log_link(region, LOG_GROUPS[kind], f"{job}/")
+
+
 def execution_link(region: str, arn: str) -> str:
     return f"{_console(region)}/states/home?region={region}#/v2/executions/details/{arn}"
 
@@ -362,6 +369,7 @@ class Tracker:
         if name in self.jobs:
             record.job_name, record.job_kind = self.jobs[name]
             record.link = self._link(record)
+            record.log_link = self._log_link(record)
         self.steps.append(record)
         self.open[name] = record
         self.last_entered = record
@@ -379,6 +387,9 @@ class Tracker:
     def _link(self, record: out.StepRecord) -> Optional[str]:
         return job_link(self.region, record.job_kind, record.job_name) if self.links else None
 
+    def _log_link(self, record: out.StepRecord) -> Optional[str]:
+        return job_log_link(self.region, record.job_kind, record.job_name) if self.links else None
+
     def _job_from_parameters(self, record: out.StepRecord, details: Dict[str, Any]) -> None:
         if record.job_name:
             return
@@ -391,6 +402,7 @@ class Tracker:
         elif params.get("ProcessingJobName") or "ProcessingJob" in resource:
             record.job_name, record.job_kind = params.get("ProcessingJobName"), "processing"
         record.link = self._link(record)
+        record.log_link = self._log_link(record)
 
     def close(self, status: str, ts: Optional[datetime]) -> List[str]:
         """End every step still open (the execution ended or was stopped)."""
@@ -638,7 +650,8 @@ def _with_unrun_jobs(tracker: Tracker) -> List[out.StepRecord]:
             job, kind = tracker.jobs.get(state, (None, JOB_STATES[state][1]))
             steps.append(out.StepRecord(name=state, status=out.NOT_RUN, job_name=job, job_kind=kind,
                                         link=job_link(tracker.region, kind, job) if tracker.links else None,
-                                        state_type="Task"))
+                                        state_type="Task",
+                                        log_link=job_log_link(tracker.region, kind, job) if tracker.links else None))
     # What people see: the contract's steps, and an internal state only when it failed.
     return [s for s in steps if s.name in USER_STATES or (s.status in (out.STEP_FAILED, out.STEP_TIMED_OUT)
                                                          and s.name != GATE_FAILED_STATE)]

@@ -110,6 +110,7 @@ class StepRecord:
     state_type: str = ""  # Task, Choice, Fail, Succeed, Pass, ...
     error: Optional[str] = None
     cause: Optional[str] = None
+    log_link: Optional[str] = None  # the job's log stream in CloudWatch Logs
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -128,6 +129,7 @@ class StepRecord:
             "ended": _iso(self.ended),
             "duration_seconds": self.duration_seconds,
             "error": self.error,
+            "log_link": self.log_link,
         }
 
 

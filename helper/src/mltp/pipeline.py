@@ -14,7 +14,7 @@ from . import config as config_mod
 from . import repo as repo_mod
 from .config import Config, display
 from .context import RunContext, make_context
-from .errors import InvalidInput
+from .errors import InvalidInput, MltpError
 
 Echo = Callable[[str], None]
 
@@ -51,6 +51,7 @@ class Validated:
                 ("register", "true" if ctx.register else "false"),
                 ("run_name", ctx.run_name),
                 ("region", ctx.region),
+                ("retrain", "true" if self.config.retrain else "false"),
             )
         )
 
@@ -203,6 +204,51 @@ def stop(repo: Path, config: Optional[str], **options):
     return result
 
 
+# --------------------------------------------------------------------------- trigger (retraining on new data)
+
+
+def trigger(verb: str, repo: Path, config: Optional[str], role_arn: Optional[str] = None, **options):
+    """`mltp trigger install|remove|status|policy`: config only, no repo checks
+    (the trigger runs the last good run's code, not the working tree's)."""
+    from . import trigger as trigger_mod
+
+    ctx = make_context(config_mod.load(repo, config), **_context_options(options))
+    clients = _clients(ctx)
+    if verb == "install":
+        result = trigger_mod.install(ctx, clients, role_arn=role_arn)
+        click.echo(result.summary())
+        return result
+    if verb == "remove":
+        result = trigger_mod.remove(ctx, clients)
+        click.echo(result.summary())
+        return result
+    if verb == "policy":
+        click.echo(trigger_mod.policy_document(ctx, clients))
+        return None
+    lines = trigger_mod.status(ctx, clients)
+    for line in lines:
+        click.echo(line)
+    return lines
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def logs(repo: Path, config: Optional[str], run: Optional[str] = None, follow: bool = False,
+         export: Optional[str] = None, local: bool = False, poll_seconds: float = 5.0, **options):
+    """`mltp logs`: the run's history and job logs merged by time; `export` is
+    an S3 URI, or "" for the default place beside the run's artifacts."""
+    from . import runlogs
+
+    if local:
+        return runlogs.show_local(Path(repo), run, echo=click.echo)
+    ctx = make_context(config_mod.load(repo, config), **_context_options(options))
+    clients = _clients(ctx)
+    if export is not None:
+        return runlogs.export(ctx, clients, run, export or None, echo=click.echo)
+    return runlogs.show(ctx, clients, run, follow=follow, echo=click.echo, poll_seconds=poll_seconds)
+
+
 # --------------------------------------------------------------------------- wait, run
 
 
@@ -229,7 +275,27 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
     report.write(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
     result.raise_for_status()
+    _record_good_run(ctx, clients or _clients(ctx), result, echo)
     return result
+
+
+def _record_good_run(ctx: RunContext, clients, result, echo: Echo) -> None:
+    """A passed default-branch run's code is what retraining runs next
+    (`mltp trigger`); branch and pull-request builds record nothing."""
+    if not ctx.register:
+        return
+    import json as json_mod
+
+    from . import runs, trigger
+
+    with_input = runs.describe_execution(clients, result.execution_arn) if result.execution_arn else None
+    execution_input = json_mod.loads((with_input or {}).get("input") or "{}")
+    if not execution_input:
+        return
+    try:
+        echo(f"retrain code: {trigger.record_good_run(ctx, clients, execution_input)}")
+    except MltpError as exc:  # the run passed: a missing permission here must not fail the build
+        echo(f"warning: retraining will not use this run's code: {exc.message}")
 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,

@@ -156,9 +156,9 @@ def markdown(outcome: Outcome) -> str:
     lines += _md_table(["Metric", "Value", "Rule", "Result"], gate_rows(outcome)) + [""]
     lines += ["## Steps", ""]
     lines += _md_table(
-        ["Step", "Job", "Status", "Duration"],
+        ["Step", "Job", "Status", "Duration", "Log"],
         [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_text(s.name, s.status),
-          format_duration(s.duration_seconds) or "-")
+          format_duration(s.duration_seconds) or "-", _link("log stream", s.log_link) if s.log_link else "-")
          for s in outcome.steps],
     ) + [""]
     failure = outcome.failure

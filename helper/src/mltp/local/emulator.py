@@ -317,6 +317,7 @@ def start_local_moto():
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
+    install_logs_extensions()
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     srv.start()
     port = srv.get_host_and_port()[1]
@@ -328,3 +329,75 @@ def start_local_moto():
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # silence per-request access log
     return srv, f"http://127.0.0.1:{port}"
+
+
+# --------------------------------------------------------------------------- CloudWatch Logs: saved queries, exports
+
+
+def install_logs_extensions() -> None:
+    """moto has no Logs Insights saved queries; `deploy` saves three per model
+    (PutQueryDefinition). This adds PutQueryDefinition, DescribeQueryDefinitions
+    and DeleteQueryDefinition to moto's Logs API, with AWS's request and answer
+    shapes (an update names the queryDefinitionId; a name prefix filters), kept
+    per account and region in the backend. It also makes CreateExportTask honour
+    logStreamNamePrefix, as AWS does (moto exports every stream of the group),
+    which `mltp logs --export` uses to export one job's streams. Idempotent."""
+    import uuid
+
+    from moto.logs.responses import LogsResponse
+
+    if getattr(LogsResponse, "_mltp_query_definitions", False):
+        return
+
+    def _store(self) -> dict:
+        backend = self.logs_backend
+        if not hasattr(backend, "mltp_query_definitions"):
+            backend.mltp_query_definitions = {}
+        return backend.mltp_query_definitions
+
+    def put_query_definition(self) -> str:
+        store = _store(self)
+        query_id = self._get_param("queryDefinitionId") or str(uuid.uuid4())
+        if self._get_param("queryDefinitionId") and query_id not in store:
+            from moto.logs.exceptions import ResourceNotFoundException
+
+            raise ResourceNotFoundException("The specified query definition does not exist.")
+        store[query_id] = {
+            "queryDefinitionId": query_id,
+            "name": self._get_param("name"),
+            "queryString": self._get_param("queryString"),
+            "logGroupNames": self._get_param("logGroupNames") or [],
+            "lastModified": int(datetime.datetime.now().timestamp() * 1000),
+        }
+        return json.dumps({"queryDefinitionId": query_id})
+
+    def describe_query_definitions(self) -> str:
+        prefix = self._get_param("queryDefinitionNamePrefix") or ""
+        found = [q for q in _store(self).values() if q["name"].startswith(prefix)]
+        return json.dumps({"queryDefinitions": sorted(found, key=lambda q: q["name"])})
+
+    def delete_query_definition(self) -> str:
+        removed = _store(self).pop(self._get_param("queryDefinitionId"), None)
+        return json.dumps({"success": removed is not None})
+
+    export_all_streams = LogsResponse.create_export_task
+    export_lock = threading.Lock()
+
+    def create_export_task(self):
+        prefix = self._get_param("logStreamNamePrefix")
+        group = self.logs_backend.groups.get(self._get_param("logGroupName"))
+        if not prefix or group is None:
+            return export_all_streams(self)
+        with export_lock:
+            streams = group.streams
+            group.streams = {name: stream for name, stream in streams.items() if name.startswith(prefix)}
+            try:
+                return export_all_streams(self)
+            finally:
+                group.streams = streams
+
+    LogsResponse.create_export_task = create_export_task
+    LogsResponse.put_query_definition = put_query_definition
+    LogsResponse.describe_query_definitions = describe_query_definitions
+    LogsResponse.delete_query_definition = delete_query_definition
+    LogsResponse._mltp_query_definitions = True

@@ -1,0 +1,277 @@
+"""The Lambda function that retrains a model when new data lands.
+
+`mltp trigger install` zips this one file and deploys it (Python runtime,
+nothing beyond boto3), so it imports only the standard library and boto3 and
+repeats the few naming rules it needs from `mltp.naming` (a test keeps the two
+equal).
+
+How a burst of objects becomes one run:
+
+- Every S3 "object created" event for a watched prefix (an S3 notification or
+  the EventBridge form of it) rewrites one small `pending.json` object. Events
+  older than the last consumed burst are duplicates or late deliveries of data
+  a run already read: they change nothing.
+- A sweep (the same function, called every minute by an EventBridge schedule,
+  and right after each event) starts a run once the pending burst is complete:
+  no new object for `quiet` seconds, or, with a marker, as soon as the marker
+  object has landed.
+- The run is named from the burst (its last write time and ETag), so two
+  sweeps, or a redelivered marker event, compute the same name and Step
+  Functions starts it once.
+- While a retrain of this model is RUNNING, nothing starts: the burst stays
+  pending and the first sweep after that run ends starts it.
+
+The code a retrain runs is the code of the last successful default-branch run:
+`mltp wait` records its execution input in `last-good.json`, and the run-specific
+parts (run name, job names, run folder) are derived here for the new run.
+"""
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import urllib.parse
+from typing import Any, Dict, List, Optional, Tuple
+
+RUN_PREFIX = "retrain-"
+POINTER = "last-good.json"
+PENDING = "pending.json"
+CONSUMED = "consumed.json"
+JOB_ABBREV = {"preprocessing": "prep", "training": "train", "evaluation": "eval"}
+_JOB_KEYS = {"preprocessing": "PreprocessingJobName", "training": "TrainingJobName", "evaluation": "EvaluationJobName"}
+
+
+class Settings:
+    """What `mltp trigger install` put into the function's environment."""
+
+    def __init__(self, env: Dict[str, str]):
+        self.state_machine_arn = env["MLTP_STATE_MACHINE_ARN"]
+        self.state_bucket = env["MLTP_STATE_BUCKET"]
+        self.state_prefix = env["MLTP_STATE_PREFIX"]  # ends with '/'
+        self.watch: List[Dict[str, str]] = json.loads(env["MLTP_WATCH"])  # [{input, bucket, prefix}]
+        self.marker = env.get("MLTP_MARKER") or None
+        self.quiet_seconds = int(env.get("MLTP_QUIET_SECONDS") or 0)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(dict(os.environ))
+
+    def key(self, name: str) -> str:
+        return self.state_prefix + name
+
+
+# --------------------------------------------------------------------------- events
+
+
+class ObjectEvent:
+    def __init__(self, bucket: str, key: str, time: _dt.datetime, sequencer: str):
+        self.bucket, self.key, self.time, self.sequencer = bucket, key, time, sequencer
+
+
+def parse_time(text: str) -> _dt.datetime:
+    """'2026-11-26T14:00:00.123Z' (S3 and EventBridge) as an aware datetime."""
+    text = text.strip().replace("Z", "+00:00")
+    if "." in text:  # fromisoformat on 3.9/3.10 wants exactly 3 or 6 fraction digits
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits):] or "+00:00"
+        text = f"{head}.{(digits + '000000')[:6]}{zone}"
+    value = _dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def object_events(event: Dict[str, Any]) -> List[ObjectEvent]:
+    """Object-created events in either shape AWS delivers: S3 notifications
+    (Records, keys URL-encoded) or EventBridge ("Object Created", keys plain)."""
+    found = []
+    for record in event.get("Records") or []:
+        if record.get("eventSource") != "aws:s3" or not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            continue
+        s3 = record.get("s3", {})
+        key = urllib.parse.unquote_plus(s3.get("object", {}).get("key", ""))
+        found.append(ObjectEvent(s3.get("bucket", {}).get("name", ""), key, parse_time(record["eventTime"]),
+                                 str(s3.get("object", {}).get("sequencer", ""))))
+    if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
+        detail = event.get("detail", {})
+        found.append(ObjectEvent(detail.get("bucket", {}).get("name", ""), detail.get("object", {}).get("key", ""),
+                                 parse_time(event["time"]), str(detail.get("object", {}).get("sequencer", ""))))
+    return found
+
+
+def is_schedule(event: Dict[str, Any]) -> bool:
+    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+
+
+def watched(settings: Settings, item: ObjectEvent) -> Optional[str]:
+    """The input an object belongs to, or None: outside every watched prefix,
+    our own state objects, folder placeholders, or (with a marker) not the marker."""
+    if item.bucket == settings.state_bucket and item.key.startswith(settings.state_prefix):
+        return None
+    if not item.key or item.key.endswith("/"):
+        return None
+    if settings.marker and item.key.rsplit("/", 1)[-1] != settings.marker:
+        return None
+    for spec in settings.watch:
+        if item.bucket == spec["bucket"] and item.key.startswith(spec["prefix"]):
+            return spec["input"]
+    return None
+
+
+# --------------------------------------------------------------------------- the run's input
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
+    """The last good run's execution input with its run-specific parts redone
+    for `run`, exactly as `mltp.naming.execution_input` derives them. Keys this
+    function does not know are carried over unchanged."""
+    model, machine, bucket, prefix = pointer["model"], pointer["state_machine"], pointer["bucket"], pointer["prefix"]
+    body = dict(pointer["input"])
+    run_id = _digest(f"{machine}/{run}", 12)
+    jobs = {role: f"{model}-{abbrev}-{run_id}" for role, abbrev in JOB_ABBREV.items()}
+    runs = f"s3://{bucket}/{prefix}/{model}/runs/{run}/"
+    body.update(
+        RunName=run,
+        Register=True,
+        PreprocessingJobName=jobs["preprocessing"],
+        TrainingJobName=jobs["training"],
+        EvaluationJobName=jobs["evaluation"],
+        TrainDataS3Uri=f"{runs}preprocessing/train/",
+        ValidationDataS3Uri=f"{runs}preprocessing/validation/",
+        TestDataS3Uri=f"{runs}preprocessing/test/",
+        ModelOutputS3Uri=f"{runs}model/",
+        ModelArtifactS3Uri=f"{runs}model/{jobs['training']}/output/model.tar.gz",
+        EvaluationOutputS3Uri=f"{runs}evaluation/",
+        EvaluationS3Uri=f"{runs}evaluation/evaluation.json",
+        EvaluationBucket=bucket,
+        EvaluationKey=f"{prefix}/{model}/runs/{run}/evaluation/evaluation.json",
+    )
+    return body
+
+
+def run_name_for(stamp: _dt.datetime, identity: str) -> str:
+    """'retrain-20261126T140000-1a2b3c4d5e': readable, and the same for every
+    sweep or redelivery of one burst."""
+    return f"{RUN_PREFIX}{stamp.astimezone(_dt.timezone.utc):%Y%m%dT%H%M%S}-{_digest(identity, 10)}"
+
+
+# --------------------------------------------------------------------------- S3 state
+
+
+def _get_json(s3, bucket: str, key: str) -> Tuple[Optional[Dict[str, Any]], Optional[dict]]:
+    try:
+        answer = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        return None, None
+    except Exception as exc:  # a 404 without the modelled error (HEAD-like answers)
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    return json.loads(answer["Body"].read() or b"{}"), answer
+
+
+def _put_json(s3, bucket: str, key: str, value: Dict[str, Any]) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, sort_keys=True).encode("utf-8"),
+                  ContentType="application/json")
+
+
+def _consumed_until(s3, settings: Settings) -> Optional[_dt.datetime]:
+    consumed, _ = _get_json(s3, settings.state_bucket, settings.key(CONSUMED))
+    return parse_time(consumed["until"]) if consumed and consumed.get("until") else None
+
+
+# --------------------------------------------------------------------------- the handler
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def handle(event: Dict[str, Any], s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None) -> Dict[str, Any]:
+    """Record new data, then sweep. Returns what happened (also logged)."""
+    if is_schedule(event):
+        return sweep(s3, sfn, settings, now)
+    items = object_events(event)
+    matched = [(item, watched(settings, item)) for item in items]
+    matched = [(item, name) for item, name in matched if name]
+    if not matched:
+        return {"action": "ignored", "reason": "no watched object in the event", "objects": len(items)}
+    consumed = _consumed_until(s3, settings)
+    fresh = [(item, name) for item, name in matched if consumed is None or item.time > consumed]
+    if not fresh:
+        return {"action": "ignored", "reason": "already consumed by an earlier run (duplicate or late delivery)"}
+    last, name = max(fresh, key=lambda pair: pair[0].time)
+    # S3's LastModified has whole seconds; the write time kept in the body does not.
+    pending = {"last_event": last.time.isoformat(), "input": name, "key": f"s3://{last.bucket}/{last.key}",
+               "written": _now().isoformat()}
+    if settings.marker:  # the marker names the run: a redelivery names the same one
+        pending["run"] = run_name_for(last.time, f"{last.bucket}/{last.key}/{last.sequencer}")
+    _put_json(s3, settings.state_bucket, settings.key(PENDING), pending)
+    return sweep(s3, sfn, settings, now, consumed=consumed)
+
+
+def _running_retrains(sfn, machine_arn: str) -> List[str]:
+    names = []
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn, statusFilter="RUNNING")
+    for page in pages:
+        names += [e["name"] for e in page.get("executions", []) if e["name"].startswith(RUN_PREFIX)]
+    return names
+
+
+_UNREAD = object()
+
+
+def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None, consumed: Any = _UNREAD) -> Dict[str, Any]:
+    """Start the pending burst's run when it is complete and no retrain runs.
+    `consumed`: consumed.json's time when the caller has just read it."""
+    now = now or _now()
+    pending, answer = _get_json(s3, settings.state_bucket, settings.key(PENDING))
+    if pending is None:
+        return {"action": "idle", "reason": "no new data"}
+    written = answer["LastModified"]
+    if pending.get("written"):
+        written = max(written, parse_time(pending["written"]))
+    if consumed is _UNREAD:
+        consumed = _consumed_until(s3, settings)
+    if consumed is not None and written <= consumed:
+        return {"action": "idle", "reason": "no new data since the last retrain"}
+    quiet = 0 if settings.marker else settings.quiet_seconds
+    if quiet and (now - written).total_seconds() < quiet:
+        return {"action": "waiting", "reason": f"new data; waiting for {quiet} s without new objects"}
+    run = pending.get("run") or run_name_for(written, f"{answer.get('ETag', '')}/{written.isoformat()}")
+    running = _running_retrains(sfn, settings.state_machine_arn)
+    if run in running:  # this burst's own run (a redelivery raced ahead of consumed.json)
+        _put_json(s3, settings.state_bucket, settings.key(CONSUMED), {"until": now.isoformat(), "run": run})
+        return {"action": "already-started", "run": run}
+    if running:
+        return {"action": "waiting", "reason": f"a retrain is running ({running[0]})"}
+    pointer, _ = _get_json(s3, settings.state_bucket, settings.key(POINTER))
+    # Every object created before the run starts is in the data it reads (the
+    # preprocessing job lists the prefix later still), so events up to now are
+    # consumed: their redeliveries must not start another run.
+    done = {"until": now.isoformat(), "run": None}
+    if pointer is None:
+        _put_json(s3, settings.state_bucket, settings.key(CONSUMED), done)
+        return {"action": "skipped", "reason": "no successful default-branch run yet: no code to retrain with"}
+    body = json.dumps(retrain_input(pointer, run), sort_keys=True)
+    action = "started"
+    try:
+        sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=run, input=body)
+    except sfn.exceptions.ExecutionAlreadyExists:
+        action = "already-started"
+    done["run"] = run
+    _put_json(s3, settings.state_bucket, settings.key(CONSUMED), done)
+    return {"action": action, "run": run}
+
+
+def handler(event, context):
+    """The Lambda entry point: one JSON line per call in the function's log."""
+    import boto3
+
+    settings = Settings.from_env()
+    result = handle(event, boto3.client("s3"), boto3.client("stepfunctions"), settings)
+    print(json.dumps(result, sort_keys=True))
+    return result

@@ -1,0 +1,428 @@
+"""Retraining when new data lands, against moto over HTTP.
+
+moto stores Lambda functions, schedules and bucket notifications but does not
+run them, so the handler (`mltp.trigger_handler`, the very file the function
+zip holds) is called in-process with event payloads in the shapes AWS
+documents, talking to moto's S3 and Step Functions over HTTP."""
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+import json
+import urllib.parse
+import uuid
+import zipfile
+import io
+from pathlib import Path
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from mltp import config as config_mod
+from mltp import naming
+from mltp import trigger as trigger_mod
+from mltp import trigger_handler as handler_mod
+from mltp.aws import Clients
+from mltp.cli import main
+from mltp.context import make_context
+from mltp.errors import InvalidInput
+
+REGION = "ap-northeast-2"
+ACCOUNT = "123456789012"
+UTC = dt.timezone.utc
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def client(service: str, endpoint: str):
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
+
+
+def make_bucket(endpoint: str, name: str) -> str:
+    client("s3", endpoint).create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return name
+
+
+def configure(repo: Path, name: str, bucket: str, data_bucket: str, retrain: str) -> None:
+    path = repo / "config.yaml"
+    original = path.with_suffix(".orig")
+    if not original.exists():
+        original.write_text(path.read_text())
+    text = original.read_text().replace("name: fraud-detection\n", f"name: {name}\n", 1)
+    text = text.replace("bucket: mlops-artifacts", f"bucket: {bucket}")
+    text = text.replace("    inputs: []\n", f"    inputs:\n      - name: raw\n        source: s3://{data_bucket}/fraud/raw/\n"
+                                            f"      - name: labels\n        source: s3://{data_bucket}/fraud/labels/\n")
+    path.write_text(text + f"\nretrain: {retrain}\n")
+
+
+class Model:
+    """A model repo with retraining set, its buckets, and its deployed state machine."""
+
+    def __init__(self, repo: Path, endpoint: str, retrain: str = "{on_inputs: [raw], quiet_minutes: 10}"):
+        self.endpoint = endpoint
+        self.name = unique("m")
+        self.bucket = make_bucket(endpoint, unique("art"))
+        self.data = make_bucket(endpoint, unique("data"))
+        configure(repo, self.name, self.bucket, self.data, retrain)
+        self.repo = repo
+        self.ctx = make_context(config_mod.load(repo), run_name="jenkins-fraud-main-7", env={})
+        self.clients = Clients(REGION, endpoint)
+        self.machine_arn = client("stepfunctions", endpoint).create_state_machine(
+            name=self.ctx.state_machine, roleArn=f"arn:aws:iam::{ACCOUNT}:role/StepFunctionsExecution",
+            definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
+        )["stateMachineArn"]
+
+    def settings(self) -> handler_mod.Settings:
+        return handler_mod.Settings(trigger_mod.environment(self.ctx, self.machine_arn))
+
+    def record_good_run(self) -> dict:
+        good = naming.execution_input(self.ctx.config, self.ctx.state_machine, "jenkins-fraud-main-7", "c0de" * 16,
+                                      register=True, git_commit="abc123", build_url="https://ci/job/7/", branch="main")
+        trigger_mod.record_good_run(self.ctx, self.clients, good.to_dict())
+        return good.to_dict()
+
+    def put(self, key: str, bucket: str = "") -> None:
+        self.clients.s3.put_object(Bucket=bucket or self.data, Key=key, Body=b"x")
+
+    def handle(self, event: dict, now: dt.datetime = None) -> dict:
+        return handler_mod.handle(event, self.clients.s3, self.clients.sfn, self.settings(), now=now)
+
+    def executions(self, status: str = None) -> list:
+        kwargs = {"statusFilter": status} if status else {}
+        return self.clients.sfn.list_executions(stateMachineArn=self.machine_arn, **kwargs)["executions"]
+
+
+def s3_event(bucket: str, keys, when: dt.datetime, sequencer: str = "0055AED6DCD90281E5") -> dict:
+    """An S3 event notification as AWS documents it (event structure 2.1):
+    object keys URL-encoded, one record per object."""
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "203.0.113.7"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "mltp-test",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": 1024, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                          "sequencer": f"{sequencer}{index:04X}"}},
+    } for index, key in enumerate(keys)]}
+
+
+def eventbridge_event(bucket: str, key: str, when: dt.datetime) -> dict:
+    """The EventBridge form ("Object Created"), keys not encoded."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
+            "account": ACCOUNT, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {"version": "0", "bucket": {"name": bucket},
+                       "object": {"key": key, "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184", "sequencer": "00617F08299329D189"},
+                       "request-id": "N4N7GDK58NMKJ12R", "requester": ACCOUNT, "reason": "PutObject"}}
+
+
+SCHEDULE = {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": ACCOUNT, "time": "2026-11-26T14:00:00Z", "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/mltp-trigger"], "detail": {}}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- the handler
+
+
+def test_retrain_input_equals_what_mltp_derives(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    good = model.record_good_run()
+    pointer = json.loads(model.clients.s3.get_object(Bucket=model.bucket, Key=trigger_mod.pointer_key(model.ctx))["Body"].read())
+    derived = handler_mod.retrain_input(pointer, "retrain-20261126T140000-0123456789")
+    expected = naming.execution_input(model.ctx.config, model.ctx.state_machine, "retrain-20261126T140000-0123456789",
+                                      "c0de" * 16, register=True, git_commit="abc123", build_url="https://ci/job/7/",
+                                      branch="main").to_dict()
+    assert derived == expected
+    assert derived["CodeS3Uri"] == good["CodeS3Uri"]  # the last good run's code
+
+
+def test_burst_of_1000_objects_starts_one_run_after_the_quiet_period(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    model.record_good_run()
+    start = now()
+    keys = [f"fraud/raw/2026-11-26/part-{i:04d}.csv" for i in range(1000)]
+    # S3 sends one notification per object, and Lambda runs them concurrently.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda key: model.handle(s3_event(model.data, [key], now()), now=start), keys))
+    assert {r["action"] for r in results} == {"waiting"}, results[:3]
+    assert model.executions() == []
+    assert model.handle(SCHEDULE, now=now() + dt.timedelta(minutes=5))["action"] == "waiting"
+    later = now() + dt.timedelta(minutes=11)
+    first = model.handle(SCHEDULE, now=later)
+    assert first["action"] == "started" and first["run"].startswith("retrain-")
+    again = model.handle(SCHEDULE, now=later + dt.timedelta(minutes=1))
+    assert again["action"] == "idle"
+    runs = model.executions()
+    assert [r["name"] for r in runs] == [first["run"]]
+    started = json.loads(model.clients.sfn.describe_execution(executionArn=runs[0]["executionArn"])["input"])
+    assert started["RunName"] == first["run"] and started["Register"] is True
+    assert started["GitCommit"] == "abc123"
+
+
+def test_marker_starts_at_once_and_a_duplicate_delivery_starts_nothing(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    when = now()
+    parts = model.handle(s3_event(model.data, ["fraud/raw/day=1/part-0.csv"], when))
+    assert parts["action"] == "ignored"  # not the marker
+    marker = s3_event(model.data, ["fraud/raw/day=1/_SUCCESS"], when)
+    first = model.handle(marker)
+    assert first["action"] == "started"
+    duplicate = model.handle(marker)  # S3 delivers at least once
+    assert duplicate["action"] == "ignored" and "already consumed" in duplicate["reason"]
+    assert len(model.executions()) == 1
+    # A redelivery racing ahead of the consumed record still names the same run.
+    model.clients.s3.delete_object(Bucket=model.bucket, Key=trigger_mod.state_prefix(model.ctx) + "consumed.json")
+    raced = model.handle(marker)
+    assert raced == {"action": "already-started", "run": first["run"]}
+    assert len(model.executions()) == 1
+
+
+def test_keys_that_do_not_match_start_nothing(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    model.record_good_run()
+    when = now()
+    events = [
+        s3_event(model.data, ["fraud/labels/x.csv"], when),  # an input not in on_inputs
+        s3_event(model.data, ["fraud/rawish/x.csv"], when),  # a prefix that only looks alike
+        s3_event(model.data, ["fraud/raw/"], when),  # a folder placeholder
+        s3_event("another-bucket", ["fraud/raw/x.csv"], when),
+        s3_event(model.bucket, [trigger_mod.state_prefix(model.ctx) + "pending.json"], when),  # our own state
+        {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-26T14:00:00.000Z", "Bucket": model.data},
+    ]
+    for event in events:
+        assert model.handle(event)["action"] == "ignored", event
+    assert model.handle(SCHEDULE, now=now() + dt.timedelta(hours=1))["action"] == "idle"
+    assert model.executions() == []
+
+
+def test_url_encoded_keys_and_eventbridge_events_match(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    event = s3_event(model.data, ["fraud/raw/day 1/_SUCCESS"], now())
+    assert "day+1" in event["Records"][0]["s3"]["object"]["key"]
+    assert model.handle(event)["action"] == "started"
+    other = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    other.record_good_run()
+    assert other.handle(eventbridge_event(other.data, "fraud/raw/day 2/_SUCCESS", now()))["action"] == "started"
+
+
+def test_nothing_starts_while_a_retrain_runs(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    first = model.handle(s3_event(model.data, ["fraud/raw/day=1/_SUCCESS"], now()))
+    assert first["action"] == "started"
+    assert [e["name"] for e in model.executions("RUNNING")] == [first["run"]]
+    second = model.handle(s3_event(model.data, ["fraud/raw/day=2/_SUCCESS"], now() + dt.timedelta(seconds=5)))
+    assert second["action"] == "waiting" and first["run"] in second["reason"]
+    assert len(model.executions()) == 1
+    model.clients.sfn.stop_execution(executionArn=model.executions()[0]["executionArn"])
+    # The next sweep after that run ended starts the waiting data's run.
+    swept = model.handle(SCHEDULE, now=now() + dt.timedelta(minutes=1))
+    assert swept["action"] == "started" and swept["run"] != first["run"]
+    assert len(model.executions()) == 2
+
+
+def test_a_branch_run_does_not_block_a_retrain(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    model.clients.sfn.start_execution(stateMachineArn=model.machine_arn, name="jenkins-fraud-main-8", input="{}")
+    assert model.handle(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()))["action"] == "started"
+
+
+def test_without_a_good_run_nothing_starts(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    result = model.handle(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()))
+    assert result["action"] == "skipped" and "no successful default-branch run" in result["reason"]
+    assert model.executions() == []
+
+
+# --------------------------------------------------------------------------- install, status, remove
+
+
+OTHER_LAMBDA = "arn:aws:lambda:ap-northeast-2:123456789012:function:someone-elses"
+
+
+def other_notifications(endpoint: str, bucket: str) -> dict:
+    sqs = client("sqs", endpoint)
+    queue = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    config = {
+        "QueueConfigurations": [{"Id": "audit", "QueueArn": queue_arn, "Events": ["s3:ObjectRemoved:*"]}],
+        "LambdaFunctionConfigurations": [{"Id": "thumbnails", "LambdaFunctionArn": OTHER_LAMBDA,
+                                          "Events": ["s3:ObjectCreated:*"],
+                                          "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "images/"}]}}}],
+    }
+    client("s3", endpoint).put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    return config
+
+
+def notifications(endpoint: str, bucket: str) -> dict:
+    config = client("s3", endpoint).get_bucket_notification_configuration(Bucket=bucket)
+    config.pop("ResponseMetadata", None)
+    return config
+
+
+def ids(config: dict, kind: str = "LambdaFunctionConfigurations") -> list:
+    return sorted(c["Id"] for c in config.get(kind, []))
+
+
+def test_install_is_idempotent_and_keeps_other_notifications(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    other_notifications(aws_env, model.data)
+    first = trigger_mod.install(model.ctx, model.clients)
+    assert first.outcome == "created", first.summary()
+    config = notifications(aws_env, model.data)
+    assert ids(config) == sorted(["thumbnails", f"mltp-{model.name}-raw"])
+    assert ids(config, "QueueConfigurations") == ["audit"]
+    ours = [c for c in config["LambdaFunctionConfigurations"] if c["Id"].startswith("mltp-")][0]
+    assert ours["Events"] == ["s3:ObjectCreated:*"]
+    assert {r["Name"].lower(): r["Value"] for r in ours["Filter"]["Key"]["FilterRules"]} == {"prefix": "fraud/raw/"}
+
+    function = model.clients.lambda_.get_function(FunctionName=f"mltp-trigger-{model.name}")["Configuration"]
+    assert function["Runtime"] == "python3.12" and function["Handler"] == "trigger_handler.handler"
+    assert function["Environment"]["Variables"]["MLTP_STATE_MACHINE_ARN"] == model.machine_arn
+    assert function["Environment"]["Variables"]["MLTP_QUIET_SECONDS"] == "600"
+    code = model.clients.lambda_.get_function(FunctionName=f"mltp-trigger-{model.name}")
+    assert function["CodeSha256"] == trigger_mod.code_sha256(trigger_mod.code_zip())
+    assert code["Configuration"]["Role"].endswith(f":role/mltp-trigger-{model.name}")
+    rule = model.clients.events.describe_rule(Name=f"mltp-trigger-{model.name}-sweep")
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    targets = model.clients.events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert [t["Arn"] for t in targets] == [function["FunctionArn"]]
+    policy = json.loads(model.clients.lambda_.get_policy(FunctionName=function["FunctionName"])["Policy"])
+    principals = sorted(json.dumps(s["Principal"]) for s in policy["Statement"])
+    assert len(principals) == 2 and any("s3.amazonaws.com" in p for p in principals)
+
+    second = trigger_mod.install(model.ctx, model.clients)
+    assert second.outcome == "unchanged", second.summary()
+    assert {o for _, o in second.lines} == {"unchanged"}
+    assert notifications(aws_env, model.data) == config
+
+    # Watching one more input updates only what changed.
+    path = example_repo / "config.yaml"
+    path.write_text(path.read_text().replace("retrain: {on_inputs: [raw],", "retrain: {on_inputs: [raw, labels],"))
+    model.ctx = make_context(config_mod.load(example_repo), env={})
+    third = trigger_mod.install(model.ctx, model.clients)
+    assert third.outcome == "updated"
+    assert dict(third.lines)[f"notification on s3://{model.data}"] == "updated"
+    assert dict(third.lines)[f"function mltp-trigger-{model.name}"] == "updated"
+    assert ids(notifications(aws_env, model.data)) == sorted(["thumbnails", f"mltp-{model.name}-raw", f"mltp-{model.name}-labels"])
+
+    removed = trigger_mod.remove(model.ctx, model.clients)
+    assert removed.outcome == "removed"
+    after = notifications(aws_env, model.data)
+    assert ids(after) == ["thumbnails"] and ids(after, "QueueConfigurations") == ["audit"]
+    again = trigger_mod.remove(model.ctx, model.clients)
+    assert again.outcome == "absent" and {o for _, o in again.lines} == {"absent"}
+
+
+def test_the_function_zip_holds_the_handler_only_and_is_reproducible(example_repo):
+    data = trigger_mod.code_zip()
+    assert data == trigger_mod.code_zip()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["trigger_handler.py"]
+        source = archive.read("trigger_handler.py").decode()
+    imported = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imported <= {"datetime", "hashlib", "json", "os", "urllib", "typing", "boto3"}
+
+
+def test_install_on_a_branch_is_refused_before_any_aws_call(example_repo, aws_env, monkeypatch):
+    model = Model(example_repo, aws_env)
+    monkeypatch.setenv("BRANCH_NAME", "feature-x")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: a call would exit 5
+    result = CliRunner().invoke(main, ["trigger", "install", str(example_repo)])
+    assert result.exit_code == 2, result.output
+    assert "default branch only" in result.output and "Traceback" not in result.output
+
+
+def test_install_needs_retrain_in_the_config(example_repo, aws_env):
+    result = CliRunner().invoke(main, ["trigger", "install", str(example_repo)])
+    assert result.exit_code == 2 and "retrain: not set" in result.output, result.output
+
+
+def test_install_needs_the_state_machine(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    model.clients.sfn.delete_state_machine(stateMachineArn=model.machine_arn)
+    with pytest.raises(InvalidInput, match="mltp deploy"):
+        trigger_mod.install(model.ctx, model.clients)
+
+
+def test_cli_install_status_remove(example_repo, aws_env):
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    runner = CliRunner()
+    installed = runner.invoke(main, ["trigger", "install", str(example_repo)])
+    assert installed.exit_code == 0, installed.output
+    assert installed.output.startswith(f"trigger install: created mltp-trigger-{model.name}")
+    suffix = [c for c in notifications(aws_env, model.data)["LambdaFunctionConfigurations"]][0]["Filter"]["Key"]["FilterRules"]
+    assert {r["Name"].lower(): r["Value"] for r in suffix} == {"prefix": "fraud/raw/", "suffix": "_SUCCESS"}
+    status = runner.invoke(main, ["trigger", "status", str(example_repo)])
+    assert status.exit_code == 0, status.output
+    assert "(current)" in status.output and "no successful default-branch run recorded yet" in status.output
+    model.record_good_run()
+    model.handle(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()))
+    status = runner.invoke(main, ["trigger", "status", str(example_repo)])
+    assert "last good run jenkins-fraud-main-7 (commit abc123" in status.output
+    assert "last retrain: retrain-" in status.output
+    policy = runner.invoke(main, ["trigger", "policy", str(example_repo)])
+    assert json.loads(policy.output)["Statement"][2]["Resource"] == model.machine_arn
+    removed = runner.invoke(main, ["trigger", "remove", str(example_repo)])
+    assert removed.exit_code == 0 and removed.output.startswith("trigger remove: removed"), removed.output
+    assert "function: not installed" in runner.invoke(main, ["trigger", "status", str(example_repo)]).output
+
+
+def test_install_waits_for_a_new_role_to_reach_lambda(example_repo, aws_env, monkeypatch):
+    """IAM is eventually consistent: Lambda refuses a role it cannot see yet
+    ("cannot be assumed"); install retries instead of failing the build."""
+    model = Model(example_repo, aws_env)
+    role = f"arn:aws:iam::{ACCOUNT}:role/{unique('late')}"
+    naps = []
+
+    def role_appears(seconds):  # the role becomes visible while install waits
+        naps.append(seconds)
+        if len(naps) == 2:
+            model.clients.iam.create_role(RoleName=role.rsplit("/", 1)[1],
+                                          AssumeRolePolicyDocument=json.dumps(trigger_mod.LAMBDA_TRUST))
+
+    monkeypatch.setattr(trigger_mod, "_sleep", role_appears)
+    report = trigger_mod.install(model.ctx, model.clients, role_arn=role)
+    assert report.outcome in ("created", "updated") and naps == [5.0, 5.0]
+    assert dict(report.lines)[f"role {role}"] == "given"
+    function = model.clients.lambda_.get_function(FunctionName=f"mltp-trigger-{model.name}")["Configuration"]
+    assert function["Role"] == role
+    again = trigger_mod.install(model.ctx, model.clients, role_arn=role)
+    assert again.outcome == "unchanged", again.summary()
+    assert naps == [5.0, 5.0]  # nothing waited for the second time
+
+
+def test_install_gives_up_on_a_role_that_never_appears(example_repo, aws_env, monkeypatch):
+    model = Model(example_repo, aws_env)
+    monkeypatch.setattr(trigger_mod, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(trigger_mod, "ROLE_PROPAGATION_TRIES", 3)
+    result = CliRunner().invoke(main, ["trigger", "install", str(example_repo), "--role-arn",
+                                       f"arn:aws:iam::{ACCOUNT}:role/never-created"])
+    assert result.exit_code == 5, result.output
+    assert "trigger function mltp-trigger-" in result.output and "cannot be assumed" in result.output
+
+
+def test_the_lambda_entry_point_reads_its_environment(example_repo, aws_env, monkeypatch, capsys):
+    """handler(event, context) as Lambda calls it: settings from the environment
+    install sets, boto3's default clients (pointed at moto by AWS_ENDPOINT_URL)."""
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    for key, value in trigger_mod.environment(model.ctx, model.machine_arn).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    result = handler_mod.handler(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()), None)
+    assert result["action"] == "started"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert [e["name"] for e in model.executions()] == [result["run"]]
