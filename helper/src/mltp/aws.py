@@ -53,6 +53,7 @@ class Clients:
         self._clients: Dict[str, Any] = {}
         self._lock = threading.Lock()
         self._account: Optional[str] = None
+        self._caller = ""
 
     def client(self, service: str):
         with self._lock:
@@ -119,8 +120,14 @@ class Clients:
                         user_agent_extra=f"mltp/{__version__}", connect_timeout=5, read_timeout=15),
                 )
                 with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
-                    self._account = sts.get_caller_identity()["Account"]
+                    identity = sts.get_caller_identity()
+                self._account, self._caller = identity["Account"], identity.get("Arn", "")
             return self._account
+
+    def caller_arn(self) -> str:
+        """Who is calling (asked with the account, once): preflight checks what it may pass."""
+        self.account_id()
+        return self._caller
 
 
 def error_code(exc: BaseException) -> str:

@@ -202,10 +202,10 @@ class Preflight:
         return self.checks
 
     def _identity(self) -> None:
-        try:
-            self.caller = self.clients.sts.get_caller_identity()["Arn"]
-        except _AWS_ERRORS as exc:
-            self._add(FAILED, f"no usable AWS credentials: {exc}")
+        """Without a usable identity nothing else can be checked: this fails the way
+        every verb does (AwsRefused, exit 5), with the one line that says whether the
+        credentials are missing (and --local would do), expired or invalid."""
+        self.caller = self.clients.caller_arn()
 
     def _bucket(self) -> None:
         cfg = self.config
