@@ -4,9 +4,10 @@
 very same functions against the embedded emulator, so there is one path.
 """
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import click
 
@@ -123,9 +124,39 @@ def start_checked(checked: Validated, content_hash: Optional[str] = None):
 
     if content_hash is None:
         content_hash = bundle_mod.make(checked.files).content_hash
-    result = runs.start(checked.context, _clients(checked.context), content_hash)
+    clients = _clients(checked.context)
+    champion = find_champion(checked.config, clients)
+    result = runs.start(checked.context, clients, content_hash, champion=champion)
     click.echo(result.summary())
+    if not result.attached:
+        click.echo(champion_line(champion, checked.config))
     return result
+
+
+def find_champion(cfg: Config, clients) -> dict:
+    """The execution input's Champion (registry.champion_input). When the
+    registry cannot be read, a run without champion rules goes on (the
+    comparison says why it is missing); one with champion rules stops (exit 5)."""
+    from . import registry
+    from .errors import AwsRefused
+
+    try:
+        return registry.champion_input(clients, cfg)
+    except AwsRefused as exc:
+        if any(rule.beat_champion for rule in cfg.gate):
+            raise
+        return {"Reason": f"could not read the registry: {exc.message}"}
+
+
+def champion_line(champion: dict, cfg: Config) -> str:
+    """The log line saying who the challenger is compared with, or why nobody."""
+    rules = [r for r in cfg.gate if r.beat_champion]
+    if champion.get("Version") is None:
+        why = champion.get("Reason", "no champion")
+        suffix = f"; champion rules pass ({', '.join(r.metric for r in rules)})" if rules else ""
+        return f"champion: none ({why}){suffix}"
+    values = ", ".join(f"{k}={v:g}" for k, v in sorted(champion.get("Metrics", {}).items())) or "no gate values recorded"
+    return f"champion: {cfg.registry.model_package_group}/{champion['Version']} (Approved): {values}"
 
 
 def stop(repo: Path, config: Optional[str], **options):
@@ -158,14 +189,28 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
     policy = follow.DEFAULT_POLICY
     if poll_seconds:
         policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
-    result = follow.follow(ctx, clients or _clients(ctx), timeout_minutes=timeout, clock=clock, echo=echo,
-                           policy=policy)
+    clients = clients or _clients(ctx)
+    result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
+    if result.passed and result.model_package_arn:
+        _record_checksum(clients, result)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
     result.raise_for_status()
     return result
+
+
+def _record_checksum(clients, result) -> None:
+    """The SHA-256 of the registered model.tar.gz, recorded on the version so
+    `fetch-model` can verify what it downloads."""
+    from . import registry
+    from .errors import AwsRefused
+
+    try:
+        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn)
+    except AwsRefused as exc:
+        result.warnings.append(f"could not record the model's SHA-256 on {result.model_package_name}: {exc.message}")
 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
@@ -196,3 +241,91 @@ def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: 
     ctx = checked.context
     options = dict(options, run_name=ctx.run_name, region=ctx.region, endpoint_url=ctx.endpoint_url)
     return wait(repo, config, timeout=timeout, **options)
+
+
+# --------------------------------------------------------------------------- after the gate: models, approve, fetch
+
+
+@contextlib.contextmanager
+def registry_clients(repo: Path, config: Optional[str], local: bool = False, region: Optional[str] = None,
+                     endpoint_url: Optional[str] = None) -> Iterator[Tuple[Config, "object"]]:
+    """The config and clients for the registry commands; with `local`, an emulator
+    holding the repo's local registry (saved back when the command ends)."""
+    import os
+
+    cfg = config_mod.load(repo, config)
+    if local:
+        try:
+            from .local import registry_session
+        except ImportError as exc:
+            raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
+        with registry_session(cfg, region) as clients:
+            yield cfg, clients
+        return
+    from .aws import Clients
+
+    yield cfg, Clients(region or cfg.aws.region, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def models(repo: Path, config: Optional[str], as_json: bool = False, limit: int = 20, echo: Echo = click.echo,
+           **options) -> list:
+    """The group's versions, newest first, with gate values, commit, build and decision."""
+    from . import registry
+
+    with registry_clients(repo, config, **options) as (cfg, clients):
+        versions = registry.list_versions(clients, cfg.registry.model_package_group, limit=limit)
+    if as_json:
+        echo(registry.to_json(versions))
+    else:
+        for line in models_table(cfg, versions):
+            echo(line)
+    return versions
+
+
+def models_table(cfg: Config, versions: list) -> List[str]:
+    group = cfg.registry.model_package_group
+    if not versions:
+        return [f"model package group {group}: no versions"]
+    rows = []
+    for v in versions:
+        metrics = " ".join(f"{k}={v.metrics[k]:g}" for k in sorted(v.metrics)) or "-"
+        decision = f"{v.decided_by} {v.decided_at}".strip() or "-"
+        if v.note:
+            decision += f": {v.note}"
+        rows.append([str(v.version), v.status, v.created.strftime("%Y-%m-%d %H:%M") if v.created else "-",
+                     metrics, v.commit[:10] or "-", v.build_url or "-", decision])
+    header = ["version", "status", "created (UTC)", "gate metrics", "commit", "build", "decided by"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return [f"model package group {group} (newest first):", fmt(header), *(fmt(r) for r in rows)]
+
+
+def decide(repo: Path, config: Optional[str], status: str, version: Optional[str] = None, run: Optional[str] = None,
+           note: Optional[str] = None, by: Optional[str] = None, echo: Echo = click.echo, **options):
+    """approve / reject: UpdateModelPackage with who, when, the build and the note."""
+    import os
+
+    from . import registry
+
+    if (version is None) == (run is None):
+        raise InvalidInput("give --version N or --run NAME (one of them)")
+    with registry_clients(repo, config, **options) as (cfg, clients):
+        chosen = registry.resolve(clients, cfg.registry.model_package_group, version=version, run=run)
+        result = registry.decide(clients, chosen, status, registry.decider(by), os.environ.get("BUILD_URL", ""),
+                                 note or "")
+    echo(result.summary())
+    return result
+
+
+def fetch_model(repo: Path, config: Optional[str], version: Optional[str] = None, to: Optional[str] = None,
+                echo: Echo = click.echo, **options):
+    """Download the newest Approved (or the named) version's model.tar.gz, verified."""
+    from . import fetch
+
+    with registry_clients(repo, config, **options) as (cfg, clients):
+        target = Path(to) if to else cfg.repo / ".mltp" / "model"
+        result = fetch.fetch(clients, cfg.registry.model_package_group, target, version)
+    if result.version.status != "Approved":
+        echo(f"note: {result.version.name} is {result.version.status}, not Approved")
+    echo(result.summary())
+    return result

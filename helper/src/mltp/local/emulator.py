@@ -328,3 +328,21 @@ def start_local_moto():
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # silence per-request access log
     return srv, f"http://127.0.0.1:{port}"
+
+
+def set_model_package_creation_time(arn: str, when: datetime.datetime) -> bool:
+    """Put a restored model package's creation time back (the API cannot set it);
+    the local registry store (registry_store.restore) calls this. True when found."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    for account in list(sagemaker_backends.keys()):
+        for region in list(sagemaker_backends[account].keys()):
+            package = sagemaker_backends[account][region].model_packages.get(arn)
+            if package is not None:
+                # moto keeps naive UTC times: an aware one would break its sorting.
+                current = package.creation_time
+                if getattr(current, "tzinfo", None) is None and when.tzinfo is not None:
+                    when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+                package.creation_time = when
+                return True
+    return False
