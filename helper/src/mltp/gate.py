@@ -80,7 +80,8 @@ def champion_bar(rule: GateRule, champion: Optional[Mapping[str, Any]]) -> Optio
     value = metrics.get(rule.metric)
     if not is_number(value):
         return None
-    return float(value) + rule.by if rule.better == "higher" else float(value) - rule.by
+    bar = float(value) + rule.by if rule.better == "higher" else float(value) - rule.by
+    return round(bar, 12)  # 0.93 + 0.01 is 0.9400000000000001: 0.94 must reach it
 
 
 def champion_bars(rules: Iterable[GateRule], champion: Optional[Mapping[str, Any]]) -> Dict[str, float]:
