@@ -77,7 +77,8 @@ def test_report_json_is_machine_readable(tmp_path):
                 "exit_code", "steps", "gate", "model_package", "failure"):
         assert key in data, key
     assert data["status"] == "passed" and data["exit_code"] == 0
-    assert data["model_package"] == {"arn": PACKAGE, "name": "fraud-detection/3", "approval_status": "PendingManualApproval"}
+    assert data["model_package"] == {"arn": PACKAGE, "name": "fraud-detection/3", "approval_status": "PendingManualApproval",
+                                     "sha256": None}
     assert data["steps"][0] == {
         "name": "Preprocessing", "status": "succeeded", "job_name": "fd-prep-1", "job_kind": "processing",
         "link": "https://console/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
