@@ -72,6 +72,11 @@ def test_run_approve_run_fetch(tmp_path):
     fourth, _, report = run_local(repo, run_name="fourth")
     assert fourth.returncode == 0, fourth.stdout + fourth.stderr
     assert "model-package/tiny-model/3 (PendingManualApproval)" in fourth.stdout
+    registration = dict(line.split("=", 1) for line in (report / "registration.txt").read_text().splitlines())
+    assert registration["version"] == "3" and registration["approval_status"] == "PendingManualApproval"
+    assert registration["group"] == "tiny-model" and len(registration["sha256"]) == 64
+    gate_text = (report / "gate.txt").read_text()
+    assert "champion tiny-model/1 vs this run" in gate_text and "auc >= champion + 0.01" in gate_text.replace("  ", " ")
     comparison = json.loads((report / "report.json").read_text())["champion"]["comparison"]
     assert comparison == [{"metric": "auc", "champion": 0.93, "challenger": 0.96, "delta": comparison[0]["delta"],
                            "verdict": "better", "better": "higher"}]

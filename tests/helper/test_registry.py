@@ -215,3 +215,20 @@ def test_missing_group_has_no_versions(example_repo, aws_env):
     path.write_text(path.read_text().replace("model_package_group: fraud-detection", "model_package_group: never-made"))
     result = cli("models", example_repo, "--endpoint-url", aws_env)
     assert result.exit_code == 0 and "never-made: no versions" in result.output
+
+
+def test_group_and_region_work_without_a_model_repo(group, tmp_path):
+    group.register("run-1", 0.95)
+    empty = tmp_path / "deploy-job"
+    empty.mkdir()
+    assert cli("approve", empty, "--group", group.name, "--region", REGION, "--endpoint-url", group.endpoint,
+               "--version", "1").exit_code == 0
+    info = tmp_path / "fetch.txt"
+    result = cli("fetch-model", empty, "--group", group.name, "--region", REGION, "--endpoint-url", group.endpoint,
+                 "--to", empty / "model", "--info-file", info)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split("=", 1) for line in info.read_text().splitlines())
+    assert lines["version"] == "1" and lines["status"] == "Approved" and lines["model"] == str(empty / "model" / "model.tar.gz")
+    result = cli("models", empty, "--group", group.name, "--endpoint-url", group.endpoint, env={"AWS_REGION": "",
+                                                                                                 "AWS_DEFAULT_REGION": ""})
+    assert result.exit_code == 2 and "--group needs --region" in result.output

@@ -185,8 +185,10 @@ def run(repo: Path, config: Optional[str], **options) -> None:
 
 
 def _registry_options(f: Callable) -> Callable:
-    """REPO, --config, --region, --endpoint-url and --local: what the registry commands share."""
+    """REPO, --config, --group, --region, --endpoint-url and --local: what the registry commands share."""
     f = _local_option(f)
+    f = click.option("--group", "group", envvar="MLTP_MODEL_PACKAGE_GROUP", metavar="NAME",
+                     help="Act on this model package group (needs --region); no config is read.")(f)
     f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL",
                      help="Send AWS calls to this endpoint (an emulator).")(f)
     f = click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")(f)
@@ -235,6 +237,8 @@ _decision_command("reject", "Rejected")
 @click.option("--version", "version", envvar="MLTP_MODEL_VERSION", metavar="N",
               help="The version: N, group/N or an ARN. Default: the newest Approved version.")
 @click.option("--to", "to", envvar="MLTP_FETCH_DIR", metavar="DIR", help="Where model.tar.gz and model-package.json go. Default: REPO/.mltp/model.")
+@click.option("--info-file", envvar="MLTP_INFO_FILE", metavar="FILE",
+              help="Also write key=value lines (arn, group, version, status, model, sha256) for the Jenkins step.")
 def fetch_model(repo: Path, config: Optional[str], **options) -> None:
     """Download a version's model.tar.gz, verified against the SHA-256 recorded at registration."""
     from . import pipeline

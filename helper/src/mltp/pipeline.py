@@ -196,6 +196,7 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)
+    write_approval_files(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
     result.raise_for_status()
     return result
@@ -246,25 +247,45 @@ def run_checked(checked: Validated, repo: Path, config: Optional[str], timeout: 
 # --------------------------------------------------------------------------- after the gate: models, approve, fetch
 
 
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Which model package group the registry commands act on, and where."""
+
+    group: str
+    region: str
+    repo: Path
+
+
 @contextlib.contextmanager
 def registry_clients(repo: Path, config: Optional[str], local: bool = False, region: Optional[str] = None,
-                     endpoint_url: Optional[str] = None) -> Iterator[Tuple[Config, "object"]]:
-    """The config and clients for the registry commands; with `local`, an emulator
-    holding the repo's local registry (saved back when the command ends)."""
+                     endpoint_url: Optional[str] = None, group: Optional[str] = None) -> Iterator[Tuple[RegistryTarget, "object"]]:
+    """The group and clients for the registry commands: from the repo's config,
+    or from --group and --region alone (a deployment job without the model repo).
+    With `local`, an emulator holding the repo's local registry, saved back when
+    the command ends."""
     import os
 
-    cfg = config_mod.load(repo, config)
+    if group:
+        if local:
+            raise InvalidInput("--group cannot be used with --local: the local registry belongs to the model repo")
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise InvalidInput("--group needs --region (or AWS_REGION): there is no config to read it from")
+        target = RegistryTarget(group, region, Path(repo))
+    else:
+        cfg = config_mod.load(repo, config)
+        target = RegistryTarget(cfg.registry.model_package_group, region or cfg.aws.region, cfg.repo)
     if local:
         try:
             from .local import registry_session
         except ImportError as exc:
             raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
-        with registry_session(cfg, region) as clients:
-            yield cfg, clients
+        with registry_session(cfg, target.region) as clients:
+            yield target, clients
         return
     from .aws import Clients
 
-    yield cfg, Clients(region or cfg.aws.region, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+    yield target, Clients(target.region, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
 def models(repo: Path, config: Optional[str], as_json: bool = False, limit: int = 20, echo: Echo = click.echo,
@@ -272,18 +293,17 @@ def models(repo: Path, config: Optional[str], as_json: bool = False, limit: int 
     """The group's versions, newest first, with gate values, commit, build and decision."""
     from . import registry
 
-    with registry_clients(repo, config, **options) as (cfg, clients):
-        versions = registry.list_versions(clients, cfg.registry.model_package_group, limit=limit)
+    with registry_clients(repo, config, **options) as (target, clients):
+        versions = registry.list_versions(clients, target.group, limit=limit)
     if as_json:
         echo(registry.to_json(versions))
     else:
-        for line in models_table(cfg, versions):
+        for line in models_table(target.group, versions):
             echo(line)
     return versions
 
 
-def models_table(cfg: Config, versions: list) -> List[str]:
-    group = cfg.registry.model_package_group
+def models_table(group: str, versions: list) -> List[str]:
     if not versions:
         return [f"model package group {group}: no versions"]
     rows = []
@@ -309,8 +329,8 @@ def decide(repo: Path, config: Optional[str], status: str, version: Optional[str
 
     if (version is None) == (run is None):
         raise InvalidInput("give --version N or --run NAME (one of them)")
-    with registry_clients(repo, config, **options) as (cfg, clients):
-        chosen = registry.resolve(clients, cfg.registry.model_package_group, version=version, run=run)
+    with registry_clients(repo, config, **options) as (target, clients):
+        chosen = registry.resolve(clients, target.group, version=version, run=run)
         result = registry.decide(clients, chosen, status, registry.decider(by), os.environ.get("BUILD_URL", ""),
                                  note or "")
     echo(result.summary())
@@ -318,14 +338,44 @@ def decide(repo: Path, config: Optional[str], status: str, version: Optional[str
 
 
 def fetch_model(repo: Path, config: Optional[str], version: Optional[str] = None, to: Optional[str] = None,
-                echo: Echo = click.echo, **options):
+                info_file: Optional[str] = None, echo: Echo = click.echo, **options):
     """Download the newest Approved (or the named) version's model.tar.gz, verified."""
     from . import fetch
 
-    with registry_clients(repo, config, **options) as (cfg, clients):
-        target = Path(to) if to else cfg.repo / ".mltp" / "model"
-        result = fetch.fetch(clients, cfg.registry.model_package_group, target, version)
+    with registry_clients(repo, config, **options) as (target, clients):
+        folder = Path(to) if to else target.repo / ".mltp" / "model"
+        result = fetch.fetch(clients, target.group, folder, version)
     if result.version.status != "Approved":
         echo(f"note: {result.version.name} is {result.version.status}, not Approved")
     echo(result.summary())
+    if info_file:
+        _write_lines(Path(info_file), (("arn", result.version.arn), ("group", result.version.group),
+                                       ("version", result.version.version), ("status", result.version.status),
+                                       ("model", result.model), ("manifest", result.manifest), ("sha256", result.sha256)))
     return result
+
+
+def _write_lines(path: Path, items) -> None:
+    """key=value lines: what the Jenkins steps read (no JSON parsing in CPS Groovy)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={' '.join(str(v).split())}\n" for k, v in items), encoding="utf-8")
+
+
+def write_approval_files(result, report_dir: Path) -> None:
+    """For the Jenkins approval: registration.txt (key=value: the registered
+    version and its status) and gate.txt (the gate and champion tables as printed)."""
+    from . import report
+
+    report_dir = Path(report_dir)
+    lines = report.console_lines(result)
+    gate_text = [line for line in lines if line and not line.startswith(("model package:", "report:"))]
+    (report_dir / "gate.txt").write_text("\n".join(gate_text) + "\n", encoding="utf-8")
+    registration = report_dir / "registration.txt"
+    if result.model_package_arn:
+        name = result.model_package_name or ""
+        _write_lines(registration, (("model_package_arn", result.model_package_arn),
+                                    ("group", name.rsplit("/", 1)[0]), ("version", name.rsplit("/", 1)[-1]),
+                                    ("approval_status", result.approval_status or ""),
+                                    ("sha256", result.model_sha256 or "")))
+    elif registration.exists():
+        registration.unlink()
