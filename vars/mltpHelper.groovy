@@ -20,7 +20,8 @@ import groovy.transform.Field
 @Field final String HELPER_SH = '#!/bin/sh\nexec /bin/sh "$MLTP_HELPER_SH"\n'
 
 // The verbs helper.sh accepts; keep in step with its case list.
-@Field final List VERBS = ['validate', 'sync', 'deploy', 'start', 'wait', 'stop', 'run']
+@Field final List VERBS = ['validate', 'sync', 'deploy', 'start', 'wait', 'stop', 'run',
+                           'models', 'approve', 'reject', 'fetch-model']
 
 // The hash-pinned requirements for each kind of install: the local mode needs
 // the embedded AWS emulator, the others never load it.

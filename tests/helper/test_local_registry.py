@@ -76,7 +76,7 @@ def test_run_approve_run_fetch(tmp_path):
     assert registration["version"] == "3" and registration["approval_status"] == "PendingManualApproval"
     assert registration["group"] == "tiny-model" and len(registration["sha256"]) == 64
     gate_text = (report / "gate.txt").read_text()
-    assert "champion tiny-model/1 vs this run" in gate_text and "auc >= champion + 0.01" in gate_text.replace("  ", " ")
+    assert "champion tiny-model/1 vs this run" in gate_text and ">= champion + 0.01" in gate_text
     comparison = json.loads((report / "report.json").read_text())["champion"]["comparison"]
     assert comparison == [{"metric": "auc", "champion": 0.93, "challenger": 0.96, "delta": comparison[0]["delta"],
                            "verdict": "better", "better": "higher"}]
