@@ -110,8 +110,10 @@ class PipelineHarness {
      *   info:   [key: value]           written to $MLTP_INFO_FILE by validate
      *   report: true                   wait/run write summary.txt, junit.xml, report.md
      *   summary: 'text'                summary.txt line
-     *   approvalStatus: 'X'            status in registration.txt (default PendingManualApproval); wait
-     *                                  writes registration.txt and gate.txt when it passes on a registering branch
+     *   approvalFiles: true            wait also writes gate.txt, and registration.txt when it passes on a
+     *                                  registering branch, as `mltp wait` does (off by default: other tests
+     *                                  count the archived files)
+     *   approvalStatus: 'X'            status in registration.txt (default PendingManualApproval)
      *   actions: [verb: Closure(ctx)]  run before exiting (may throw, e.g. an interruption)
      *   installRc / installError       for the install script
      */
@@ -154,6 +156,9 @@ class PipelineHarness {
                 write(dir + '/model.tar.gz', 'model bytes')
                 write(dir + '/junit.xml', rc == 3 ? '<testsuite><testcase name="auc"><failure/></testcase></testsuite>'
                                                   : '<testsuite><testcase name="auc"/></testsuite>')
+            }
+            if ((verb == 'wait' || verb == 'run') && opts.approvalFiles && rc in [0, 3, 4]) {
+                String dir = ctx.env.MLTP_REPORT_DIR
                 write(dir + '/gate.txt', 'metric  value  rule    result\nauc     0.941  >= 0.9  pass\n' +
                                          'champion fraud-detection/2 vs this run\nauc  0.93  0.941  +0.011  better\n')
                 if (rc == 0 && helperRegisters(ctx.env)) {
