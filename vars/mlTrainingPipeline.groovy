@@ -371,6 +371,9 @@ def awaitApproval(Map cfg, Map facts) {
     Map answer = null
     stage('Approval') {
         String question = "Approve ${facts.name} for deployment?\n\n${facts.gate}"
+        if (facts.gate) {
+            echo(facts.gate)   // the question's tables, also readable in the log
+        }
         echo(PREFIX + "waiting up to ${approval.timeoutHours} h for ${approval.submitter ?: 'anyone allowed to build'} to approve or reject ${facts.name}")
         try {
             timeout(time: approval.timeoutHours, unit: 'HOURS') {

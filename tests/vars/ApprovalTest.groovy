@@ -49,6 +49,7 @@ test('approval: approve records the approver on a new agent; no agent or credent
     assert asked.message.startsWith('Approve fraud-detection/3 for deployment?')
     assert asked.message.contains('auc     0.941  >= 0.9  pass') && asked.message.contains('champion fraud-detection/2 vs this run')
     assert asked.parameters*.name == ['decision', 'reason']
+    assert h.logText().contains('champion fraud-detection/2 vs this run\nauc  0.93  0.941  +0.011  better')  // in the log too
     assert h.callsOf('timeout').collect { it.args[0] } == [[time: 180, unit: 'MINUTES'], [time: 72, unit: 'HOURS']]
 
     // the first node ended before the question; a second one records the decision
