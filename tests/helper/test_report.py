@@ -185,6 +185,8 @@ def test_wait_writes_the_report_for_every_known_outcome(example_repo, aws_env, c
             model.wait(ctx, clock=follow.ManualClock(), report_dir=str(target))
         except MltpError:
             pass
-        assert sorted(p.name for p in target.iterdir()) == sorted(report.FILES)
+        # plus what the Jenkins approval reads (pipeline.write_approval_files): registration.txt once registered
+        approval = ["gate.txt"] + (["registration.txt"] if status == "passed" else [])
+        assert sorted(p.name for p in target.iterdir()) == sorted(list(report.FILES) + approval)
         assert json.loads((target / "report.json").read_text())["status"] == status
         assert ET.parse(target / "junit.xml").getroot().find("testsuite").get("tests") == "2"
