@@ -232,3 +232,17 @@ def test_group_and_region_work_without_a_model_repo(group, tmp_path):
     result = cli("models", empty, "--group", group.name, "--endpoint-url", group.endpoint, env={"AWS_REGION": "",
                                                                                                  "AWS_DEFAULT_REGION": ""})
     assert result.exit_code == 2 and "--group needs --region" in result.output
+
+
+def test_versions_registered_before_metric_properties_show_their_evaluation_json(group):
+    key = f"mltp/{group.name}/runs/old/evaluation/evaluation.json"
+    group.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"metrics": {"auc": {"value": 0.9}}}).encode())
+    group.sm.create_model_package(
+        ModelPackageGroupName=group.name, ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": f"s3://{BUCKET}/x/model.tar.gz"}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{key}"}}},
+        CustomerMetadataProperties={"RunName": "old", "GitCommit": "unknown", "BuildUrl": "unknown"},
+    )
+    (old,) = json.loads(group.run("models", "--json").output)
+    assert old["metrics"] == {"auc": 0.9} and old["commit"] == "" and old["status"] == "Approved"
