@@ -37,6 +37,8 @@ import groovy.transform.Field
                                    // delete branch state machines idle this many days and code no kept run uses; null = never
     retrainTrigger: false,         // mode aws, default branch: install/update the retrain-on-new-data trigger after Train
     triggerRoleArn: null,          // with retrainTrigger: the trigger function's role; null = create mltp-trigger-<name>
+    approval      : null,          // [submitter: 'release-managers', timeoutHours: 72]: after a registered run on the
+                                   // default branch, ask for a decision (no agent held while waiting); null = no question
 ]
 
 @Field final int MAX_TIMEOUT_MINUTES = 24 * 60
@@ -56,16 +58,22 @@ import groovy.transform.Field
 def call(Map options = [:]) {
     Map cfg = resolveOptions(options == null ? [:] : options)
     long started = System.currentTimeMillis()
+    Map ctx = null
     timeout(time: cfg.timeoutMinutes, unit: 'MINUTES') {
         if (cfg.agent) {
             node(cfg.agent) {
-                runOnAgent(cfg, started)
+                ctx = runOnAgent(cfg, started)
             }
         } else {
             node {
-                runOnAgent(cfg, started)
+                ctx = runOnAgent(cfg, started)
             }
         }
+    }
+    // The agent (and any credentials) is released before the question: a release
+    // manager may take days, and the build holds nothing while it waits.
+    if (cfg.approval != null && ctx != null) {
+        awaitApproval(cfg, ctx.approval)
     }
 }
 
@@ -89,7 +97,7 @@ def runOnAgent(Map cfg, long started) {
         applyJobProperties(cfg, info)
     }
     if (cfg.mode == 'validate') {
-        return
+        return ctx
     }
     boolean trainReached = false
     try {
@@ -103,6 +111,9 @@ def runOnAgent(Map cfg, long started) {
             train(ctx, started)
         }
         installTrigger(ctx)
+        if (cfg.approval != null) {
+            ctx.approval = approvalFacts(ctx, readInfo(ctx.infoFile))
+        }
     } finally {
         if (trainReached) {
             stage('Report') {
@@ -110,6 +121,7 @@ def runOnAgent(Map cfg, long started) {
             }
         }
     }
+    return ctx
 }
 
 // Checks the repo out on the current agent and installs the helper there.
@@ -485,6 +497,154 @@ boolean timerTriggered() {
 }
 
 // ---------------------------------------------------------------------------
+// Approval: after the node, a release manager's decision
+// ---------------------------------------------------------------------------
+
+// What the question needs, read on the agent while it is still held: the
+// registered version (registration.txt) and the gate and champion tables
+// (gate.txt), both written by `mltp wait`. ask=false with the reason when there
+// is nothing to decide.
+Map approvalFacts(Map ctx, Map info) {
+    Map facts = [ask: false, workspace: ctx.workspace]
+    if (ctx.cfg.mode != 'aws') {
+        facts.why = "mode '${ctx.cfg.mode}' registers nothing to approve in the registry"
+        return facts
+    }
+    if (info.register != 'true') {
+        facts.why = 'this branch does not register (only the default branch does)'
+        return facts
+    }
+    String reportDir = ctx.workspace + '/' + REPORT_DIR
+    if (currentBuild.currentResult != 'SUCCESS') {
+        facts.why = 'the run did not pass'
+        return facts
+    }
+    Map registration = readInfo(reportDir + '/registration.txt')
+    if (!registration.model_package_arn) {
+        facts.why = 'no registered model package was found'
+        return facts
+    }
+    facts.arn = registration.model_package_arn
+    facts.name = registration.group + '/' + registration.version
+    facts.status = registration.approval_status
+    facts.gate = fileExists(reportDir + '/gate.txt') ? readFile(reportDir + '/gate.txt').trim() : ''
+    if (facts.status != 'PendingManualApproval') {
+        facts.why = "${facts.name} is ${facts.status} already"
+        return facts
+    }
+    facts.ask = true
+    return facts
+}
+
+def awaitApproval(Map cfg, Map facts) {
+    if (facts == null || !facts.ask) {
+        echo(PREFIX + 'no approval asked: ' + (facts?.why ?: 'nothing was registered'))
+        return
+    }
+    Map approval = cfg.approval
+    Map answer = null
+    stage('Approval') {
+        String question = "Approve ${facts.name} for deployment?\n\n${facts.gate}"
+        if (facts.gate) {
+            echo(facts.gate)   // the question's tables, also readable in the log
+        }
+        echo(PREFIX + "waiting up to ${approval.timeoutHours} h for ${approval.submitter ?: 'anyone allowed to build'} to approve or reject ${facts.name}")
+        try {
+            timeout(time: approval.timeoutHours, unit: 'HOURS') {
+                Map inputOptions = [id: 'MltpApproval', message: question, ok: 'Submit', submitterParameter: 'approver',
+                                    parameters: [choice(name: 'decision', choices: ['Approve', 'Reject'].join('\n'),
+                                                        description: 'Approve: the version becomes Approved and deployable. Reject: Rejected.'),
+                                                 text(name: 'reason', defaultValue: '',
+                                                      description: 'Why (kept with the decision in the model registry)')]]
+                if (approval.submitter) {
+                    inputOptions.submitter = approval.submitter
+                }
+                answer = input(inputOptions)
+            }
+        } catch (InterruptedException interruption) {
+            if (!exceededTimeout(interruption)) {
+                throw interruption   // aborted (the build, or Abort on the question): the version stays Pending
+            }
+        }
+        if (answer == null) {
+            String line = "no decision within ${approval.timeoutHours} h: ${facts.name} stays PendingManualApproval " +
+                          "(approve it later with mlApproveModel or mltp approve)"
+            echo(PREFIX + line)
+            currentBuild.description = (currentBuild.description ? currentBuild.description + '; ' : '') +
+                                       "approval timed out: ${facts.name} stays PendingManualApproval"
+            return
+        }
+        applyDecision(cfg, facts, answer)
+    }
+}
+
+// True when the interruption is the approval's own timeout firing.
+boolean exceededTimeout(InterruptedException interruption) {
+    def causes = []
+    try {
+        causes = interruption.getCauses()
+    } catch (MissingMethodException notFlow) {
+        return false
+    }
+    for (int i = 0; i < causes.size(); i++) {
+        if (causes[i].getClass().getName().endsWith('ExceededTimeout')) {
+            return true
+        }
+    }
+    return false
+}
+
+// Applies the decision on an agent: UpdateModelPackage through `mltp approve|reject`,
+// with the approver's Jenkins id, credentials bound only around that call.
+def applyDecision(Map cfg, Map facts, Map answer) {
+    String verb = answer.decision == 'Reject' ? 'reject' : 'approve'
+    String approver = answer.approver ? String.valueOf(answer.approver) : ''
+    String reason = answer.reason ? String.valueOf(answer.reason).trim() : ''
+    if (cfg.agent) {
+        node(cfg.agent) {
+            recordDecision(cfg, facts, verb, approver, reason)
+        }
+    } else {
+        node {
+            recordDecision(cfg, facts, verb, approver, reason)
+        }
+    }
+    String done = (verb == 'approve' ? 'approved' : 'rejected') + " ${facts.name}" + (approver ? " (by ${approver})" : '')
+    echo(PREFIX + done + (reason ? ': ' + reason : ''))
+    currentBuild.description = (currentBuild.description ? currentBuild.description + '; ' : '') + done
+}
+
+def recordDecision(Map cfg, Map facts, String verb, String approver, String reason) {
+    Map ctx = [cfg: cfg]
+    checkout(scm)
+    ctx.workspace = pwd()
+    ctx.tmp = pwd(tmp: true) + '/mltp'
+    ctx.errorFile = ctx.tmp + '/error.txt'
+    Map helper = mltpHelper.install(prefix: PREFIX, tmp: ctx.tmp, errorFile: ctx.errorFile, python: cfg.python,
+                                    lock: 'aws', helperCommand: cfg.helperCommand, helperPipSpec: cfg.helperPipSpec)
+    List decisionEnv = [
+        'MLTP=' + helper.mltp,
+        'MLTP_HELPER_SH=' + helper.helperSh,
+        'MLTP_REPO=' + ctx.workspace,
+        'MLTP_CONFIG=' + cfg.config,
+        'MLTP_ERROR_FILE=' + ctx.errorFile,
+        'MLTP_MODEL_VERSION=' + facts.arn,
+        'MLTP_APPROVAL_NOTE=' + reason,
+        'PYTHONUNBUFFERED=1',
+    ]
+    if (approver) {
+        decisionEnv.add('MLTP_APPROVER=' + approver)
+    }
+    if (cfg.region) {
+        decisionEnv.add('MLTP_REGION=' + cfg.region)
+    }
+    int rc = mltpHelper.runVerb(verb, decisionEnv, awsCredentials(cfg))
+    if (rc != 0) {
+        error(PREFIX + 'could not record the decision: ' + mltpHelper.readReason(PREFIX, ctx.errorFile, verb, rc))
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------
 
@@ -549,6 +709,10 @@ Map resolveOptions(Map options) {
         problems.add('give helperCommand or helperPipSpec, not both')
     }
 
+    if (cfg.approval != null) {
+        cfg.approval = resolveApproval(cfg.approval, problems)
+    }
+
     def minutes = cfg.timeoutMinutes
     if (minutes instanceof String && minutes ==~ /[0-9]{1,9}/) {
         minutes = Integer.parseInt(minutes)
@@ -572,6 +736,37 @@ Map resolveOptions(Map options) {
         error(PREFIX + 'invalid options: ' + problems.join('; '))
     }
     return cfg
+}
+
+// approval: [submitter: 'group or user ids, comma separated', timeoutHours: 72].
+Map resolveApproval(def given, List problems) {
+    if (!(given instanceof Map)) {
+        problems.add("approval must be a map like [submitter: 'release-managers', timeoutHours: 72]")
+        return null
+    }
+    Map approval = [submitter: null, timeoutHours: 72]
+    List keys = new ArrayList(given.keySet())
+    for (int i = 0; i < keys.size(); i++) {
+        String key = String.valueOf(keys[i])
+        if (!approval.containsKey(key)) {
+            problems.add("approval: unknown key '${key}' (known: submitter, timeoutHours)")
+        } else if (given[keys[i]] != null) {
+            approval[key] = given[keys[i]]
+        }
+    }
+    if (approval.submitter != null) {
+        approval.submitter = String.valueOf(approval.submitter).trim() ?: null
+    }
+    def hours = approval.timeoutHours
+    if (hours instanceof String && hours ==~ /[0-9]{1,5}/) {
+        hours = Integer.parseInt(hours)
+    }
+    if (!(hours instanceof Integer || hours instanceof Long) || hours < 1 || hours > 24 * 30) {
+        problems.add("approval.timeoutHours must be a whole number of hours from 1 to 720, not '${approval.timeoutHours}'")
+        hours = 72
+    }
+    approval.timeoutHours = (int) hours
+    return approval
 }
 
 // " (did you mean 'x'?)" for an unknown option close to a known one.

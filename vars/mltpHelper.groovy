@@ -21,7 +21,7 @@ import groovy.transform.Field
 
 // The verbs helper.sh accepts; keep in step with its case list.
 @Field final List VERBS = ['validate', 'sync', 'deploy', 'publish', 'start', 'wait', 'stop', 'run', 'prune',
-                           'trigger-install']
+                           'trigger-install', 'models', 'approve', 'reject', 'fetch-model']
 
 // The hash-pinned requirements for each kind of install: the local mode needs
 // the embedded AWS emulator, the others never load it.
@@ -181,4 +181,67 @@ String firstLine(String text) {
         }
     }
     return ''
+}
+
+// Options of the small steps (mlApproveModel, mlFetchModel): DEFAULTS plus the
+// given ones; unknown keys, non-strings among stringKeys and blank strings are
+// added to `problems`, which the step reports in one error line with its own.
+Map resolveOptions(Map defaults, Map options, List stringKeys, List problems) {
+    Map cfg = [:]
+    cfg.putAll(defaults)
+    Map given = options == null ? [:] : options
+    List keys = new ArrayList(given.keySet())
+    for (int i = 0; i < keys.size(); i++) {
+        String key = String.valueOf(keys[i])
+        if (!defaults.containsKey(key)) {
+            problems.add("unknown option '${key}' (known options: ${new ArrayList(defaults.keySet()).join(', ')})")
+            continue
+        }
+        def value = given[keys[i]]
+        if (value instanceof CharSequence) {
+            value = value.toString()
+        }
+        if (value != null) {
+            cfg[key] = value
+        }
+    }
+    for (int i = 0; i < stringKeys.size(); i++) {
+        String key = stringKeys[i]
+        if (cfg[key] != null && !(cfg[key] instanceof String)) {
+            problems.add("${key} must be a string")
+        } else if (cfg[key] != null && cfg[key].trim() == '') {
+            problems.add("${key} must not be empty")
+        }
+    }
+    if (cfg.helperCommand && cfg.helperPipSpec) {
+        problems.add('give helperCommand or helperPipSpec, not both')
+    }
+    if (cfg.region && !(cfg.region ==~ /[a-z]{2}(-[a-z]+)+-[0-9]+/)) {
+        problems.add("region '${cfg.region}' is not an AWS region name (like eu-west-1)")
+    }
+    if (cfg.modelPackageGroup && !cfg.region) {
+        problems.add('modelPackageGroup needs region (there is no config.yaml to read it from)')
+    }
+    return cfg
+}
+
+// The environment of a registry verb (models, approve, reject, fetch-model) run
+// in the current workspace: the repo's config.yaml, or modelPackageGroup + region.
+List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
+    List result = [
+        'MLTP=' + helper.mltp,
+        'MLTP_HELPER_SH=' + helper.helperSh,
+        'MLTP_REPO=' + workspace,
+        'MLTP_ERROR_FILE=' + errorFile,
+        'PYTHONUNBUFFERED=1',
+    ]
+    if (cfg.modelPackageGroup) {
+        result.add('MLTP_MODEL_PACKAGE_GROUP=' + cfg.modelPackageGroup)
+    } else {
+        result.add('MLTP_CONFIG=' + cfg.config)
+    }
+    if (cfg.region) {
+        result.add('MLTP_REGION=' + cfg.region)
+    }
+    return result
 }

@@ -9,15 +9,16 @@
 #   MLTP_REPO        the model repo (the workspace)
 #   MLTP_ERROR_FILE  where the helper writes a failure's one-line reason;
 #                    removed first, so an old reason is never read again
-#   MLTP_INFO_FILE   validate only: the key=value facts the step reads
+#   MLTP_INFO_FILE   validate and fetch-model: the key=value facts the step reads
 # Every other option travels as MLTP_* variables that the helper reads itself.
 set -u
 
 verb=${MLTP_VERB:-}
 case $verb in
-    validate | sync | deploy | publish | start | wait | stop | run | prune | trigger-install) ;;
+    validate | sync | deploy | publish | start | wait | stop | run | prune | trigger-install | \
+        models | approve | reject | fetch-model) ;;
     *)
-        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune, trigger-install)\n' "$verb" >&2
+        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune, trigger-install, models, approve, reject, fetch-model)\n' "$verb" >&2
         exit 2
         ;;
 esac
@@ -26,11 +27,11 @@ if [ -n "${MLTP_ERROR_FILE:-}" ]; then
     rm -f -- "$MLTP_ERROR_FILE" || exit 1
 fi
 case $verb in
-    validate)
+    validate | fetch-model)
         if [ -n "${MLTP_INFO_FILE:-}" ]; then
             rm -f -- "$MLTP_INFO_FILE" || exit 1
         fi
-        exec "$MLTP" validate "$MLTP_REPO"
+        exec "$MLTP" "$verb" "$MLTP_REPO"
         ;;
     run) exec "$MLTP" run --local "$MLTP_REPO" ;;
     prune) exec "$MLTP" prune --yes "$MLTP_REPO" ;;

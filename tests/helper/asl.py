@@ -45,8 +45,27 @@ def nulls(value: Any, path: str = "$") -> List[str]:
     return []
 
 
-def context(execution_input: Dict[str, Any], execution_id: str) -> Dict[str, Any]:
-    return {"Execution": {"Input": execution_input, "Id": execution_id}}
+def context(execution_input: Dict[str, Any], execution_id: str, state: Any = None) -> Dict[str, Any]:
+    """`state`: the state data `$.` paths read (default: the execution input, as at the start)."""
+    return {"Execution": {"Input": execution_input, "Id": execution_id},
+            "State": execution_input if state is None else state}
+
+
+_STATE_STEP = re.compile(r"\.(?P<dot>[A-Za-z_][A-Za-z0-9_]*)|\['(?P<bracket>[^']+)'\]")
+
+
+def state_value(path: str, state: Any) -> Any:
+    """A `$.a.b['c-d'].e` path into the state data."""
+    assert path.startswith("$"), path
+    rest, value = path[1:], state
+    while rest:
+        match = _STATE_STEP.match(rest)
+        assert match, f"unsupported state path {path}"
+        key = match["dot"] or match["bracket"]
+        assert isinstance(value, dict) and key in value, f"{path}: no {key} in the state data"
+        value = value[key]
+        rest = rest[match.end():]
+    return value
 
 
 def evaluate(expression: str, ctx: Dict[str, Any]) -> Any:
@@ -59,6 +78,8 @@ def evaluate(expression: str, ctx: Dict[str, Any]) -> Any:
         return ctx["Execution"]["Input"][key]
     if expression == "$$.Execution.Id":
         return ctx["Execution"]["Id"]
+    if expression.startswith("$."):
+        return state_value(expression, ctx["State"])
     match = _FORMAT.match(expression)
     if match:
         template = match["template"].replace("\\'", "'")

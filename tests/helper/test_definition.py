@@ -159,6 +159,13 @@ def sample_input(cfg, **overrides) -> dict:
 EXECUTION_ID = "arn:aws:states:ap-northeast-2:123456789012:execution:fraud-detection:jenkins-fraud-detection-main-42"
 
 
+def sample_state(cfg, **overrides) -> dict:
+    """The state data when Register runs: the input, plus evaluation.json with every gate metric."""
+    data = sample_input(cfg, **overrides)
+    data["evaluation"] = {"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}}
+    return data
+
+
 # --------------------------------------------------------------------------- validity
 
 
@@ -190,7 +197,7 @@ def test_statelint_is_not_blind(rendered):
 @pytest.mark.parametrize("name", NAMES)
 def test_task_parameters_are_valid_api_requests(rendered, name):
     cfg, definition, _, _ = rendered[name]
-    ctx = asl.context(sample_input(cfg), EXECUTION_ID)
+    ctx = asl.context(sample_input(cfg), EXECUTION_ID, sample_state(cfg))
     seen = set()
     for state, task in asl.task_states(definition):
         params = asl.resolve(task["Parameters"], ctx)
@@ -207,12 +214,13 @@ def test_the_api_check_catches_what_aws_would_refuse(rendered):
     cfg, definition, _, _ = rendered["example"]
     register = definition["States"]["Register"]
     url = "https://jenkins.example.com/job/fraud-detection/job/feature%252Fx/7/"
-    bad = asl.resolve(register["Parameters"], asl.context(sample_input(cfg, BuildUrl=url, GitCommit=""), EXECUTION_ID))
+    bad = asl.resolve(register["Parameters"], asl.context(sample_input(cfg, BuildUrl=url, GitCommit=""), EXECUTION_ID,
+                                                          sample_state(cfg, BuildUrl=url, GitCommit="")))
     errors = asl.api_errors(register["Resource"], bad)
     assert any("CustomerMetadataProperties.BuildUrl" in e for e in errors), errors
     assert any("CustomerMetadataProperties.GitCommit" in e for e in errors), errors
     fixed = sample_input(cfg, BuildUrl=naming.metadata_value(url), GitCommit=naming.metadata_value(""))
-    good = asl.resolve(register["Parameters"], asl.context(fixed, EXECUTION_ID))
+    good = asl.resolve(register["Parameters"], asl.context(fixed, EXECUTION_ID, dict(sample_state(cfg), **fixed)))
     assert asl.api_errors(register["Resource"], good) == []
     training = definition["States"]["Training"]
     params = asl.resolve(training["Parameters"], asl.context(sample_input(cfg), EXECUTION_ID))
@@ -254,7 +262,8 @@ def test_only_execution_input_varies_between_runs(rendered, name):
                 walk(v)
 
     walk(definition["States"])
-    assert used == keys - {"Branch", "Register"}  # Register: the Choice; Branch: for people
+    # Register: the Choice; Branch: for people; Champion: the Gate reads it as state data ($.Champion.Bars)
+    assert used == keys - {"Branch", "Register", "Champion"}
     assert "$$.Execution.Input['Register']" in text
     sample = sample_input(cfg)
     for key in ("RunName", "PreprocessingJobName", "CodeS3Uri", "ModelArtifactS3Uri", "EvaluationKey"):
@@ -484,7 +493,12 @@ def test_register(rendered):
         "ContentType": "application/json", "S3Uri.$": "$$.Execution.Input['EvaluationS3Uri']"}}}
     assert p["CustomerMetadataProperties"] == {"RunName.$": "$$.Execution.Input['RunName']",
                                                "GitCommit.$": "$$.Execution.Input['GitCommit']",
-                                               "BuildUrl.$": "$$.Execution.Input['BuildUrl']"}
+                                               "BuildUrl.$": "$$.Execution.Input['BuildUrl']",
+                                               "metric:auc.$": "States.Format('{}', $.evaluation.report.metrics.auc.value)",
+                                               "metric:false_positive_rate.$":
+                                                   "States.Format('{}', $.evaluation.report.metrics.false_positive_rate.value)"}
+    resolved = asl.resolve(p, asl.context(sample_input(cfg), EXECUTION_ID, sample_state(cfg)))
+    assert resolved["CustomerMetadataProperties"]["metric:auc"] == "0.5"
     assert p["ClientToken.$"] == "States.Hash($$.Execution.Id, 'MD5')"
     assert p["Tags"] == [{"Key": "cost-center", "Value": "1234"}, {"Key": "team", "Value": "fds"}]
     _, d, _, _ = rendered["max only"]

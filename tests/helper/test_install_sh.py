@@ -279,6 +279,7 @@ def _fake_helper(tmp_path) -> Path:
     ("start", ["start"]),
     ("wait", ["wait"]), ("stop", ["stop"]), ("run", ["run", "--local"]), ("prune", ["prune", "--yes"]),
     ("trigger-install", ["trigger", "install"]),
+    ("models", ["models"]), ("approve", ["approve"]), ("reject", ["reject"]), ("fetch-model", ["fetch-model"]),
 ])
 def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     fake = _fake_helper(tmp_path)
@@ -292,7 +293,7 @@ def test_helper_sh_runs_each_verb(tmp_path, verb, args):
     assert done.returncode == 0, done.stdout
     assert (tmp_path / "seen").read_text().splitlines() == args + [str(repo)]
     assert not (scratch / "error.txt").exists(), "an old reason is never read again"
-    assert (scratch / "info.txt").exists() == (verb != "validate")
+    assert (scratch / "info.txt").exists() == (verb not in ("validate", "fetch-model"))
     assert not (tmp_path / "pwned").exists()
 
 

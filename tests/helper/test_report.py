@@ -77,7 +77,8 @@ def test_report_json_is_machine_readable(tmp_path):
                 "exit_code", "steps", "gate", "model_package", "failure"):
         assert key in data, key
     assert data["status"] == "passed" and data["exit_code"] == 0
-    assert data["model_package"] == {"arn": PACKAGE, "name": "fraud-detection/3", "approval_status": "PendingManualApproval"}
+    assert data["model_package"] == {"arn": PACKAGE, "name": "fraud-detection/3", "approval_status": "PendingManualApproval",
+                                     "sha256": None}
     assert data["steps"][0] == {
         "name": "Preprocessing", "status": "succeeded", "job_name": "fd-prep-1", "job_kind": "processing",
         "link": "https://console/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
@@ -184,7 +185,9 @@ def test_wait_writes_the_report_for_every_known_outcome(example_repo, aws_env, c
             model.wait(ctx, clock=follow.ManualClock(), report_dir=str(target))
         except MltpError:
             pass
-        assert sorted(p.name for p in target.iterdir()) == sorted(report.FILES)
+        # plus what the Jenkins approval reads (pipeline.write_approval_files): registration.txt once registered
+        approval = ["gate.txt"] + (["registration.txt"] if status == "passed" else [])
+        assert sorted(p.name for p in target.iterdir()) == sorted(list(report.FILES) + approval)
         assert json.loads((target / "report.json").read_text())["status"] == status
         assert ET.parse(target / "junit.xml").getroot().find("testsuite").get("tests") == "2"
 

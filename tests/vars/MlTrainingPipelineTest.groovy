@@ -795,8 +795,8 @@ test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS')
     assert shCount >= 2
     // The only verbs a step can run are the ones helper.sh accepts, and the other way round.
     String helperSh = new File(ROOT, 'resources/mltp/helper.sh').text
-    String accepted = (helperSh =~ /(?m)^\s+([a-z|\s-]+)\) ;;$/)[0][1]
-    assert accepted.split(/\s*\|\s*/).collect { it.trim() } as Set == h.loadVar('mltpHelper').@VERBS as Set
+    String accepted = (helperSh =~ /(?m)^\s+([a-z|\s\\-]+)\) ;;$/)[0][1]
+    assert accepted.replace('\\', ' ').split(/\s*\|\s*/).collect { it.trim() } as Set == h.loadVar('mltpHelper').@VERBS as Set
 }
 
 test('help page documents every option and its default') { PipelineHarness h ->

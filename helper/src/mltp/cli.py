@@ -304,5 +304,67 @@ def prune(repo: Path, config: Optional[str], **options) -> None:
     pipeline.prune(repo, config, **options)
 
 
+def _registry_options(f: Callable) -> Callable:
+    """REPO, --config, --group, --region, --endpoint-url and --local: what the registry commands share."""
+    f = _local_option(f)
+    f = click.option("--group", "group", envvar="MLTP_MODEL_PACKAGE_GROUP", metavar="NAME",
+                     help="Act on this model package group (needs --region); no config is read.")(f)
+    f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL",
+                     help="Send AWS calls to this endpoint (an emulator).")(f)
+    f = click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")(f)
+    f = _config_option(f)
+    return REPO(f)
+
+
+@main.command()
+@_registry_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many versions.")
+def models(repo: Path, config: Optional[str], **options) -> None:
+    """The versions of the model package group, newest first: status, gate metrics, commit, build, decision."""
+    from . import pipeline
+
+    pipeline.models(repo, config, **options)
+
+
+def _decision_command(name: str, status: str) -> None:
+    def command(repo: Path, config: Optional[str], **options) -> None:
+        from . import pipeline
+
+        pipeline.decide(repo, config, status, **options)
+
+    command.__doc__ = (f"Set a version's status to {status} (UpdateModelPackage), recording who, when, "
+                       f"the build and the note.")
+    for decorate in reversed((
+        _registry_options,
+        click.option("--version", "version", envvar="MLTP_MODEL_VERSION", metavar="N",
+                     help="The version: N, group/N or its model package ARN."),
+        click.option("--run", "run", envvar="MLTP_MODEL_RUN", metavar="NAME", help="The version registered by this run."),
+        click.option("--note", envvar="MLTP_APPROVAL_NOTE", metavar="TEXT", help="Why (kept in ApprovalDescription)."),
+        click.option("--by", envvar="MLTP_APPROVER", metavar="ID",
+                     help="Who decides. Default: Jenkins' BUILD_USER_ID, else the OS user."),
+    )):
+        command = decorate(command)
+    main.command(name=name)(command)
+
+
+_decision_command("approve", "Approved")
+_decision_command("reject", "Rejected")
+
+
+@main.command(name="fetch-model")
+@_registry_options
+@click.option("--version", "version", envvar="MLTP_MODEL_VERSION", metavar="N",
+              help="The version: N, group/N or an ARN. Default: the newest Approved version.")
+@click.option("--to", "to", envvar="MLTP_FETCH_DIR", metavar="DIR", help="Where model.tar.gz and model-package.json go. Default: REPO/.mltp/model.")
+@click.option("--info-file", envvar="MLTP_INFO_FILE", metavar="FILE",
+              help="Also write key=value lines (arn, group, version, status, model, sha256) for the Jenkins step.")
+def fetch_model(repo: Path, config: Optional[str], **options) -> None:
+    """Download a version's model.tar.gz, verified against the SHA-256 recorded at registration."""
+    from . import pipeline
+
+    pipeline.fetch_model(repo, config, **options)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

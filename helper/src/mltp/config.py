@@ -67,11 +67,23 @@ class Steps:
 
 @dataclass(frozen=True)
 class GateRule:
+    """A threshold rule (min and/or max) or a champion rule (beat_champion):
+    the challenger must be at least `by` better than the newest Approved
+    version of the group, in the direction `better` ('higher' or 'lower')."""
+
     metric: str
     min: Optional[float] = None
     max: Optional[float] = None
+    beat_champion: bool = False
+    by: float = 0.0
+    better: str = "higher"
 
     def describe(self) -> str:
+        if self.beat_champion:
+            sign = "+" if self.better == "higher" else "-"
+            margin = f" {sign} {self.by:g}" if self.by else ""
+            op = ">=" if self.better == "higher" else "<="
+            return f"{op} champion{margin}"
         parts = []
         if self.min is not None:
             parts.append(f">= {self.min:g}")
@@ -509,12 +521,19 @@ def _semantic_problems(doc: Document) -> List[Problem]:
 
     gate = data.get("gate")
     if isinstance(gate, list):
-        seen_metrics: Dict[str, int] = {}
+        seen_metrics: Dict[Tuple[str, bool], int] = {}
         for index, rule in enumerate(gate):
             if not isinstance(rule, dict):
                 continue
             low, high = rule.get("min"), rule.get("max")
-            if "min" not in rule and "max" not in rule:
+            champion = rule.get("beat_champion") is True
+            if champion and ("min" in rule or "max" in rule):
+                add(("gate", index, "beat_champion"),
+                    "a champion rule takes no min or max: put the thresholds in a rule of their own for the same metric")
+            elif not champion and ("by" in rule or "better" in rule):
+                key = "by" if "by" in rule else "better"
+                add(("gate", index, key), f"{key} applies to champion rules only: add beat_champion: true (see docs/contract.md)")
+            elif not champion and "min" not in rule and "max" not in rule:
                 add(("gate", index), "a rule needs min, max or both")
             for bound, number in (("min", low), ("max", high)):
                 if isinstance(number, float) and not math.isfinite(number):
@@ -526,9 +545,13 @@ def _semantic_problems(doc: Document) -> List[Problem]:
                 add(("gate", index, "min"), f"min {low} is greater than max {high}: no value can pass")
             metric = rule.get("metric")
             if isinstance(metric, str):
-                if metric in seen_metrics:
-                    add(("gate", index, "metric"), f"metric '{metric}' already has a rule (gate[{seen_metrics[metric]}]); put min and max in one rule")
-                seen_metrics.setdefault(metric, index)
+                # One threshold rule and one champion rule per metric.
+                slot = (metric, champion)
+                if slot in seen_metrics:
+                    what = "a champion rule" if champion else "a rule"
+                    hint = "" if champion else "; put min and max in one rule"
+                    add(("gate", index, "metric"), f"metric '{metric}' already has {what} (gate[{seen_metrics[slot]}]){hint}")
+                seen_metrics.setdefault(slot, index)
 
     inference_types = _get(data, "registry", "inference", "instance_types")
     if isinstance(inference_types, list):
@@ -701,6 +724,20 @@ def _retrain_config(data: Dict[str, Any]) -> Optional[RetrainConfig]:
     )
 
 
+def _gate_rules(raw: List[Dict[str, Any]]) -> Tuple[GateRule, ...]:
+    """A champion rule's direction defaults from the metric's threshold rule: a
+    metric bounded by max only (an error rate) is better lower, any other higher."""
+    only_max = {r["metric"] for r in raw if "max" in r and "min" not in r and not r.get("beat_champion")}
+    rules = []
+    for r in raw:
+        if r.get("beat_champion"):
+            better = r.get("better") or ("lower" if r["metric"] in only_max else "higher")
+            rules.append(GateRule(r["metric"], beat_champion=True, by=float(r.get("by", 0)), better=better))
+        else:
+            rules.append(GateRule(r["metric"], r.get("min"), r.get("max")))
+    return tuple(rules)
+
+
 def _build(doc: Document, path: Path, repo: Path) -> Config:
     data = _with_defaults(SCHEMA, copy.deepcopy(doc.value))
     aws, registry = data["aws"], data["registry"]
@@ -721,7 +758,7 @@ def _build(doc: Document, path: Path, repo: Path) -> Config:
             tags={str(k): _text(v) for k, v in aws["tags"].items()},
         ),
         steps=Steps(*(_step_config(role, data["steps"][role]) for role in STEP_ROLES)),
-        gate=tuple(GateRule(r["metric"], r.get("min"), r.get("max")) for r in data["gate"]),
+        gate=_gate_rules(data["gate"]),
         registry=RegistryConfig(
             model_package_group=registry.get("model_package_group") or data["name"],
             approval_status=registry["approval_status"],

@@ -288,6 +288,18 @@ SCHEMA: Dict[str, Any] = {
                     },
                     "min": {"type": "number"},
                     "max": {"type": "number"},
+                    "beat_champion": {
+                        "type": "boolean",
+                        "description": "The metric must be at least `by` better than the champion's "
+                                       "(the newest Approved version of the model package group); "
+                                       "passes when there is no champion.",
+                    },
+                    "by": {"type": "number", "minimum": 0, "description": "Margin over the champion (champion rules)."},
+                    "better": {
+                        "enum": ["higher", "lower"],
+                        "description": "Which direction is better (champion rules). Default: lower when the "
+                                       "metric's threshold rule has only max, else higher.",
+                    },
                 },
             },
         },

@@ -155,7 +155,8 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     from stepfunctions.inputs import ExecutionInput as Placeholders
     from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task
 
-    inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS})
+    # Champion is read as state data ($.Champion.Bars, gate.choice_rule), not as a placeholder.
+    inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS if key != "Champion"})
 
     preprocessing = _processing_step(PREPROCESSING, config, config.steps.preprocessing, inputs, session, sdk)
     training = _training_step(config, inputs, session, sdk)
@@ -537,6 +538,11 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
             "RunName": inputs["RunName"],
             "GitCommit": inputs["GitCommit"],
             "BuildUrl": inputs["BuildUrl"],
+            # The gate's values, so `mltp models` and the next run's champion read
+            # them from the registry. Register runs only after the Gate passed, so
+            # each is present and a number.
+            **{metric_property(m): _intrinsic(f"States.Format('{{}}', {gate.metric_path(METRICS_PATH, m)})")
+               for m in gate_metrics(config)},
         },
         # SageMaker's own lineage fields; they take any text.
         "MetadataProperties": {"CommitId": inputs["GitCommit"], "GeneratedBy": inputs["BuildUrl"]},
@@ -548,6 +554,23 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
     if tags:
         parameters["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
     return parameters
+
+
+METRIC_PROPERTY_PREFIX = "metric:"
+
+
+def metric_property(metric: str) -> str:
+    """The CustomerMetadataProperties key holding a gate metric's value."""
+    return METRIC_PROPERTY_PREFIX + metric
+
+
+def gate_metrics(config: Config):
+    """The gate's metrics, each once, in rule order."""
+    seen = []
+    for rule in config.gate:
+        if rule.metric not in seen:
+            seen.append(rule.metric)
+    return seen
 
 
 def _intrinsic(expression: str):

@@ -40,3 +40,7 @@ class AwsRefused(MltpError):
     """AWS refused the call or could not be reached, retries included (exit 5)."""
 
     exit_code = 5
+
+
+class ChecksumMismatch(AwsRefused):
+    """A fetched model does not match the SHA-256 recorded at registration (exit 5)."""

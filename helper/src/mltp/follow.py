@@ -675,6 +675,8 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
     cause = details.get("cause") or description.get("cause")
     result.execution_status = status
     result.ended = description.get("stopDate")
+    champion = execution_input.get("Champion")
+    result.champion = dict(champion) if isinstance(champion, dict) else {"Reason": "the run was started without a champion lookup"}
 
     if status == "SUCCEEDED":
         result.status = out.PASSED
@@ -751,8 +753,12 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
     except (MltpError, ValueError, TypeError, KeyError) as exc:
         result.warnings.append(f"s3://{bucket}/{key} is not a valid evaluation.json: {exc}")
         return unknown
-    checks = [out.GateCheck(r.metric, _rule_text(r), r.value, bool(r.passed), getattr(r, "reason", "") if r.value is None else "")
-              for r in gate.evaluate(ctx.config.gate, metrics)]
+    champion = execution_input.get("Champion") if isinstance(execution_input.get("Champion"), dict) else {}
+    results = gate.evaluate(ctx.config.gate, metrics, champion)
+    checks = [out.GateCheck(r.metric, _rule_text(r), r.value, bool(r.passed),
+                            r.reason if (r.value is None or rule.beat_champion) else "")
+              for r, rule in zip(results, ctx.config.gate)]
+    result.comparison = gate.compare(ctx.config.gate, metrics, champion)
     if decided and not all(c.passed for c in checks):
         result.warnings.append("the state machine passed the gate, but evaluation.json as read now misses it")
     return checks

@@ -68,6 +68,51 @@ def missing_reason(metric: str, available: Iterable[str]) -> str:
     return "missing from evaluation.json" + (f", which has: {', '.join(names)}" if names else ", which has no metric")
 
 
+def _check_champion(rule: GateRule, value: Any, present: bool, champion: Optional[Mapping[str, Any]]) -> RuleResult:
+    """A champion rule: passes with no champion (or a champion without that
+    metric), else the challenger must reach the champion's value +/- `by`."""
+    text = rule.describe()
+    bar = champion_bar(rule, champion)
+    if bar is None:
+        why = (champion or {}).get("Reason") or "the champion has no value for it"
+        if (champion or {}).get("Version") is not None and rule.metric not in (champion.get("Metrics") or {}):
+            why = f"champion v{champion['Version']} has no {rule.metric} recorded"
+        return RuleResult(rule.metric, float(value) if present and is_number(value) else None, text, True,
+                          f"no champion to beat: {why}")
+    if not present:
+        return RuleResult(rule.metric, None, text, False, "missing from evaluation.json")
+    if not is_number(value):
+        return RuleResult(rule.metric, None, text, False, f"{json.dumps(value, default=str)} is not a number")
+    number = float(value)
+    version = champion.get("Version")
+    ok = number >= bar if rule.better == "higher" else number <= bar
+    op = (">=" if ok else "<") if rule.better == "higher" else ("<=" if ok else ">")
+    return RuleResult(rule.metric, number, text, ok, f"{_fmt(number)} {op} {_fmt(bar)} (champion v{version}: "
+                                                     f"{_fmt(float(champion['Metrics'][rule.metric]))})")
+
+
+def champion_bar(rule: GateRule, champion: Optional[Mapping[str, Any]]) -> Optional[float]:
+    """The value a champion rule's metric must reach, or None without a champion value."""
+    metrics = (champion or {}).get("Metrics") or {}
+    value = metrics.get(rule.metric)
+    if not is_number(value):
+        return None
+    bar = float(value) + rule.by if rule.better == "higher" else float(value) - rule.by
+    return round(bar, 12)  # 0.93 + 0.01 is 0.9400000000000001: 0.94 must reach it
+
+
+def champion_bars(rules: Iterable[GateRule], champion: Optional[Mapping[str, Any]]) -> Dict[str, float]:
+    """Metric -> bar for every champion rule with a champion value: what the
+    state machine compares with (execution input Champion.Bars)."""
+    bars = {}
+    for rule in rules:
+        if rule.beat_champion:
+            bar = champion_bar(rule, champion)
+            if bar is not None:
+                bars[rule.metric] = bar
+    return bars
+
+
 def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] = ()) -> RuleResult:
     text = rule.describe()
     if not present:
@@ -82,10 +127,20 @@ def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] =
     return RuleResult(rule.metric, number, text, True, f"{_fmt(number)} {text}")
 
 
-def evaluate(rules: Iterable[GateRule], metrics: Mapping[str, Any]) -> List[RuleResult]:
+def evaluate(rules: Iterable[GateRule], metrics: Mapping[str, Any],
+             champion: Optional[Mapping[str, Any]] = None) -> List[RuleResult]:
     """One result per rule, in rule order. `metrics` maps a metric name to its value
-    (what `parse_evaluation` returns); any value that is not a number fails its rule."""
-    return [_check(rule, metrics.get(rule.metric), rule.metric in metrics, list(metrics)) for rule in rules]
+    (what `parse_evaluation` returns); any value that is not a number fails its rule.
+    `champion` is the execution input's Champion ({"Version", "Metrics", ...} or
+    {"Reason"}), for champion rules."""
+    results = []
+    for rule in rules:
+        value, present = metrics.get(rule.metric), rule.metric in metrics
+        if rule.beat_champion:
+            results.append(_check_champion(rule, value, present, champion))
+        else:
+            results.append(_check(rule, value, present, list(metrics)))
+    return results
 
 
 def passed(results: Sequence[RuleResult]) -> bool:
@@ -97,12 +152,22 @@ def passed(results: Sequence[RuleResult]) -> bool:
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def member_path(base: str, name: str) -> str:
+    """JSONPath of member `name` under `base`. Metric names are [A-Za-z_][A-Za-z0-9_-]*
+    (config schema); names with '-' use bracket notation."""
+    if _PLAIN_NAME.fullmatch(name):
+        return f"{base}.{name}"
+    return f"{base}['{name}']"
+
+
 def metric_path(metrics_path: str, metric: str) -> str:
-    """JSONPath of a metric's value under `metrics_path` (e.g. '$.evaluation.report.metrics').
-    Metric names are [A-Za-z_][A-Za-z0-9_-]* (config schema); names with '-' use bracket notation."""
-    if _PLAIN_NAME.fullmatch(metric):
-        return f"{metrics_path}.{metric}.value"
-    return f"{metrics_path}['{metric}'].value"
+    """JSONPath of a metric's value under `metrics_path` (e.g. '$.evaluation.report.metrics')."""
+    return member_path(metrics_path, metric) + ".value"
+
+
+# Where the helper puts the champion's bars in the execution input (and so in the
+# state data, which starts as the input and keeps it: every result has its own path).
+CHAMPION_BARS_PATH = "$.Champion.Bars"
 
 
 def choice_rule(rules: Iterable[GateRule], metrics_path: str) -> Dict[str, Any]:
@@ -120,6 +185,13 @@ def choice_rule(rules: Iterable[GateRule], metrics_path: str) -> Dict[str, Any]:
             {"Variable": path, "IsPresent": True},
             {"Variable": path, "IsNumeric": True},
         ]
+        if rule.beat_champion:
+            # No bar in the input (no champion, or one without this metric): the rule holds.
+            bar = member_path(CHAMPION_BARS_PATH, rule.metric)
+            compare = "NumericGreaterThanEqualsPath" if rule.better == "higher" else "NumericLessThanEqualsPath"
+            conditions.append({"Variable": path, compare: bar})
+            per_rule.append({"Or": [{"Not": {"Variable": bar, "IsPresent": True}}, {"And": conditions}]})
+            continue
         if rule.min is not None:
             conditions.append({"Variable": path, "NumericGreaterThanEquals": rule.min})
         if rule.max is not None:
@@ -195,3 +267,47 @@ def metric_values(text: str, source: str = "evaluation.json") -> Dict[str, Any]:
     if not isinstance(metrics, dict):
         return {}
     return {name: entry["value"] for name, entry in metrics.items() if isinstance(entry, dict) and "value" in entry}
+
+
+# --------------------------------------------------------------------------- champion vs challenger
+
+
+def better_direction(rules: Sequence[GateRule], metric: str) -> str:
+    """'higher' or 'lower': the metric's champion rule says; else a threshold rule
+    with max only (an error rate) means lower; else higher."""
+    for rule in rules:
+        if rule.metric == metric and rule.beat_champion:
+            return rule.better
+    for rule in rules:
+        if rule.metric == metric and rule.max is not None and rule.min is None:
+            return "lower"
+    return "higher"
+
+
+def compare(rules: Sequence[GateRule], metrics: Mapping[str, Any],
+            champion: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Per gate metric (each once): champion and challenger values, the delta
+    (challenger - champion) and whether the challenger is better, worse or the same.
+    Empty without a champion."""
+    if not champion or champion.get("Version") is None:
+        return []
+    known = champion.get("Metrics") or {}
+    rows = []
+    seen: List[str] = []
+    for rule in rules:
+        if rule.metric in seen:
+            continue
+        seen.append(rule.metric)
+        theirs, ours = known.get(rule.metric), metrics.get(rule.metric)
+        row: Dict[str, Any] = {"metric": rule.metric, "champion": theirs if is_number(theirs) else None,
+                               "challenger": ours if is_number(ours) else None, "delta": None, "verdict": "n/a",
+                               "better": better_direction(rules, rule.metric)}
+        if row["champion"] is not None and row["challenger"] is not None:
+            delta = float(row["challenger"]) - float(row["champion"])
+            row["delta"] = delta
+            if abs(delta) < 1e-12:
+                row["verdict"] = "same"
+            else:
+                row["verdict"] = "better" if (delta > 0) == (row["better"] == "higher") else "worse"
+        rows.append(row)
+    return rows

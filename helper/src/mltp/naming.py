@@ -9,8 +9,8 @@ share a state machine.
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional
 
 from .config import Config
 
@@ -138,6 +138,10 @@ class ExecutionInput:
     EvaluationS3Uri: str  # .../evaluation.json
     EvaluationBucket: str
     EvaluationKey: str
+    # The champion (newest Approved version of the group) as found at start:
+    # {"Version", "Arn", "Metrics": {metric: value}, "Bars": {metric: value to reach}},
+    # or {"Reason": why there is none}. The Gate reads $.Champion.Bars.
+    Champion: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +156,7 @@ def execution_input(
     git_commit: str = "",
     build_url: str = "",
     branch: str = "",
+    champion: Optional[Dict[str, Any]] = None,
 ) -> ExecutionInput:
     bucket = config.aws.bucket
     code = code_prefix(config, content_hash, state_machine)
@@ -180,4 +185,5 @@ def execution_input(
         EvaluationS3Uri=artifacts.evaluation,
         EvaluationBucket=bucket,
         EvaluationKey=evaluation_key,
+        Champion=dict(champion or {}),
     )

@@ -169,6 +169,8 @@ class GateCheck:
                 return f"{self.metric} is {head} (needs {self.rule})" + (f"; it has{has}" if has else "")
             why = self.note or "is missing from evaluation.json"
             return f"{self.metric} {why} (needs {self.rule})"
+        if self.note:  # a champion rule: the bar and the champion's value
+            return f"{self.metric} = {format_value(self.value)}, needs {self.rule}: {self.note}"
         return f"{self.metric} = {format_value(self.value)}, needs {self.rule}"
 
 
@@ -209,6 +211,11 @@ class Outcome:
     model_package_arn: Optional[str] = None
     approval_status: Optional[str] = None
     failure: Optional[Failure] = None
+    # Champion vs challenger (gate.compare): the champion as the execution input
+    # had it ({"Version", "Arn", "Metrics", "Bars"} or {"Reason"}), one row per gate metric.
+    champion: Optional[Dict[str, Any]] = None
+    comparison: List[Dict[str, Any]] = field(default_factory=list)
+    model_sha256: Optional[str] = None
     message: str = ""  # one line: "passed", "metric gate failed: ...", "stopped: build aborted"
     warnings: List[str] = field(default_factory=list)
     # The gate metrics across the versions of the model package group (history.collect).
@@ -250,6 +257,19 @@ class Outcome:
             return "registered (model package not found)"
         return "not registered"
 
+    def champion_dict(self) -> Optional[Dict[str, Any]]:
+        """report.json's champion: who, or why none, and the per-metric comparison."""
+        if self.champion is None:
+            return None
+        version = self.champion.get("Version")
+        return {
+            "version": version,
+            "arn": self.champion.get("Arn"),
+            "reason": self.champion.get("Reason") if version is None else None,
+            "metrics": dict(self.champion.get("Metrics") or {}),
+            "comparison": [dict(row) for row in self.comparison],
+        }
+
     def raise_for_status(self) -> None:
         """Nothing for a pass; otherwise the error whose exit code tells the outcome."""
         # One line, no details: the Jenkins step shows the first line of an error
@@ -286,10 +306,12 @@ class Outcome:
                 "arn": self.model_package_arn,
                 "name": self.model_package_name,
                 "approval_status": self.approval_status,
+                "sha256": self.model_sha256,
             }
             if self.model_package_arn
             else None,
             "failure": self.failure.to_dict() if self.failure else None,
+            "champion": self.champion_dict(),
             "warnings": list(self.warnings),
             "registration": self.registration_text(),
             "history": self.history,

@@ -4,9 +4,10 @@
 very same functions against the embedded emulator, so there is one path.
 """
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import click
 
@@ -187,9 +188,39 @@ def start_checked(checked: Validated, bundle=None):
     from . import bundle as bundle_mod
     from . import runs
 
-    result = runs.start(checked.context, _clients(checked.context), bundle or bundle_mod.make(checked.files))
+    clients = _clients(checked.context)
+    champion = find_champion(checked.config, clients)
+    result = runs.start(checked.context, clients, bundle or bundle_mod.make(checked.files), champion=champion)
     click.echo(result.summary())
+    if not result.attached:
+        click.echo(champion_line(champion, checked.config))
     return result
+
+
+def find_champion(cfg: Config, clients) -> dict:
+    """The execution input's Champion (registry.champion_input). When the
+    registry cannot be read, a run without champion rules goes on (the
+    comparison says why it is missing); one with champion rules stops (exit 5)."""
+    from . import registry
+    from .errors import AwsRefused
+
+    try:
+        return registry.champion_input(clients, cfg)
+    except AwsRefused as exc:
+        if any(rule.beat_champion for rule in cfg.gate):
+            raise
+        return {"Reason": f"could not read the registry: {exc.message}"}
+
+
+def champion_line(champion: dict, cfg: Config) -> str:
+    """The log line saying who the challenger is compared with, or why nobody."""
+    rules = [r for r in cfg.gate if r.beat_champion]
+    if champion.get("Version") is None:
+        why = champion.get("Reason", "no champion")
+        suffix = f"; champion rules pass ({', '.join(r.metric for r in rules)})" if rules else ""
+        return f"champion: none ({why}){suffix}"
+    values = ", ".join(f"{k}={v:g}" for k, v in sorted(champion.get("Metrics", {}).items())) or "no gate values recorded"
+    return f"champion: {cfg.registry.model_package_group}/{champion['Version']} (Approved): {values}"
 
 
 def stop(repo: Path, config: Optional[str], **options):
@@ -269,10 +300,13 @@ def wait(repo: Path, config: Optional[str], timeout: Optional[float] = None, *, 
         policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
     clients = clients or _clients(ctx)
     result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
+    if result.passed and result.model_package_arn:
+        _record_checksum(clients, result)
     result.history = history.collect(ctx.config.registry.model_package_group, clients, result)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)
+    write_approval_files(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
     result.raise_for_status()
     _record_good_run(ctx, clients or _clients(ctx), result, echo)
@@ -296,6 +330,18 @@ def _record_good_run(ctx: RunContext, clients, result, echo: Echo) -> None:
         echo(f"retrain code: {trigger.record_good_run(ctx, clients, execution_input)}")
     except MltpError as exc:  # the run passed: a missing permission here must not fail the build
         echo(f"warning: retraining will not use this run's code: {exc.message}")
+
+
+def _record_checksum(clients, result) -> None:
+    """The SHA-256 of the registered model.tar.gz, recorded on the version so
+    `fetch-model` can verify what it downloads."""
+    from . import registry
+    from .errors import AwsRefused
+
+    try:
+        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn)
+    except AwsRefused as exc:
+        result.warnings.append(f"could not record the model's SHA-256 on {result.model_package_name}: {exc.message}")
 
 
 def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, local: bool = False,
@@ -368,3 +414,140 @@ def prune(repo: Path, config: Optional[str], older_than: str = "30d", yes: bool 
     with refused("delete", f"unused state machines and code of {cfg.name}"):
         housekeeping.delete(stale, clients, echo)
     return stale
+
+
+# --------------------------------------------------------------------------- after the gate: models, approve, fetch
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Which model package group the registry commands act on, and where."""
+
+    group: str
+    region: str
+    repo: Path
+
+
+@contextlib.contextmanager
+def registry_clients(repo: Path, config: Optional[str], local: bool = False, region: Optional[str] = None,
+                     endpoint_url: Optional[str] = None, group: Optional[str] = None) -> Iterator[Tuple[RegistryTarget, "object"]]:
+    """The group and clients for the registry commands: from the repo's config,
+    or from --group and --region alone (a deployment job without the model repo).
+    With `local`, an emulator holding the repo's local registry, saved back when
+    the command ends."""
+    import os
+
+    if group:
+        if local:
+            raise InvalidInput("--group cannot be used with --local: the local registry belongs to the model repo")
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise InvalidInput("--group needs --region (or AWS_REGION): there is no config to read it from")
+        target = RegistryTarget(group, region, Path(repo))
+    else:
+        cfg = config_mod.load(repo, config)
+        target = RegistryTarget(cfg.registry.model_package_group, region or cfg.aws.region, cfg.repo)
+    if local:
+        try:
+            from .local import registry_session
+        except ImportError as exc:
+            raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
+        with registry_session(cfg, target.region) as clients:
+            yield target, clients
+        return
+    from .aws import Clients
+
+    yield target, Clients(target.region, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def models(repo: Path, config: Optional[str], as_json: bool = False, limit: int = 20, echo: Echo = click.echo,
+           **options) -> list:
+    """The group's versions, newest first, with gate values, commit, build and decision."""
+    from . import registry
+
+    with registry_clients(repo, config, **options) as (target, clients):
+        versions = registry.list_versions(clients, target.group, limit=limit)
+    if as_json:
+        echo(registry.to_json(versions))
+    else:
+        for line in models_table(target.group, versions):
+            echo(line)
+    return versions
+
+
+def models_table(group: str, versions: list) -> List[str]:
+    if not versions:
+        return [f"model package group {group}: no versions"]
+    rows = []
+    for v in versions:
+        metrics = " ".join(f"{k}={v.metrics[k]:g}" for k in sorted(v.metrics)) or "-"
+        decision = f"{v.decided_by} {v.decided_at}".strip() or "-"
+        if v.note:
+            decision += f": {v.note}"
+        rows.append([str(v.version), v.status, v.created.strftime("%Y-%m-%d %H:%M") if v.created else "-",
+                     metrics, v.commit[:10] or "-", v.build_url or "-", decision])
+    header = ["version", "status", "created (UTC)", "gate metrics", "commit", "build", "decided by"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return [f"model package group {group} (newest first):", fmt(header), *(fmt(r) for r in rows)]
+
+
+def decide(repo: Path, config: Optional[str], status: str, version: Optional[str] = None, run: Optional[str] = None,
+           note: Optional[str] = None, by: Optional[str] = None, echo: Echo = click.echo, **options):
+    """approve / reject: UpdateModelPackage with who, when, the build and the note."""
+    import os
+
+    from . import registry
+
+    if (version is None) == (run is None):
+        raise InvalidInput("give --version N or --run NAME (one of them)")
+    with registry_clients(repo, config, **options) as (target, clients):
+        chosen = registry.resolve(clients, target.group, version=version, run=run)
+        result = registry.decide(clients, chosen, status, registry.decider(by), os.environ.get("BUILD_URL", ""),
+                                 note or "")
+    echo(result.summary())
+    return result
+
+
+def fetch_model(repo: Path, config: Optional[str], version: Optional[str] = None, to: Optional[str] = None,
+                info_file: Optional[str] = None, echo: Echo = click.echo, **options):
+    """Download the newest Approved (or the named) version's model.tar.gz, verified."""
+    from . import fetch
+
+    with registry_clients(repo, config, **options) as (target, clients):
+        folder = Path(to) if to else target.repo / ".mltp" / "model"
+        result = fetch.fetch(clients, target.group, folder, version)
+    if result.version.status != "Approved":
+        echo(f"note: {result.version.name} is {result.version.status}, not Approved")
+    echo(result.summary())
+    if info_file:
+        _write_lines(Path(info_file), (("arn", result.version.arn), ("group", result.version.group),
+                                       ("version", result.version.version), ("status", result.version.status),
+                                       ("model", result.model), ("manifest", result.manifest), ("sha256", result.sha256)))
+    return result
+
+
+def _write_lines(path: Path, items) -> None:
+    """key=value lines: what the Jenkins steps read (no JSON parsing in CPS Groovy)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={' '.join(str(v).split())}\n" for k, v in items), encoding="utf-8")
+
+
+def write_approval_files(result, report_dir: Path) -> None:
+    """For the Jenkins approval: registration.txt (key=value: the registered
+    version and its status) and gate.txt (the gate and champion tables as printed)."""
+    from . import report
+
+    report_dir = Path(report_dir)
+    lines = report.console_lines(result)
+    gate_text = [line for line in lines if line and not line.startswith(("model package:", "report:"))]
+    (report_dir / "gate.txt").write_text("\n".join(gate_text) + "\n", encoding="utf-8")
+    registration = report_dir / "registration.txt"
+    if result.model_package_arn:
+        name = result.model_package_name or ""
+        _write_lines(registration, (("model_package_arn", result.model_package_arn),
+                                    ("group", name.rsplit("/", 1)[0]), ("version", name.rsplit("/", 1)[-1]),
+                                    ("approval_status", result.approval_status or ""),
+                                    ("sha256", result.model_sha256 or "")))
+    elif registration.exists():
+        registration.unlink()

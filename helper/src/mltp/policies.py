@@ -205,8 +205,9 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         Statement("ModelPackageGroup",
                   ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup", "sagemaker:AddTags"),
                   (arns.package_group(),)),
-        Statement("ReadModelPackages",
-                  ("sagemaker:DescribeModelPackage",) + (("sagemaker:UpdateModelPackage",) if "approval" in features else ()),
+        # wait records the registered model's SHA-256 on its version (fetch-model verifies it);
+        # approve and reject record their decision with the same call
+        Statement("ModelPackages", ("sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"),
                   (arns.packages(),)),
         _any("ListModelPackages", ("sagemaker:ListModelPackages",), "", note=(
             "AWS allows nothing narrower than \"*\" for listing model packages: the call names a group, "

@@ -72,11 +72,41 @@ def gate_rows(outcome: Outcome) -> List[List[str]]:
     return [[c.metric, c.value_text, c.rule, c.verdict] for c in outcome.gate]
 
 
+def _signed(value) -> str:
+    return "-" if value is None else f"{value:+.4g}"
+
+
+def champion_rows(outcome: Outcome) -> List[List[str]]:
+    """metric, champion, challenger, delta, better/worse/same."""
+    return [[r["metric"], format_value(r["champion"]) if r["champion"] is not None else "-",
+             format_value(r["challenger"]) if r["challenger"] is not None else "-", _signed(r["delta"]),
+             r["verdict"]] for r in outcome.comparison]
+
+
+def champion_heading(outcome: Outcome) -> str:
+    """'champion fraud-detection/3 vs this run' or 'no champion: <why>'."""
+    champion = outcome.champion or {}
+    if champion.get("Version") is None:
+        return f"no champion: {champion.get('Reason') or 'not looked up'}"
+    name = str(champion.get("Arn") or "").split(":model-package/", 1)[-1] or f"v{champion['Version']}"
+    return f"champion {name} vs this run"
+
+
+def champion_lines(outcome: Outcome) -> List[str]:
+    if outcome.champion is None:
+        return []
+    lines = [champion_heading(outcome)]
+    if outcome.comparison:
+        lines += _table(["metric", "champion", "challenger", "delta", "verdict"], champion_rows(outcome))
+    return lines
+
+
 def console_lines(outcome: Outcome) -> List[str]:
-    """What `wait` prints at the end: the gate table, the package, the failure."""
+    """What `wait` prints at the end: the gate table, the champion, the package, the failure."""
     lines = ["", f"{outcome.model} run {outcome.run_name}: {outcome.headline}"]
     if outcome.gate:
         lines += _table(["metric", "value", "rule", "result"], gate_rows(outcome))
+    lines += champion_lines(outcome)
     if outcome.status == out.PASSED:
         if outcome.model_package_arn:
             approval = outcome.approval_status or "approval status unknown"
@@ -154,6 +184,12 @@ def markdown(outcome: Outcome) -> str:
     lines += _md_table(["", ""], summary_rows) + [""]
     lines += ["## Gate", ""]
     lines += _md_table(["Metric", "Value", "Rule", "Result"], gate_rows(outcome)) + [""]
+    notes = [c for c in outcome.gate if c.note and c.passed is not None]
+    lines += [f"- {_cell(c.metric)} {_cell(c.rule)}: {_cell(c.note)}" for c in notes] + ([""] if notes else [])
+    if outcome.champion is not None:
+        lines += ["## Champion", "", _cell(champion_heading(outcome)), ""]
+        if outcome.comparison:
+            lines += _md_table(["Metric", "Champion", "Challenger", "Delta", "Verdict"], champion_rows(outcome)) + [""]
     lines += ["## Steps", ""]
     lines += _md_table(
         ["Step", "Job", "Status", "Duration", "Log"],
@@ -242,6 +278,6 @@ def junit(outcome: Outcome) -> str:
             ET.SubElement(case, "skipped", {"message": _x(f"not evaluated: {outcome.message}")})
         else:
             out_text = ET.SubElement(case, "system-out")
-            out_text.text = _x(f"{check.metric} = {format_value(check.value)} ({check.rule})")
+            out_text.text = _x(f"{check.metric} = {check.value_text} ({check.rule})" + (f": {check.note}" if check.note else ""))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

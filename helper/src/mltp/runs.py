@@ -105,7 +105,7 @@ def _attached(arn: str, existing: dict, ours: ExecutionInput) -> StartResult:
     return StartResult(arn, True, theirs, existing.get("status", ""), note)
 
 
-def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle) -> StartResult:
+def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle, champion: Optional[dict] = None) -> StartResult:
     """Start the run named ctx.run_name on the code bundle `code`, or re-attach to it.
 
     Needs the state machine deployed and the code prefix verified against the
@@ -114,7 +114,7 @@ def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle) -> StartRe
     config = ctx.config
     ours = naming.execution_input(
         config, ctx.state_machine, ctx.run_name, code.content_hash, register=ctx.register,
-        git_commit=ctx.git_commit, build_url=ctx.build_url, branch=ctx.branch,
+        git_commit=ctx.git_commit, build_url=ctx.build_url, branch=ctx.branch, champion=champion,
     )
     with refused("start run", f"{ctx.run_name} on {ctx.state_machine}"):
         machine = describe_state_machine(clients, state_machine_arn(ctx, clients))

@@ -41,6 +41,7 @@ class PipelineHarness {
     final List<String> log = []
     final CurrentBuild currentBuild = new CurrentBuild()
     List jobProperties = null
+    Closure inputHandler = null                 // answers `input` (gets its options; may throw); null: input fails the test
     String result
     Throwable thrown
 
@@ -109,6 +110,10 @@ class PipelineHarness {
      *   info:   [key: value]           written to $MLTP_INFO_FILE by validate
      *   report: true                   wait/run write summary.txt, junit.xml, report.md
      *   summary: 'text'                summary.txt line
+     *   approvalFiles: true            wait also writes gate.txt, and registration.txt when it passes on a
+     *                                  registering branch, as `mltp wait` does (off by default: other tests
+     *                                  count the archived files)
+     *   approvalStatus: 'X'            status in registration.txt (default PendingManualApproval)
      *   actions: [verb: Closure(ctx)]  run before exiting (may throw, e.g. an interruption)
      *   installRc / installError       for the install script
      */
@@ -151,6 +156,16 @@ class PipelineHarness {
                 write(dir + '/model.tar.gz', 'model bytes')
                 write(dir + '/junit.xml', rc == 3 ? '<testsuite><testcase name="auc"><failure/></testcase></testsuite>'
                                                   : '<testsuite><testcase name="auc"/></testsuite>')
+            }
+            if ((verb == 'wait' || verb == 'run') && opts.approvalFiles && rc in [0, 3, 4]) {
+                String dir = ctx.env.MLTP_REPORT_DIR
+                write(dir + '/gate.txt', 'metric  value  rule    result\nauc     0.941  >= 0.9  pass\n' +
+                                         'champion fraud-detection/2 vs this run\nauc  0.93  0.941  +0.011  better\n')
+                if (rc == 0 && helperRegisters(ctx.env)) {
+                    write(dir + '/registration.txt',
+                          'model_package_arn=arn:aws:sagemaker:eu-west-1:123456789012:model-package/fraud-detection/3\n' +
+                          'group=fraud-detection\nversion=3\napproval_status=' + (opts.approvalStatus ?: 'PendingManualApproval') + '\n')
+                }
             }
             if (rc != 0 && errors[verb]) {
                 write(ctx.env.MLTP_ERROR_FILE, errors[verb] + '\n')
@@ -286,10 +301,10 @@ class PipelineHarness {
     // ------------------------------------------------------------------ steps
 
     static final List<String> STEPS = [
-        'archiveArtifacts', 'buildDiscarder', 'catchError', 'checkout', 'cron', 'deleteDir', 'dir',
-        'disableConcurrentBuilds', 'echo', 'error', 'fileExists', 'isUnix', 'junit', 'libraryResource',
+        'archiveArtifacts', 'buildDiscarder', 'catchError', 'checkout', 'choice', 'cron', 'deleteDir', 'dir',
+        'disableConcurrentBuilds', 'echo', 'error', 'fileExists', 'input', 'isUnix', 'junit', 'libraryResource',
         'logRotator', 'node', 'pipelineTriggers', 'properties', 'publishHTML', 'pwd', 'readFile', 'sh', 'stage',
-        'timeout', 'unstable', 'withCredentials', 'withEnv', 'writeFile',
+        'text', 'timeout', 'unstable', 'withCredentials', 'withEnv', 'writeFile',
     ]
 
     Object invokeStep(String step, Object[] rawArgs) {
@@ -327,6 +342,16 @@ class PipelineHarness {
                 }
             case 'timeout':
                 return body.call()
+            case 'input':
+                log.add('Input requested: ' + named.message)
+                if (inputHandler == null) {
+                    throw new IllegalStateException('the build asked for input, but the test gave no inputHandler')
+                }
+                return inputHandler.call(named)
+            case 'choice':
+                return [type: 'choice'] + named
+            case 'text':
+                return [type: 'text'] + named
             case 'node':
                 log.add('Running on agent' + (args ? " with label '${args[0]}'" : '') + ' in ' + workspace)
                 dirs.add(workspace)

@@ -5,11 +5,12 @@ validate -> sync -> deploy -> start -> wait path as on AWS against it; only the
 SageMaker jobs are executed by `runner.LocalJobRunner` instead of SageMaker.
 """
 
+import contextlib
 import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import click
 
@@ -36,11 +37,7 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     except ImportError as exc:  # moto is the optional `local` extra
         raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
 
-    # The emulator must never see real credentials, nor this process reach real AWS.
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        os.environ.pop(var, None)
-    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+    _local_credentials()
 
     from ..housekeeping import gitignore_note, trim_work
 
@@ -56,8 +53,12 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {runner.python}")
     # The same validated repo, now pointed at the emulator.
     validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
+    group = ctx.config.registry.model_package_group
+    restored = False
     try:
         _create_bucket(clients, ctx.config.aws.bucket, ctx.region)
+        _restore_registry(clients, ctx.config)
+        restored = True
         pipeline.run_checked(validated, repo, config, timeout=timeout, report_dir=str(ctx.report_dir),
                              poll_seconds=LOCAL_POLL_SECONDS)
     finally:
@@ -66,7 +67,59 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
         except MltpError:
             pass
         runner.stop()
+        try:
+            if restored:  # never overwrite the store with a half-restored registry
+                from . import registry_store
+
+                registry_store.save(clients, ctx.config.repo, group)
+        finally:
+            emulator.stop_local_moto(server)
+
+
+def _local_credentials() -> None:
+    """The emulator must never see real credentials, nor this process reach real AWS."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+
+
+def _restore_registry(clients, config) -> None:
+    from . import registry_store
+
+    count = registry_store.restore(clients, config.repo, config.registry.model_package_group,
+                                   config.description or "")
+    if count:
+        click.echo(f"local: restored {count} version{'s' if count != 1 else ''} of model package group "
+                   f"{config.registry.model_package_group} from .mltp/registry/{config.registry.model_package_group}/")
+
+
+@contextlib.contextmanager
+def registry_session(config, region: Optional[str] = None) -> Iterator:
+    """Clients of a fresh emulator holding the repo's local registry, saved back
+    on the way out: what `mltp models|approve|reject|fetch-model --local` use."""
+    try:
+        from . import emulator, registry_store
+    except ImportError as exc:  # moto is the optional `local` extra
+        raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
+    from ..aws import Clients
+
+    _local_credentials()
+    server, endpoint = emulator.start_local_moto()
+    clients = Clients(region or config.aws.region, endpoint)
+    try:
+        _create_bucket(clients, config.aws.bucket, clients.region)
+        _restore_registry_quiet(clients, config)
+        yield clients
+        registry_store.save(clients, config.repo, config.registry.model_package_group)
+    finally:
         emulator.stop_local_moto(server)
+
+
+def _restore_registry_quiet(clients, config) -> None:
+    from . import registry_store
+
+    registry_store.restore(clients, config.repo, config.registry.model_package_group, config.description or "")
 
 
 def _create_bucket(clients, bucket: str, region: str) -> None:

@@ -401,3 +401,21 @@ def install_logs_extensions() -> None:
     LogsResponse.describe_query_definitions = describe_query_definitions
     LogsResponse.delete_query_definition = delete_query_definition
     LogsResponse._mltp_query_definitions = True
+
+
+def set_model_package_creation_time(arn: str, when: datetime.datetime) -> bool:
+    """Put a restored model package's creation time back (the API cannot set it);
+    the local registry store (registry_store.restore) calls this. True when found."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    for account in list(sagemaker_backends.keys()):
+        for region in list(sagemaker_backends[account].keys()):
+            package = sagemaker_backends[account][region].model_packages.get(arn)
+            if package is not None:
+                # moto keeps naive UTC times: an aware one would break its sorting.
+                current = package.creation_time
+                if getattr(current, "tzinfo", None) is None and when.tzinfo is not None:
+                    when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+                package.creation_time = when
+                return True
+    return False

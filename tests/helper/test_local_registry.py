@@ -1,0 +1,91 @@
+"""The local registry across local runs (.mltp/registry/), as a user drives it:
+run twice, approve the first version, run again against a real champion, fetch
+the approved model. Each command is its own process with its own emulator."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+from test_local import JENKINS_VARS, run_local, tiny
+
+
+def mltp(repo, *args, env=None):
+    base = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS and k != "BUILD_USER_ID"}
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mltp.cli", *args], cwd=repo, env=base, capture_output=True,
+                          text=True, timeout=120)
+
+
+def set_score(repo, score):
+    path = repo / "config.yaml"
+    text = path.read_text()
+    start = text.index("score: ") + len("score: ")
+    end = text.index(",", start)
+    path.write_text(text[:start] + str(score) + text[end:])
+
+
+def test_run_approve_run_fetch(tmp_path):
+    repo = tiny(tmp_path)
+    with (repo / "config.yaml").open("a") as f:
+        f.write("  - {metric: auc, beat_champion: true, by: 0.01}\n")
+
+    first, error, report = run_local(repo, run_name="first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "champion: none (no Approved version in model package group tiny-model); champion rules pass (auc)" in first.stdout
+    junit = (report / "junit.xml").read_text()
+    assert "no champion to beat" in junit and junit.count("<testcase") == 2
+    store = repo / ".mltp" / "registry" / "tiny-model"
+    assert (store / "registry.json").is_file()
+
+    set_score(repo, 0.95)
+    second, _, _ = run_local(repo, run_name="second")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "local: restored 1 version of model package group tiny-model" in second.stdout
+    assert "model-package/tiny-model/2 (PendingManualApproval)" in second.stdout
+
+    approved = mltp(repo, "approve", "--local", "--version", "1", "--note", "baseline", env={"BUILD_USER_ID": "rm-ann"})
+    assert approved.returncode == 0, approved.stderr
+    assert "tiny-model/1 is now Approved (Approved by rm-ann at " in approved.stdout
+
+    listed = mltp(repo, "models", "--local", "--json")
+    assert listed.returncode == 0, listed.stderr
+    versions = json.loads(listed.stdout)
+    assert [(v["version"], v["status"]) for v in versions] == [(2, "PendingManualApproval"), (1, "Approved")]
+    assert versions[1]["metrics"] == {"auc": 0.93} and versions[1]["decided_by"] == "rm-ann"
+    assert versions[0]["metrics"] == {"auc": 0.95}
+
+    # 0.94 is better than the champion's 0.93, but not by 0.01 + a hair: the state machine refuses it.
+    set_score(repo, 0.9399)
+    third, error, report = run_local(repo, run_name="third")
+    assert third.returncode == 3, third.stdout + third.stderr
+    assert "champion: tiny-model/1 (Approved): auc=0.93" in third.stdout
+    assert "needs >= champion + 0.01: 0.9399 < 0.94 (champion v1: 0.93)" in error
+    data = json.loads((report / "report.json").read_text())
+    assert data["champion"]["version"] == 1
+    assert data["champion"]["comparison"][0]["verdict"] == "better"
+    assert "## Champion" in (report / "report.md").read_text()
+
+    set_score(repo, 0.96)
+    fourth, _, report = run_local(repo, run_name="fourth")
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "model-package/tiny-model/3 (PendingManualApproval)" in fourth.stdout
+    registration = dict(line.split("=", 1) for line in (report / "registration.txt").read_text().splitlines())
+    assert registration["version"] == "3" and registration["approval_status"] == "PendingManualApproval"
+    assert registration["group"] == "tiny-model" and len(registration["sha256"]) == 64
+    gate_text = (report / "gate.txt").read_text()
+    assert "champion tiny-model/1 vs this run" in gate_text and ">= champion + 0.01" in gate_text
+    comparison = json.loads((report / "report.json").read_text())["champion"]["comparison"]
+    assert comparison == [{"metric": "auc", "champion": 0.93, "challenger": 0.96, "delta": comparison[0]["delta"],
+                           "verdict": "better", "better": "higher"}]
+
+    fetched = mltp(repo, "fetch-model", "--local", "--to", str(tmp_path / "deploy"))
+    assert fetched.returncode == 0, fetched.stderr
+    manifest = json.loads((tmp_path / "deploy" / "model-package.json").read_text())
+    assert manifest["version"] == 1 and manifest["run"] == "first" and manifest["approved_by"] == "rm-ann"
+    model = tmp_path / "deploy" / "model.tar.gz"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == manifest["sha256"]
+    with tarfile.open(model) as tar:
+        assert json.load(tar.extractfile("model.json")) == {"score": 0.93}
