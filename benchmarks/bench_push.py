@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Benchmark: push -> execution started, as the Jenkins step runs it.
+
+Not a test: it prints figures. It drives the step's real command sequence,
+resources/mltp/helper.sh with MLTP_VERB set as vars/mltpHelper.groovy sets it,
+one fresh helper process per stage: `validate` (stage Validate), `publish`
+(stage Deploy: sync and deploy in one process), `start` (stage Train, before
+`wait`), against a moto server on loopback.
+
+  cold  - the first build: code uploaded, state machine created, definition
+          rendered (the SDKs imported)
+  warm  - a later build of the same commit (median of --repeat): a no-op sync,
+          an unchanged deploy from the definition cache, a new run started
+
+The anchor is the same three stages as four helper processes (sync and deploy
+apart), the way the step ran before `publish`. Goal: warm <= 1.5 s in total.
+The preflight (a few read-only IAM and S3 calls on AWS) is left out: moto has
+no roles for it to find (MLTP_NO_PREFLIGHT=1).
+
+Usage: python benchmarks/bench_push.py [--repeat 5]
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "fraud-detection"
+HELPER_SH = ROOT / "resources" / "mltp" / "helper.sh"
+GOAL_SECONDS = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_stage(verb: str, env: dict, repo: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(["/bin/sh", str(HELPER_SH)], env=dict(env, MLTP_VERB=verb), cwd=repo,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"mltp {verb} failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    return seconds
+
+
+def build(env: dict, repo: Path, run_name: str, verbs) -> dict:
+    env = dict(env, MLTP_RUN_NAME=run_name)
+    return {verb: run_stage(verb, env, repo) for verb in verbs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from mltp.local.emulator import install_logs_extensions
+
+    install_logs_extensions()  # moto lacks the saved Logs Insights queries deploy writes
+
+    mltp = shutil.which("mltp", path=str(Path(sys.executable).parent))
+    if not mltp:
+        raise SystemExit("mltp is not installed next to this Python (make setup)")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    work = Path(tempfile.mkdtemp(prefix="mltp-bench-push-"))
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        repo = work / "fraud-detection"
+        shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".mltp", "__pycache__"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "BRANCH_", "CHANGE_"))}
+        env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_ENDPOINT_URL=endpoint,
+                   MLTP=mltp, MLTP_REPO=str(repo), MLTP_ERROR_FILE=str(work / "error.txt"),
+                   MLTP_INFO_FILE=str(work / "info.txt"), MLTP_NO_PREFLIGHT="1", PYTHONUNBUFFERED="1",
+                   MLTP_CACHE_DIR=str(work / "cache"), XDG_CACHE_HOME=str(work / "xdg"),
+                   BRANCH_NAME="main", BRANCH_IS_PRIMARY="true")
+        region = "ap-northeast-2"
+        s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint, aws_access_key_id="bench",
+                          aws_secret_access_key="bench")
+        s3.create_bucket(Bucket="mlops-artifacts", CreateBucketConfiguration={"LocationConstraint": region})
+
+        publish = ("validate", "publish", "start")
+        apart = ("validate", "sync", "deploy", "start")
+        cold = build(env, repo, "bench-cold", publish)
+        warm, anchor = [], []
+        for i in range(args.repeat):  # alternate, so machine load hits both alike
+            warm.append(build(env, repo, f"bench-warm-{i}", publish))
+            anchor.append(build(env, repo, f"bench-apart-{i}", apart))
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(rows, verb):
+        return statistics.median(r[verb] for r in rows)
+
+    warm_total = statistics.median(sum(r.values()) for r in warm)
+    anchor_total = statistics.median(sum(r.values()) for r in anchor)
+    print(f"push -> execution started, helper.sh stages against moto (median of {args.repeat}; preflight off)")
+    print(f"{'stage':<9} {'cold s':>7} {'warm s':>7}")
+    for verb in publish:
+        print(f"{verb:<9} {cold[verb]:7.2f} {median(warm, verb):7.2f}")
+    print(f"{'total':<9} {sum(cold.values()):7.2f} {warm_total:7.2f}")
+    print(f"anchor: sync and deploy as two processes (warm): {anchor_total:.2f} s; ratio {warm_total / anchor_total:.2f}")
+    verdict = "met" if warm_total <= GOAL_SECONDS else f"MISSED by {warm_total - GOAL_SECONDS:.2f} s"
+    print(f"goal: warm <= {GOAL_SECONDS} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
