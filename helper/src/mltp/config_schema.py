@@ -355,8 +355,8 @@ _DOCUMENTED_AT = {
     ("gate",): "#24-gate",
     ("registry",): "#25-registry",
     ("schedule",): "#26-schedule",
-    ("retrain",): "#2-configyaml",  # becomes #210-retrain once docs/contract-additions-issue-12.md is merged
-    ("logs",): "#2-configyaml",  # becomes #211-logs likewise
+    ("retrain",): "#210-retrain",
+    ("logs",): "#211-logs",
 }
 
 
