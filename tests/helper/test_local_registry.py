@@ -67,6 +67,11 @@ def test_run_approve_run_fetch(tmp_path):
     assert data["champion"]["version"] == 1
     assert data["champion"]["comparison"][0]["verdict"] == "better"
     assert "## Champion" in (report / "report.md").read_text()
+    # report.html shows the same comparison, from report.json's top-level table
+    assert data["comparison"]["champion"] == "champion v1"
+    assert [row["metric"] for row in data["comparison"]["rows"]] == ["auc"]
+    html = (report / "report.html").read_text()
+    assert "Champion vs challenger" in html and "champion v1" in html
 
     set_score(repo, 0.96)
     fourth, _, report = run_local(repo, run_name="fourth")

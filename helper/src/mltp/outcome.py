@@ -220,9 +220,6 @@ class Outcome:
     warnings: List[str] = field(default_factory=list)
     # The gate metrics across the versions of the model package group (history.collect).
     history: Optional[Dict[str, Any]] = None
-    # Champion vs challenger, when something compared them: {"champion", "challenger",
-    # "rows": [{"metric", "champion", "challenger", "verdict"}]}; report.html shows it as given.
-    comparison: Optional[Dict[str, Any]] = None
 
     @property
     def exit_code(self) -> int:
@@ -270,6 +267,18 @@ class Outcome:
             "comparison": [dict(row) for row in self.comparison],
         }
 
+    def comparison_table(self) -> Optional[Dict[str, Any]]:
+        """report.json's top-level comparison, as report.html shows it: the two
+        sides' labels and one row per gate metric (None without a champion)."""
+        if not self.comparison:
+            return None
+        version = (self.champion or {}).get("Version")
+        return {
+            "champion": f"champion v{version}" if version is not None else "champion",
+            "challenger": self.model_package_name or "this run",
+            "rows": [dict(row) for row in self.comparison],
+        }
+
     def raise_for_status(self) -> None:
         """Nothing for a pass; otherwise the error whose exit code tells the outcome."""
         # One line, no details: the Jenkins step shows the first line of an error
@@ -315,7 +324,7 @@ class Outcome:
             "warnings": list(self.warnings),
             "registration": self.registration_text(),
             "history": self.history,
-            "comparison": self.comparison,
+            "comparison": self.comparison_table(),
         }
 
 
