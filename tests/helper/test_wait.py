@@ -501,7 +501,9 @@ def test_without_console_links_no_line_has_a_link():
 # =========================================================================== against moto
 
 
-def test_wait_follows_a_whole_run_and_reports_the_registered_package(model):
+def test_wait_follows_a_whole_run_and_reports_the_registered_package(model, monkeypatch):
+    # The emulator stands in for AWS here: console and log links as on AWS (a --local run has none).
+    monkeypatch.setattr(follow, "console_links", lambda ctx: True)
     clock = follow.ManualClock()
     ctx, data, arn = model.start()
     package = model.register(ctx.run_name)
