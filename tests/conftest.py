@@ -82,7 +82,7 @@ def example_repo(tmp_path) -> Path:
 # MLTP_RECORD_AWS_CALLS=FILE also writes them to FILE at the end of the session.
 
 CONTROL_PLANE_MODULES = ("test_sync.py", "test_deploy.py", "test_runs.py", "test_wait.py", "test_cli.py",
-                         "test_exit_codes.py", "test_preflight.py")
+                         "test_exit_codes.py", "test_preflight.py", "test_housekeeping.py")
 _HELPER_SOURCE = str(ROOT / "helper" / "src" / "mltp")
 AWS_CALLS = {}  # test node id -> {"configs": [config.yaml texts], "calls": [{service, operation, params}]}
 _CURRENT = {"test": None}

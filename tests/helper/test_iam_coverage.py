@@ -328,44 +328,60 @@ def _shared_log_group(call):
     return call
 
 
+# The recorded calls of a feature built outside config.yaml (`--feature`): each is
+# checked against the policy with that feature, and must be refused without it.
+FEATURE_OPERATIONS = {
+    "prune": {"stepfunctions.ListStateMachines", "stepfunctions.ListExecutions", "stepfunctions.DeleteStateMachine"},
+}
+
+
 def test_jenkins_policy_covers_the_recorded_calls(tmp_path):
     recorded = _recorded_calls(tmp_path)
-    gaps = {}
+    gaps, unneeded = {}, {}
     placed = 0
     operations = set()
     for test, entry in recorded.items():
         if not entry["calls"]:
             continue
         assert entry["configs"], f"{test}: AWS calls without a config loaded"
-        documents, cfgs = [], []
-        for text in entry["configs"]:
-            cfg = config_mod.parse(text, Path("config.yaml"), Path("."))
-            cfgs.append(cfg)
+        cfgs = [config_mod.parse(text, Path("config.yaml"), Path(".")) for text in entry["configs"]]
+
+        def documents(features=()):
             # moto's caller; `--jenkins-arn` lets preflight simulate the caller itself
-            documents.append(policies.policy(cfg, "jenkins", identity_arn=MOTO_CALLER).document())
+            return [policies.policy(cfg, "jenkins", features, identity_arn=MOTO_CALLER).document() for cfg in cfgs]
+
         for call in entry["calls"]:
             call = _shared_log_group(call)
-            operations.add(f"{call['service']}.{call['operation']}")
+            operation = f"{call['service']}.{call['operation']}"
+            operations.add(operation)
+            features = sorted(f for f, ops in FEATURE_OPERATIONS.items() if operation in ops)
             region = cfgs[0].aws.region
             needs = iam_check.call_needs(call["service"], call["operation"], call["params"], region, "123456789012")
             placed += 1
+            allowed = documents(features)
             for need in needs:
-                if not any(iam_check.allows(d, *need) for d in documents):
-                    gaps.setdefault(f"{need[0]} on {need[1]}", test)
+                if not any(iam_check.allows(d, *need) for d in allowed):
+                    gaps.setdefault(f"{need[0]} on {need[1]}" + (f" with --feature {features}" if features else ""), test)
+            if features and all(any(iam_check.allows(d, *need) for d in documents()) for need in needs):
+                unneeded.setdefault(f"{operation} ({features})", test)
     expected = {"s3.HeadObject", "s3.PutObject", "s3.GetObject", "s3.GetBucketLocation", "stepfunctions.CreateStateMachine",
                 "stepfunctions.UpdateStateMachine", "stepfunctions.StartExecution", "stepfunctions.DescribeExecution",
                 "stepfunctions.GetExecutionHistory", "stepfunctions.StopExecution", "logs.CreateLogGroup",
                 "logs.DescribeLogGroups", "sagemaker.CreateModelPackageGroup", "iam.GetRole", "kms.DescribeKey"}
     assert placed > 50 and not expected - operations, f"not recorded: {sorted(expected - operations)}"
     assert not gaps, "the jenkins policy misses: " + "; ".join(f"{k} (in {v})" for k, v in sorted(gaps.items()))
+    assert not unneeded, "allowed without its --feature: " + "; ".join(f"{k} (in {v})" for k, v in sorted(unneeded.items()))
+    pruned = {"stepfunctions.ListStateMachines", "stepfunctions.DeleteStateMachine", "s3.DeleteObjects"}
+    assert not pruned - operations, f"prune's calls not recorded: {sorted(pruned - operations)}"
 
 
 def test_jenkins_policy_covers_the_features_calls(configs):
-    """approval, fetch, trigger and logs are built on other branches: the calls their
+    """approval, fetch, trigger, logs and prune are built outside config.yaml: the calls their
     descriptions name, table-driven, so each lands by adding its real calls here."""
     cfg = configs["example"]
     region, account = cfg.aws.region, cfg.aws.account_id
     package = f"arn:aws:sagemaker:{region}:{account}:model-package/fraud-detection/3"
+    machine = f"arn:aws:states:{region}:{account}:stateMachine:fraud-detection"
     feature_calls = {
         "approval": [("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "fraud-detection"}),
                      ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
@@ -382,13 +398,35 @@ def test_jenkins_policy_covers_the_features_calls(configs):
         "logs": [("logs", op, {"logGroupName": "/mltp/fraud-detection"})
                  for op in ("CreateLogGroup", "PutRetentionPolicy", "CreateExportTask", "FilterLogEvents")]
                 + [("logs", "GetLogEvents", {"logGroupName": "/mltp/fraud-detection", "logStreamName": "run-1"})],
+        "prune": [("stepfunctions", "ListStateMachines", {}),
+                  ("stepfunctions", "ListExecutions", {"stateMachineArn": machine}),
+                  ("stepfunctions", "ListExecutions", {"stateMachineArn": f"{machine}--feature-x"}),
+                  ("stepfunctions", "DeleteStateMachine", {"stateMachineArn": f"{machine}--feature-x"})],
     }
     for feature, calls in feature_calls.items():
         document = policies.policy(cfg, "jenkins", [feature]).document()
         without = policies.policy(cfg, "jenkins").document()
         needs = [n for service, op, params in calls for n in _feature_needs(service, op, params, region, account)]
         assert not iam_check.missing(document, needs), (feature, iam_check.missing(document, needs))
-        assert iam_check.missing(without, needs), f"{feature}: allowed without --feature {feature}"
+        if feature in IN_THE_BASE_POLICY:
+            assert not iam_check.missing(without, needs), (feature, iam_check.missing(without, needs))
+        else:
+            assert iam_check.missing(without, needs), f"{feature}: allowed without --feature {feature}"
+
+
+# Features whose calls the base Jenkins policy holds anyway: `wait` records the
+# registered model's SHA-256 with the very UpdateModelPackage approve/reject use.
+IN_THE_BASE_POLICY = {"approval"}
+
+
+def test_prune_never_deletes_the_default_branch_state_machine_nor_another_model(configs):
+    cfg = configs["example"]
+    document = policies.policy(cfg, "jenkins", ["prune"]).document()
+    machines = "arn:aws:states:ap-northeast-2:123456789012:stateMachine:"
+    assert iam_check.allows(document, "states:DeleteStateMachine", machines + "fraud-detection--feature-x")
+    for other in ("fraud-detection", "fraud-detection-v2", "fraud-detection-v2--feature-x", "other--x"):
+        assert not iam_check.allows(document, "states:DeleteStateMachine", machines + other), other
+    assert not iam_check.allows(document, "states:ListExecutions", machines + "fraud-detection-v2")
 
 
 def _feature_needs(service, operation, params, region, account):

@@ -12,7 +12,7 @@ gives no resource type (AWS allows nothing narrower); it then carries a note
 saying so, which the output formats show as a comment.
 
 Features change what the roles need. KMS and the preprocessing inputs come from
-config.yaml; features built outside config.yaml (approval, fetch, trigger, logs)
+config.yaml; features built outside config.yaml (approval, fetch, trigger, logs, prune)
 are named with `--feature`, because a role must hold their permissions before
 they are first used.
 """
@@ -25,7 +25,7 @@ from .config import Config
 from .naming import BRANCH_SEPARATOR, JOB_ABBREV, STATES_LOG_GROUP
 
 ROLES = ("jenkins", "states", "sagemaker", "trigger")
-FEATURES = ("approval", "fetch", "trigger", "logs")
+FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
 
 JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
@@ -240,6 +240,17 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
                       arns.log_group(group)),
             Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
             _any("LogQueries", ("logs:PutQueryDefinition",), "saved Logs Insights queries"),
+        ]
+    if "prune" in features:
+        # mltp prune (housekeeping.py): lists the model's state machines and their
+        # executions, deletes idle branch state machines (`<name>--*`, never the default
+        # branch's `<name>`). Listing and deleting code under `code/`, DescribeExecution
+        # and reading model packages are already granted above (sync repairs code
+        # prefixes; wait and approval read packages).
+        out += [
+            _any("PruneListStateMachines", ("states:ListStateMachines",), "listing state machines"),
+            Statement("PruneListExecutions", ("states:ListExecutions",), arns.state_machines()),
+            Statement("PruneBranchStateMachines", ("states:DeleteStateMachine",), arns.state_machines()[1:]),
         ]
     out += _kms(arns, "CodeKey", ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"))
     return out
