@@ -328,21 +328,24 @@ def _sagemaker(arns: Arns) -> List[Statement]:
     return out
 
 
-# Where the trigger's handler reads which data to train on: under the model's prefix.
-TRIGGER_POINTER = "{model_prefix}*"
-
-
 def _trigger(arns: Arns) -> List[Statement]:
+    """What the retraining trigger's handler (trigger_handler.py) calls: its state
+    objects under `<prefix>/<name>/trigger/` (trigger.state_prefix: pending.json and
+    consumed.json read and written, last-good.json read), and the default branch's
+    state machine, whose running retrains it lists and which it starts. The same as
+    trigger.role_policy, which `mltp trigger install` puts on the role it creates."""
     function = trigger_function_name(arns.config)
+    state = f"{arns.model_prefix}trigger/"
     out = [
         Statement("StartRetraining", ("states:StartExecution", "states:ListExecutions"), arns.state_machines()[:1]),
-        Statement("ReadPointer", ("s3:GetObject",),
-                  (arns.s3_objects(TRIGGER_POINTER.format(model_prefix=arns.model_prefix)),)),
+        Statement("TriggerState", ("s3:GetObject", "s3:PutObject"), (arns.s3_objects(f"{state}*"),)),
+        # without it, reading a state object that does not exist yet is refused (403), not 404
+        Statement("TriggerStateList", ("s3:ListBucket",), (arns.s3_bucket(),), {"StringLike": {"s3:prefix": [f"{state}*"]}}),
         Statement("FunctionLogGroup", ("logs:CreateLogGroup",), arns.log_group(f"/aws/lambda/{function}")),
         Statement("FunctionLogStreams", ("logs:CreateLogStream", "logs:PutLogEvents"),
                   (arns.log_streams(f"/aws/lambda/{function}"),)),
     ]
-    out += _kms(arns, "ReadEncryptedPointer", ("kms:Decrypt",))
+    out += _kms(arns, "TriggerStateKey", ("kms:Decrypt", "kms:GenerateDataKey"))
     return out
 
 
