@@ -199,3 +199,12 @@ def test_prune_keeps_the_code_of_a_branch_that_still_runs(model):
     assert gone == ["branches/busy/0dd00000/", "cccc3333/", "dddd4444/"], gone
     housekeeping.delete(stale, clients, lambda line: None)
     assert "branches/busy/cafe0001" in _code_left(s3, cfg)
+
+
+def test_references_are_read_after_the_models_own_code_folder():
+    """Both layouts, only under this model's `<prefix>/<name>/code/`, even when the
+    prefix or the name themselves look like a code folder."""
+    pattern = housekeeping._code_pattern("code/abc/code/")
+    text = ('{"CodeS3Uri": "s3://b/code/abc/code/1234/src/", "SourceDirS3Uri": '
+            '"s3://b/code/abc/code/branches/feat-1/beef/sourcedir.tar.gz", "Other": "s3://b/code/abcd/code/ffff/"}')
+    assert pattern.findall(text) == ["1234", "branches/feat-1/beef"]

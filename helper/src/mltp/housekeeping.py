@@ -31,9 +31,13 @@ from .errors import InvalidInput
 KEEP_WORK_RUNS = 5
 WORK_DIR = Path(".mltp") / "work"
 BRANCHES = "branches/"  # naming.code_prefix: `code/branches/<slug>/<hash>/` for any branch but the default
-# A code prefix in a run's input or a package's environment, as its path under
-# `code/`: '<hash>' or 'branches/<slug>/<hash>' (naming.code_prefix).
-_CODE_IN_URI = re.compile(r"/code/((?:branches/[^/]+/)?[0-9a-f]+)/")
+# After the model's '<prefix>/<name>/code/' in a run's input or a package's environment:
+# the code prefix's path under it, '<hash>' or 'branches/<slug>/<hash>' (naming.code_prefix).
+_CODE_PATH = r"((?:branches/[^/]+/)?[0-9a-f]+)/"
+
+
+def _code_pattern(root: str) -> "re.Pattern[str]":
+    return re.compile(re.escape(root) + _CODE_PATH)
 
 
 # --------------------------------------------------------------------------- local
@@ -116,16 +120,16 @@ def _newest_execution(sfn, arn: str) -> Optional[datetime]:
     return executions[0]["startDate"] if executions else None
 
 
-def _code_used_by_executions(sfn, arn: str) -> Set[str]:
+def _code_used_by_executions(sfn, arn: str, pattern: "re.Pattern[str]") -> Set[str]:
     used: Set[str] = set()
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
         for execution in page.get("executions", []):
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            used.update(_CODE_IN_URI.findall(described.get("input") or ""))
+            used.update(pattern.findall(described.get("input") or ""))
     return used
 
 
-def _code_used_by_packages(sm, group: str) -> Set[str]:
+def _code_used_by_packages(sm, group: str, pattern: "re.Pattern[str]") -> Set[str]:
     import botocore.exceptions
 
     used: Set[str] = set()
@@ -135,7 +139,7 @@ def _code_used_by_packages(sm, group: str) -> Set[str]:
                 described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
                 for container in (described.get("InferenceSpecification") or {}).get("Containers", []):
                     for value in (container.get("Environment") or {}).values():
-                        used.update(_CODE_IN_URI.findall(str(value)))
+                        used.update(pattern.findall(str(value)))
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
             raise
@@ -183,12 +187,13 @@ def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] =
                 result.state_machines.append({"name": name, "arn": machine["stateMachineArn"], "last": last})
             else:
                 kept_machines.append(machine["stateMachineArn"])
-    for arn in kept_machines:
-        result.kept_code |= _code_used_by_executions(sfn, arn)
-    result.kept_code |= _code_used_by_packages(clients.sagemaker, config.registry.model_package_group)
-
     bucket = config.aws.bucket
     root = naming.code_prefix(config, "x")[: -len("x/")]  # '<prefix>/<name>/code/'
+    pattern = _code_pattern(root)
+    for arn in kept_machines:
+        result.kept_code |= _code_used_by_executions(sfn, arn, pattern)
+    result.kept_code |= _code_used_by_packages(clients.sagemaker, config.registry.model_package_group, pattern)
+
     for prefix in _code_prefixes(s3, bucket, root):
         if prefix[len(root):].strip("/") in result.kept_code:
             continue
