@@ -6,11 +6,13 @@ serialization, retries and errors.
 """
 
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -75,16 +77,28 @@ def example_repo(tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- AWS calls of the control-plane tests
 #
-# Every call the helper makes while a control-plane test runs is recorded with
-# botocore's before-call event, together with the configs the test loaded, so
-# tests/helper/test_iam_coverage.py can check each one against the Jenkins
-# policy that `mltp iam-policy --role jenkins` prints for that config.
+# Every call the helper makes while a recorded test runs is recorded with
+# botocore's before-call event, together with the configs the test loaded and
+# the role the call runs as, so tests/helper/test_iam_coverage.py can check each
+# one against the policy `mltp iam-policy --role ROLE` prints for that config:
+# the Jenkins identity's calls of the control-plane modules, the trigger
+# function's calls of test_trigger.py.
 # MLTP_RECORD_AWS_CALLS=FILE also writes them to FILE at the end of the session.
 
 CONTROL_PLANE_MODULES = ("test_sync.py", "test_deploy.py", "test_runs.py", "test_wait.py", "test_cli.py",
-                         "test_exit_codes.py", "test_preflight.py")
+                         "test_exit_codes.py", "test_preflight.py", "test_housekeeping.py")
+# Modules recorded for the calls of other roles (their Jenkins calls are not checked).
+OTHER_ROLE_MODULES = ("test_trigger.py",)
+RECORDED_MODULES = CONTROL_PLANE_MODULES + OTHER_ROLE_MODULES
+# The role a call runs as, by the mltp file the test entered (the outermost mltp
+# frame): the Jenkins identity unless named here. trigger_handler.py is the
+# retraining trigger's Lambda function.
+ROLE_OF_SOURCE = {"trigger_handler.py": "trigger"}
+# mltp's clients name it in the user agent: aws.Clients 'mltp/<version>', the
+# trigger's function 'mltp-trigger/<n>' (trigger_handler.USER_AGENT).
+_MLTP_AGENT = re.compile(r"(^|\s)mltp(-[a-z]+)?/")
 _HELPER_SOURCE = str(ROOT / "helper" / "src" / "mltp")
-AWS_CALLS = {}  # test node id -> {"configs": [config.yaml texts], "calls": [{service, operation, params}]}
+AWS_CALLS = {}  # test node id -> {"configs": [config.yaml texts], "calls": [{service, operation, params, role}]}
 _CURRENT = {"test": None}
 
 
@@ -100,29 +114,34 @@ def _record_parameters(params, model, context, **_):
     context["mltp_params"] = _plain(params)
 
 
-def _called_by_helper() -> bool:
-    """A call made by mltp's code, not by a test setting up or checking moto with the
-    same clients: an mltp frame is on the stack, or the call runs in a worker thread
-    (the S3 transfer manager that `sync` starts)."""
+def _caller_role() -> Optional[str]:
+    """The role of a call made by mltp's code, or None for a call a test makes to set
+    up or check moto with the same clients. mltp's code made it when an mltp frame
+    is on the stack, or when it runs in a worker thread (the S3 transfer manager
+    that `sync` starts); its role is that of the outermost mltp frame's file."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return True
+    outermost = None
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_filename.startswith(_HELPER_SOURCE):
-            return True
+            outermost = os.path.basename(frame.f_code.co_filename)
         frame = frame.f_back
-    return False
+    if outermost is None:
+        return "jenkins" if threading.current_thread() is not threading.main_thread() else None
+    return ROLE_OF_SOURCE.get(outermost, "jenkins")
 
 
 def _record_call(model, params, context, **_):
-    """Only the helper's calls: its clients name mltp in the user agent (aws.Clients)."""
+    """Only the helper's calls: its clients name mltp in the user agent."""
     test = _CURRENT["test"]
     agent = params.get("headers", {}).get("User-Agent", "")
-    if test is not None and "mltp/" in agent and _called_by_helper():
+    if test is None or not _MLTP_AGENT.search(agent):
+        return
+    role = _caller_role()
+    if role is not None:
         AWS_CALLS[test]["calls"].append({"service": model.service_model.service_name, "operation": model.name,
-                                         "params": context.get("mltp_params", {})})
+                                         "params": context.get("mltp_params", {}), "role": role})
 
 
 def _install_recorder() -> None:
@@ -161,7 +180,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(autouse=True)
 def _aws_call_recorder(request):
-    if request.node.path.name in CONTROL_PLANE_MODULES:
+    if request.node.path.name in RECORDED_MODULES:
         _CURRENT["test"] = request.node.nodeid
         AWS_CALLS.setdefault(request.node.nodeid, {"configs": [], "calls": []})
     try:

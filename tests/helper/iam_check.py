@@ -152,6 +152,8 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
             own = (f"arn:{partition}:s3:::{p['Bucket']}", {})
     elif service == "stepfunctions":
         target = p.get("stateMachineArn") or p.get("executionArn") or p.get("resourceArn")
+        if operation == "ListStateMachines":
+            target = "*"
         if operation == "CreateStateMachine":
             target = arn("states", f"stateMachine:{p['name']}")
         own = (target, {}) if target else None

@@ -143,3 +143,68 @@ def test_a_git_checkout_that_does_not_ignore_mltp_gets_a_note(tmp_path):
     assert ".gitignore" in housekeeping.gitignore_note(tmp_path)
     (tmp_path / ".gitignore").write_text(".mltp/\n")
     assert housekeeping.gitignore_note(tmp_path) is None
+
+
+def _put_code(s3, bucket, prefix):
+    for key in ("src/train.py", "sourcedir.tar.gz"):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{key}", Body=b"x")
+
+
+def _code_left(s3, cfg):
+    """The code prefixes left, as paths under code/ ('<hash>', 'branches/<slug>/<hash>')."""
+    root = f"mltp/{cfg.name}/code/"
+    keys = [o["Key"][len(root):] for o in s3.list_objects_v2(Bucket=cfg.aws.bucket, Prefix=root)["Contents"]]
+    return {key.rsplit("/src/", 1)[0] if "/src/" in key else key.rsplit("/", 1)[0] for key in keys}
+
+
+def test_prune_judges_each_branch_code_prefix_on_its_own(model):
+    """`code/branches/<slug>/<hash>/` is a code prefix of its own, not part of one
+    `code/branches/` folder: the one a registered model serves stays, the others go."""
+    cfg, clients, _, s3, _ = model
+    bucket, root = cfg.aws.bucket, f"mltp/{cfg.name}/code/"
+    for code in ("branches/feature-x/eeee5555/", "branches/feature-x/ffff6666/", "branches/old/abcd7777/"):
+        _put_code(s3, bucket, root + code)
+    clients.sagemaker.create_model_package(
+        ModelPackageGroupName=cfg.registry.model_package_group, ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/x:1",
+                                                "Environment": {"SAGEMAKER_SUBMIT_DIRECTORY":
+                                                                f"s3://{bucket}/{root}branches/feature-x/ffff6666/sourcedir.tar.gz"}}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]})
+    later = datetime.now(timezone.utc) + timedelta(days=31)
+    stale = housekeeping.find_stale(cfg, clients, timedelta(days=30), now=later)
+    assert sorted(c["prefix"][len(root):] for c in stale.code_prefixes) == [
+        "branches/feature-x/eeee5555/", "branches/old/abcd7777/", "cccc3333/", "dddd4444/"]
+    assert all(c["objects"] == 2 for c in stale.code_prefixes)
+    assert "branches/feature-x/ffff6666" in stale.kept_code and "bbbb2222" in stale.kept_code
+
+    housekeeping.delete(stale, clients, lambda line: None)
+    assert _code_left(s3, cfg) == {"aaaa1111", "bbbb2222", "branches/feature-x/ffff6666"}
+
+
+def test_prune_keeps_the_code_of_a_branch_that_still_runs(model):
+    """A branch state machine with a recent execution stays, and so does the branch
+    code its executions ran; older code of the same branch, unreferenced, goes."""
+    cfg, clients, _, s3, sfn = model
+    bucket, root = cfg.aws.bucket, f"mltp/{cfg.name}/code/"
+    _put_code(s3, bucket, root + "branches/busy/0dd00000/")
+    _put_code(s3, bucket, root + "branches/busy/cafe0001/")
+    busy = sfn.create_state_machine(name=f"{cfg.name}--busy", definition=DEFINITION, roleArn=ROLE)["stateMachineArn"]
+    time.sleep(2.2)  # S3 keeps whole seconds: what follows is newer than all of the above
+    sfn.start_execution(stateMachineArn=busy, name="r2",
+                        input=json.dumps({"CodeS3Uri": f"s3://{bucket}/{root}branches/busy/cafe0001/src/",
+                                          "SourceDirS3Uri": f"s3://{bucket}/{root}branches/busy/cafe0001/sourcedir.tar.gz"}))
+    stale = housekeeping.find_stale(cfg, clients, timedelta(seconds=1.5))
+    assert f"{cfg.name}--busy" not in [m["name"] for m in stale.state_machines]
+    gone = sorted(c["prefix"][len(root):] for c in stale.code_prefixes)
+    assert gone == ["branches/busy/0dd00000/", "cccc3333/", "dddd4444/"], gone
+    housekeeping.delete(stale, clients, lambda line: None)
+    assert "branches/busy/cafe0001" in _code_left(s3, cfg)
+
+
+def test_references_are_read_after_the_models_own_code_folder():
+    """Both layouts, only under this model's `<prefix>/<name>/code/`, even when the
+    prefix or the name themselves look like a code folder."""
+    pattern = housekeeping._code_pattern("code/abc/code/")
+    text = ('{"CodeS3Uri": "s3://b/code/abc/code/1234/src/", "SourceDirS3Uri": '
+            '"s3://b/code/abc/code/branches/feat-1/beef/sourcedir.tar.gz", "Other": "s3://b/code/abcd/code/ffff/"}')
+    assert pattern.findall(text) == ["1234", "branches/feat-1/beef"]

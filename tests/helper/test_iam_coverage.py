@@ -6,9 +6,9 @@ data, and covering what the definition's tasks and the helper's calls need.
   real execution inputs of the default branch and of a branch;
 - jenkins: every AWS call the helper made in the control-plane tests (recorded with
   botocore's before-call event, tests/conftest.py), with its real resource;
-- trigger: the handler does not exist in this branch yet; the trigger role's
-  policy is checked for validity and against the calls the feature description
-  names (see TRIGGER_HANDLER_CALLS).
+- trigger: every AWS call the retraining trigger's handler made in
+  test_trigger.py (recorded the same way, as the trigger role's calls), against
+  `mltp iam-policy --role trigger` and the role `mltp trigger install` creates.
 
 A missing permission fails the test and names the action and the resource.
 """
@@ -298,13 +298,22 @@ def test_a_missing_permission_is_named(configs):
 # --------------------------------------------------------------------------- jenkins: recorded calls
 
 
-def _recorded_calls(tmp_path):
-    """The calls of this session's control-plane tests, or, when they did not run
-    in this session, of a run of them in a child pytest."""
-    conftest = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
-    modules = conftest.CONTROL_PLANE_MODULES
-    ran = {test.split("::")[0].rsplit("/", 1)[-1] for test in conftest.AWS_CALLS}
-    calls = dict(conftest.AWS_CALLS)
+def _conftest():
+    return sys.modules.get("conftest") or sys.modules.get("tests.conftest")
+
+
+def _recorded_calls(tmp_path, modules=None):
+    """The recorded calls of these test modules (default: the control-plane ones) in
+    this session, or, for the modules that did not run in it, of a run of them in a
+    child pytest."""
+    conftest = _conftest()
+    modules = tuple(modules or conftest.CONTROL_PLANE_MODULES)
+
+    def module(test):
+        return test.split("::")[0].rsplit("/", 1)[-1]
+
+    ran = {module(test) for test in conftest.AWS_CALLS}
+    calls = {test: entry for test, entry in conftest.AWS_CALLS.items() if module(test) in modules}
     todo = [m for m in modules if m not in ran]
     if todo:
         target = tmp_path / "calls.json"
@@ -313,8 +322,12 @@ def _recorded_calls(tmp_path):
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         assert target.exists(), done.stdout[-2000:] + done.stderr[-2000:]
-        calls.update(json.loads(target.read_text()))
+        calls.update({test: entry for test, entry in json.loads(target.read_text()).items() if module(test) in modules})
     return calls
+
+
+def _calls_of(entry, role):
+    return [call for call in entry["calls"] if call.get("role", "jenkins") == role]
 
 
 MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"  # what moto answers to GetCallerIdentity
@@ -330,44 +343,60 @@ def _shared_log_group(call):
     return call
 
 
+# The recorded calls of a feature built outside config.yaml (`--feature`): each is
+# checked against the policy with that feature, and must be refused without it.
+FEATURE_OPERATIONS = {
+    "prune": {"stepfunctions.ListStateMachines", "stepfunctions.ListExecutions", "stepfunctions.DeleteStateMachine"},
+}
+
+
 def test_jenkins_policy_covers_the_recorded_calls(tmp_path):
     recorded = _recorded_calls(tmp_path)
-    gaps = {}
+    gaps, unneeded = {}, {}
     placed = 0
     operations = set()
     for test, entry in recorded.items():
-        if not entry["calls"]:
+        if not _calls_of(entry, "jenkins"):
             continue
         assert entry["configs"], f"{test}: AWS calls without a config loaded"
-        documents, cfgs = [], []
-        for text in entry["configs"]:
-            cfg = config_mod.parse(text, Path("config.yaml"), Path("."))
-            cfgs.append(cfg)
+        cfgs = [config_mod.parse(text, Path("config.yaml"), Path(".")) for text in entry["configs"]]
+
+        def documents(features=()):
             # moto's caller; `--jenkins-arn` lets preflight simulate the caller itself
-            documents.append(policies.policy(cfg, "jenkins", identity_arn=MOTO_CALLER).document())
-        for call in entry["calls"]:
+            return [policies.policy(cfg, "jenkins", features, identity_arn=MOTO_CALLER).document() for cfg in cfgs]
+
+        for call in _calls_of(entry, "jenkins"):
             call = _shared_log_group(call)
-            operations.add(f"{call['service']}.{call['operation']}")
+            operation = f"{call['service']}.{call['operation']}"
+            operations.add(operation)
+            features = sorted(f for f, ops in FEATURE_OPERATIONS.items() if operation in ops)
             region = cfgs[0].aws.region
             needs = iam_check.call_needs(call["service"], call["operation"], call["params"], region, "123456789012")
             placed += 1
+            allowed = documents(features)
             for need in needs:
-                if not any(iam_check.allows(d, *need) for d in documents):
-                    gaps.setdefault(f"{need[0]} on {need[1]}", test)
+                if not any(iam_check.allows(d, *need) for d in allowed):
+                    gaps.setdefault(f"{need[0]} on {need[1]}" + (f" with --feature {features}" if features else ""), test)
+            if features and all(any(iam_check.allows(d, *need) for d in documents()) for need in needs):
+                unneeded.setdefault(f"{operation} ({features})", test)
     expected = {"s3.HeadObject", "s3.PutObject", "s3.GetObject", "s3.GetBucketLocation", "stepfunctions.CreateStateMachine",
                 "stepfunctions.UpdateStateMachine", "stepfunctions.StartExecution", "stepfunctions.DescribeExecution",
                 "stepfunctions.GetExecutionHistory", "stepfunctions.StopExecution", "logs.CreateLogGroup",
                 "logs.DescribeLogGroups", "sagemaker.CreateModelPackageGroup", "iam.GetRole", "kms.DescribeKey"}
     assert placed > 50 and not expected - operations, f"not recorded: {sorted(expected - operations)}"
     assert not gaps, "the jenkins policy misses: " + "; ".join(f"{k} (in {v})" for k, v in sorted(gaps.items()))
+    assert not unneeded, "allowed without its --feature: " + "; ".join(f"{k} (in {v})" for k, v in sorted(unneeded.items()))
+    pruned = {"stepfunctions.ListStateMachines", "stepfunctions.DeleteStateMachine", "s3.DeleteObjects"}
+    assert not pruned - operations, f"prune's calls not recorded: {sorted(pruned - operations)}"
 
 
 def test_jenkins_policy_covers_the_features_calls(configs):
-    """approval, fetch, trigger and logs are built on other branches: the calls their
+    """approval, fetch, trigger, logs and prune are built outside config.yaml: the calls their
     descriptions name, table-driven, so each lands by adding its real calls here."""
     cfg = configs["example"]
     region, account = cfg.aws.region, cfg.aws.account_id
     package = f"arn:aws:sagemaker:{region}:{account}:model-package/fraud-detection/3"
+    machine = f"arn:aws:states:{region}:{account}:stateMachine:fraud-detection"
     feature_calls = {
         "approval": [("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "fraud-detection"}),
                      ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
@@ -384,13 +413,35 @@ def test_jenkins_policy_covers_the_features_calls(configs):
         "logs": [("logs", op, {"logGroupName": "/mltp/fraud-detection"})
                  for op in ("CreateLogGroup", "PutRetentionPolicy", "CreateExportTask", "FilterLogEvents")]
                 + [("logs", "GetLogEvents", {"logGroupName": "/mltp/fraud-detection", "logStreamName": "run-1"})],
+        "prune": [("stepfunctions", "ListStateMachines", {}),
+                  ("stepfunctions", "ListExecutions", {"stateMachineArn": machine}),
+                  ("stepfunctions", "ListExecutions", {"stateMachineArn": f"{machine}--feature-x"}),
+                  ("stepfunctions", "DeleteStateMachine", {"stateMachineArn": f"{machine}--feature-x"})],
     }
     for feature, calls in feature_calls.items():
         document = policies.policy(cfg, "jenkins", [feature]).document()
         without = policies.policy(cfg, "jenkins").document()
         needs = [n for service, op, params in calls for n in _feature_needs(service, op, params, region, account)]
         assert not iam_check.missing(document, needs), (feature, iam_check.missing(document, needs))
-        assert iam_check.missing(without, needs), f"{feature}: allowed without --feature {feature}"
+        if feature in IN_THE_BASE_POLICY:
+            assert not iam_check.missing(without, needs), (feature, iam_check.missing(without, needs))
+        else:
+            assert iam_check.missing(without, needs), f"{feature}: allowed without --feature {feature}"
+
+
+# Features whose calls the base Jenkins policy holds anyway: `wait` records the
+# registered model's SHA-256 with the very UpdateModelPackage approve/reject use.
+IN_THE_BASE_POLICY = {"approval"}
+
+
+def test_prune_never_deletes_the_default_branch_state_machine_nor_another_model(configs):
+    cfg = configs["example"]
+    document = policies.policy(cfg, "jenkins", ["prune"]).document()
+    machines = "arn:aws:states:ap-northeast-2:123456789012:stateMachine:"
+    assert iam_check.allows(document, "states:DeleteStateMachine", machines + "fraud-detection--feature-x")
+    for other in ("fraud-detection", "fraud-detection-v2", "fraud-detection-v2--feature-x", "other--x"):
+        assert not iam_check.allows(document, "states:DeleteStateMachine", machines + other), other
+    assert not iam_check.allows(document, "states:ListExecutions", machines + "fraud-detection-v2")
 
 
 def _feature_needs(service, operation, params, region, account):
@@ -409,24 +460,51 @@ def _feature_needs(service, operation, params, region, account):
 
 # --------------------------------------------------------------------------- trigger
 
-# What the trigger's handler calls, from the feature's description; replace with
-# the calls recorded from the handler's own tests once it lands.
-TRIGGER_HANDLER_CALLS = [
-    ("stepfunctions", "StartExecution", "stateMachine:{name}"),
-    ("stepfunctions", "ListExecutions", "stateMachine:{name}"),
-    ("s3", "GetObject", "s3:::{bucket}/{prefix}/{name}/latest.json"),
-]
+# The handler's calls are recorded while test_trigger.py calls it with S3 events and
+# schedules (in-process, against moto): tests/conftest.py records them as the
+# trigger role's (ROLE_OF_SOURCE), whether through mltp's clients or the function's own.
+TRIGGER_MODULE = "test_trigger.py"
 
 
-def test_trigger_policy_covers_the_handler_calls(configs):
+def test_trigger_policy_covers_the_handler_recorded_calls(tmp_path):
+    from mltp import trigger
+    from mltp.context import make_context
+
+    recorded = _recorded_calls(tmp_path, [TRIGGER_MODULE])
+    gaps, operations, placed = {}, set(), 0
+    for test, entry in recorded.items():
+        calls = _calls_of(entry, "trigger")
+        if not calls:
+            continue
+        assert entry["configs"], f"{test}: AWS calls without a config loaded"
+        documents = {}
+        for text in entry["configs"]:
+            cfg = config_mod.parse(text, Path("config.yaml"), Path("."))
+            machine = f"arn:aws:states:{cfg.aws.region}:{cfg.aws.account_id}:stateMachine:{cfg.name}"
+            # what `mltp iam-policy --role trigger` prints, and what `mltp trigger install` puts on the role
+            documents.setdefault("iam-policy --role trigger", []).append(policies.policy(cfg, "trigger").document())
+            documents.setdefault("trigger install", []).append(
+                trigger.role_policy(make_context(cfg, run_name="r", env={}), machine))
+            region = cfg.aws.region
+        for call in calls:
+            operations.add(f"{call['service']}.{call['operation']}")
+            placed += 1
+            for need in iam_check.call_needs(call["service"], call["operation"], call["params"], region, "123456789012"):
+                for source, docs in documents.items():
+                    if not any(iam_check.allows(d, *need) for d in docs):
+                        gaps.setdefault(f"{need[0]} on {need[1]} ({source})", test)
+    expected = {"s3.GetObject", "s3.PutObject", "stepfunctions.ListExecutions", "stepfunctions.StartExecution"}
+    assert placed > 20 and not expected - operations, f"not recorded: {sorted(expected - operations)}"
+    assert not gaps, "the trigger policy misses: " + "; ".join(f"{k} (in {v})" for k, v in sorted(gaps.items()))
+
+
+def test_trigger_policy_stays_on_the_default_branch_and_the_trigger_state(configs):
     cfg = configs["example"]
     document = policies.policy(cfg, "trigger").document()
     region, account = cfg.aws.region, cfg.aws.account_id
-    needs = []
-    for service, operation, resource in TRIGGER_HANDLER_CALLS:
-        resource = resource.format(name=cfg.name, bucket=cfg.aws.bucket, prefix=cfg.aws.prefix)
-        arn = f"arn:aws:{resource}" if service == "s3" else f"arn:aws:states:{region}:{account}:{resource}"
-        needs += [(action, arn, {}) for action in iam_actions.actions_for(service, operation)]
-    assert not iam_check.missing(document, needs), iam_check.missing(document, needs)
+    assert iam_check.allows(document, "s3:PutObject", "arn:aws:s3:::mlops-artifacts/mltp/fraud-detection/trigger/pending.json")
+    for key in ("mltp/fraud-detection/code/abc/src/train.py", "mltp/fraud-detection/runs/r1/model/m.tar.gz",
+                "mltp/fraud-detection-v2/trigger/pending.json"):
+        assert not iam_check.allows(document, "s3:GetObject", f"arn:aws:s3:::mlops-artifacts/{key}"), key
     assert not iam_check.allows(document, "states:StartExecution",
                                 f"arn:aws:states:{region}:{account}:stateMachine:fraud-detection--feature")

@@ -124,3 +124,46 @@ def test_mltp_symlink_is_never_written_through(repo, tmp_path):
     waited = CliRunner().invoke(main, ["wait", ".", "--run-name", "r1", "--endpoint-url", "http://127.0.0.1:9"])
     assert waited.exit_code == 2 and ".mltp" in waited.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("negation,name", [
+    ("!.env.example", ".env.example"),
+    ("!id_rsa.pub", "id_rsa.pub"),
+    ("!.git/", ".git/config"),
+    ("!.git/\n!.git/config", ".git/config"),
+    ("!*.pem", "certs/ca.pem"),
+    ("!**/credentials.json", "sub/credentials.json"),
+])
+def test_mltpignore_cannot_bring_back_what_the_built_in_list_excludes(repo, negation, name):
+    (repo / name).parent.mkdir(parents=True, exist_ok=True)
+    (repo / name).write_text("secret\n")
+    (repo / ".mltpignore").write_text(f"*.tmp\n{negation}\n")
+    shipped = [f.relpath for f in repo_mod.list_files(repo)]
+    assert name not in shipped and ".mltpignore" in shipped
+    result = validate()
+    assert result.exit_code == 0, result.output
+    assert "5 files to ship" in result.output  # the 4 of the fixture and .mltpignore
+
+
+def test_mltpignore_negation_still_works_for_its_own_patterns(repo):
+    for name in ("data.csv", "keep.csv", "notes.txt"):
+        (repo / name).write_text("x\n")
+    (repo / ".mltpignore").write_text("*.csv\n!keep.csv\n")
+    shipped = [f.relpath for f in repo_mod.list_files(repo)]
+    assert "keep.csv" in shipped and "notes.txt" in shipped and "data.csv" not in shipped
+
+
+def test_validate_counts_symlinks_to_built_in_exclusions_a_negation_names(repo):
+    """`!.env` does not ship .env, nor a symlink to it: the link is counted as skipped;
+    a symlink to a file the user's own `!` brought back ships."""
+    (repo / ".env").write_text("SECRET=1\n")
+    os.symlink(".env", repo / "settings.txt")
+    (repo / "keep.csv").write_text("x\n")
+    os.symlink("keep.csv", repo / "link.csv")
+    (repo / ".mltpignore").write_text("!.env\n*.csv\n!keep.csv\n!link.csv\n")
+    shipped = [f.relpath for f in repo_mod.list_files(repo)]
+    assert ".env" not in shipped and "settings.txt" not in shipped
+    assert "keep.csv" in shipped and "link.csv" in shipped
+    result = validate()
+    assert result.exit_code == 0, result.output
+    assert "7 files to ship" in result.output and "(1 symlink to ignored files skipped)" in result.output

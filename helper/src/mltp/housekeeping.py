@@ -8,9 +8,11 @@ what people look at.
 On AWS, `mltp prune` finds what nothing needs any more:
 - branch state machines (`<name>--<branch>`, never the default `<name>`) with no
   execution started within the period (a merged or abandoned branch);
-- code prefixes (`<prefix>/<name>/code/<hash>/`) that no kept run references:
-  not the input of any execution of a state machine that stays, not the code of
-  any registered model package (its serving container loads that code), and not
+- code prefixes that no kept run references, each judged on its own: the default
+  branch's `<prefix>/<name>/code/<hash>/` and every branch's or pull request's
+  `<prefix>/<name>/code/branches/<slug>/<hash>/` (naming.code_prefix). One is kept
+  while it is the input of any execution of a state machine that stays, the code
+  of any registered model package (its serving container loads that code), or
   written within the period (a build may be about to start on it).
 It lists them, and deletes them only with `--yes`.
 """
@@ -28,7 +30,14 @@ from .errors import InvalidInput
 
 KEEP_WORK_RUNS = 5
 WORK_DIR = Path(".mltp") / "work"
-_HASH_IN_URI = re.compile(r"/code/([0-9a-f]+)/")
+BRANCHES = "branches/"  # naming.code_prefix: `code/branches/<slug>/<hash>/` for any branch but the default
+# After the model's '<prefix>/<name>/code/' in a run's input or a package's environment:
+# the code prefix's path under it, '<hash>' or 'branches/<slug>/<hash>' (naming.code_prefix).
+_CODE_PATH = r"((?:branches/[^/]+/)?[0-9a-f]+)/"
+
+
+def _code_pattern(root: str) -> "re.Pattern[str]":
+    return re.compile(re.escape(root) + _CODE_PATH)
 
 
 # --------------------------------------------------------------------------- local
@@ -93,7 +102,7 @@ def parse_age(text: str) -> timedelta:
 class Stale:
     state_machines: List[dict] = field(default_factory=list)  # {"name", "arn", "last"}
     code_prefixes: List[dict] = field(default_factory=list)  # {"uri", "bucket", "prefix", "objects", "newest"}
-    kept_code: Set[str] = field(default_factory=set)
+    kept_code: Set[str] = field(default_factory=set)  # '<hash>' or 'branches/<slug>/<hash>', under code/
 
     def lines(self) -> List[str]:
         out = []
@@ -111,30 +120,51 @@ def _newest_execution(sfn, arn: str) -> Optional[datetime]:
     return executions[0]["startDate"] if executions else None
 
 
-def _code_hashes_of_executions(sfn, arn: str) -> Set[str]:
-    hashes: Set[str] = set()
+def _code_used_by_executions(sfn, arn: str, pattern: "re.Pattern[str]") -> Set[str]:
+    used: Set[str] = set()
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
         for execution in page.get("executions", []):
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            hashes.update(_HASH_IN_URI.findall(described.get("input") or ""))
-    return hashes
+            used.update(pattern.findall(described.get("input") or ""))
+    return used
 
 
-def _code_hashes_of_packages(sm, group: str) -> Set[str]:
+def _code_used_by_packages(sm, group: str, pattern: "re.Pattern[str]") -> Set[str]:
     import botocore.exceptions
 
-    hashes: Set[str] = set()
+    used: Set[str] = set()
     try:
         for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
             for summary in page.get("ModelPackageSummaryList", []):
                 described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
                 for container in (described.get("InferenceSpecification") or {}).get("Containers", []):
                     for value in (container.get("Environment") or {}).values():
-                        hashes.update(_HASH_IN_URI.findall(str(value)))
+                        used.update(pattern.findall(str(value)))
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
             raise
-    return hashes
+    return used
+
+
+def _folders(s3, bucket: str, prefix: str) -> List[str]:
+    """The 'folders' right under `prefix` (each ends with '/')."""
+    out: List[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        out += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+    return out
+
+
+def _code_prefixes(s3, bucket: str, root: str) -> List[str]:
+    """Every code prefix under `root` ('<prefix>/<name>/code/'): `root<hash>/` of the
+    default branch and `root branches/<slug>/<hash>/` of the others."""
+    out: List[str] = []
+    for folder in _folders(s3, bucket, root):
+        if folder == root + BRANCHES:
+            for branch in _folders(s3, bucket, folder):
+                out += _folders(s3, bucket, branch)
+        else:
+            out.append(folder)
+    return out
 
 
 def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] = None) -> Stale:
@@ -157,26 +187,24 @@ def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] =
                 result.state_machines.append({"name": name, "arn": machine["stateMachineArn"], "last": last})
             else:
                 kept_machines.append(machine["stateMachineArn"])
-    for arn in kept_machines:
-        result.kept_code |= _code_hashes_of_executions(sfn, arn)
-    result.kept_code |= _code_hashes_of_packages(clients.sagemaker, config.registry.model_package_group)
-
     bucket = config.aws.bucket
     root = naming.code_prefix(config, "x")[: -len("x/")]  # '<prefix>/<name>/code/'
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root, Delimiter="/"):
-        for common in page.get("CommonPrefixes", []):
-            prefix = common["Prefix"]
-            content_hash = prefix[len(root):].strip("/")
-            if content_hash in result.kept_code:
-                continue
-            objects, newest = 0, None
-            for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                for item in listing.get("Contents", []):
-                    objects += 1
-                    newest = item["LastModified"] if newest is None or item["LastModified"] > newest else newest
-            if newest is not None and newest < cutoff:
-                result.code_prefixes.append({"uri": f"s3://{bucket}/{prefix}", "bucket": bucket, "prefix": prefix,
-                                             "objects": objects, "newest": newest})
+    pattern = _code_pattern(root)
+    for arn in kept_machines:
+        result.kept_code |= _code_used_by_executions(sfn, arn, pattern)
+    result.kept_code |= _code_used_by_packages(clients.sagemaker, config.registry.model_package_group, pattern)
+
+    for prefix in _code_prefixes(s3, bucket, root):
+        if prefix[len(root):].strip("/") in result.kept_code:
+            continue
+        objects, newest = 0, None
+        for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in listing.get("Contents", []):
+                objects += 1
+                newest = item["LastModified"] if newest is None or item["LastModified"] > newest else newest
+        if newest is not None and newest < cutoff:
+            result.code_prefixes.append({"uri": f"s3://{bucket}/{prefix}", "bucket": bucket, "prefix": prefix,
+                                         "objects": objects, "newest": newest})
     return result
 
 

@@ -12,7 +12,7 @@ gives no resource type (AWS allows nothing narrower); it then carries a note
 saying so, which the output formats show as a comment.
 
 Features change what the roles need. KMS and the preprocessing inputs come from
-config.yaml; features built outside config.yaml (approval, fetch, trigger, logs)
+config.yaml; features built outside config.yaml (approval, fetch, trigger, logs, prune)
 are named with `--feature`, because a role must hold their permissions before
 they are first used.
 """
@@ -25,7 +25,7 @@ from .config import Config
 from .naming import BRANCH_SEPARATOR, JOB_ABBREV, STATES_LOG_GROUP
 
 ROLES = ("jenkins", "states", "sagemaker", "trigger")
-FEATURES = ("approval", "fetch", "trigger", "logs")
+FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
 
 JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
@@ -241,6 +241,17 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
             Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
             _any("LogQueries", ("logs:PutQueryDefinition",), "saved Logs Insights queries"),
         ]
+    if "prune" in features:
+        # mltp prune (housekeeping.py): lists the model's state machines and their
+        # executions, deletes idle branch state machines (`<name>--*`, never the default
+        # branch's `<name>`). Listing and deleting code under `code/`, DescribeExecution
+        # and reading model packages are already granted above (sync repairs code
+        # prefixes; wait and approval read packages).
+        out += [
+            _any("PruneListStateMachines", ("states:ListStateMachines",), "listing state machines"),
+            Statement("PruneListExecutions", ("states:ListExecutions",), arns.state_machines()),
+            Statement("PruneBranchStateMachines", ("states:DeleteStateMachine",), arns.state_machines()[1:]),
+        ]
     out += _kms(arns, "CodeKey", ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"))
     return out
 
@@ -317,21 +328,24 @@ def _sagemaker(arns: Arns) -> List[Statement]:
     return out
 
 
-# Where the trigger's handler reads which data to train on: under the model's prefix.
-TRIGGER_POINTER = "{model_prefix}*"
-
-
 def _trigger(arns: Arns) -> List[Statement]:
+    """What the retraining trigger's handler (trigger_handler.py) calls: its state
+    objects under `<prefix>/<name>/trigger/` (trigger.state_prefix: pending.json and
+    consumed.json read and written, last-good.json read), and the default branch's
+    state machine, whose running retrains it lists and which it starts. The same as
+    trigger.role_policy, which `mltp trigger install` puts on the role it creates."""
     function = trigger_function_name(arns.config)
+    state = f"{arns.model_prefix}trigger/"
     out = [
         Statement("StartRetraining", ("states:StartExecution", "states:ListExecutions"), arns.state_machines()[:1]),
-        Statement("ReadPointer", ("s3:GetObject",),
-                  (arns.s3_objects(TRIGGER_POINTER.format(model_prefix=arns.model_prefix)),)),
+        Statement("TriggerState", ("s3:GetObject", "s3:PutObject"), (arns.s3_objects(f"{state}*"),)),
+        # without it, reading a state object that does not exist yet is refused (403), not 404
+        Statement("TriggerStateList", ("s3:ListBucket",), (arns.s3_bucket(),), {"StringLike": {"s3:prefix": [f"{state}*"]}}),
         Statement("FunctionLogGroup", ("logs:CreateLogGroup",), arns.log_group(f"/aws/lambda/{function}")),
         Statement("FunctionLogStreams", ("logs:CreateLogStream", "logs:PutLogEvents"),
                   (arns.log_streams(f"/aws/lambda/{function}"),)),
     ]
-    out += _kms(arns, "ReadEncryptedPointer", ("kms:Decrypt",))
+    out += _kms(arns, "TriggerStateKey", ("kms:Decrypt", "kms:GenerateDataKey"))
     return out
 
 

@@ -9,14 +9,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pathspec
 
 from .config import Config, display, utf8_error_line
 from .errors import InvalidInput
 
-# Never shipped, whatever .mltpignore says: VCS data, our own run folders,
+# Never shipped, whatever .mltpignore says (IgnoreRules keeps it final): VCS data, our own run folders,
 # caches, and files that typically hold secrets.
 ALWAYS_IGNORED = (
     ".git/",
@@ -55,10 +55,24 @@ class RepoFile:
     size: int
 
 
-def ignore_spec(repo: Path) -> pathspec.PathSpec:
+class IgnoreRules:
+    """What is not shipped: the built-in list, final, then .mltpignore. The two are
+    separate pattern lists, so a `!` line of .mltpignore re-includes only what an
+    earlier .mltpignore line excluded, never a file the built-in list excludes
+    (`!.env.example`, `!id_rsa.pub` or `!.git/` ship nothing)."""
+
+    def __init__(self, user_patterns: Sequence[str] = ()):
+        self.builtin = pathspec.PathSpec.from_lines("gitwildmatch", ALWAYS_IGNORED)
+        self.user = pathspec.PathSpec.from_lines("gitwildmatch", list(user_patterns))
+
+    def match_file(self, path: str) -> bool:
+        return self.builtin.match_file(path) or self.user.match_file(path)
+
+
+def ignore_spec(repo: Path) -> IgnoreRules:
     """The built-in list plus .mltpignore. A pattern git would refuse ('[z-a]', a
     lone '\\' or '!') is an input error naming its line, not a traceback."""
-    patterns = list(ALWAYS_IGNORED)
+    lines: List[str] = []
     extra = repo / IGNORE_FILE
     if extra.is_file():
         try:
@@ -72,8 +86,7 @@ def ignore_spec(repo: Path) -> pathspec.PathSpec:
                 reason = str(exc).split(" at position")[0] if isinstance(exc, re.error) else "not a valid pattern"
                 raise InvalidInput(f"{display(extra)}:{number}: {line!r} is not a valid ignore pattern ({reason}); "
                                    f"escape special characters with '\\'")
-        patterns += lines
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return IgnoreRules(lines)
 
 
 def _name_problem(full: Path) -> Optional[str]:

@@ -34,6 +34,7 @@ import urllib.parse
 from typing import Any, Dict, List, Optional, Tuple
 
 RUN_PREFIX = "retrain-"
+USER_AGENT = "mltp-trigger/1"
 POINTER = "last-good.json"
 PENDING = "pending.json"
 CONSUMED = "consumed.json"
@@ -271,7 +272,10 @@ def handler(event, context):
     """The Lambda entry point: one JSON line per call in the function's log."""
     import boto3
 
+    from botocore.config import Config
+
     settings = Settings.from_env()
-    result = handle(event, boto3.client("s3"), boto3.client("stepfunctions"), settings)
+    named = Config(user_agent_extra=USER_AGENT)  # the function's calls say whose they are (CloudTrail, tests)
+    result = handle(event, boto3.client("s3", config=named), boto3.client("stepfunctions", config=named), settings)
     print(json.dumps(result, sort_keys=True))
     return result
