@@ -158,8 +158,9 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
             target = arn("states", f"stateMachine:{p['name']}")
         own = (target, {}) if target else None
     elif service == "logs":
-        if operation == "DescribeLogGroups":
-            own = ("*", {})
+        if operation in ("DescribeLogGroups", "DescribeQueryDefinitions", "PutQueryDefinition",
+                         "DeleteQueryDefinition", "DescribeExportTasks"):
+            own = ("*", {})  # IAM lists no resource type for these
         elif "logStreamName" in p:
             own = (arn("logs", f"log-group:{p['logGroupName']}:log-stream:{p['logStreamName']}"), {})
         elif "logGroupName" in p:

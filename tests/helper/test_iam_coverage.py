@@ -334,11 +334,16 @@ MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"  # what moto answers to GetC
 
 
 def _shared_log_group(call):
-    """test_deploy gives each test a log group of its own (to count creations) in
-    place of the shared naming.STATES_LOG_GROUP; check the call as the real one."""
+    """test_deploy gives each test a log group prefix of its own (to count creations)
+    in place of log_group.PREFIX; check the call as the real one."""
+    from mltp import log_group
+
     group = call["params"].get("logGroupName") or call["params"].get("logGroupNamePrefix") or ""
-    if group.startswith(naming.STATES_LOG_GROUP + "-test-"):
-        params = {k: (naming.STATES_LOG_GROUP if v == group else v) for k, v in call["params"].items()}
+    test_prefix = "/aws/vendedlogs/states/mltp-test-"
+    if group.startswith(test_prefix):
+        rest = group[len(test_prefix):]
+        real = log_group.PREFIX + (rest[rest.index("/"):] if "/" in rest else "")
+        params = {k: (real if v == group else v) for k, v in call["params"].items()}
         return dict(call, params=params)
     return call
 
@@ -410,9 +415,12 @@ def test_jenkins_policy_covers_the_features_calls(configs):
                       for op in ("GetFunction", "UpdateFunctionCode", "AddPermission", "RemovePermission", "DeleteFunction")],
                     ("lambda", "CreateFunction", {"FunctionName": "mltp-trigger-fraud-detection",
                                                   "Role": f"arn:aws:iam::{account}:role/mltp-trigger-fraud-detection"})],
-        "logs": [("logs", op, {"logGroupName": "/mltp/fraud-detection"})
-                 for op in ("CreateLogGroup", "PutRetentionPolicy", "CreateExportTask", "FilterLogEvents")]
-                + [("logs", "GetLogEvents", {"logGroupName": "/mltp/fraud-detection", "logStreamName": "run-1"})],
+        # mltp logs (runlogs.py): the model's group and the jobs' groups, read and exported
+        "logs": [("logs", op, {"logGroupName": group})
+                 for op in ("CreateExportTask", "FilterLogEvents")
+                 for group in ("/aws/vendedlogs/states/mltp/fraud-detection", "/aws/sagemaker/TrainingJobs")]
+                + [("logs", "GetLogEvents", {"logGroupName": "/aws/vendedlogs/states/mltp/fraud-detection",
+                                             "logStreamName": "states/fraud-detection/2026-11-26/abc"})],
         "prune": [("stepfunctions", "ListStateMachines", {}),
                   ("stepfunctions", "ListExecutions", {"stateMachineArn": machine}),
                   ("stepfunctions", "ListExecutions", {"stateMachineArn": f"{machine}--feature-x"}),

@@ -20,7 +20,6 @@ JOB_MAX = 63
 BRANCH_SEPARATOR = "--"
 JOB_ABBREV = {"preprocessing": "prep", "training": "train", "evaluation": "eval"}
 # The one CloudWatch Logs group all state machines log to (deploy.py says why).
-STATES_LOG_GROUP = "/aws/vendedlogs/states/mltp"
 
 
 def _digest(text: str, length: int) -> str:

@@ -20,9 +20,9 @@ they are first used.
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from . import iam_actions
+from . import iam_actions, log_group
 from .config import Config
-from .naming import BRANCH_SEPARATOR, JOB_ABBREV, STATES_LOG_GROUP
+from .naming import BRANCH_SEPARATOR, JOB_ABBREV
 
 ROLES = ("jenkins", "states", "sagemaker", "trigger")
 FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
@@ -193,7 +193,13 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         Statement("Executions", ("states:DescribeExecution", "states:StopExecution", "states:GetExecutionHistory"),
                   arns.executions()),
         _pass_role("PassStatesRole", cfg.aws.states_role_arn, "states.amazonaws.com"),
-        Statement("StateMachineLogGroup", ("logs:CreateLogGroup",), arns.log_group(STATES_LOG_GROUP)),
+        # deploy: the model's log group with its retention and saved Logs Insights queries
+        Statement("ModelLogGroup", ("logs:CreateLogGroup", "logs:PutRetentionPolicy"),
+                  arns.log_group(log_group.group_name(cfg))),
+        _any("LogQueries", ("logs:PutQueryDefinition", "logs:DescribeQueryDefinitions", "logs:DeleteQueryDefinition"),
+             "saved Logs Insights queries"),
+        # wait: a passed default-branch run's input, which retraining starts from
+        Statement("RetrainPointer", ("s3:PutObject",), (arns.s3_objects(f"{arns.model_prefix}trigger/last-good.json"),)),
         _any("StateMachineLogDelivery", iam_actions.LOG_DELIVERY_ACTIONS,
              "log deliveries, resource policies and listing log groups"),
         Statement("ReadJobs", ("sagemaker:DescribeProcessingJob",), arns.jobs("processing")),
@@ -233,13 +239,15 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
             _pass_role("PassTriggerRole", arns.trigger_role(), "lambda.amazonaws.com"),
         ]
     if "logs" in features:
-        group = f"/mltp/{cfg.name}"
+        # mltp logs [--follow] [--export]: the model's group and its jobs' streams, read or exported
+        group = log_group.group_name(cfg)
+        job_groups = tuple(a for kind in ("processing", "training") for a in arns.log_group(JOB_LOG_GROUPS[kind]))
         out += [
-            Statement("ModelLogGroup",
-                      ("logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:CreateExportTask", "logs:FilterLogEvents"),
-                      arns.log_group(group)),
+            Statement("ReadModelLogs", ("logs:FilterLogEvents", "logs:CreateExportTask"),
+                      arns.log_group(group) + job_groups),
             Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
-            _any("LogQueries", ("logs:PutQueryDefinition",), "saved Logs Insights queries"),
+            _any("ExportTasks", ("logs:DescribeExportTasks",), "reading export tasks"),
+            Statement("ListRuns", ("states:ListExecutions",), arns.state_machines()),
         ]
     if "prune" in features:
         # mltp prune (housekeeping.py): lists the model's state machines and their
