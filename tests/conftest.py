@@ -14,9 +14,20 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+import click.testing
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# click before 8.2 (what Python 3.9 resolves) mixes stderr into CliRunner's output
+# unless told not to; the tests read result.stderr as click 8.2 gives it.
+if "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameters:
+    _cli_runner_init = click.testing.CliRunner.__init__
+
+    def _stderr_apart(self, *args, mix_stderr=False, **kwargs):
+        _cli_runner_init(self, *args, mix_stderr=mix_stderr, **kwargs)
+
+    click.testing.CliRunner.__init__ = _stderr_apart
 
 # The helper's caches (rendered definitions) go to a folder of this session, not
 # the user's ~/.cache: tests start cold and leave nothing behind.
