@@ -5,6 +5,7 @@ helper talks to it exactly as it talks to AWS: real HTTP, real botocore
 serialization, retries and errors.
 """
 
+import inspect
 import os
 import re
 import shutil
