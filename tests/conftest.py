@@ -29,6 +29,8 @@ if "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameter
         _cli_runner_init(self, *args, mix_stderr=mix_stderr, **kwargs)
 
     click.testing.CliRunner.__init__ = _stderr_apart
+    # ... and, as in click 8.2, `output` is what a terminal shows: both streams.
+    click.testing.Result.output = property(lambda self: self.stdout + (self.stderr if self.stderr_bytes else ""))
 
 # The helper's caches (rendered definitions) go to a folder of this session, not
 # the user's ~/.cache: tests start cold and leave nothing behind.

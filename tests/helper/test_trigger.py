@@ -426,3 +426,16 @@ def test_the_lambda_entry_point_reads_its_environment(example_repo, aws_env, mon
     assert result["action"] == "started"
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
     assert [e["name"] for e in model.executions()] == [result["run"]]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-26T14:00:00.123Z", "2026-11-26T14:00:00.123000+00:00"),
+    ("2026-11-26T15:26:38.66+00:00", "2026-11-26T15:26:38.660000+00:00"),   # the zone's digits are not the fraction's
+    ("2026-11-26T15:26:19.901234567+01:00", "2026-11-26T15:26:19.901234+01:00"),
+    ("2026-11-26T14:00:00Z", "2026-11-26T14:00:00+00:00"),
+])
+def test_event_times_parse_on_every_python(text, expected):
+    """fromisoformat before 3.11 takes exactly 3 or 6 fraction digits: the handler evens them out."""
+    from mltp.trigger_handler import parse_time
+
+    assert parse_time(text).isoformat() == expected

@@ -74,7 +74,7 @@ def parse_time(text: str) -> _dt.datetime:
     text = text.strip().replace("Z", "+00:00")
     if "." in text:  # fromisoformat on 3.9/3.10 wants exactly 3 or 6 fraction digits
         head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
+        digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]  # the fraction, not the zone's digits
         zone = rest[len(digits):] or "+00:00"
         text = f"{head}.{(digits + '000000')[:6]}{zone}"
     value = _dt.datetime.fromisoformat(text)
