@@ -599,6 +599,7 @@ def test_render_leaves_the_environment_alone(rendered, monkeypatch):
 # --------------------------------------------------------------------------- running it
 
 
+@asl.needs_many_executions
 def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monkeypatch):
     """moto's Step Functions interpreter (ported from LocalStack) runs the definition:
     the gate passes at its bounds, a missing or non-numeric metric fails it with

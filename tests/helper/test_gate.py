@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+import asl
 from mltp import gate
 from mltp.config import GateRule
 from mltp.errors import RunFailed
@@ -208,6 +209,7 @@ def holds(rule, data):
 # --------------------------------------------------------------------------- a real ASL interpreter
 
 
+@asl.needs_many_executions
 def test_a_real_interpreter_agrees_on_every_case(monkeypatch):
     """The generated Choice, run by moto's Step Functions interpreter (its
     execute_state_machine setting), decides every case of the table exactly as

@@ -40,6 +40,9 @@ def wait_for(sfn, arn, seconds=60):
     raise AssertionError(f"{arn} still running")
 
 
+pytestmark = asl.needs_many_executions
+
+
 @pytest.fixture(scope="module")
 def aws_run(tmp_path_factory):
     """Render the tiny model's definition, sync its code, run one execution per
