@@ -1,0 +1,153 @@
+"""A private /opt/ml per local job (mltp.local.sandbox): the job's folder is
+/opt/ml for the job and for nothing else; the host's /opt stays as it is and
+usable (the agent's Python may live there); the job keeps a PID that stop()
+ends; and where namespaces are not available the runner maps paths as before."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mltp.aws import Clients
+from mltp.local import sandbox
+from mltp.local.runner import JobFailed, LocalJobRunner
+
+AVAILABLE, REASON = sandbox.probe()
+needs_namespaces = pytest.mark.skipif(not AVAILABLE, reason=f"this machine has no private mount namespaces: {REASON}")
+
+
+def _run(job: Path, code: str, cwd: str = "/opt/ml") -> subprocess.CompletedProcess:
+    command = sandbox.wrap([sys.executable, "-c", code], job / "opt" / "ml", cwd)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=str(job))
+
+
+@needs_namespaces
+def test_the_job_folder_is_opt_ml_inside_and_nothing_changes_outside(tmp_path):
+    host_opt = sorted(os.listdir("/opt")) if os.path.isdir("/opt") else None
+    job = tmp_path / "job"
+    (job / "opt" / "ml" / "processing" / "input").mkdir(parents=True)
+    (job / "opt" / "ml" / "processing" / "input" / "data.csv").write_text("a,b\n")
+    code = ("import os, json, sys; "
+            "open('/opt/ml/processing/output.txt', 'w').write(open('/opt/ml/processing/input/data.csv').read()); "
+            "print(json.dumps({'cwd': os.getcwd(), 'opt': sorted(os.listdir('/opt')), 'python': sys.executable}))")
+    proc = _run(job, code, cwd="/opt/ml/processing/input")
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    seen = json.loads(proc.stdout)
+    assert seen["cwd"] == "/opt/ml/processing/input"
+    assert seen["python"] == sys.executable  # the agent's Python, wherever it lives
+    # Every original entry of /opt is still there, plus ml.
+    expected = sorted(set(host_opt or []) | {"ml"})
+    assert seen["opt"] == expected
+    assert (job / "opt" / "ml" / "processing" / "output.txt").read_text() == "a,b\n"
+    # The host is untouched: no /opt/ml was created, nothing stays mounted.
+    assert (sorted(os.listdir("/opt")) if os.path.isdir("/opt") else None) == host_opt
+    assert not os.path.exists("/opt/ml/processing/output.txt")
+
+
+@needs_namespaces
+def test_the_host_opt_stays_readable_inside(tmp_path):
+    """Entries of /opt are bound back: a file under /opt reads the same inside."""
+    sample = next((p for p in sorted(Path("/opt").rglob("*")) if p.is_file() and os.access(p, os.R_OK)), None) \
+        if os.path.isdir("/opt") else None
+    if sample is None:
+        pytest.skip("/opt holds no readable file on this machine")
+    proc = _run(tmp_path / "job", f"import sys; sys.stdout.write(open({str(sample)!r}, 'rb').read()[:64].hex())")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == sample.read_bytes()[:64].hex()
+
+
+@needs_namespaces
+def test_two_jobs_at_once_each_see_their_own_opt_ml(tmp_path):
+    jobs = [tmp_path / "one", tmp_path / "two"]
+    for job in jobs:
+        (job / "opt" / "ml").mkdir(parents=True)
+        (job / "opt" / "ml" / "name").write_text(job.name)
+    code = "import time; time.sleep(0.5); print(open('/opt/ml/name').read())"
+    procs = [subprocess.Popen(sandbox.wrap([sys.executable, "-c", code], job / "opt" / "ml", "/opt/ml"),
+                              stdout=subprocess.PIPE, text=True) for job in jobs]
+    assert [p.communicate(timeout=60)[0].strip() for p in procs] == ["one", "two"]
+
+
+@needs_namespaces
+def test_the_command_keeps_the_pid_popen_returns(tmp_path):
+    proc = subprocess.Popen(sandbox.wrap([sys.executable, "-c", "import os; print(os.getpid())"],
+                                         tmp_path / "job" / "opt" / "ml", "/opt/ml"), stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=60)
+    # Inside a user namespace without a PID namespace the PID is the host's.
+    assert int(out) == proc.pid
+
+
+def test_the_probe_fails_without_unshare_or_when_switched_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without util-linux
+    monkeypatch.delenv(sandbox.DISABLE_VARIABLE, raising=False)
+    assert sandbox.probe() == (False, "no 'unshare' (util-linux) on PATH")
+    monkeypatch.setenv(sandbox.DISABLE_VARIABLE, "1")
+    assert sandbox.probe() == (False, "MLTP_NO_SANDBOX is set")
+
+
+def test_the_probe_fails_when_unshare_refuses(tmp_path, monkeypatch):
+    """A machine that forbids user namespaces: unshare exits non-zero."""
+    fake = tmp_path / "unshare"
+    fake.write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.delenv(sandbox.DISABLE_VARIABLE, raising=False)
+    ok, reason = sandbox.probe()
+    assert not ok and "refuses unprivileged mount namespaces" in reason and "Operation not permitted" in reason
+
+
+def _runner(moto_endpoint, tmp_path, sandboxed):
+    return LocalJobRunner(Clients("eu-west-1", moto_endpoint), tmp_path / "work", sandboxed=sandboxed)
+
+
+@pytest.mark.parametrize("sandboxed", [pytest.param(True, marks=needs_namespaces), False])
+def test_paths_stay_literal_only_in_a_namespace(moto_endpoint, tmp_path, sandboxed):
+    runner = _runner(moto_endpoint, tmp_path, sandboxed)
+    root = runner.workdir / "job-1"
+    mapped = runner._map_arg(root, "/opt/ml/processing/input/code/x.py")
+    assert mapped == ("/opt/ml/processing/input/code/x.py" if sandboxed
+                      else str(root / "opt/ml/processing/input/code/x.py"))
+    assert runner._map_arg(root, "--flag") == "--flag"
+
+
+@needs_namespaces
+def test_stop_ends_a_job_inside_its_namespace(moto_endpoint, tmp_path):
+    runner = _runner(moto_endpoint, tmp_path, True)
+    marker = tmp_path / "started"
+    code = f"import time; open({str(marker)!r}, 'w').close(); time.sleep(120)"
+    failure = []
+
+    def job():
+        try:
+            runner._execute("processing", "slow-job", [sys.executable, "-c", code], {}, Path("/opt/ml"),
+                            {"StoppingCondition": {"MaxRuntimeInSeconds": 300}})
+        except JobFailed as exc:
+            failure.append(str(exc))
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+    (proc,) = runner._procs
+    started = time.time()
+    runner.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and time.time() - started < 15
+    assert proc.poll() is not None
+    assert failure and "exited with code" in failure[0]
+
+
+@needs_namespaces
+def test_max_runtime_ends_a_job_inside_its_namespace(moto_endpoint, tmp_path):
+    runner = _runner(moto_endpoint, tmp_path, True)
+    with pytest.raises(JobFailed, match="MaxRuntimeExceeded"):
+        runner._execute("processing", "slow-job-2", [sys.executable, "-c", "import time; time.sleep(60)"], {},
+                        Path("/opt/ml"), {"StoppingCondition": {"MaxRuntimeInSeconds": 1}})
