@@ -151,3 +151,51 @@ def test_max_runtime_ends_a_job_inside_its_namespace(moto_endpoint, tmp_path):
     with pytest.raises(JobFailed, match="MaxRuntimeExceeded"):
         runner._execute("processing", "slow-job-2", [sys.executable, "-c", "import time; time.sleep(60)"], {},
                         Path("/opt/ml"), {"StoppingCondition": {"MaxRuntimeInSeconds": 1}})
+
+
+
+NESTED = r"""
+import json, os, subprocess, sys
+from pathlib import Path
+from mltp.local import sandbox
+job = Path(sys.argv[1])
+(job / "opt" / "ml").mkdir(parents=True)
+(job / "opt" / "ml" / "x").write_text("job data")
+Path("/opt/tool.txt").write_text("tool")
+os.symlink("/opt/tool.txt", "/opt/link")
+if sys.argv[2] == "with-opt-ml":
+    os.mkdir("/opt/ml")
+    Path("/opt/ml/host-file").write_text("host")
+script = "cat /opt/ml/x; echo; cat /opt/link; echo; ls /opt/ml; ls /opt; echo made > /opt/ml/y"
+proc = subprocess.run(sandbox.wrap(["/bin/sh", "-c", script], job / "opt" / "ml", "/opt/ml"),
+                      capture_output=True, text=True)
+print(json.dumps({"code": proc.returncode, "inside": proc.stdout.split(), "stderr": proc.stderr,
+                  "job": sorted(os.listdir(job / "opt" / "ml")), "opt": sorted(os.listdir("/opt")),
+                  "opt_ml": sorted(os.listdir("/opt/ml")) if os.path.isdir("/opt/ml") else None}))
+"""
+
+
+@needs_namespaces
+@pytest.mark.parametrize("layout, job", [("plain", "/opt/workspace/job"), ("plain", "/tmp/mltp-nested-job"),
+                                         ("with-opt-ml", "/opt/workspace/job")])
+def test_work_folder_under_opt_and_an_existing_opt_ml(tmp_path, layout, job):
+    """Agents whose workspace lies under /opt, or that have an /opt/ml of their
+    own: checked in an outer namespace whose /opt (and /tmp) are fresh tmpfs, so
+    the host's are never written to."""
+    import json
+
+    outer = f"mount -t tmpfs outer /opt && mount -t tmpfs outer /tmp && {sys.executable} -c \"$0\" {job} {layout}"
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
+                           "/bin/sh", "-c", outer, NESTED], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["code"] == 0, seen["stderr"]
+    entries = ["link", "tool.txt"] + (["workspace"] if job.startswith("/opt/") else [])
+    # Inside: the job's data at /opt/ml, the outer /opt's file and link, and ml.
+    assert seen["inside"] == ["job", "data", "tool", "x"] + sorted(entries + ["ml"])
+    assert seen["job"] == ["x", "y"]  # written through /opt/ml into the job's folder
+    # Outside the job's namespace /opt is as it was: no ml created, or the existing one untouched.
+    if layout == "with-opt-ml":
+        assert seen["opt"] == sorted(entries + ["ml"]) and seen["opt_ml"] == ["host-file"]
+    else:
+        assert seen["opt"] == entries and seen["opt_ml"] is None
