@@ -24,6 +24,14 @@ job keeps the PID that `runner.LocalJobRunner.stop()` terminates:
   folder itself lies under /opt (it is hidden by the tmpfs until bound back);
 - no /opt at all: not supported; the probe fails and the run falls back.
 
+Where `unshare` may not make user namespaces but bubblewrap may (Ubuntu 24.04's
+AppArmor lets only profiled programs such as `bwrap` create them; older
+distributions ship bwrap setuid), `bwrap` does the same: `--dev-bind / /`, a
+`--tmpfs /opt` with every original entry bound back, the job's folder bound at
+/opt/ml, `--chdir` and `--die-with-parent`. bwrap stays the job's parent, so
+the PID Popen returns is bwrap's; terminating it kills the job (the job's
+parent-death signal is SIGKILL). The probe tries unshare first, then bwrap.
+
 The script runs as uid 0 *inside* the namespace (as in SageMaker's containers);
 the files it writes belong to the agent's user on the host.
 
@@ -51,6 +59,7 @@ STAGING = ".host-opt"  # inside the job's folder: where the host's /opt is bound
 _SETUP = r"""
 set -e
 ml=$1; stage=$2; cwd=$3; shift 3
+job_path=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH  # mount & co., whatever the job's PATH
 if [ -d /opt/ml ]; then
   mount --bind "$ml" /opt/ml
 elif [ -d /opt ]; then
@@ -73,51 +82,85 @@ else
   exit 125
 fi
 cd "$cwd"
+PATH=$job_path
 exec "$@"
 """
 
 
-def _unshare() -> Optional[str]:
-    return shutil.which("unshare")
+TOOLS = ("unshare", "bwrap")
 
 
-def wrap(command: Sequence[str], ml_dir: Path, cwd: str, unshare: Optional[str] = None) -> List[str]:
+def wrap(command: Sequence[str], ml_dir: Path, cwd: str, tool: Optional[str] = None) -> List[str]:
     """`command`, to be run with `ml_dir` mounted at /opt/ml and `cwd` (a path as
-    the job sees it) as its working directory. The command's first element is
-    exec'd: its PID is the one Popen returns."""
-    unshare = unshare or _unshare() or "unshare"
+    the job sees it) as its working directory, through `tool` (the path of
+    unshare or bwrap; default: the one the probe found working)."""
+    tool = tool or _probe(os.environ.get("PATH", os.defpath))[0] or shutil.which("unshare") or "unshare"
     ml_dir = Path(ml_dir)
-    stage = ml_dir.parent / STAGING
     ml_dir.mkdir(parents=True, exist_ok=True)
+    if Path(tool).name == "bwrap":
+        return _bwrap(tool, command, ml_dir, cwd)
+    stage = ml_dir.parent / STAGING
     stage.mkdir(parents=True, exist_ok=True)
-    return [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private",
+    return [tool, "--user", "--map-root-user", "--mount", "--propagation", "private",
             "/bin/sh", "-c", _SETUP, "mltp-sandbox", str(ml_dir), str(stage), str(cwd), *command]
 
 
-@lru_cache(maxsize=None)
-def _probe(path: str) -> Tuple[bool, str]:
-    unshare = shutil.which("unshare", path=path)
-    if not unshare:
-        return False, "no 'unshare' (util-linux) on PATH"
+def _bwrap(tool: str, command: Sequence[str], ml_dir: Path, cwd: str) -> List[str]:
+    """bwrap's arguments for the layout `_SETUP` makes with unshare. Sources of
+    --bind are looked up outside the new tree, so the entries of the host's /opt
+    stay reachable after the tmpfs hides them."""
+    args = [tool, "--dev-bind", "/", "/"]
+    if not os.path.isdir(CONTAINER_ML):
+        args += ["--tmpfs", "/opt"]
+        for entry in sorted(os.scandir("/opt"), key=lambda e: e.name):
+            target = f"/opt/{entry.name}"
+            if entry.is_symlink():
+                args += ["--symlink", os.readlink(entry.path), target]
+            else:
+                args += ["--dev-bind", entry.path, target]
+    return args + ["--bind", str(ml_dir), CONTAINER_ML, "--chdir", str(cwd), "--die-with-parent", "--", *command]
+
+
+def try_tool(tool: str, path: str = os.defpath) -> Optional[str]:
+    """None when `tool` gives a job its /opt/ml here, else why not."""
+    if not os.path.isdir("/opt"):
+        return "this machine has no /opt"
     with tempfile.TemporaryDirectory(prefix="mltp-sandbox-") as tmp:
         ml = Path(tmp) / "job" / "opt" / "ml"
         ml.mkdir(parents=True)
         (ml / "probe").write_text("ok")
         command = wrap(["/bin/sh", "-c", "test -f /opt/ml/probe && test \"$(pwd)\" = /opt/ml"], ml, CONTAINER_ML,
-                       unshare=unshare)
+                       tool=tool)
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=20,
                                   env={"PATH": path, "LC_ALL": "C"})
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return False, f"unshare could not run ({exc})"
+            return f"{Path(tool).name} could not run ({exc})"
         if proc.returncode != 0:
-            reason = " ".join((proc.stderr or proc.stdout).split())[:200] or f"exit code {proc.returncode}"
-            return False, f"this machine refuses unprivileged mount namespaces ({reason})"
-    return True, "private mount namespace per job (unshare)"
+            return " ".join((proc.stderr or proc.stdout).split())[:200] or f"exit code {proc.returncode}"
+    return None
+
+
+@lru_cache(maxsize=None)
+def _probe(path: str) -> Tuple[Optional[str], str]:
+    """The first tool that works here (its path) and a description, or None and why."""
+    refusals = []
+    for name in TOOLS:
+        tool = shutil.which(name, path=path)
+        if not tool:
+            continue
+        refused = try_tool(tool, path)
+        if refused is None:
+            return tool, f"private mount namespace per job ({name})"
+        refusals.append(f"{name}: {refused}")
+    if not refusals:
+        return None, "neither 'unshare' (util-linux) nor 'bwrap' (bubblewrap) is on PATH"
+    return None, f"this machine refuses unprivileged mount namespaces ({'; '.join(refusals)})"
 
 
 def probe() -> Tuple[bool, str]:
     """Whether jobs can run in a private mount namespace here, and why (not)."""
     if os.environ.get(DISABLE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no"):
         return False, f"{DISABLE_VARIABLE} is set"
-    return _probe(os.environ.get("PATH", os.defpath))
+    tool, reason = _probe(os.environ.get("PATH", os.defpath))
+    return tool is not None, reason
