@@ -279,6 +279,10 @@ def logs(repo: Path, config: Optional[str], **options) -> None:
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
 @click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
               help="With --local: the Python that runs the scripts. Default: this one.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
+              help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
+@click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",
+              help="With --local: copy inputs that have no local data from S3 first, with your AWS credentials.")
 def run(repo: Path, config: Optional[str], **options) -> None:
     """validate, sync, deploy, start and wait, in order."""
     from . import pipeline

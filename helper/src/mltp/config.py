@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import jsonschema
 
 from . import yaml_source
-from .config_schema import DEFAULT_FRAMEWORK_VERSIONS, SCHEMA
+from .config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT, SCHEMA
 from .errors import InvalidInput
 from .yaml_source import Document, Problem, key_path
 
@@ -32,10 +33,25 @@ STEP_ROLES = ("preprocessing", "training", "evaluation")
 # --------------------------------------------------------------------------- typed objects
 
 
+# Container paths of the processing jobs that config.yaml does not set
+# (docs/contract.md, 3.1). The code bundle is always put in CODE_DIR.
+INPUT_DIR = f"{PROCESSING_ROOT}/input"
+OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+CODE_DIR = f"{INPUT_DIR}/code"
+SPLITS = ("train", "validation", "test")
+
+
 @dataclass(frozen=True)
 class InputConfig:
     name: str
     source: str
+    destination: str = ""  # where the job finds it; "" means the default (see `path`)
+    local: Optional[str] = None  # what a local run serves at `source` (inputs[].local)
+
+    @property
+    def path(self) -> str:
+        """The input's folder inside the processing container."""
+        return self.destination or f"{INPUT_DIR}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,12 @@ class StepConfig:
     inputs: Tuple[InputConfig, ...] = ()
     arguments: Tuple[str, ...] = ()
     hyperparameters: Dict[str, Scalar] = field(default_factory=dict)
+    # Container paths (processing steps; docs/contract.md, 2.3): preprocessing's
+    # split folders, evaluation's model, test data and output folders.
+    outputs: Dict[str, str] = field(default_factory=dict)
+    model_destination: Optional[str] = None
+    test_destination: Optional[str] = None
+    output: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -567,6 +589,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         # written for "a/b" do not: one key, several spellings. Refused outright.
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
     out.extend(_retrain_problems(doc))
+    out.extend(_container_path_problems(doc))
 
     schedule = data.get("schedule")
     if isinstance(schedule, str):
@@ -645,6 +668,101 @@ def _retrain_problems(doc: Document) -> List[Problem]:
     return out
 
 
+def _processing_paths(data: Any, role: str) -> List[Tuple[Tuple[Any, ...], str, bool]]:
+    """(key path, container path, set in the file) of every folder a processing
+    step's job uses, the code folder first; defaults where the file sets none."""
+    base = ("steps", role)
+    step = _get(data, *base)
+    step = step if isinstance(step, dict) else {}
+    paths: List[Tuple[Tuple[Any, ...], str, bool]] = [((), CODE_DIR, False)]
+
+    def one(key: Tuple[Any, ...], value: Any, default: str) -> None:
+        if value is None:
+            paths.append((base + key, default, False))
+        elif isinstance(value, str):
+            paths.append((base + key, value, True))
+
+    if role == "preprocessing":
+        inputs = step.get("inputs")
+        for index, item in enumerate(inputs if isinstance(inputs, list) else []):
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                one(("inputs", index, "destination"), item.get("destination"), f"{INPUT_DIR}/{item['name']}")
+        outputs = step.get("outputs")
+        outputs = outputs if isinstance(outputs, dict) else {}
+        for split in SPLITS:
+            one(("outputs", split), outputs.get(split), f"{OUTPUT_DIR}/{split}")
+    else:
+        one(("model_destination",), step.get("model_destination"), f"{PROCESSING_ROOT}/model")
+        one(("test_destination",), step.get("test_destination"), f"{INPUT_DIR}/test")
+        one(("output",), step.get("output"), OUTPUT_DIR)
+    return paths
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _container_path_problems(doc: Document) -> List[Problem]:
+    """Container paths must be written one way (normalised: a job downloads and
+    uploads by path, and `a/../b` would name a folder twice) and must not overlap
+    within a step: a folder inside another would mix one input's files into
+    another's, or upload an input as an output. The schema already holds them
+    to absolute paths under /opt/ml/processing/."""
+    out: List[Problem] = []
+    prefix = PROCESSING_ROOT + "/"
+    for role in ("preprocessing", "evaluation"):
+        paths = _processing_paths(doc.value, role)
+        clean: List[Tuple[Tuple[Any, ...], str, bool]] = []
+        for key, value, explicit in paths:
+            if not explicit:
+                clean.append((key, value, explicit))
+                continue
+            if not value.startswith(prefix):
+                continue  # the schema reports it
+            normal = posixpath.normpath(value)
+            if normal != value:
+                hint = f" (did you mean '{normal}'?)" if normal.startswith(prefix) and not _HIDE_VALUES.get() else ""
+                out.append(Problem(doc.line_of(key), key_path(key),
+                                   f"{_show(value)} must be a normalised path: no '.' or '..' segments, "
+                                   f"no '//' and no trailing '/'{hint}"))
+                continue
+            clean.append((key, value, explicit))
+        reported = set()
+        for later in range(len(clean)):
+            for earlier in range(later):
+                first, second = clean[earlier], clean[later]
+                if not _overlap(first[1], second[1]):
+                    continue
+                # Reported once, on a key the file sets: the later one when both are.
+                here, there = (second, first) if second[2] else (first, second)
+                if not here[2] or here[0] in reported:
+                    continue
+                reported.add(here[0])
+                value, other = here[1], there[1]
+                relation = ("is the same folder as" if value == other
+                            else "lies inside" if value.startswith(other + "/") else "contains")
+                what = ("the code folder " + CODE_DIR + " (the model repo's code is put there)" if there[0] == ()
+                        else f"{key_path(there[0])} ({_show(other)})")
+                out.append(Problem(doc.line_of(here[0]), key_path(here[0]),
+                                   f"{_show(value)} {relation} {what}: the folders of a job must not overlap"))
+    local_problems = []
+    inputs = _get(doc.value, "steps", "preprocessing", "inputs")
+    for index, item in enumerate(inputs if isinstance(inputs, list) else []):
+        local = _get(item, "local")
+        if isinstance(local, str) and not local.startswith("/"):
+            parts = local.replace("\\", "/").split("/")
+            depth = 0
+            for part in parts:
+                depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+                if depth < 0:
+                    key = ("steps", "preprocessing", "inputs", index, "local")
+                    local_problems.append(Problem(doc.line_of(key), key_path(key),
+                                                  f"{_show(local)} leaves the model repo: give a path inside it, "
+                                                  "or an absolute path"))
+                    break
+    return out + local_problems
+
+
 def cron_problem(spec: str) -> Optional[str]:
     """Checks a Jenkins cron spec as Jenkins would (5 fields with their ranges,
     steps, H, H(a-b), or @daily...), so a schedule Jenkins would refuse fails
@@ -705,9 +823,14 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         volume_size_gb=raw["volume_size_gb"],
         max_runtime_minutes=raw["max_runtime_minutes"],
         environment={k: _text(v) for k, v in raw.get("environment", {}).items()},
-        inputs=tuple(InputConfig(i["name"], i["source"]) for i in raw.get("inputs", [])),
+        inputs=tuple(InputConfig(i["name"], i["source"], i.get("destination") or f"{INPUT_DIR}/{i['name']}", i.get("local"))
+                     for i in raw.get("inputs", [])),
         arguments=tuple(_text(a) for a in raw.get("arguments", [])),
         hyperparameters=dict(raw.get("hyperparameters", {})),
+        outputs=dict(raw["outputs"]) if "outputs" in raw else {},
+        model_destination=raw.get("model_destination"),
+        test_destination=raw.get("test_destination"),
+        output=raw.get("output"),
     )
 
 
@@ -715,10 +838,10 @@ def _retrain_config(data: Dict[str, Any]) -> Optional[RetrainConfig]:
     raw = data.get("retrain")
     if not raw:
         return None
-    sources = {i["name"]: i["source"] for i in data["steps"]["preprocessing"].get("inputs", [])}
+    inputs = {i.name: i for i in _step_config("preprocessing", data["steps"]["preprocessing"]).inputs}
     marker = raw.get("marker")
     return RetrainConfig(
-        on_inputs=tuple(InputConfig(name, sources[name]) for name in raw["on_inputs"]),
+        on_inputs=tuple(inputs[name] for name in raw["on_inputs"]),
         quiet_minutes=None if marker else raw.get("quiet_minutes", DEFAULT_QUIET_MINUTES),
         marker=marker,
     )

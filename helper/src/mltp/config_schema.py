@@ -92,6 +92,25 @@ def _step(defaults: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": props, "default": {}}
 
 
+# A path inside a processing container: SageMaker takes absolute paths under
+# /opt/ml/processing/ of at most 256 characters (ProcessingS3Input.LocalPath,
+# ProcessingS3Output.LocalPath). Normalisation and overlaps are checked in
+# config.py (`_container_path_problems`): a pattern cannot compare paths.
+PROCESSING_ROOT = "/opt/ml/processing"
+
+
+def _container_path(default: Any = None) -> Dict[str, Any]:
+    node: Dict[str, Any] = {
+        "type": "string",
+        "maxLength": 256,
+        "pattern": "^/opt/ml/processing/[^\\x00-\\x1f\\x7f]+$",
+        "x-error": "must be an absolute path under /opt/ml/processing/ such as /opt/ml/processing/train",
+    }
+    if default is not None:
+        node["default"] = default
+    return node
+
+
 _INPUTS = {
     "type": "array",
     "default": [],
@@ -111,8 +130,26 @@ _INPUTS = {
                 "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
                 "x-error": "must be an S3 URI such as s3://bucket/prefix/",
             },
+            "destination": dict(_container_path(), description="Where the job finds the input. Default: "
+                                "/opt/ml/processing/input/<name>."),
+            "local": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1024,
+                "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+                "x-error": "must be a file or folder path, relative to the model repo or absolute",
+                "description": "What a local run (mltp run --local) serves at `source` instead of the real data.",
+            },
         },
     },
+}
+
+_SPLIT_OUTPUTS = {
+    "type": "object",
+    "additionalProperties": False,
+    "default": {},
+    "description": "Where preprocessing writes each split; each folder is uploaded when the job ends.",
+    "properties": {split: _container_path(f"{PROCESSING_ROOT}/output/{split}") for split in ("train", "validation", "test")},
 }
 
 _ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 100, "default": []}
@@ -249,7 +286,7 @@ SCHEMA: Dict[str, Any] = {
             "properties": {
                 "preprocessing": _step(
                     {"script": "preprocessing.py", "instance_type": "ml.m5.xlarge", "max_runtime_minutes": 60, "max_runtime_limit": _PROCESSING_LIMIT},
-                    {"inputs": _INPUTS, "arguments": _ARGUMENTS},
+                    {"inputs": _INPUTS, "arguments": _ARGUMENTS, "outputs": _SPLIT_OUTPUTS},
                 ),
                 "training": _step(
                     {"script": "train.py", "instance_type": "ml.m5.xlarge", "max_runtime_minutes": 120, "max_runtime_limit": _TRAINING_LIMIT},
@@ -268,7 +305,15 @@ SCHEMA: Dict[str, Any] = {
                 ),
                 "evaluation": _step(
                     {"script": "evaluation.py", "instance_type": "ml.m5.large", "max_runtime_minutes": 30, "max_runtime_limit": _PROCESSING_LIMIT},
-                    {"arguments": _ARGUMENTS},
+                    {
+                        "arguments": _ARGUMENTS,
+                        "model_destination": dict(_container_path(f"{PROCESSING_ROOT}/model"),
+                                                  description="Where model.tar.gz (still packed) is put."),
+                        "test_destination": dict(_container_path(f"{PROCESSING_ROOT}/input/test"),
+                                                 description="Where the preprocessing test split is put."),
+                        "output": dict(_container_path(f"{PROCESSING_ROOT}/output"),
+                                       description="The folder evaluation.json is written to; all of it is uploaded."),
+                    },
                 ),
             },
         },

@@ -373,13 +373,29 @@ def _entrypoint(step: StepConfig) -> List[str]:
     return ["python3", f"{CODE_DIR}/{step.script}"]
 
 
+def container_paths(step: StepConfig) -> Dict[str, str]:
+    """The folders of a processing step inside its container: config.yaml's
+    (docs/contract.md, 2.3) or the defaults. Preprocessing: train, validation,
+    test; evaluation: model, test, output."""
+    if step.role == "evaluation":
+        return {
+            "model": step.model_destination or MODEL_DIR,
+            "test": step.test_destination or f"{INPUT_DIR}/test",
+            "output": step.output or OUTPUT_DIR,
+        }
+    return {split: step.outputs.get(split) or f"{OUTPUT_DIR}/{split}" for split in SPLITS}
+
+
 def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, session, sdk: _Sdk):
     from stepfunctions.steps import ProcessingStep
 
     is_evaluation = step.role == "evaluation"
-    environment = {"MLTP_INPUT_DIR": INPUT_DIR, "MLTP_OUTPUT_DIR": OUTPUT_DIR}
+    paths = container_paths(step)
+    # The variables name the step's folders (docs/contract.md, 3.1): evaluation's
+    # output folder is where the guard looks for evaluation.json.
+    environment = {"MLTP_INPUT_DIR": INPUT_DIR, "MLTP_OUTPUT_DIR": paths["output"] if is_evaluation else OUTPUT_DIR}
     if is_evaluation:
-        environment["MLTP_MODEL_DIR"] = MODEL_DIR
+        environment["MLTP_MODEL_DIR"] = paths["model"]
     environment.update(step.environment)
 
     processor = sdk.Processor(
@@ -399,15 +415,15 @@ def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, se
     job_inputs = [sdk.ProcessingInput(source=inputs["CodeS3Uri"], destination=CODE_DIR, input_name="code", **s3_prefix)]
     if is_evaluation:
         # S3Prefix on the object's key is how SageMaker downloads a single file.
-        job_inputs.append(sdk.ProcessingInput(source=inputs["ModelArtifactS3Uri"], destination=MODEL_DIR, input_name="model", **s3_prefix))
-        job_inputs.append(sdk.ProcessingInput(source=inputs["TestDataS3Uri"], destination=f"{INPUT_DIR}/test", input_name="test", **s3_prefix))
-        outputs = [sdk.ProcessingOutput(source=OUTPUT_DIR, destination=inputs["EvaluationOutputS3Uri"], output_name="evaluation", s3_upload_mode="EndOfJob")]
+        job_inputs.append(sdk.ProcessingInput(source=inputs["ModelArtifactS3Uri"], destination=paths["model"], input_name="model", **s3_prefix))
+        job_inputs.append(sdk.ProcessingInput(source=inputs["TestDataS3Uri"], destination=paths["test"], input_name="test", **s3_prefix))
+        outputs = [sdk.ProcessingOutput(source=paths["output"], destination=inputs["EvaluationOutputS3Uri"], output_name="evaluation", s3_upload_mode="EndOfJob")]
     else:
         for item in step.inputs:
-            job_inputs.append(sdk.ProcessingInput(source=item.source, destination=f"{INPUT_DIR}/{item.name}", input_name=item.name, **s3_prefix))
+            job_inputs.append(sdk.ProcessingInput(source=item.source, destination=item.path, input_name=item.name, **s3_prefix))
         split_keys = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
         outputs = [
-            sdk.ProcessingOutput(source=f"{OUTPUT_DIR}/{split}", destination=inputs[split_keys[split]], output_name=split, s3_upload_mode="EndOfJob")
+            sdk.ProcessingOutput(source=paths[split], destination=inputs[split_keys[split]], output_name=split, s3_upload_mode="EndOfJob")
             for split in SPLITS
         ]
 

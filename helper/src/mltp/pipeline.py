@@ -354,6 +354,8 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float] = None, loca
         except ImportError as exc:
             raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
         return run_local(repo, config, timeout=timeout, no_wait=no_wait, python=python, **options)
+    if options.pop("inputs", None) or options.pop("fetch_inputs", False):
+        raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
     checked = validate(repo, config, **options)
     click.echo(checked.summary())
     if not no_preflight:

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import click
 
@@ -22,7 +22,7 @@ LOCAL_POLL_SECONDS = 0.2
 
 def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None, region: Optional[str] = None,
               report_dir: Optional[str] = None, timeout: Optional[float] = None, python: Optional[str] = None,
-              no_wait: bool = False, **_ignored) -> None:
+              no_wait: bool = False, inputs: Sequence[str] = (), fetch_inputs: bool = False, **_ignored) -> None:
     from .. import pipeline
     from ..aws import Clients
 
@@ -31,11 +31,19 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     # Bad input fails fast, before anything starts.
     validated = pipeline.validate(repo, config, run_name=run_name, region=region, report_dir=report_dir)
     ctx = validated.context
+    from . import inputs as local_inputs
+
+    # Every input needs local data (exit 2 before anything starts); --fetch-inputs
+    # copies the rest from real S3 now, while the user's own credentials are still
+    # the process's: _local_credentials() replaces them before the emulator starts.
+    staged, to_fetch = local_inputs.resolve(ctx.config, local_inputs.parse_overrides(inputs), fetch_inputs)
     try:
         from . import emulator
         from .runner import LocalJobRunner
     except ImportError as exc:  # moto is the optional `local` extra
         raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
+    if to_fetch:
+        staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, ctx.config.repo)
 
     _local_credentials()
 
@@ -51,12 +59,15 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
     emulator.install_sagemaker_backend_hook(runner)
     click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {runner.python}")
+    if not runner.sandboxed:
+        click.echo(local_inputs.fallback_notice(ctx.config, runner.sandbox_reason))
     # The same validated repo, now pointed at the emulator.
     validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
     group = ctx.config.registry.model_package_group
     restored = False
     try:
         _create_bucket(clients, ctx.config.aws.bucket, ctx.region)
+        local_inputs.stage(clients, staged, ctx.region, existing=[ctx.config.aws.bucket])
         _restore_registry(clients, ctx.config)
         restored = True
         pipeline.run_checked(validated, repo, config, timeout=timeout, report_dir=str(ctx.report_dir),

@@ -8,8 +8,11 @@ model directory into model.tar.gz, and upload the outputs. Because everything
 comes from S3, the local run executes exactly the code `sync` shipped, ignore
 rules included.
 
-Each job's /opt/ml tree lives under a work folder; every /opt/ml path in the
-request (entry point, environment values) is mapped into it.
+Each job's /opt/ml tree lives under a work folder. Where the machine allows it,
+each job runs in a private mount namespace with that tree mounted at /opt/ml
+(`sandbox`), so the request's paths stay literal and scripts may use them;
+otherwise every /opt/ml path in the request (entry point, environment values)
+is mapped into the work folder.
 """
 
 import json
@@ -26,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 from .. import evaluation_guard
 from ..aws import Clients
 from ..outcome import exception_line
+from . import sandbox
 
 CONTAINER_ROOT = "/opt/ml"
 # CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
@@ -44,10 +48,16 @@ def split_s3(uri: str) -> Tuple[str, str]:
 
 
 class LocalJobRunner:
-    def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None):
+    def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
+                 sandboxed: Optional[bool] = None):
         self.clients = clients
         self.workdir = Path(workdir).resolve()
         self.python = python or sys.executable
+        if sandboxed is None:
+            sandboxed, self.sandbox_reason = sandbox.probe()
+        else:
+            self.sandbox_reason = "chosen by the caller"
+        self.sandboxed = sandboxed
         self._procs: List[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._stopped = False
@@ -162,10 +172,14 @@ class LocalJobRunner:
         log_path = self.workdir / f"{job_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.time()
+        launch, where = list(command), str(cwd)
+        if self.sandboxed:  # the job's own /opt/ml; the working directory is set inside
+            launch = sandbox.wrap(command, self.workdir / job_name / CONTAINER_ROOT.lstrip("/"), str(cwd))
+            where = str(self.workdir)
         with self._lock:
             if self._stopped:
                 raise JobFailed("Stopped: the run was stopped")
-            proc = subprocess.Popen(command, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
+            proc = subprocess.Popen(launch, cwd=where, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, errors="replace")
             self._procs.append(proc)
         try:
@@ -205,6 +219,10 @@ class LocalJobRunner:
         return root / container_path.lstrip("/")
 
     def _map_arg(self, root: Path, value: str) -> str:
+        """An argument or environment value as the job sees it: literal in a
+        private namespace (/opt/ml is the job's folder there), else mapped."""
+        if self.sandboxed:
+            return value
         return str(self._local(root, value)) if isinstance(value, str) and value.startswith(CONTAINER_ROOT + "/") else value
 
     def _download(self, uri: str, target: Path, single_name: Optional[str] = None) -> None:
