@@ -8,7 +8,7 @@ LOCK := resources/mltp/requirements-local.txt
 # (Ubuntu 24.04's) when this machine has one.
 AGENT_PYTHON ?= $(shell $(PYTHON) tests/compat/pythons.py 3.12 || echo python3)
 
-.PHONY: setup test test-helper test-vars test-compat groovy shellcheck chromium example schema bundle bench clean
+.PHONY: setup test test-helper test-vars test-compat groovy shellcheck chromium bubblewrap example schema bundle bench clean
 
 # The development environment is the local-mode bundle's own lock (hash-checked),
 # so the tests run against exactly the versions agents install, plus the tools.
@@ -25,7 +25,7 @@ setup: $(BIN)/.installed
 ## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4, the bundle on every Python)
 test: test-helper test-vars test-compat
 
-test-helper: setup shellcheck chromium
+test-helper: setup shellcheck chromium bubblewrap
 	$(BIN)/python -m pytest tests/helper -q
 
 test-vars: setup groovy
@@ -42,6 +42,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: the report.html browser test needs chromium: apt-get install chromium (skipped without it)" >&2; fi; }
+
+# Debian's bubblewrap: local jobs get a private /opt/ml through unshare, or bwrap
+# where unshare is refused; the sandbox tests exercise both (bwrap's are skipped without it).
+bubblewrap:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "make: the sandbox tests use bwrap: apt-get install bubblewrap (its tests are skipped without it)" >&2; fi; }
 
 # Debian packages the tests use; installed when missing and we may (root with apt).
 groovy shellcheck:

@@ -117,6 +117,12 @@ def test_the_requests_with_configured_paths_are_valid_api_calls(literal):
      "is the same folder as steps.evaluation.model_destination"),
     (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input/code/train"}),
      "steps.preprocessing.outputs.train", "lies inside the code folder /opt/ml/processing/input/code"),
+    (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input"}),
+     "steps.preprocessing.outputs.train", "contains the code folder /opt/ml/processing/input/code"),
+    (lambda s: s["preprocessing"].update(inputs=[
+        {"name": "a", "source": "s3://mlops-data/a/", "destination": "/opt/ml/processing/input"},
+        {"name": "b", "source": "s3://mlops-data/b/"}]),
+     "steps.preprocessing.inputs[0].destination", "contains steps.preprocessing.inputs[1].destination"),
     (lambda s: s["preprocessing"].update(outputs={"test": "/opt/ml/processing/output"}),
      "steps.preprocessing.outputs.test", "contains steps.preprocessing.outputs.train"),
     (lambda s: s["evaluation"].update(output="/opt/ml/processing/./evaluation"), "steps.evaluation.output",
@@ -138,6 +144,16 @@ def test_bad_paths_exit_2_naming_file_line_and_key(tmp_path, change, key, messag
     where, rest = line.split(": ", 1)
     assert where.rsplit(":", 1)[1].isdigit(), line  # file:line
     assert rest.startswith(key + ": ") and message in rest, line
+
+
+def test_an_input_may_hold_the_code_folder_as_on_sagemaker(tmp_path):
+    """SKLearnProcessor scripts read `/opt/ml/processing/input/<file>`: the input's
+    folder holds the code folder, as SageMaker's own processors arrange it."""
+    data = _example()
+    data["steps"]["preprocessing"]["inputs"] = [
+        {"name": "raw", "source": "s3://mlops-data/raw/", "destination": "/opt/ml/processing/input"}]
+    cfg = config_mod.load(_repo(tmp_path, data))
+    assert cfg.steps.preprocessing.inputs[0].destination == "/opt/ml/processing/input"
 
 
 def test_paths_of_different_steps_may_coincide(tmp_path):

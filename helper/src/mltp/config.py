@@ -698,6 +698,18 @@ def _processing_paths(data: Any, role: str) -> List[Tuple[Tuple[Any, ...], str, 
     return paths
 
 
+def _input_holds_code(first: Tuple[Tuple[Any, ...], str, bool], second: Tuple[Tuple[Any, ...], str, bool]) -> bool:
+    """The one overlap SageMaker's own processors make: an input downloaded to a
+    folder that holds the code folder, e.g. `destination: /opt/ml/processing/input`
+    with the code in /opt/ml/processing/input/code. Scripts written for
+    SKLearnProcessor read their data there, so it is allowed; an output there,
+    or an input inside the code folder, is not."""
+    code, other = (first, second) if first[0] == () else (second, first) if second[0] == () else (None, None)
+    if code is None or other is None:
+        return False
+    return "inputs" in other[0] and code[1].startswith(other[1] + "/")
+
+
 def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
@@ -731,7 +743,7 @@ def _container_path_problems(doc: Document) -> List[Problem]:
         for later in range(len(clean)):
             for earlier in range(later):
                 first, second = clean[earlier], clean[later]
-                if not _overlap(first[1], second[1]):
+                if not _overlap(first[1], second[1]) or _input_holds_code(first, second):
                     continue
                 # Reported once, on a key the file sets: the later one when both are.
                 here, there = (second, first) if second[2] else (first, second)
