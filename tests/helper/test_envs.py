@@ -218,6 +218,7 @@ def _training_folder(tmp_path: Path, train_py: str, requirements: str = None) ->
     (config / "inputdataconfig.json").write_text(json.dumps({"train": {"TrainingInputMode": "File"}}))
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"]}))
     (base / "model").mkdir()
+    (base / "output" / "data").mkdir(parents=True)  # SageMaker creates it, and so does the local runner
     return base
 
 

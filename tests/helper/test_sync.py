@@ -194,7 +194,7 @@ def test_cli_sync_prints_uploaded_then_unchanged(model, aws_env):
     runner = CliRunner()
     first = runner.invoke(main, ["sync", str(model)])
     assert first.exit_code == 0, first.output
-    assert first.output.startswith("sync: uploaded 9 files (")
+    assert first.output.startswith("sync: uploaded 10 files (")  # the repo's files and mltp's two entry points
     assert "KiB) to s3://" in first.output and first.output.count("\n") == 1
     second = runner.invoke(main, ["sync", str(model)])
     assert second.exit_code == 0, second.output

@@ -278,7 +278,8 @@ def logs(repo: Path, config: Optional[str], **options) -> None:
 @_preflight_option
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
 @click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
-              help="With --local: the Python that runs the scripts. Default: this one.")
+              help="With --local: the Python that runs the scripts. Default: a cached virtualenv per "
+                   "framework that mirrors its SageMaker container.")
 def run(repo: Path, config: Optional[str], **options) -> None:
     """validate, sync, deploy, start and wait, in order."""
     from . import pipeline

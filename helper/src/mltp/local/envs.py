@@ -213,7 +213,9 @@ def _install_container(python: str, row: Optional[dict], version: str, notes: Li
 
 
 def _install_toolkit(python: str) -> None:
-    result = _pip(python, ["install", "--prefer-binary", TOOLKIT])
+    # --use-pep517: an isolated build with current setuptools and wheel; the pip
+    # that Python 3.9/3.10 bundle would otherwise try `setup.py bdist_wheel` without them.
+    result = _pip(python, ["install", "--prefer-binary", "--use-pep517", TOOLKIT])
     if result.returncode == 0:
         return
     hint = ""
