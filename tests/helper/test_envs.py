@@ -142,9 +142,9 @@ def test_an_override_python_gets_an_overlay_and_stays_untouched(own_cache, tmp_p
     (site / "usermod.py").write_text("VALUE = 42\n")
     before = sorted(p.name for p in site.iterdir())
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("six\n")
+    requirements.write_text("tabulate\n")  # not a dependency of the toolkit: there through requirements.txt only
     env = envs.prepare("sklearn", "1.2-1", requirements, override=user_python, say=lambda _: None)
-    assert _python_out(env.python, "import usermod, six, sagemaker_training; print(usermod.VALUE)") == "42"
+    assert _python_out(env.python, "import usermod, tabulate, sagemaker_training; print(usermod.VALUE)") == "42"
     assert env.requirements == envs.requirements_digest(requirements)
     assert sorted(p.name for p in site.iterdir()) == before
 

@@ -129,6 +129,20 @@ def test_a_missing_import_names_the_package(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == ["local-test", "old-2", "old-3", "old-4", "old-5"]
 
 
+def test_a_requirements_txt_that_does_not_install_fails_the_first_step_naming_it(tmp_path):
+    """As on AWS, where mltp's processing entry installs it before preprocessing.py:
+    exit 4, one line naming requirements.txt and pip's reason."""
+    repo = tiny(tmp_path)
+    (repo / "requirements.txt").write_text("mltp-no-such-package-anywhere==0.0.1\n")
+    proc, error, _ = run_local(repo, timeout=900)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "local: requirements.txt did not install" in proc.stdout  # said while the environment was built
+    assert error.startswith("run failed at Preprocessing: "), error
+    assert ("preprocessing.py exited with code 1: mltp: requirements.txt failed to install (pip exited with code 1: "
+            "ERROR: No matching distribution found for mltp-no-such-package-anywhere==0.0.1)") in error, error
+    assert error.count("\n") <= 1
+
+
 def test_no_evaluation_json_exits_4_naming_the_file(tmp_path):
     proc, error, _ = run_local(tiny(tmp_path, evaluation="no-json"))
     assert proc.returncode == 4, proc.stdout + proc.stderr
