@@ -13,6 +13,7 @@ toolkit allows.
 import json
 import os
 import shutil
+import tarfile
 import subprocess
 import sys
 import textwrap
@@ -266,3 +267,101 @@ def test_a_requirements_txt_that_does_not_install_fails_training_naming_it(sklea
     assert reason.startswith("AlgorithmError: InstallRequirementsError: requirements.txt failed to install "
                              "(pip exited with code 1: ERROR: "), reason
     assert "mltp-no-such-package-anywhere" in reason and "\n" not in reason
+
+
+# --------------------------------------------------------------------------- the runner's training job
+
+
+def _training_request(s3, bucket: str, train_py: str, max_seconds: int = 120) -> dict:
+    import io
+
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = textwrap.dedent(train_py).encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket=bucket, Key="data/train/rows.csv", Body=b"a\n1\n")
+    return {
+        "HyperParameters": {"sagemaker_program": '"train.py"',
+                            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"', "epochs": "2"},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3Uri": f"s3://{bucket}/data/train/", "S3DataType": "S3Prefix"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/model/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_seconds},
+        "Environment": {"FLAG": "on"},
+    }
+
+
+def test_the_runner_trains_through_the_toolkit_and_uploads_the_model(sklearn_env, aws_env, tmp_path):
+    import io
+
+    from mltp.aws import Clients
+    from mltp.local.runner import LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    request = _training_request(clients.s3, "toolkit-ok", """
+        import argparse, os, sklearn
+        a = argparse.ArgumentParser(); a.add_argument("--epochs", type=int); n = a.parse_args().epochs
+        assert os.environ["FLAG"] == "on" and os.environ["SM_CURRENT_HOST"] == "localhost"
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(sklearn.__version__ + " %d" % n)
+    """)
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    runner("training", "m-train-0123456789ab", request, None)
+    body = clients.s3.get_object(Bucket="toolkit-ok", Key="model/m-train-0123456789ab/output/model.tar.gz")["Body"]
+    with tarfile.open(fileobj=io.BytesIO(body.read())) as tar:
+        assert tar.extractfile("model.txt").read().decode() == "1.2.1 2"
+    config = tmp_path / "work" / "m-train-0123456789ab" / "opt" / "ml" / "input" / "config"
+    assert json.loads((config / "resourceconfig.json").read_text())["current_host"] == "localhost"
+    assert json.loads((config / "hyperparameters.json").read_text()) == request["HyperParameters"]
+
+
+def test_a_failing_script_is_named_by_its_own_last_line_not_the_toolkits(sklearn_env, aws_env, tmp_path):
+    """A one-letter hyperparameter reaches the script as `-n 2`, as SageMaker's
+    toolkit spells it; argparse's complaint is the reason, not the toolkit's log."""
+    from mltp.aws import Clients
+    from mltp.local.runner import JobFailed, LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    request = _training_request(clients.s3, "toolkit-args", """
+        import argparse
+        a = argparse.ArgumentParser(); a.add_argument("--n", type=int); a.parse_args()
+    """)
+    request["HyperParameters"]["n"] = request["HyperParameters"].pop("epochs")
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    with pytest.raises(JobFailed) as failed:
+        runner("training", "m-train-0123456789ab", request, None)
+    assert str(failed.value) == "AlgorithmError: train.py exited with code 2: train.py: error: unrecognized arguments: -n 2"
+
+
+def test_a_job_over_its_runtime_ends_with_the_script_the_toolkit_started(sklearn_env, aws_env, tmp_path):
+    from mltp.aws import Clients
+    from mltp.local.runner import JobFailed, LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    pid_file = tmp_path / "script.pid"
+    request = _training_request(clients.s3, "toolkit-slow", f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(600)
+    """, max_seconds=15)
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    with pytest.raises(JobFailed, match=r"^MaxRuntimeExceeded: m-train-0123456789ab ran longer than 15 s$"):
+        runner("training", "m-train-0123456789ab", request, None)
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        import time
+
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"train.py (pid {pid}) outlived its job")

@@ -60,6 +60,7 @@ class Environment:
     path: Path
     requirements: Optional[str]  # sha256 of the requirements.txt installed in it, None when none was
     notes: Tuple[str, ...] = ()
+    named: Optional[str] = None  # the interpreter messages name: --python's for an overlay
 
 
 def cache_root() -> Path:
@@ -127,7 +128,7 @@ def prepare(framework: str, version: Optional[str], requirements: Optional[Path]
     notes = tuple(marker.get("notes", []))
     for note in notes:
         say(f"local: {note}")
-    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes)
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override)
 
 
 # --------------------------------------------------------------------------- building

@@ -24,6 +24,7 @@ request (entry point, environment values) is mapped into it.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -46,6 +47,8 @@ TOOLKIT_MAIN = "sagemaker_training.cli.train"
 # Locally the one host is this machine: with SageMaker's 'algo-1' the toolkit
 # would wait for its DNS name forever.
 LOCAL_HOST = "localhost"
+TOOLKIT_LOGGER = "sagemaker-training-toolkit"
+TOOLKIT_FAILURE = "Reporting training FAILURE"
 JOB_ROLES = {"prep": "preprocessing", "train": "training", "eval": "evaluation"}
 
 
@@ -87,12 +90,12 @@ class LocalJobRunner:
             procs = list(self._procs)
         for proc in procs:
             if proc.poll() is None:
-                proc.terminate()
+                _signal_job(proc, signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_job(proc, signal.SIGKILL)
 
     def _environment(self, job_name: str) -> Tuple[str, Dict[str, str]]:
         """The interpreter of a job's step, and what its environment tells the job."""
@@ -102,6 +105,13 @@ class LocalJobRunner:
             return self.python, {}
         installed = getattr(env, "requirements", None)
         return env.python, ({"MLTP_REQUIREMENTS_INSTALLED": installed} if installed else {})
+
+    def _named(self, python: str) -> str:
+        """The interpreter a message names: the user's for an overlay of --python."""
+        for env in self.environments.values():
+            if env.python == python:
+                return getattr(env, "named", None) or python
+        return python
 
     # -------------------------------------------------------------- the two job kinds
 
@@ -205,13 +215,15 @@ class LocalJobRunner:
         with self._lock:
             if self._stopped:
                 raise JobFailed("Stopped: the run was stopped")
+            # Its own process group: the toolkit (and the processing entry's pip) start
+            # the script as a child, and stopping the job must end that child too.
             proc = subprocess.Popen(command, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+                                    stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
             self._procs.append(proc)
         try:
             output, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_job(proc, signal.SIGKILL)
             output, _ = proc.communicate()
             self._publish_log(kind, job_name, output, started)
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
@@ -222,7 +234,7 @@ class LocalJobRunner:
             written = None
             if failure_file is not None and failure_file.is_file():
                 written = failure_file.read_text(encoding="utf-8", errors="replace")
-            raise JobFailed(failure_reason(script, proc.returncode, output, python or self.python, written))
+            raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
 
     def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
         """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
@@ -279,6 +291,14 @@ class LocalJobRunner:
             self.clients.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
 
 
+def _signal_job(proc: subprocess.Popen, sig: int) -> None:
+    """Signals the job's whole process group (the toolkit and the script it started)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -326,6 +346,10 @@ def failure_reason(script: str, code: int, output: str, python: str, failure: Op
     if kind == "ExecuteUserScriptError":
         exit_code = re.search(r"ExitCode (\d+)", failure or "")
         code = int(exit_code.group(1)) if exit_code else code
+        # What the script printed last, not the toolkit's own report of the failure.
+        cut = output.rfind(TOOLKIT_FAILURE)
+        output = output[:cut] if cut >= 0 else output
+        output = "\n".join(line for line in output.splitlines() if TOOLKIT_LOGGER not in line)
     lines = output.strip().splitlines()
     died_of = exception_line(output) or next((line.strip() for line in reversed(lines) if line.strip()), "no output")
     return f"AlgorithmError: {name} exited with code {code}: {died_of}"
