@@ -29,7 +29,7 @@ test-helper: setup shellcheck chromium bubblewrap
 	$(BIN)/python -m pytest tests/helper -q
 
 test-vars: setup groovy
-	MLTP_TEST_PYTHON=$(abspath $(BIN)/python) MLTP_TEST_AGENT_PYTHON=$(AGENT_PYTHON) bash tests/vars/run.sh
+	MLTP_TEST_AGENT_PYTHON=$(AGENT_PYTHON) bash tests/vars/run.sh
 
 ## test-compat: install the bundle as the step does on each Python 3.9..3.13 found, and run it
 test-compat: setup

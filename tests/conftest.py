@@ -34,7 +34,14 @@ if "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameter
 
 # The helper's caches (rendered definitions) go to a folder of this session, not
 # the user's ~/.cache: tests start cold and leave nothing behind.
-os.environ.setdefault("MLTP_CACHE_DIR", tempfile.mkdtemp(prefix="mltp-test-cache-"))
+# Except the local environments of `run --local` (local/envs.py): building one
+# with scikit-learn takes a minute, so they persist across sessions here, keyed
+# by content like the real cache (MLTP_TEST_ENVS moves it).
+if "MLTP_CACHE_DIR" not in os.environ:
+    os.environ["MLTP_CACHE_DIR"] = tempfile.mkdtemp(prefix="mltp-test-cache-")
+    TEST_ENVS = Path(os.environ.get("MLTP_TEST_ENVS") or Path.home() / ".cache" / "mltp-test-envs")
+    TEST_ENVS.mkdir(parents=True, exist_ok=True)
+    os.symlink(str(TEST_ENVS), str(Path(os.environ["MLTP_CACHE_DIR"]) / "envs"))
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 FIXTURES = ROOT / "tests" / "fixtures"
 REGION = "ap-northeast-2"

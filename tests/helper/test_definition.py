@@ -336,7 +336,8 @@ def test_processing_jobs(rendered):
     p = pre["Parameters"]
     image = "366743142698.dkr.ecr.ap-northeast-2.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
     assert p["AppSpecification"] == {"ImageUri": image,
-                                     "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/preprocessing.py"]}
+                                     "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/.mltp/processing_entry.py", 
+                                                             "/opt/ml/processing/input/code/preprocessing.py"]}
     assert p["ProcessingJobName.$"] == "$$.Execution.Input['PreprocessingJobName']"
     (code,) = p["ProcessingInputs"]
     assert code["InputName"] == "code" and code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
@@ -354,9 +355,10 @@ def test_processing_jobs(rendered):
     assert p["Tags"] == [{"Key": "cost-center", "Value": "1234"}, {"Key": "team", "Value": "fds"}]
     assert "ContainerArguments" not in p["AppSpecification"]
     e = ev["Parameters"]
-    # the evaluation script runs under mltp's guard, shipped in the code bundle (same outcome locally and on AWS)
+    # processing scripts start through mltp's entry point (installs requirements.txt); the evaluation
+    # script also runs under mltp's guard; both are shipped in the code bundle (same outcome locally and on AWS)
     assert e["AppSpecification"]["ContainerEntrypoint"] == [
-        "python3", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py", "/opt/ml/processing/input/code/evaluation.py"]
+        "python3", "/opt/ml/processing/input/code/.mltp/processing_entry.py", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py", "/opt/ml/processing/input/code/evaluation.py"]
     inputs = {i["InputName"]: (i["S3Input"]["LocalPath"], i["S3Input"]["S3Uri.$"], i["S3Input"]["S3DataType"]) for i in e["ProcessingInputs"]}
     assert inputs == {
         "code": ("/opt/ml/processing/input/code", "$$.Execution.Input['CodeS3Uri']", "S3Prefix"),
@@ -386,7 +388,8 @@ def test_processing_inputs_arguments_and_environment(rendered):
     e = d["States"]["Evaluation"]["Parameters"]
     assert e["AppSpecification"]["ContainerArguments"] == ["--threshold", "0.5"]
     assert e["AppSpecification"]["ContainerEntrypoint"] == [
-        "python3", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py", "/opt/ml/processing/input/code/src/evaluation.py"]
+        "python3", "/opt/ml/processing/input/code/.mltp/processing_entry.py", "/opt/ml/processing/input/code/.mltp/evaluation_guard.py",
+        "/opt/ml/processing/input/code/src/evaluation.py"]
     assert e["Environment"]["REPORT"] == "full"
     t = d["States"]["Training"]["Parameters"]
     assert t["Environment"] == {"OMP_NUM_THREADS": "4", "FLAG": "true"}

@@ -100,7 +100,10 @@ def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
     assert error.strip() == "run failed at Training: train.py: ValueError: training broke on purpose"
     summary = (report / "summary.txt").read_text()
     assert summary == "tiny-model run local-test: FAILED: run failed at Training: train.py: ValueError: training broke on purpose\n"
-    assert '"/' not in (report / "report.md").read_text()  # the log's paths are relative to the repo
+    # The log's paths into the repo are relative to it (the toolkit's own log names the environment's
+    # interpreter in the helper's cache, as on AWS it names the container's).
+    assert str(report.parents[2]) not in (report / "report.md").read_text()
+    assert "sagemaker-training-toolkit" in (report / "report.md").read_text()
     assert (report / "report.json").exists()
     # `mltp logs --local` reads the same run back from the files it kept.
     repo = report.parents[2]
@@ -124,6 +127,20 @@ def test_a_missing_import_names_the_package(tmp_path):
     assert "xgboost_not_installed_here" in error and "not installed" in error
     # .mltp/work/ keeps the last 5 runs, this one included.
     assert sorted(p.name for p in work.iterdir()) == ["local-test", "old-2", "old-3", "old-4", "old-5"]
+
+
+def test_a_requirements_txt_that_does_not_install_fails_the_first_step_naming_it(tmp_path):
+    """As on AWS, where mltp's processing entry installs it before preprocessing.py:
+    exit 4, one line naming requirements.txt and pip's reason."""
+    repo = tiny(tmp_path)
+    (repo / "requirements.txt").write_text("mltp-no-such-package-anywhere==0.0.1\n")
+    proc, error, _ = run_local(repo, timeout=900)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "local: requirements.txt did not install" in proc.stdout  # said while the environment was built
+    assert error.startswith("run failed at Preprocessing: "), error
+    assert ("preprocessing.py exited with code 1: mltp: requirements.txt failed to install (pip exited with code 1: "
+            "ERROR: No matching distribution found for mltp-no-such-package-anywhere==0.0.1)") in error, error
+    assert error.count("\n") <= 1
 
 
 def test_no_evaluation_json_exits_4_naming_the_file(tmp_path):

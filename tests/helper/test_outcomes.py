@@ -133,8 +133,10 @@ def test_a_string_metric_fails_the_gate_on_aws_as_locally(aws_run):
 
 def test_the_evaluation_job_runs_under_the_guard_from_the_code_prefix(aws_run):
     entry = aws_run["job"]["AppSpecification"]["ContainerEntrypoint"]
-    assert entry == ["python3", CODE_DIR + ".mltp/evaluation_guard.py", CODE_DIR + "evaluation.py"]
+    assert entry == ["python3", CODE_DIR + ".mltp/processing_entry.py", CODE_DIR + ".mltp/evaluation_guard.py",
+                     CODE_DIR + "evaluation.py"]
     assert (aws_run["code"] / ".mltp" / "evaluation_guard.py").is_file()
+    assert (aws_run["code"] / ".mltp" / "processing_entry.py").is_file()
 
 
 def test_an_empty_model_fails_the_evaluation_job_on_aws_as_locally(aws_run, tmp_path):

@@ -84,12 +84,12 @@ def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
     prefix = f"mltp/{cfg.name}/code/{built.content_hash}/"
     assert result.uploaded and result.content_hash == built.content_hash
     assert result.uri == f"s3://{cfg.aws.bucket}/{prefix}"
-    # the repo's files plus mltp's evaluation guard (the evaluation job's entry point)
+    # the repo's files plus mltp's entry points (processing entry, evaluation guard)
     assert keys(aws_env, cfg.aws.bucket, prefix) == sorted(
-        ["manifest.json", "sourcedir.tar.gz", "src/.mltp/evaluation_guard.py"] + [f"src/{f.relpath}" for f in files])
+        ["manifest.json", "sourcedir.tar.gz", "src/.mltp/evaluation_guard.py", "src/.mltp/processing_entry.py"] + [f"src/{f.relpath}" for f in files])
     # manifest.json is the very last write
     puts = [params["_body"] for name, params in calls.items if name == "PutObject"]
-    assert puts[-1].endswith("/manifest.json") and len(puts) == len(files) + 3
+    assert puts[-1].endswith("/manifest.json") and len(puts) == len(files) + 4
     # every S3 call names the expected bucket owner
     for name, params in calls.items:
         assert params.get("x-amz-expected-bucket-owner") == ACCOUNT, name
@@ -98,7 +98,7 @@ def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
     assert tarball == bundle.tarball_bytes(built)
     manifest = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")["Body"].read())
     assert manifest["content_hash"] == built.content_hash
-    assert [f["path"] for f in manifest["files"]] == sorted([f.relpath for f in files] + [".mltp/evaluation_guard.py"])
+    assert [f["path"] for f in manifest["files"]] == sorted([f.relpath for f in files] + [".mltp/evaluation_guard.py", ".mltp/processing_entry.py"])
     assert manifest["sourcedir.tar.gz"]["size"] == len(tarball)
     assert s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")["Body"].read() == \
         (model / "train.py").read_bytes()
@@ -164,7 +164,7 @@ def test_kms_key_is_used_for_every_object(example_repo, aws_env):
     calls = Calls(clients.s3)
     result = sync_mod.sync(cfg, clients, files)
     puts = [params for op, params in calls.items if op == "PutObject"]
-    assert len(puts) == len(files) + 3
+    assert len(puts) == len(files) + 4
     for params in puts:
         assert params["x-amz-server-side-encryption"] == "aws:kms"
         assert params["x-amz-server-side-encryption-aws-kms-key-id"] == "alias/mlops"
@@ -194,7 +194,7 @@ def test_cli_sync_prints_uploaded_then_unchanged(model, aws_env):
     runner = CliRunner()
     first = runner.invoke(main, ["sync", str(model)])
     assert first.exit_code == 0, first.output
-    assert first.output.startswith("sync: uploaded 9 files (")
+    assert first.output.startswith("sync: uploaded 10 files (")  # the repo's files and mltp's two entry points
     assert "KiB) to s3://" in first.output and first.output.count("\n") == 1
     second = runner.invoke(main, ["sync", str(model)])
     assert second.exit_code == 0, second.output

@@ -1,11 +1,13 @@
 // End to end: the step with a real `sh`. It writes the bundled helper from
 // resources/ to the agent, installs it into a cached virtualenv, and runs the
 // example model with mode 'local' (the embedded emulator, scripts as local
-// processes). Needs a package index (pip installs the pinned requirements) and,
-// for the example's scripts, a Python with scikit-learn and pandas:
-// MLTP_TEST_PYTHON (make test sets it to the test virtualenv's). The agent's
-// interpreter that installs the helper is MLTP_TEST_AGENT_PYTHON (make test
-// picks a Python 3.12, what Ubuntu 24.04 agents have), else python3.
+// processes). Needs a package index (pip installs the pinned requirements) and a
+// C compiler. No scriptPython: as on a fresh agent with only python3, the helper
+// builds the local environment of the example's framework (scikit-learn and
+// the rest of the SageMaker container's packages, the training toolkit) in its
+// cache. The agent's interpreter that installs the helper is
+// MLTP_TEST_AGENT_PYTHON (make test picks a Python 3.12, what Ubuntu 24.04
+// agents have), else python3.
 
 void copyTree(File from, File to) {
     from.eachFileRecurse { File f ->
@@ -24,16 +26,16 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     h.realSh = true
     copyTree(new File(ROOT, 'examples/fraud-detection'), h.workspace)   // what checkout scm brings
     h.branch('main', true)
-    String python = System.getenv('MLTP_TEST_PYTHON') ?: 'python3'
     String agentPython = System.getenv('MLTP_TEST_AGENT_PYTHON') ?: 'python3'
     println "      (agent Python: ${agentPython})"
     h.env.PIP_CACHE_DIR = System.getenv('PIP_CACHE_DIR') ?: (System.getProperty('user.home') + '/.cache/pip')
 
-    h.run(mode: 'local', scriptPython: python, python: agentPython)   // runs the example's scripts (scikit-learn)
+    h.run(mode: 'local', python: agentPython)   // runs the example's scripts (scikit-learn), no scriptPython
 
     assert h.result == 'SUCCESS', h.log.takeRight(40).join('\n')
     assert h.helperVerbs() == ['validate', 'run']
-    assert h.shFor('run').env.MLTP_PYTHON == python
+    assert !h.shFor('run').env.containsKey('MLTP_PYTHON')
+    assert h.log.any { it.startsWith('local: building the environment for sklearn 1.2-1 in ') }
     assert h.stageNames() == ['Validate', 'Train', 'Report']
     assert h.log.any { it.contains('mltp helper: installed in') }
     assert h.installCall().env.MLTP_INSTALL_REQUIREMENTS.endsWith('/requirements-local.txt')
@@ -57,8 +59,9 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     again.env.PIP_CACHE_DIR = h.env.PIP_CACHE_DIR
     copyTree(new File(ROOT, 'examples/fraud-detection'), again.workspace)
     again.branch('main', true)
-    again.run(mode: 'local', scriptPython: python, python: agentPython)
+    again.run(mode: 'local', python: agentPython)
     assert again.result == 'SUCCESS', again.log.takeRight(20).join('\n')
+    assert !again.log.any { it.startsWith('local: building the environment') }   // the local environment too
     assert again.log.any { it.startsWith('mltp helper: cached in') && it.endsWith('(verified)') }
     assert !again.log.any { it.contains('installing into') }
     assert again.shFor('run').env.MLTP == h.shFor('run').env.MLTP

@@ -554,7 +554,21 @@ test('mode local: validate then run --local in one process, no AWS credentials')
     assert h.callsOf('withCredentials').isEmpty()
     assert h.currentBuild.description
     assert h.shFor('run').env.MLTP_TIMEOUT
-    assert !h.shFor('run').env.containsKey('MLTP_PYTHON')   // the helper's own Python by default
+    assert !h.shFor('run').env.containsKey('MLTP_PYTHON')   // the helper builds the local environments by default
+}
+
+test('mode local without scriptPython: the helper builds the environments, and the docs say so') { PipelineHarness h ->
+    h.branch('main', true)
+    h.fakeHelper()
+    h.run(mode: 'local')
+    assert h.result == 'SUCCESS'
+    assert !h.shFor('run').env.containsKey('MLTP_PYTHON')
+    assert !h.shFor('run').withEnv.any { it.startsWith('MLTP_PYTHON=') }
+    String help = new File(ROOT, 'vars/mlTrainingPipeline.txt').text
+    assert help.contains('<code>scriptPython</code> (default <code>null</code>: a local environment per framework)')
+    assert help.contains('only\n      <code>python3</code>')
+    String source = new File(ROOT, 'vars/mlTrainingPipeline.groovy').text
+    assert source.contains("null = the helper builds a cached virtualenv")
 }
 
 test('mode local: scriptPython reaches the helper as MLTP_PYTHON, never in shell text') { PipelineHarness h ->

@@ -92,16 +92,20 @@ def content_hash(files: Sequence[BundleFile]) -> str:
 
 
 def _with_guard(files: Sequence[RepoFile]) -> List[RepoFile]:
-    """The repo's files plus mltp's evaluation guard, the evaluation job's entry
-    point (see evaluation_guard). `.mltp/` is never shipped from a repo, so the
-    name cannot clash; being in the bundle, the guard is part of the content hash
-    and verified with the rest of the code."""
-    from . import evaluation_guard
+    """The repo's files plus mltp's two entry points: the processing jobs' entry
+    (installs requirements.txt, then runs the script; see processing_entry) and
+    the evaluation guard (see evaluation_guard). `.mltp/` is never shipped from
+    a repo, so the names cannot clash; being in the bundle, both are part of the
+    content hash and verified with the rest of the code."""
+    from . import evaluation_guard, processing_entry
 
-    if any(f.relpath == evaluation_guard.SHIPPED_AS for f in files):
-        return list(files)
-    guard = Path(evaluation_guard.__file__)
-    return list(files) + [RepoFile(evaluation_guard.SHIPPED_AS, guard, guard.stat().st_size)]
+    out = list(files)
+    shipped = {f.relpath for f in files}
+    for module in (processing_entry, evaluation_guard):
+        if module.SHIPPED_AS not in shipped:
+            source = Path(module.__file__)
+            out.append(RepoFile(module.SHIPPED_AS, source, source.stat().st_size))
+    return out
 
 
 def make(files: Sequence[RepoFile]) -> Bundle:

@@ -278,7 +278,8 @@ def logs(repo: Path, config: Optional[str], **options) -> None:
 @_preflight_option
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
 @click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
-              help="With --local: the Python that runs the scripts. Default: this one.")
+              help="With --local: the Python that runs the scripts. Default: a cached virtualenv per "
+                   "framework that mirrors its SageMaker container.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
               help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
 @click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",

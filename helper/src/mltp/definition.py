@@ -363,14 +363,18 @@ def _tags(config: Config) -> Dict[str, str]:
 
 
 def _entrypoint(step: StepConfig) -> List[str]:
-    """The evaluation script runs under mltp's guard (shipped in the code bundle):
-    an empty model or an oversized evaluation.json then fails the job with a
-    reason, the same way on AWS and locally (see evaluation_guard)."""
-    from .evaluation_guard import SHIPPED_AS
+    """Processing scripts start through mltp's entry point (shipped in the code
+    bundle), which installs requirements.txt first, as SageMaker's
+    FrameworkProcessor does (see processing_entry). The evaluation script also
+    runs under mltp's guard: an empty model or an oversized evaluation.json then
+    fails the job with a reason, the same way on AWS and locally (see evaluation_guard)."""
+    from .evaluation_guard import SHIPPED_AS as GUARD
+    from .processing_entry import SHIPPED_AS as ENTRY
 
+    entry = ["python3", f"{CODE_DIR}/{ENTRY}"]
     if step.role == "evaluation":
-        return ["python3", f"{CODE_DIR}/{SHIPPED_AS}", f"{CODE_DIR}/{step.script}"]
-    return ["python3", f"{CODE_DIR}/{step.script}"]
+        return entry + [f"{CODE_DIR}/{GUARD}", f"{CODE_DIR}/{step.script}"]
+    return entry + [f"{CODE_DIR}/{step.script}"]
 
 
 def container_paths(step: StepConfig) -> Dict[str, str]:

@@ -376,8 +376,9 @@ mltp run . --local     # the whole pipeline on this machine, no AWS account
 ```
 
 The scripts generate their own data, so this passes as it is. It needs
-Python 3.9+ with the packages of `requirements.txt` (`--python PATH` picks
-another interpreter for the scripts). Reports land in `.mltp/runs/<run>/`
+Python 3.9+ and a package index: the first local run builds a virtualenv that
+mirrors the SageMaker container, with `requirements.txt` (`--python PATH` runs
+the scripts with another interpreter's packages instead). Reports land in `.mltp/runs/<run>/`
 (`report.html`, `report.md`); `.mltp/` is in `.gitignore`.
 
 Then, one step at a time:

@@ -53,12 +53,15 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     note = gitignore_note(ctx.config.repo)
     if note:
         click.echo(note)
+    environments = step_environments(ctx.config, python)  # before the emulator: a build may take a minute
     server, endpoint = emulator.start_local_moto()
     clients = Clients(ctx.region, endpoint)
-    runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python)
+    runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python,
+                            environments=environments)
     emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
     emulator.install_sagemaker_backend_hook(runner)
-    click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {runner.python}")
+    pythons = sorted({env.python for env in environments.values()})
+    click.echo(f"local: AWS emulator at {endpoint}; jobs run as local processes with {', '.join(pythons)}")
     if not runner.sandboxed:
         click.echo(local_inputs.fallback_notice(ctx.config, runner.sandbox_reason))
     # The same validated repo, now pointed at the emulator.
@@ -85,6 +88,24 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
                 registry_store.save(clients, ctx.config.repo, group)
         finally:
             emulator.stop_local_moto(server)
+
+
+def step_environments(config, python: Optional[str] = None) -> dict:
+    """Step role -> the local environment its jobs run in (envs.py): one per
+    (framework, framework_version), or, with --python / MLTP_PYTHON, that
+    interpreter with the toolkit and requirements.txt added beside it."""
+    from . import envs
+
+    requirements = config.repo / "requirements.txt"
+    built = {}
+    out = {}
+    for step in config.steps.all():
+        key = ("override", python) if python else (step.framework, step.framework_version)
+        if key not in built:
+            built[key] = envs.prepare(step.framework, step.framework_version, requirements, override=python,
+                                      say=click.echo)
+        out[step.role] = built[key]
+    return out
 
 
 def _local_credentials() -> None:

@@ -3,10 +3,19 @@
 The emulator hands us the exact CreateProcessingJob / CreateTrainingJob request
 the state machine sent. We do what the SageMaker containers do with it:
 download the inputs from (emulated) S3 into the job's /opt/ml tree, run the
-script with the contract's paths and variables (docs/contract.md, section 3), pack the
+job's command with the contract's paths and variables (docs/contract.md, section 3), pack the
 model directory into model.tar.gz, and upload the outputs. Because everything
 comes from S3, the local run executes exactly the code `sync` shipped, ignore
 rules included.
+
+Training runs AWS's own training toolkit (`sagemaker-training`, what the
+framework containers start with `train`), with SAGEMAKER_BASE_DIR at the job's
+folder: it reads the config files written here, sets the SM_* variables,
+decodes the hyperparameters, installs requirements.txt and writes the failure
+file the job's FailureReason comes from. Processing jobs run their
+ContainerEntrypoint as is (mltp's processing entry, which installs
+requirements.txt, then the script). Each step's interpreter is the Python of its
+local environment (envs.py).
 
 Each job's /opt/ml tree lives under a work folder. Where the machine allows it,
 each job runs in a private mount namespace with that tree mounted at /opt/ml
@@ -18,6 +27,7 @@ is mapped into the work folder.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -26,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .. import evaluation_guard
+from .. import evaluation_guard, processing_entry
 from ..aws import Clients
 from ..outcome import exception_line
 from . import sandbox
@@ -36,6 +46,14 @@ CONTAINER_ROOT = "/opt/ml"
 # a failed job's log from there, on AWS and locally alike.
 LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
+# The toolkit's entry, as the containers' `train` command runs it.
+TOOLKIT_MAIN = "sagemaker_training.cli.train"
+# Locally the one host is this machine: with SageMaker's 'algo-1' the toolkit
+# would wait for its DNS name forever.
+LOCAL_HOST = "localhost"
+TOOLKIT_LOGGER = "sagemaker-training-toolkit"
+TOOLKIT_FAILURE = "Reporting training FAILURE"
+JOB_ROLES = {"prep": "preprocessing", "train": "training", "eval": "evaluation"}
 
 
 class JobFailed(Exception):
@@ -49,10 +67,14 @@ def split_s3(uri: str) -> Tuple[str, str]:
 
 class LocalJobRunner:
     def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
-                 sandboxed: Optional[bool] = None):
+                 environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None):
+        """`environments`: step role -> envs.Environment, the interpreter of that
+        step's jobs; `python` serves a step without one. `sandboxed`: None probes
+        whether jobs can have a private /opt/ml (sandbox.probe)."""
         self.clients = clients
         self.workdir = Path(workdir).resolve()
         self.python = python or sys.executable
+        self.environments = dict(environments or {})
         if sandboxed is None:
             sandboxed, self.sandbox_reason = sandbox.probe()
         else:
@@ -78,12 +100,28 @@ class LocalJobRunner:
             procs = list(self._procs)
         for proc in procs:
             if proc.poll() is None:
-                proc.terminate()
+                _signal_job(proc, signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_job(proc, signal.SIGKILL)
+
+    def _environment(self, job_name: str) -> Tuple[str, Dict[str, str]]:
+        """The interpreter of a job's step, and what its environment tells the job."""
+        role = JOB_ROLES.get(job_name.rsplit("-", 2)[-2] if job_name.count("-") >= 2 else "")
+        env = self.environments.get(role or "")
+        if env is None:
+            return self.python, {}
+        installed = getattr(env, "requirements", None)
+        return env.python, ({"MLTP_REQUIREMENTS_INSTALLED": installed} if installed else {})
+
+    def _named(self, python: str) -> str:
+        """The interpreter a message names: the user's for an overlay of --python."""
+        for env in self.environments.values():
+            if env.python == python:
+                return getattr(env, "named", None) or python
+        return python
 
     # -------------------------------------------------------------- the two job kinds
 
@@ -98,61 +136,73 @@ class LocalJobRunner:
         app = request["AppSpecification"]
         command = [self._map_arg(root, a) for a in app.get("ContainerEntrypoint", [])]
         command += [self._map_arg(root, a) for a in app.get("ContainerArguments", [])]
+        python, env = self._environment(job_name)
         if command and Path(command[0]).name.startswith("python"):
-            command[0] = self.python
-        env = {k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()}
+            command[0] = python
+        env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
         scripts = [c for c in command[1:] if c.endswith(".py")]
-        if len(scripts) > 1 and scripts[0].endswith("/" + evaluation_guard.SHIPPED_AS):
-            scripts = scripts[1:]  # the guard runs the evaluation script and checks its output itself
+        # mltp's entry (installs requirements.txt) and the guard run the user's script themselves
+        entries = ("/" + processing_entry.SHIPPED_AS, "/" + evaluation_guard.SHIPPED_AS)
+        while len(scripts) > 1 and scripts[0].endswith(entries):
+            scripts = scripts[1:]
         script = scripts[0] if scripts else (command[-1] if command else "")
-        self._execute("processing", job_name, command, env, Path(script).parent, request, script=script)
+        self._execute("processing", job_name, command, env, Path(script).parent, request, script=script,
+                      python=python)
         for item in outputs:
             local = self._local(root, item["S3Output"]["LocalPath"])
             self._upload_dir(local, item["S3Output"]["S3Uri"])
 
     def _training(self, job_name: str, request: dict, root: Path) -> None:
+        """The container's way: the job's folder as SAGEMAKER_BASE_DIR, the config
+        files SageMaker writes, then the toolkit's `train`."""
         raw = request.get("HyperParameters", {})
         decoded = {k: _decode(v) for k, v in raw.items()}
         program = decoded.get("sagemaker_program")
         submit = decoded.get("sagemaker_submit_directory")
         if not program or not submit:
             raise JobFailed("ClientError: the training job names no sagemaker_program / sagemaker_submit_directory")
-        code = self._local(root, f"{CONTAINER_ROOT}/code")
+        base = self._local(root, CONTAINER_ROOT)
+        code = base / "code"
         archive = root / "sourcedir.tar.gz"
         self._download(submit, archive.parent, single_name=archive.name)
         code.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
+        with tarfile.open(archive) as tar:  # the toolkit finds the code in place and does not download it
             _safe_extract(tar, code)
-        channels = []
-        env: Dict[str, str] = {}
+        data_config = {}
         for channel in request.get("InputDataConfig", []):
             name = channel["ChannelName"]
-            channels.append(name)
-            target = self._local(root, f"{CONTAINER_ROOT}/input/data/{name}")
-            self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], target)
-            env[f"SM_CHANNEL_{name.upper()}"] = str(target)
-        model_dir = self._local(root, f"{CONTAINER_ROOT}/model")
-        output_dir = self._local(root, f"{CONTAINER_ROOT}/output/data")
-        model_dir.mkdir(parents=True, exist_ok=True)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        hyperparameters = {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")}
-        env.update({
-            "SM_MODEL_DIR": str(model_dir),
-            "SM_OUTPUT_DATA_DIR": str(output_dir),
-            "SM_CHANNELS": json.dumps(sorted(channels)),
-            "SM_HPS": json.dumps(hyperparameters, sort_keys=True),
-            "SM_CURRENT_HOST": "algo-1",
-            "SM_HOSTS": json.dumps(["algo-1"]),
-            "SM_NUM_GPUS": "0",
-            "SM_NUM_CPUS": str(os.cpu_count() or 1),
-            "SM_USER_ENTRY_POINT": program,
-            "SM_MODULE_DIR": submit,
-        })
+            source = channel["DataSource"]["S3DataSource"]
+            self._download(source["S3Uri"], base / "input" / "data" / name)
+            data_config[name] = {"TrainingInputMode": channel.get("InputMode", "File"),
+                                 "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                                 "RecordWrapperType": channel.get("RecordWrapperType", "None")}
+            if channel.get("ContentType"):
+                data_config[name]["ContentType"] = channel["ContentType"]
+        instance_type = request.get("ResourceConfig", {}).get("InstanceType", "local")
+        resource_config = {
+            "current_host": LOCAL_HOST, "hosts": [LOCAL_HOST], "network_interface_name": "lo",
+            "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
+            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                                 "hosts": [LOCAL_HOST]}],
+        }
+        config_dir = base / "input" / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        for name, content in (("hyperparameters.json", raw), ("inputdataconfig.json", data_config),
+                              ("resourceconfig.json", resource_config)):
+            (config_dir / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+        model_dir = base / "model"
+        for folder in (model_dir, base / "output" / "data"):
+            folder.mkdir(parents=True, exist_ok=True)
+        failure = base / "output" / "failure"
+        if failure.exists():
+            failure.unlink()
+        python, env = self._environment(job_name)
+        # In a private namespace the job's folder is /opt/ml: the SM_* paths read as on SageMaker.
+        env["SAGEMAKER_BASE_DIR"] = CONTAINER_ROOT if self.sandboxed else str(base)
         env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
-        command = [self.python, str(code / program)]
-        for key, value in hyperparameters.items():  # script mode: --key value
-            command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-        self._execute("training", job_name, command, env, code, request)
+        command = [python, "-m", TOOLKIT_MAIN]
+        self._execute("training", job_name, command, env, code, request, script=program, python=python,
+                      failure_file=failure)
         packed = root / "model.tar.gz"
         with tarfile.open(packed, "w:gz") as tar:
             for path in sorted(model_dir.rglob("*")):
@@ -164,7 +214,8 @@ class LocalJobRunner:
     # -------------------------------------------------------------- running a script
 
     def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
-                 request: dict, script: Optional[str] = None) -> None:
+                 request: dict, script: Optional[str] = None, python: Optional[str] = None,
+                 failure_file: Optional[Path] = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "SM_"))}
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -179,13 +230,15 @@ class LocalJobRunner:
         with self._lock:
             if self._stopped:
                 raise JobFailed("Stopped: the run was stopped")
+            # Its own process group: the toolkit (and the processing entry's pip) start
+            # the script as a child, and stopping the job must end that child too.
             proc = subprocess.Popen(launch, cwd=where, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+                                    stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
             self._procs.append(proc)
         try:
             output, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_job(proc, signal.SIGKILL)
             output, _ = proc.communicate()
             self._publish_log(kind, job_name, output, started)
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
@@ -193,7 +246,10 @@ class LocalJobRunner:
         self._publish_log(kind, job_name, output, started)
         if proc.returncode != 0:
             script = script or (command[1] if len(command) > 1 else command[0])
-            raise JobFailed(failure_reason(script, proc.returncode, output, self.python))
+            written = None
+            if failure_file is not None and failure_file.is_file():
+                written = failure_file.read_text(encoding="utf-8", errors="replace")
+            raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
 
     def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
         """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
@@ -254,6 +310,14 @@ class LocalJobRunner:
             self.clients.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
 
 
+def _signal_job(proc: subprocess.Popen, sig: int) -> None:
+    """Signals the job's whole process group (the toolkit and the script it started)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -278,18 +342,33 @@ def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
     tar.extractall(target)
 
 
-def failure_reason(script: str, code: int, output: str, python: str) -> str:
-    """SageMaker-style FailureReason: the exit code and the last lines of output,
-    with a plain hint when the script imports a package that is not installed."""
+def failure_reason(script: str, code: int, output: str, python: str, failure: Optional[str] = None) -> str:
+    """SageMaker-style FailureReason, one line: the exit code and what the script
+    died of, with a plain hint when it imports a package that is not installed.
+    `failure` is what the training toolkit wrote to /opt/ml/output/failure (on
+    AWS SageMaker's FailureReason is made from that file)."""
     name = Path(script).name
     missing = _MISSING_MODULE.search(output)
     if missing:
         package = missing.group(1)
         return (f"AlgorithmError: {name} needs the Python package '{package}', which is not installed for {python} "
-                f"(install it there, or run the scripts with a Python that has it: --python or MLTP_PYTHON)")
+                f"(add it to requirements.txt, or run the scripts with a Python that has it: --python or MLTP_PYTHON)")
+    kind = (failure or "").split(":", 1)[0].strip()
+    if kind == "InstallRequirementsError":
+        code_line = re.search(r"ExitCode (\S+)", failure or "")
+        return (f"AlgorithmError: InstallRequirementsError: requirements.txt failed to install (pip exited with code "
+                f"{code_line.group(1) if code_line else code}: {processing_entry.pip_reason(output)})")
+    if failure and kind != "ExecuteUserScriptError":
+        return "AlgorithmError: " + " ".join(failure.split())[:1000]
     # One line, like SageMaker's: the exception if the script died of one. The
     # output itself goes to the job's log, whose tail the report shows once.
+    if kind == "ExecuteUserScriptError":
+        exit_code = re.search(r"ExitCode (\d+)", failure or "")
+        code = int(exit_code.group(1)) if exit_code else code
+        # What the script printed last, not the toolkit's own report of the failure.
+        cut = output.rfind(TOOLKIT_FAILURE)
+        output = output[:cut] if cut >= 0 else output
+        output = "\n".join(line for line in output.splitlines() if TOOLKIT_LOGGER not in line)
     lines = output.strip().splitlines()
     died_of = exception_line(output) or next((line.strip() for line in reversed(lines) if line.strip()), "no output")
     return f"AlgorithmError: {name} exited with code {code}: {died_of}"
-

@@ -1,0 +1,338 @@
+"""Local environments that mirror SageMaker's containers (docs/contract.md, 8.2).
+
+A local run executes each step's scripts in a virtualenv that holds what the
+step's container holds on AWS: the framework's main packages at the
+container's versions (containers.py), AWS's training toolkit `sagemaker-training`
+(which starts train.py there) and the repo's requirements.txt. A fresh agent
+with only python3 and a package index can then run a model whose scripts need
+scikit-learn, with no `--python`.
+
+Each virtualenv is keyed by its content (interpreter, container row, toolkit,
+requirements.txt digest), built once in a temporary folder beside the cache
+entry and published with an atomic symlink, as resources/mltp/install.sh
+publishes the helper itself: concurrent builds are safe (the first link wins,
+the others discard their build), and an entry that fails verification is
+taken out of use and rebuilt. The virtualenv stays where it was built (the link
+points at it), so the scripts pip wrote into bin/ keep working.
+
+Where a pinned version has no build for the agent's Python (pandas 1.1.3 on
+Python 3.11, say), the nearest version that installs is used instead, and the
+run says so once.
+
+With `--python` (MLTP_PYTHON, the step's scriptPython) the user's interpreter
+is kept: mltp builds an *overlay*, a virtualenv of that interpreter whose path
+also holds the interpreter's own site-packages (a .pth file), with only what is
+missing added: the toolkit and requirements.txt. The user's Python is never
+written to.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import RunFailed
+from . import containers
+
+# The toolkit SageMaker's framework containers start training with (`train`).
+# It is an sdist with a small C extension: the first build on an agent needs gcc.
+TOOLKIT = "sagemaker-training==5.1.4"
+FORMAT = 1  # bump when the layout of an entry changes
+MARKER = "mltp-env.json"
+OVERLAY_PTH = "mltp-overlay.pth"
+STALE_BUILD_SECONDS = 24 * 3600
+_PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """An interpreter for a step's jobs and what was said about it."""
+
+    python: str
+    path: Path
+    requirements: Optional[str]  # sha256 of the requirements.txt installed in it, None when none was
+    notes: Tuple[str, ...] = ()
+    named: Optional[str] = None  # the interpreter messages name: --python's for an overlay
+
+
+def cache_root() -> Path:
+    """The helper's cache root (MLTP_CACHE_DIR, else $XDG_CACHE_HOME/mltp, else ~/.cache/mltp), envs/."""
+    from ..definition_cache import cache_dir
+
+    return cache_dir().parent / "envs"
+
+
+def requirements_digest(path: Optional[Path]) -> Optional[str]:
+    if path is None or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an environment holds, and the cache entry that name and key give it."""
+
+    name: str
+    key: str
+    base: str
+    override: Optional[str]
+    row: Optional[dict]
+    digest: Optional[str]
+    interpreter: dict
+
+
+def plan(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None) -> Plan:
+    """The cache key of a step's environment: its content, nothing else."""
+    base = override or sys.executable
+    interpreter = _interpreter(base)
+    row = None if override else containers.container(framework, version)
+    digest = requirements_digest(requirements)
+    spec = {
+        "format": FORMAT,
+        "toolkit": TOOLKIT,
+        "python": interpreter if override else {k: interpreter[k] for k in ("version", "implementation", "machine")},
+        "container": None if override else {"framework": framework, "version": version, "row": row},
+        "requirements": digest,
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    label = "overlay" if override else f"{framework}-{version or 'none'}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{label}-py{interpreter['version']}-{key}")
+    return Plan(name, key, base, override, row, digest, interpreter)
+
+
+def prepare(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None,
+            say: Callable[[str], None] = print) -> Environment:
+    """The cached environment for a step, built first if need be."""
+    p = plan(framework, version, requirements, override)
+    root = cache_root()
+    link = root / p.name
+    marker = _verify(link, p.key)
+    if marker is None:
+        if os.path.lexists(link):
+            say(f"local: the cached environment {link} failed verification; building it again")
+            _discard(link, root)
+        what = (f"the Python at {override}" if override else
+                f"{framework} {version}" + ("" if p.row else " (no container table row: toolkit and requirements.txt only)"))
+        say(f"local: building the environment for {what} in {link} (once; later runs reuse it)")
+        started = time.time()
+        marker = _build(root, link, p, requirements)
+        say(f"local: environment ready in {time.time() - started:.0f} s")
+    notes = tuple(marker.get("notes", []))
+    for note in notes:
+        say(f"local: {note}")
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> dict:
+    name, key, base, override, row, digest, interpreter = (p.name, p.key, p.base, p.override, p.row, p.digest,
+                                                           p.interpreter)
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep(root)
+    build = Path(tempfile.mkdtemp(prefix=f"build-{name}.", dir=str(root)))
+    try:
+        build.chmod(0o755)
+        _run([base, "-m", "venv", str(build)], "could not create a virtualenv with "
+             f"{base} (on Debian/Ubuntu: apt-get install python3-venv)")
+        python = str(build / "bin" / "python")
+        notes: List[str] = []
+        if override:
+            site = _interpreter(python)["site"]
+            Path(site[0], OVERLAY_PTH).write_text("".join(f"{p}\n" for p in interpreter["site"]), encoding="utf-8")
+        installed = _install_container(python, row, interpreter["version"], notes)
+        _install_toolkit(python)
+        installed_requirements = None
+        if digest is not None and requirements is not None:
+            copy = build / "requirements.txt"
+            shutil.copyfile(requirements, copy)
+            result = _pip(python, ["install", "-r", str(copy)], cwd=requirements.parent)
+            if result.returncode == 0:
+                installed_requirements = digest
+            else:  # the jobs install it again and fail the step, as on AWS (docs/contract.md, 3.6)
+                notes.append(f"requirements.txt did not install ({_pip_error(result.stdout)}); "
+                             "the jobs will try again and fail as on AWS")
+        marker = {"key": key, "packages": installed, "notes": notes, "requirements": installed_requirements,
+                  "toolkit": TOOLKIT, "python": interpreter["version"]}
+        (build / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    try:
+        os.symlink(build.name, str(link))  # relative: the cache may be reached through another path
+    except FileExistsError:  # another build published first: use that one
+        shutil.rmtree(build, ignore_errors=True)
+        published = _verify(link, key)
+        if published is None:
+            raise RunFailed(f"cannot publish the local environment at {link}: another entry there does not verify")
+        return published
+    return marker
+
+
+def _install_container(python: str, row: Optional[dict], version: str, notes: List[str]) -> Dict[str, str]:
+    """The container's packages at its versions; per package the nearest version
+    that has a build for this Python where the exact one has none."""
+    if not row:
+        return {}
+    packages: Dict[str, str] = dict(row["packages"])
+    binary = ["--only-binary", ",".join(packages)]
+    exact = [f"{n}=={v}" for n, v in packages.items()]
+    if _pip(python, ["install", *binary, *exact]).returncode == 0:
+        return packages
+    _pip(python, ["install", "--upgrade", "pip"])  # --dry-run needs pip 22.2+ (Python 3.9's bundles older)
+    chosen: Dict[str, str] = {}
+    for name, wanted in packages.items():
+        found = wanted if _has_wheel(python, name, wanted) else _nearest(python, name, wanted)
+        if found is None:
+            raise RunFailed(f"local environment: no version of {name} installs on Python {version} "
+                            f"(the container has {name} {wanted})")
+        chosen[name] = found
+    result = _pip(python, ["install", *binary, *[f"{n}=={v}" for n, v in chosen.items()]])
+    if result.returncode != 0:
+        # The nearest versions do not fit together: keep the framework's, let pip pick the rest.
+        main = next(iter(packages))
+        rest = [n for n in packages if n != main]
+        result = _pip(python, ["install", *binary, f"{main}=={chosen[main]}", *rest])
+        if result.returncode != 0:
+            raise RunFailed(f"local environment: the packages of the container ({', '.join(exact)}) do not install "
+                            f"on Python {version}: {_pip_error(result.stdout)}")
+        chosen.update({n: v for n, v in _installed(python).items() if n in rest})
+    changed = [f"{n} {chosen[n]} instead of {packages[n]}" for n in packages if chosen.get(n) != packages[n]]
+    if changed:
+        notes.append(f"the container runs Python {row['python']}, this agent {version}; nearest versions that "
+                     f"install here: {', '.join(changed)}")
+    return chosen
+
+
+def _install_toolkit(python: str) -> None:
+    # --use-pep517: an isolated build with current setuptools and wheel; the pip
+    # that Python 3.9/3.10 bundle would otherwise try `setup.py bdist_wheel` without them.
+    result = _pip(python, ["install", "--prefer-binary", "--use-pep517", TOOLKIT])
+    if result.returncode == 0:
+        return
+    hint = ""
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        hint = " (it compiles a small C extension: install a C compiler, e.g. apt-get install gcc)"
+    raise RunFailed(f"local environment: cannot install {TOOLKIT}{hint}: {_pip_error(result.stdout)}")
+
+
+def _has_wheel(python: str, name: str, version: str) -> bool:
+    return _pip(python, ["install", "--dry-run", "--no-deps", "--only-binary", ":all:", "--quiet",
+                         f"{name}=={version}"]).returncode == 0
+
+
+def _nearest(python: str, name: str, wanted: str) -> Optional[str]:
+    """The version closest to `wanted` with a build for this Python: newer ones
+    first (older releases lack wheels for newer Pythons), then older ones."""
+    result = _pip(python, ["index", "versions", name])
+    listed = re.search(r"Available versions:\s*(.+)", result.stdout)
+    if not listed:
+        return None
+    versions = [v.strip() for v in listed.group(1).split(",") if re.fullmatch(r"\d+(\.\d+)*", v.strip())]
+    target = _release(wanted)
+    newer = sorted((v for v in versions if _release(v) > target), key=_release)[:40]
+    older = sorted((v for v in versions if _release(v) < target), key=_release, reverse=True)[:10]
+    for candidate in newer + older:
+        if _has_wheel(python, name, candidate):
+            return candidate
+    return None
+
+
+def _release(version: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:4])
+
+
+def _installed(python: str) -> Dict[str, str]:
+    result = _pip(python, ["list", "--format", "json"])
+    try:
+        return {item["name"].lower(): item["version"] for item in json.loads(result.stdout)}
+    except ValueError:
+        return {}
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _verify(link: Path, key: str) -> Optional[dict]:
+    """The entry's marker when it is whole: its key, its interpreter, the toolkit importable."""
+    try:
+        marker = json.loads((link / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("key") != key:
+        return None
+    python = link / "bin" / "python"
+    try:
+        probe = subprocess.run([str(python), "-c", "import sagemaker_training, gethostname"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return marker if probe.returncode == 0 else None
+
+
+def _discard(link: Path, root: Path) -> None:
+    """Takes a bad entry out of use: the link first, then the build it points at."""
+    target = os.path.realpath(str(link)) if os.path.islink(str(link)) else None
+    if os.path.islink(str(link)):
+        os.unlink(str(link))
+    else:
+        shutil.rmtree(str(link), ignore_errors=True)
+    if target and Path(target).parent == root.resolve() and Path(target).name.startswith("build-"):
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _sweep(root: Path) -> None:
+    """Builds left behind by a killed run, a day old and linked from nowhere."""
+    linked = {os.path.realpath(str(p)) for p in root.iterdir() if p.is_symlink()}
+    for path in root.glob("build-*"):
+        try:
+            if str(path.resolve()) not in linked and time.time() - path.stat().st_mtime > STALE_BUILD_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _interpreter(python: str) -> dict:
+    code = ("import json, os, platform, sys, sysconfig; p = sysconfig.get_paths(); "
+            "print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], 'implementation': sys.implementation.name,"
+            " 'machine': platform.machine(), 'executable': os.path.realpath(sys.executable), 'prefix': sys.prefix,"
+            " 'site': list(dict.fromkeys([p['purelib'], p['platlib']]))}))")
+    try:
+        result = subprocess.run([python, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RunFailed(f"cannot run the Python {python}: {exc}")
+    if result.returncode != 0:
+        raise RunFailed(f"cannot run the Python {python}: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(result.stdout)
+
+
+def _pip(python: str, args: Sequence[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    return subprocess.run([python, *_PIP, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", cwd=str(cwd) if cwd else None)
+
+
+def _run(command: Sequence[str], failure: str) -> None:
+    result = subprocess.run(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
+    if result.returncode != 0:
+        raise RunFailed(f"local environment: {failure}: {_pip_error(result.stdout)}")
+
+
+def _pip_error(output: str) -> str:
+    """pip's own reason, one line: its last 'ERROR:' line, else its last line."""
+    lines = [line.strip() for line in (output or "").splitlines() if line.strip() and not line.startswith("WARNING")]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or ["no output"])[-1]

@@ -1,0 +1,367 @@
+"""Local environments (local/envs.py), mltp's processing entry and AWS's training
+toolkit as a local run uses them: real virtualenvs built against the package
+index, real pip, real `sagemaker-training`.
+
+Building an environment takes a minute (scikit-learn, numpy, scipy, the
+toolkit). The one for the default framework row is built once and kept in
+~/.cache/mltp-test-envs (tests/conftest.py links the session's cache to it); the
+tests that must build from scratch (nearest version, concurrent publish,
+corrupt entry) use a cache of their own with a framework row as small as the
+toolkit allows.
+"""
+
+import json
+import os
+import shutil
+import tarfile
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mltp import processing_entry
+from mltp.local import containers, envs
+from mltp.local.runner import TOOLKIT_MAIN, failure_reason
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY = ROOT / "helper" / "src" / "mltp" / "processing_entry.py"
+
+
+@pytest.fixture(scope="session")
+def sklearn_env():
+    """The default framework's environment (sklearn 1.2-1), as a local run of a repo
+    without requirements.txt gets it; built once, reused across sessions."""
+    said = []
+    env = envs.prepare("sklearn", "1.2-1", None, say=said.append)
+    return env, said
+
+
+def _python_out(python: str, code: str) -> str:
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+
+
+def test_the_default_environment_holds_the_container_packages(sklearn_env):
+    env, said = sklearn_env
+    row = containers.container("sklearn", "1.2-1")
+    versions = json.loads(_python_out(env.python, (
+        "import json, sklearn, numpy, pandas, scipy, sagemaker_training; "
+        "print(json.dumps({'scikit-learn': sklearn.__version__, 'numpy': numpy.__version__, "
+        "'pandas': pandas.__version__, 'scipy': scipy.__version__}))")))
+    marker = json.loads((env.path / envs.MARKER).read_text())
+    assert versions == marker["packages"]
+    assert versions["scikit-learn"] == row["packages"]["scikit-learn"] == "1.2.1"  # the framework itself, exactly
+    changed = [name for name in row["packages"] if versions[name] != row["packages"][name]]
+    if sys.version_info[:2] == (3, 9):  # the container's Python: every pin installs
+        assert changed == [] and env.notes == ()
+    for name in changed:  # any version that differs is said, in one note
+        assert f"{name} {versions[name]} instead of {row['packages'][name]}" in " ".join(env.notes)
+    assert len(env.notes) <= 1
+    # The same interpreter runs mltp and the environment; nothing of the helper leaks in.
+    assert _python_out(env.python, "import sys; print('%d.%d' % sys.version_info[:2])") == "%d.%d" % sys.version_info[:2]
+    assert subprocess.run([env.python, "-c", "import mltp"], capture_output=True).returncode != 0
+
+
+def test_a_second_prepare_reuses_the_entry(sklearn_env):
+    env, _ = sklearn_env
+    said = []
+    again = envs.prepare("sklearn", "1.2-1", None, say=said.append)
+    assert again == env
+    assert not any("building" in line for line in said), said
+    assert said == [f"local: {note}" for note in env.notes]  # the nearest-version note, once per run
+
+
+def test_the_key_follows_requirements_txt_and_the_container_row(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("click\n")
+    first = envs.plan("sklearn", "1.2-1", requirements)
+    assert envs.plan("sklearn", "1.2-1", requirements) == first
+    requirements.write_text("click>=7\n")
+    changed = envs.plan("sklearn", "1.2-1", requirements)
+    assert changed.key != first.key and changed.name != first.name
+    requirements.unlink()
+    assert envs.plan("sklearn", "1.2-1", requirements).key not in (first.key, changed.key)
+    assert envs.plan("sklearn", "1.4-2", None).key != envs.plan("sklearn", "1.2-1", None).key
+    row = dict(containers.CONTAINERS[("sklearn", "1.2-1")], packages={"scikit-learn": "1.2.2"})
+    before = envs.plan("sklearn", "1.2-1", None).key
+    monkeypatch.setitem(containers.CONTAINERS, ("sklearn", "1.2-1"), row)
+    assert envs.plan("sklearn", "1.2-1", None).key != before
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MLTP_CACHE_DIR", str(cache))
+    return cache / "envs"
+
+
+def test_a_pin_without_a_build_for_this_python_gets_the_nearest_version_said_once(own_cache, monkeypatch):
+    # MarkupSafe 1.1.1 has wheels for CPython 3.8 at the newest: not for 3.9..3.13.
+    monkeypatch.setitem(containers.CONTAINERS, ("sklearn", "test-nearest"),
+                        {"python": "3.8", "packages": {"markupsafe": "1.1.1"}})
+    said = []
+    env = envs.prepare("sklearn", "test-nearest", None, say=said.append)
+    installed = _python_out(env.python, "import importlib.metadata as m; print(m.version('markupsafe'))")
+    assert installed != "1.1.1" and tuple(map(int, installed.split(".")[:2])) >= (1, 1)
+    note = f"markupsafe {installed} instead of 1.1.1"
+    assert [line for line in said if note in line] == [f"local: {env.notes[0]}"]
+    assert "the container runs Python 3.8" in env.notes[0]
+    # Corrupt the entry: the next run takes it out of use and builds it again.
+    (env.path / "bin" / "python").unlink()
+    said = []
+    rebuilt = envs.prepare("sklearn", "test-nearest", None, say=said.append)
+    assert any("failed verification; building it again" in line for line in said), said
+    assert _python_out(rebuilt.python, "import markupsafe, sagemaker_training; print('ok')") == "ok"
+    assert len([p for p in own_cache.iterdir() if p.name.startswith("build-")]) == 1  # the bad build is gone
+
+
+def test_concurrent_builds_publish_one_entry(own_cache):
+    """Two runs on an empty cache build at once: the first link wins, the other
+    discards its build and uses the winner's; no half-built entry is ever linked."""
+    code = "from mltp.local import envs; print(envs.prepare('image', None, None, say=lambda _: None).python)"
+    env = dict(os.environ, MLTP_CACHE_DIR=str(own_cache.parent))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    pythons = {out.strip() for out, _ in outs}
+    assert len(pythons) == 1
+    links = [p for p in own_cache.iterdir() if p.is_symlink()]
+    builds = [p for p in own_cache.iterdir() if p.name.startswith("build-")]
+    assert len(links) == 1 and len(builds) == 1 and links[0].resolve() == builds[0].resolve()
+    assert _python_out(pythons.pop(), "import sagemaker_training, gethostname; print('ok')") == "ok"
+
+
+def test_an_override_python_gets_an_overlay_and_stays_untouched(own_cache, tmp_path):
+    """--python: the user's interpreter with the toolkit and requirements.txt beside it,
+    its own packages visible, nothing written into it."""
+    user = tmp_path / "user-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(user)], check=True)
+    user_python = str(user / "bin" / "python")
+    site = Path(_python_out(user_python, "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
+    (site / "usermod.py").write_text("VALUE = 42\n")
+    before = sorted(p.name for p in site.iterdir())
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tabulate\n")  # not a dependency of the toolkit: there through requirements.txt only
+    env = envs.prepare("sklearn", "1.2-1", requirements, override=user_python, say=lambda _: None)
+    assert _python_out(env.python, "import usermod, tabulate, sagemaker_training; print(usermod.VALUE)") == "42"
+    assert env.requirements == envs.requirements_digest(requirements)
+    assert sorted(p.name for p in site.iterdir()) == before
+
+
+# --------------------------------------------------------------------------- processing entry
+
+
+def _code_folder(tmp_path: Path, requirements: str = None) -> Path:
+    code = tmp_path / "code"
+    (code / ".mltp").mkdir(parents=True)
+    shutil.copyfile(ENTRY, code / processing_entry.SHIPPED_AS)
+    (code / "script.py").write_text("import sys\nprint('script ran with', sys.argv[1:])\n")
+    if requirements is not None:
+        (code / "requirements.txt").write_text(requirements)
+    return code
+
+
+def _entry(code: Path, **env):
+    return subprocess.run([sys.executable, str(code / processing_entry.SHIPPED_AS), str(code / "script.py"), "--x", "1"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, **env))
+
+
+def test_the_entry_runs_the_script_without_requirements(tmp_path):
+    proc = _entry(_code_folder(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "script ran with ['--x', '1']"
+    assert "requirements" not in proc.stdout
+
+
+def test_the_entry_installs_requirements_then_runs_the_script(tmp_path):
+    proc = _entry(_code_folder(tmp_path, "click\n"))  # installed already: pip says so, installs nothing
+    assert proc.returncode == 0, proc.stderr
+    assert "mltp: installing requirements.txt" in proc.stdout and "Requirement already satisfied: click" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "script ran with ['--x', '1']"
+
+
+def test_a_requirements_txt_that_does_not_install_fails_the_job_in_one_line(tmp_path):
+    proc = _entry(_code_folder(tmp_path, "mltp-no-such-package-anywhere==0.0.1\n"))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mltp: requirements.txt failed to install (pip exited with code 1: ERROR: ")
+    assert "mltp-no-such-package-anywhere" in last
+    assert "script ran" not in proc.stdout
+
+
+def test_the_entry_skips_only_the_very_requirements_txt_installed(tmp_path):
+    code = _code_folder(tmp_path, "mltp-no-such-package-anywhere==0.0.1\n")
+    digest = envs.requirements_digest(code / "requirements.txt")
+    proc = _entry(code, MLTP_REQUIREMENTS_INSTALLED=digest)
+    assert proc.returncode == 0 and "is installed already" in proc.stdout
+    assert _entry(code, MLTP_REQUIREMENTS_INSTALLED="0" * 64).returncode == 1
+
+
+# --------------------------------------------------------------------------- the training toolkit
+
+
+def _training_folder(tmp_path: Path, train_py: str, requirements: str = None) -> Path:
+    base = tmp_path / "opt" / "ml"
+    code = base / "code"
+    code.mkdir(parents=True)
+    (code / "train.py").write_text(textwrap.dedent(train_py))
+    if requirements is not None:
+        (code / "requirements.txt").write_text(requirements)
+    (base / "input" / "data" / "train").mkdir(parents=True)
+    (base / "input" / "data" / "train" / "rows.csv").write_text("a\n1\n")
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({
+        "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://bucket/code/sourcedir.tar.gz"',
+        "epochs": "3", "label": '"tiny"'}))
+    (config / "inputdataconfig.json").write_text(json.dumps({"train": {"TrainingInputMode": "File"}}))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"]}))
+    (base / "model").mkdir()
+    (base / "output" / "data").mkdir(parents=True)  # SageMaker creates it, and so does the local runner
+    return base
+
+
+def _train(env, base: Path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SM_"))}
+    return subprocess.run([env.python, "-m", TOOLKIT_MAIN], cwd=str(base / "code"), capture_output=True, text=True,
+                          timeout=300, env=dict(clean, SAGEMAKER_BASE_DIR=str(base)))
+
+
+def test_the_toolkit_runs_train_py_as_the_container_does(sklearn_env, tmp_path):
+    env, _ = sklearn_env
+    base = _training_folder(tmp_path, """
+        import argparse, json, os, sys
+        p = argparse.ArgumentParser(); p.add_argument("--epochs", type=int); p.add_argument("--label")
+        a = p.parse_args()
+        assert json.loads(os.environ["SM_HPS"]) == {"epochs": 3, "label": "tiny"}, os.environ["SM_HPS"]
+        assert os.listdir(os.environ["SM_CHANNEL_TRAIN"]) == ["rows.csv"]
+        assert os.environ["SM_CURRENT_HOST"] == "localhost"
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(str(a.epochs))
+    """)
+    proc = _train(env, base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (base / "model" / "model.txt").read_text() == "3"
+    assert (base / "output" / "success").exists() and not (base / "output" / "failure").exists()
+
+
+def test_a_failing_train_py_gives_a_one_line_reason_from_the_failure_file(sklearn_env, tmp_path):
+    env, _ = sklearn_env
+    base = _training_folder(tmp_path, "raise ValueError('bad rows')\n")
+    proc = _train(env, base)
+    assert proc.returncode != 0
+    written = (base / "output" / "failure").read_text()
+    assert written.startswith("ExecuteUserScriptError:")
+    reason = failure_reason("train.py", proc.returncode, proc.stdout + proc.stderr, env.python, written)
+    assert reason == "AlgorithmError: train.py exited with code 1: ValueError: bad rows"
+
+
+def test_a_requirements_txt_that_does_not_install_fails_training_naming_it(sklearn_env, tmp_path):
+    env, _ = sklearn_env
+    base = _training_folder(tmp_path, "print('never runs')\n", requirements="mltp-no-such-package-anywhere==0.0.1\n")
+    proc = _train(env, base)
+    assert proc.returncode != 0 and "never runs" not in proc.stdout
+    written = (base / "output" / "failure").read_text()
+    reason = failure_reason("train.py", proc.returncode, proc.stdout + proc.stderr, env.python, written)
+    assert reason.startswith("AlgorithmError: InstallRequirementsError: requirements.txt failed to install "
+                             "(pip exited with code 1: ERROR: "), reason
+    assert "mltp-no-such-package-anywhere" in reason and "\n" not in reason
+
+
+# --------------------------------------------------------------------------- the runner's training job
+
+
+def _training_request(s3, bucket: str, train_py: str, max_seconds: int = 120) -> dict:
+    import io
+
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = textwrap.dedent(train_py).encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket=bucket, Key="data/train/rows.csv", Body=b"a\n1\n")
+    return {
+        "HyperParameters": {"sagemaker_program": '"train.py"',
+                            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"', "epochs": "2"},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3Uri": f"s3://{bucket}/data/train/", "S3DataType": "S3Prefix"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/model/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_seconds},
+        "Environment": {"FLAG": "on"},
+    }
+
+
+def test_the_runner_trains_through_the_toolkit_and_uploads_the_model(sklearn_env, aws_env, tmp_path):
+    import io
+
+    from mltp.aws import Clients
+    from mltp.local.runner import LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    request = _training_request(clients.s3, "toolkit-ok", """
+        import argparse, os, sklearn
+        a = argparse.ArgumentParser(); a.add_argument("--epochs", type=int); n = a.parse_args().epochs
+        assert os.environ["FLAG"] == "on" and os.environ["SM_CURRENT_HOST"] == "localhost"
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(sklearn.__version__ + " %d" % n)
+    """)
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    runner("training", "m-train-0123456789ab", request, None)
+    body = clients.s3.get_object(Bucket="toolkit-ok", Key="model/m-train-0123456789ab/output/model.tar.gz")["Body"]
+    with tarfile.open(fileobj=io.BytesIO(body.read())) as tar:
+        assert tar.extractfile("model.txt").read().decode() == "1.2.1 2"
+    config = tmp_path / "work" / "m-train-0123456789ab" / "opt" / "ml" / "input" / "config"
+    assert json.loads((config / "resourceconfig.json").read_text())["current_host"] == "localhost"
+    assert json.loads((config / "hyperparameters.json").read_text()) == request["HyperParameters"]
+
+
+def test_a_failing_script_is_named_by_its_own_last_line_not_the_toolkits(sklearn_env, aws_env, tmp_path):
+    """A one-letter hyperparameter reaches the script as `-n 2`, as SageMaker's
+    toolkit spells it; argparse's complaint is the reason, not the toolkit's log."""
+    from mltp.aws import Clients
+    from mltp.local.runner import JobFailed, LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    request = _training_request(clients.s3, "toolkit-args", """
+        import argparse
+        a = argparse.ArgumentParser(); a.add_argument("--n", type=int); a.parse_args()
+    """)
+    request["HyperParameters"]["n"] = request["HyperParameters"].pop("epochs")
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    with pytest.raises(JobFailed) as failed:
+        runner("training", "m-train-0123456789ab", request, None)
+    assert str(failed.value) == "AlgorithmError: train.py exited with code 2: train.py: error: unrecognized arguments: -n 2"
+
+
+def test_a_job_over_its_runtime_ends_with_the_script_the_toolkit_started(sklearn_env, aws_env, tmp_path):
+    from mltp.aws import Clients
+    from mltp.local.runner import JobFailed, LocalJobRunner
+
+    env, _ = sklearn_env
+    clients = Clients("ap-northeast-2", aws_env)
+    pid_file = tmp_path / "script.pid"
+    request = _training_request(clients.s3, "toolkit-slow", f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(600)
+    """, max_seconds=15)
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env})
+    with pytest.raises(JobFailed, match=r"^MaxRuntimeExceeded: m-train-0123456789ab ran longer than 15 s$"):
+        runner("training", "m-train-0123456789ab", request, None)
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        import time
+
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"train.py (pid {pid}) outlived its job")
