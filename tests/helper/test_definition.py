@@ -557,7 +557,7 @@ _OFFLINE_RENDER = textwrap.dedent("""
     before_build = sorted(m for m in ("sagemaker", "stepfunctions", "boto3") if m in sys.modules)
     before = dict(os.environ, SAGEMAKER_SUPPRESS_V2_WARNING="1")  # set on purpose, for the SDK import
     texts = [definition.render(config.load(repo)) for repo in sys.argv[1:]]
-    assert dict(os.environ) == before, "render changed the environment"
+    assert dict(os.environ) == before, ("render changed the environment", {k: (before.get(k), os.environ.get(k)) for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)})
     after_build = sorted(m for m in ("sagemaker", "stepfunctions") if m in sys.modules)
     sys.stdout.write(json.dumps({"texts": texts, "import_seconds": took, "before_build": before_build, "after_build": after_build}))
 """)
