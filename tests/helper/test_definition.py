@@ -440,9 +440,11 @@ def test_kms_and_tags_only_when_set(rendered):
     t, k = plain["States"]["Training"]["Parameters"], kms["States"]["Training"]["Parameters"]
     assert "KmsKeyId" not in t["OutputDataConfig"] and "VolumeKmsKeyId" not in t["ResourceConfig"]
     assert k["OutputDataConfig"]["KmsKeyId"] == "alias/mlops" and k["ResourceConfig"]["VolumeKmsKeyId"] == "alias/mlops"
-    for name in ("Preprocessing", "Training", "Evaluation", "Register"):
+    for name in ("Preprocessing", "Training", "Evaluation"):
         assert "Tags" in plain["States"][name]["Parameters"]
         assert "Tags" not in untagged["States"][name]["Parameters"]
+    # A version in a model package group takes its group's tags and no Tags argument.
+    assert "Tags" not in plain["States"]["Register"]["Parameters"]
 
 
 def test_frameworks_pick_their_images(rendered):
@@ -500,7 +502,7 @@ def test_register(rendered):
     resolved = asl.resolve(p, asl.context(sample_input(cfg), EXECUTION_ID, sample_state(cfg)))
     assert resolved["CustomerMetadataProperties"]["metric:auc"] == "0.5"
     assert p["ClientToken.$"] == "States.Hash($$.Execution.Id, 'MD5')"
-    assert p["Tags"] == [{"Key": "cost-center", "Value": "1234"}, {"Key": "team", "Value": "fds"}]
+    assert "Tags" not in p  # on the group (deploy), as CreateModelPackage.Tags documents
     _, d, _, _ = rendered["max only"]
     p = d["States"]["Register"]["Parameters"]
     assert p["ModelPackageGroupName"] == "fraud-models" and p["ModelApprovalStatus"] == "Approved"

@@ -549,10 +549,10 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
         # Idempotency: a retry after a lost response must not register a second version.
         # One token per execution (MD5 hex: 32 characters, within the API's 36).
         "ClientToken": _intrinsic("States.Hash($$.Execution.Id, 'MD5')"),
+        # No Tags: CreateModelPackage documents that a version in a model package group
+        # uses the group's tags and takes no tag argument. aws.tags are on the group
+        # (deploy.ensure_model_package_group); the run's metadata is above.
     }
-    tags = _tags(config)
-    if tags:
-        parameters["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
     return parameters
 
 
