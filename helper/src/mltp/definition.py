@@ -1,7 +1,7 @@
 """The state machine definition (docs/contract.md, section 10), built from a config.
 
-Preprocessing -> Training -> Evaluation -> ReadEvaluation -> Gate -> ShouldRegister
--> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
+Preprocessing -> Training -> Evaluation -> ReadEvaluation -> MetricSections ->
+GateMetrics -> Gate -> ShouldRegister -> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
 NotRegistered (Succeed) when the run does not register (branches, pull requests).
 
 The states are built with the AWS Step Functions Data Science SDK (`stepfunctions`)
@@ -52,13 +52,15 @@ PREPROCESSING = "Preprocessing"
 TRAINING = "Training"
 EVALUATION = "Evaluation"
 READ_EVALUATION = "ReadEvaluation"
+METRIC_SECTIONS = "MetricSections"
+GATE_METRICS = "GateMetrics"
 GATE = "Gate"
 GATE_FAILED = "MetricGateFailed"
 SHOULD_REGISTER = "ShouldRegister"
 NOT_REGISTERED = "NotRegistered"
 REGISTER = "Register"
 REGISTERED = "Registered"
-STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, GATE, GATE_FAILED,
+STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, METRIC_SECTIONS, GATE_METRICS, GATE, GATE_FAILED,
           SHOULD_REGISTER, NOT_REGISTERED, REGISTER, REGISTERED)
 
 GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.1)
@@ -66,7 +68,7 @@ GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.
 # Where results land in the state data (and so in the execution output).
 JOBS_PATH = "$.jobs"  # $.jobs.preprocessing.ProcessingJobArn, $.jobs.training.TrainingJobArn, ...
 EVALUATION_PATH = "$.evaluation"  # $.evaluation.report = evaluation.json, parsed
-METRICS_PATH = "$.evaluation.report.metrics"
+METRICS_PATH = gate.VALUES_PATH  # each metric's entry, the sections merged (gate.merge_states)
 REGISTER_PATH = "$.register"  # the CreateModelPackage response
 MODEL_PACKAGE_ARN_PATH = "$.register.ModelPackageArn"
 
@@ -153,7 +155,7 @@ def _partition(region: str) -> str:
 def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]:
     session = _offline_session(config.aws.region)
     from stepfunctions.inputs import ExecutionInput as Placeholders
-    from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task
+    from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Pass, Retry, Succeed, Task
 
     # Champion is read as state data ($.Champion.Bars, gate.choice_rule), not as a placeholder.
     inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS if key != "Champion"})
@@ -169,6 +171,13 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
         parameters={"Bucket": inputs["EvaluationBucket"], "Key": inputs["EvaluationKey"]},
         result_path=EVALUATION_PATH,
     )
+
+    # evaluation.json's metric sections merged into one entry per metric, as gate.merged_entries does.
+    merge = gate.merge_states()
+    metric_sections, gate_metrics_state = (
+        Pass(name, comment=merge[name]["Comment"], parameters=merge[name]["Parameters"],
+             result_path=merge[name]["ResultPath"])
+        for name in (METRIC_SECTIONS, GATE_METRICS))
 
     rules = config.gate
     gate_state = Choice(GATE, comment=f"Every rule must hold; a missing metric fails: {gate.describe_rules(rules)}")
@@ -199,8 +208,10 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     preprocessing.next(training)
     training.next(evaluation)
     evaluation.next(read_evaluation)
-    read_evaluation.next(gate_state)
-    gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH), sdk), should_register)
+    read_evaluation.next(metric_sections)
+    metric_sections.next(gate_metrics_state)
+    gate_metrics_state.next(gate_state)
+    gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH, gate.REPORT_PATH), sdk), should_register)
     gate_state.default_choice(gate_failed)
     should_register.add_choice(ChoiceRule.BooleanEquals(variable=inputs["Register"].to_jsonpath(), value=True), register)
     should_register.default_choice(not_registered)
@@ -541,7 +552,7 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
             # The gate's values, so `mltp models` and the next run's champion read
             # them from the registry. Register runs only after the Gate passed, so
             # each is present and a number.
-            **{metric_property(m): _intrinsic(f"States.Format('{{}}', {gate.metric_path(METRICS_PATH, m)})")
+            **{metric_property(m): _intrinsic(f"States.Format('{{}}', {gate.value_path(m, config.gate)})")
                for m in gate_metrics(config)},
         },
         # SageMaker's own lineage fields; they take any text.
@@ -610,12 +621,14 @@ def _add_result_selectors(states: Dict[str, Any]) -> None:
 
     The selected fields are in both the Create* response and the Describe* response
     (what `.sync` returns), so the selector holds on AWS and on emulators alike.
-    ReadEvaluation parses the object's body: $.evaluation.report is evaluation.json.
+    ReadEvaluation parses the object's body: $.evaluation.report is evaluation.json;
+    $.evaluation.sections is an empty object per metric section, for MetricSections.
     """
     states[PREPROCESSING]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
     states[TRAINING]["ResultSelector"] = {"TrainingJobArn.$": "$.TrainingJobArn"}
     states[EVALUATION]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
-    states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)"}
+    states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)",
+                                                 "sections": json.loads(json.dumps(gate.SECTION_DEFAULTS))}
 
 
 def _drop_nulls(value: Any) -> Any:

@@ -324,7 +324,7 @@ class Tracker:
             record.status = out.SUCCEEDED
             if record.name == GATE_STATE:  # the Choice exits either way: the next state tells
                 self.pending_gate = record
-                self.gate_metrics = _metrics_of(details.get("output"))
+                self.gate_metrics = _metrics_of(details.get("output"), self.rules or ())
                 return []
             return [self.line(record)] if record.name in USER_STATES else []
         record = self.last_entered if self.last_entered and self.last_entered.name in self.open else None
@@ -443,16 +443,19 @@ class Tracker:
         return "  ".join(parts).rstrip()
 
 
-def _metrics_of(output: Any) -> Optional[Dict[str, Any]]:
-    """The metrics the Gate looked at, from its state output ($.evaluation.report.metrics)."""
+def _metrics_of(output: Any, rules: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
+    """The values the Gate looked at, from its state output: evaluation.json
+    ($.evaluation.report) read as the Gate reads it (gate.report_values)."""
+    from . import gate
+
     data = _json(output)
     try:
-        metrics = data["evaluation"]["report"]["metrics"]
+        report = data["evaluation"]["report"]
     except (TypeError, KeyError):
         return None
-    if not isinstance(metrics, dict):
+    if not isinstance(report, dict):
         return None
-    return {k: v.get("value") for k, v in metrics.items() if isinstance(v, dict) and "value" in v}
+    return gate.report_values(report, rules)
 
 
 def _rule_result_text(result: Any, rule: Any) -> str:
@@ -746,7 +749,7 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
         return unknown
     try:
         body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        metrics = gate.metric_values(body)
+        metrics = gate.metric_values(body, rules=ctx.config.gate)
     except _AWS_ERRORS as exc:
         result.warnings.append(f"could not read s3://{bucket}/{key}: {_describe_error(exc)}")
         return unknown
