@@ -294,7 +294,7 @@ SCHEMA: Dict[str, Any] = {
                                    "(names of letters, digits, '_' or '-', joined by '.')",
                         "description": "Where the metric's value is in evaluation.json, dotted like SageMaker "
                                        "Pipelines' JsonGet. Default: metrics.<metric>.value, else the metric in "
-                                       "SageMaker's model-quality sections (docs/contract.md, 3.5).",
+                                       "SageMaker's model-quality sections (docs/contract.md#35-evaluationjson-and-the-gate).",
                     },
                     "min": {"type": "number"},
                     "max": {"type": "number"},
