@@ -240,6 +240,7 @@ class _Sdk:
         from sagemaker.pytorch import PyTorch
         from sagemaker.sklearn import SKLearn
         from sagemaker.xgboost import XGBoost
+        from sagemaker.utils import instance_supports_kms
         from stepfunctions.steps.choice_rule import BaseRule
 
         self.sagemaker = sagemaker
@@ -250,6 +251,7 @@ class _Sdk:
         self.ProcessingOutput = ProcessingOutput
         self.estimators = {"sklearn": SKLearn, "xgboost": XGBoost, "pytorch": PyTorch}
         self.BaseRule = BaseRule
+        self.instance_supports_kms = instance_supports_kms
 
 
 _SDK: Optional[_Sdk] = None
@@ -384,6 +386,16 @@ def _entrypoint(step: StepConfig) -> List[str]:
     return ["python3", f"{CODE_DIR}/{step.script}"]
 
 
+def _volume_kms_key(config: Config, step: StepConfig, sdk: _Sdk) -> Optional[str]:
+    """aws.kms_key_id for the step's storage volume, except on instance types with
+    local (NVMe) storage: CreateProcessingJob and CreateTrainingJob document that
+    you can't request a VolumeKmsKeyId with those (a hardware module encrypts
+    their storage). The SDK's own table of such types decides."""
+    if config.aws.kms_key_id and sdk.instance_supports_kms(step.instance_type):
+        return config.aws.kms_key_id
+    return None
+
+
 def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, session, sdk: _Sdk):
     from stepfunctions.steps import ProcessingStep
 
@@ -399,7 +411,7 @@ def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, se
         instance_count=step.instance_count,
         instance_type=step.instance_type,
         volume_size_in_gb=step.volume_size_gb,
-        volume_kms_key=config.aws.kms_key_id,
+        volume_kms_key=_volume_kms_key(config, step, sdk),
         output_kms_key=config.aws.kms_key_id,
         max_runtime_in_seconds=step.max_runtime_minutes * 60,
         env=environment,
@@ -449,7 +461,7 @@ def _estimator(config: Config, step: StepConfig, session, sdk: _Sdk):
         volume_size=step.volume_size_gb,
         max_run=step.max_runtime_minutes * 60,
         hyperparameters=dict(step.hyperparameters),
-        volume_kms_key=config.aws.kms_key_id,
+        volume_kms_key=_volume_kms_key(config, step, sdk),
         output_kms_key=config.aws.kms_key_id,
         sagemaker_session=session,
         # Debugger and profiler rules would add S3 paths outside the run's layout.
