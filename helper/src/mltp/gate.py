@@ -42,7 +42,7 @@ SECTIONS = ("metrics", "regression_metrics", "binary_classification_metrics", "m
 MODEL_QUALITY_SECTIONS = SECTIONS[1:]
 # Where the state machine keeps evaluation.json and the merged metric entries.
 REPORT_PATH = "$.evaluation.report"
-SECTIONS_PATH = "$.gate.sections"
+SECTIONS_PATH = REPORT_PATH  # after MetricSections, the report has every section
 VALUES_PATH = "$.gate.values"
 
 
@@ -223,12 +223,12 @@ SECTION_DEFAULTS = {section: {} for section in SECTIONS}  # ReadEvaluation's Res
 def merge_states() -> Dict[str, Dict[str, Any]]:
     """The two Pass states between ReadEvaluation and Gate (ASL, without Next).
 
-    MetricSections: evaluation.json over an empty object per section (kept by
-    ReadEvaluation at $.evaluation.sections), so every section is present:
-    States.JsonMerge needs objects, and the evaluation guard has refused a
-    section that is not one. GateMetrics: the sections merged into one object,
-    the earlier section of `SECTIONS` winning (a shallow merge: an entry is taken
-    whole); it replaces the copy, so the state data keeps only the merged entries.
+    MetricSections: the report becomes evaluation.json over an empty object per
+    section (kept by ReadEvaluation at $.evaluation.sections), so every section is
+    present: States.JsonMerge needs objects, and the evaluation guard has refused
+    a section that is not one. It replaces $.evaluation, so the file is held once.
+    GateMetrics: the sections merged into one object at $.gate.values, the earlier
+    section of `SECTIONS` winning (a shallow merge: an entry is taken whole).
     """
     merged = f"{SECTIONS_PATH}.{SECTIONS[-1]}"
     for section in reversed(SECTIONS[:-1]):
@@ -237,8 +237,8 @@ def merge_states() -> Dict[str, Dict[str, Any]]:
         "MetricSections": {
             "Type": "Pass",
             "Comment": "evaluation.json with each metric section present (an empty object when absent)",
-            "Parameters": {"sections.$": "States.JsonMerge($.evaluation.sections, $.evaluation.report, false)"},
-            "ResultPath": "$.gate",
+            "Parameters": {"report.$": "States.JsonMerge($.evaluation.sections, $.evaluation.report, false)"},
+            "ResultPath": "$.evaluation",
         },
         "GateMetrics": {
             "Type": "Pass",
