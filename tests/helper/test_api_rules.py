@@ -15,6 +15,7 @@ A call that breaks a rule fails the test naming the call, the rule and its sourc
 
 import html
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -191,6 +192,18 @@ RULES = (
     Rule("stepfunctions", ("CreateStateMachine",), "versionDescription",
          "You can only set the description if the publish parameter is set to true .",
          lambda p: "versionDescription without publish" if p.get("versionDescription") and not p.get("publish") else None),
+    # ---- the retraining trigger's installation (mltp trigger install)
+    Rule("lambda", ("AddPermission",), "Principal",
+         "If you specify a service, use SourceArn or SourceAccount to limit who can invoke the function through "
+         "that service.",
+         lambda p: "a service principal without SourceArn or SourceAccount"
+         if str(p.get("Principal", "")).endswith(".amazonaws.com") and not (p.get("SourceArn") or p.get("SourceAccount"))
+         else None),
+    Rule("lambda", ("CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "AddPermission",
+                    "GetFunction", "DeleteFunction"), "FunctionName",
+         "If you specify only the function name, it is limited to 64 characters in length.",
+         lambda p: f"function name {p.get('FunctionName')!r} over 64 characters"
+         if ":" not in str(p.get("FunctionName", "")) and len(str(p.get("FunctionName", ""))) > 64 else None),
     # mltp's state machines always log to CloudWatch Logs (deploy), so their names and
     # their executions' names keep to the logging set.
     Rule("stepfunctions", ("CreateStateMachine", "StartExecution"), "name",
@@ -316,6 +329,9 @@ def test_the_checker_names_what_aws_would_refuse(tasks):
     assert violations("logs", "DescribeLogStreams", {"logGroupName": "g", "orderBy": "LastEventTime",
                                                      "logStreamNamePrefix": "job/"})
     assert violations("stepfunctions", "StartExecution", {"name": "run name"})
+    assert violations("lambda", "AddPermission", {"FunctionName": "f", "Principal": "s3.amazonaws.com"})
+    assert not violations("lambda", "AddPermission", {"FunctionName": "f", "Principal": "s3.amazonaws.com",
+                                                      "SourceArn": "arn:aws:s3:::b"})
 
 
 def test_volume_kms_key_only_where_sagemaker_takes_one(tasks):
@@ -331,7 +347,8 @@ def test_volume_kms_key_only_where_sagemaker_takes_one(tasks):
 # --------------------------------------------------------------------------- the helper's calls
 
 # Operations the control-plane tests must have recorded, so the rules on them were applied.
-RECORDED_OPERATIONS = {"logs.DescribeLogStreams", "logs.GetLogEvents", "logs.PutRetentionPolicy",
+RECORDED_OPERATIONS = {"lambda.AddPermission", "lambda.CreateFunction",
+                       "logs.DescribeLogStreams", "logs.GetLogEvents", "logs.PutRetentionPolicy",
                        "logs.PutQueryDefinition", "stepfunctions.CreateStateMachine",
                        "stepfunctions.UpdateStateMachine", "stepfunctions.StartExecution"}
 
@@ -339,7 +356,8 @@ RECORDED_OPERATIONS = {"logs.DescribeLogStreams", "logs.GetLogEvents", "logs.Put
 def test_the_helpers_recorded_calls_keep_the_documented_rules(tmp_path):
     from test_iam_coverage import _recorded_calls
 
-    recorded = _recorded_calls(tmp_path)
+    conftest = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
+    recorded = _recorded_calls(tmp_path, conftest.CONTROL_PLANE_MODULES + conftest.OTHER_ROLE_MODULES)
     problems, seen = [], set()
     for test, entry in recorded.items():
         for call in entry["calls"]:
