@@ -74,8 +74,6 @@ CASES = [
     ("model-quality format, per-rule path", {"evaluation": "model-quality"},
      lambda t: t + "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n", None, 0, ""),
 ]
-XFAIL = {"requirements.txt that fails to install": pytest.mark.xfail(
-    strict=True, reason="requirements.txt install: issue 10 items 2-3, merged separately")}
 
 
 def _local(repo: Path):
@@ -113,7 +111,7 @@ def outcomes(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case,expected_code,expected_part", [
-    pytest.param(c[0], c[4], c[5], id=c[0], marks=XFAIL.get(c[0], ())) for c in CASES])
+    pytest.param(c[0], c[4], c[5], id=c[0]) for c in CASES])
 def test_local_and_aws_end_alike(outcomes, case, expected_code, expected_part):
     (local, local_log), (aws, aws_log) = outcomes[case]["local"], outcomes[case]["aws"]
     assert local == aws, f"local: {local}\naws:   {aws}\n--- local output\n{local_log[-2500:]}\n--- aws\n{aws_log[-2500:]}"
