@@ -3,7 +3,7 @@
 Reads  $MLTP_MODEL_DIR/model.tar.gz (default /opt/ml/processing/model)
        $MLTP_INPUT_DIR/test/*.csv    (default /opt/ml/processing/input)
 Writes $MLTP_OUTPUT_DIR/evaluation.json (default /opt/ml/processing/output) in
-       SageMaker's model-quality convention: {"metrics": {"auc": {"value": ...}, ...}}
+       mltp's metrics section: {"metrics": {"auc": {"value": ...}, ...}}
 """
 import os
 import sys

@@ -176,6 +176,8 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
             own = (sagemaker("model-package", p["ModelPackageName"]), {})
         elif "ModelPackageGroupName" in p:
             own = (sagemaker("model-package-group", p["ModelPackageGroupName"]), {})
+        elif "ResourceArn" in p:  # ListTags, AddTags
+            own = (p["ResourceArn"], {})
     elif service == "iam":
         if operation == "GetRole":
             own = (f"arn:{partition}:iam::{account}:role/{p['RoleName']}", {})

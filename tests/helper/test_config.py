@@ -233,3 +233,36 @@ def test_retrain_inputs_must_not_overlap(tmp_path):
     assert "retrain.on_inputs[1]: 'raw' (s3://data-bucket/fraud/raw/) lies inside 'all'" in info.value.details[0]
     # The same prefix in two buckets, or side by side, is fine.
     load_text(tmp_path, text.replace("s3://data-bucket/fraud/raw/", "s3://other-bucket/fraud/raw/"))
+
+
+@pytest.mark.parametrize("path", ["regression_metrics.mse.value", "mse", "custom.eval-set.error_1"])
+def test_a_gate_rule_reads_its_own_path(tmp_path, path):
+    text = (BASE / "config.yaml").read_text().replace("min: 0.8", f"min: 0.8\n    path: {path}")
+    cfg = load_text(tmp_path, text)
+    assert cfg.gate[0].path == path and cfg.gate[0].metric == "auc"
+
+
+@pytest.mark.parametrize("path", ["regression_metrics..mse", ".mse", "mse.", "metrics[0].value", "$.metrics.auc",
+                                  "metrics.a b", "''"])
+def test_a_malformed_gate_path_names_file_line_and_key(tmp_path, path):
+    text = (BASE / "config.yaml").read_text().replace("min: 0.8", f"min: 0.8\n    path: {path}")
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    assert info.value.exit_code == 2
+    (detail,) = info.value.details
+    shown = json.dumps(yaml.safe_load(f"x: {path}")["x"])
+    assert detail.startswith(f"{tmp_path / 'config.yaml'}:11: gate[0].path: {shown} must be a dotted path into "
+                             "evaluation.json such as regression_metrics.mse.value"), detail
+
+
+def test_the_rules_of_one_metric_read_one_path(tmp_path):
+    text = (BASE / "config.yaml").read_text().replace(
+        "min: 0.8", "min: 0.8\n    path: a.auc.value\n  - metric: auc\n    beat_champion: true\n    path: b.auc.value")
+    with pytest.raises(InvalidInput) as info:
+        load_text(tmp_path, text)
+    (detail,) = info.value.details
+    assert detail.endswith(":14: gate[1].path: metric 'auc' already reads 'a.auc.value' (gate[0]): "
+                           "the rules of one metric read one value"), detail
+    # Given on one rule, the path is the metric's: the champion rule reads it too.
+    cfg = load_text(tmp_path, text.replace("    path: b.auc.value\n", ""))
+    assert [r.path for r in cfg.gate] == ["a.auc.value", "a.auc.value"]

@@ -17,13 +17,15 @@ import yaml
 
 import asl
 from mltp import config as config_mod
+from mltp import gate
 from mltp import naming
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 BASE = ROOT / "tests" / "fixtures" / "base"
 
-STATE_NAMES = {"Preprocessing", "Training", "Evaluation", "ReadEvaluation", "Gate", "MetricGateFailed",
+STATE_NAMES = {"Preprocessing", "Training", "Evaluation", "ReadEvaluation", "MetricSections", "GateMetrics",
+               "Gate", "MetricGateFailed",
                "ShouldRegister", "NotRegistered", "Register", "Registered"}
 
 
@@ -163,6 +165,7 @@ def sample_state(cfg, **overrides) -> dict:
     """The state data when Register runs: the input, plus evaluation.json with every gate metric."""
     data = sample_input(cfg, **overrides)
     data["evaluation"] = {"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}}
+    data["gate"] = {"values": gate.merged_entries(data["evaluation"]["report"])}  # what GateMetrics leaves
     return data
 
 
@@ -282,7 +285,10 @@ def test_flow_and_state_names(rendered):
     assert set(states) == STATE_NAMES and d["StartAt"] == "Preprocessing"
     nxt = {name: s.get("Next") for name, s in states.items()}
     assert nxt["Preprocessing"] == "Training" and nxt["Training"] == "Evaluation"
-    assert nxt["Evaluation"] == "ReadEvaluation" and nxt["ReadEvaluation"] == "Gate"
+    assert nxt["Evaluation"] == "ReadEvaluation" and nxt["ReadEvaluation"] == "MetricSections"
+    assert nxt["MetricSections"] == "GateMetrics" and nxt["GateMetrics"] == "Gate"
+    for name in ("MetricSections", "GateMetrics"):  # as the local check merges them (gate.merge_states)
+        assert {k: v for k, v in states[name].items() if k != "Next"} == gate.merge_states()[name]
     assert nxt["Register"] == "Registered"
     gate_state = states["Gate"]
     assert gate_state["Type"] == "Choice" and len(gate_state["Choices"]) == 1
@@ -308,11 +314,12 @@ def test_result_paths_keep_state_data_small_and_the_arn_in_the_output(rendered):
     assert s["Evaluation"]["ResultPath"] == "$.jobs.evaluation"
     assert s["ReadEvaluation"]["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
     assert s["ReadEvaluation"]["ResultPath"] == "$.evaluation"
-    assert s["ReadEvaluation"]["ResultSelector"] == {"report.$": "States.StringToJson($.Body)"}
+    assert s["ReadEvaluation"]["ResultSelector"] == {"report.$": "States.StringToJson($.Body)",
+                                                     "sections": {name: {} for name in gate.SECTIONS}}
     assert s["ReadEvaluation"]["Parameters"] == {"Bucket.$": "$$.Execution.Input['EvaluationBucket']",
                                                  "Key.$": "$$.Execution.Input['EvaluationKey']"}
     gate_paths = {c["Variable"] for rule in s["Gate"]["Choices"][0]["And"] for c in rule["And"]}
-    assert gate_paths == {"$.evaluation.report.metrics.auc.value", "$.evaluation.report.metrics.false_positive_rate.value"}
+    assert gate_paths == {"$.gate.values.auc.value", "$.gate.values.false_positive_rate.value"}
     assert s["Register"]["ResultPath"] == "$.register" == definition_mod.REGISTER_PATH
     assert definition_mod.MODEL_PACKAGE_ARN_PATH == "$.register.ModelPackageArn"
 
@@ -321,9 +328,9 @@ def test_gate_covers_every_rule(rendered):
     from mltp import gate
 
     cfg, d, _, _ = rendered["four gate rules"]
-    assert d["States"]["Gate"]["Choices"][0] == dict(gate.choice_rule(cfg.gate, "$.evaluation.report.metrics"), Next="ShouldRegister")
+    assert d["States"]["Gate"]["Choices"][0] == dict(gate.choice_rule(cfg.gate), Next="ShouldRegister")
     paths = [rule["And"][0]["Variable"] for rule in d["States"]["Gate"]["Choices"][0]["And"]]
-    assert paths[-1] == "$.evaluation.report.metrics['f1-score'].value" and len(paths) == 4
+    assert paths[-1] == "$.gate.values['f1-score'].value" and len(paths) == 4
     _, d, _, _ = rendered["max only"]
     (only,) = d["States"]["Gate"]["Choices"][0]["And"]
     assert [next(k for k in c if k != "Variable") for c in only["And"]] == ["IsPresent", "IsNumeric", "NumericLessThanEquals"]
@@ -443,9 +450,11 @@ def test_kms_and_tags_only_when_set(rendered):
     t, k = plain["States"]["Training"]["Parameters"], kms["States"]["Training"]["Parameters"]
     assert "KmsKeyId" not in t["OutputDataConfig"] and "VolumeKmsKeyId" not in t["ResourceConfig"]
     assert k["OutputDataConfig"]["KmsKeyId"] == "alias/mlops" and k["ResourceConfig"]["VolumeKmsKeyId"] == "alias/mlops"
-    for name in ("Preprocessing", "Training", "Evaluation", "Register"):
+    for name in ("Preprocessing", "Training", "Evaluation"):
         assert "Tags" in plain["States"][name]["Parameters"]
         assert "Tags" not in untagged["States"][name]["Parameters"]
+    # A version in a model package group takes its group's tags and no Tags argument.
+    assert "Tags" not in plain["States"]["Register"]["Parameters"]
 
 
 def test_frameworks_pick_their_images(rendered):
@@ -497,13 +506,13 @@ def test_register(rendered):
     assert p["CustomerMetadataProperties"] == {"RunName.$": "$$.Execution.Input['RunName']",
                                                "GitCommit.$": "$$.Execution.Input['GitCommit']",
                                                "BuildUrl.$": "$$.Execution.Input['BuildUrl']",
-                                               "metric:auc.$": "States.Format('{}', $.evaluation.report.metrics.auc.value)",
+                                               "metric:auc.$": "States.Format('{}', $.gate.values.auc.value)",
                                                "metric:false_positive_rate.$":
-                                                   "States.Format('{}', $.evaluation.report.metrics.false_positive_rate.value)"}
+                                                   "States.Format('{}', $.gate.values.false_positive_rate.value)"}
     resolved = asl.resolve(p, asl.context(sample_input(cfg), EXECUTION_ID, sample_state(cfg)))
     assert resolved["CustomerMetadataProperties"]["metric:auc"] == "0.5"
     assert p["ClientToken.$"] == "States.Hash($$.Execution.Id, 'MD5')"
-    assert p["Tags"] == [{"Key": "cost-center", "Value": "1234"}, {"Key": "team", "Value": "fds"}]
+    assert "Tags" not in p  # on the group (deploy), as CreateModelPackage.Tags documents
     _, d, _, _ = rendered["max only"]
     p = d["States"]["Register"]["Parameters"]
     assert p["ModelPackageGroupName"] == "fraud-models" and p["ModelApprovalStatus"] == "Approved"
@@ -662,7 +671,11 @@ def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monke
         output = json.loads(outcomes["at-bounds"]["output"])
         arn = output["register"]["ModelPackageArn"]
         assert arn.startswith(f"arn:aws:sagemaker:{region}:") and "model-package/fraud-detection/" in arn
-        assert output["evaluation"]["report"] == {"metrics": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}}
+        # evaluation.json, with the sections it lacks as empty objects (MetricSections), held once.
+        assert output["evaluation"] == {"report": {
+            **{name: {} for name in gate.SECTIONS},
+            "metrics": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}}}
+        assert output["gate"] == {"values": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}}
         assert set(output["jobs"]) == {"preprocessing", "training", "evaluation"}
         package = sm.describe_model_package(ModelPackageName=arn)
         assert package["CustomerMetadataProperties"]["RunName"] == "at-bounds"
@@ -679,3 +692,19 @@ def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monke
         hps = training["HyperParameters"]
         assert json.loads(hps["sagemaker_submit_directory"]) == executions["at-bounds"][1].SourceDirS3Uri
         assert json.loads(hps["sagemaker_program"]) == "train.py"
+
+
+def test_a_rule_with_a_path_reads_it_in_the_gate_and_in_register(tmp_path):
+    from mltp import definition
+
+    text = (BASE / "config.yaml").read_text().replace(
+        "  - metric: auc\n    min: 0.8", "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n"
+                                        "  - metric: auc\n    min: 0.8")
+    (tmp_path / "config.yaml").write_text(text)
+    cfg = config_mod.load(tmp_path)
+    d = definition.build_definition(cfg)
+    paths = [rule["And"][0]["Variable"] for rule in d["States"]["Gate"]["Choices"][0]["And"]]
+    assert paths == ["$.evaluation.report.regression_metrics.mse.value", "$.gate.values.auc.value"]
+    metadata = d["States"]["Register"]["Parameters"]["CustomerMetadataProperties"]
+    assert metadata["metric:mse.$"] == "States.Format('{}', $.evaluation.report.regression_metrics.mse.value)"
+    assert metadata["metric:auc.$"] == "States.Format('{}', $.gate.values.auc.value)"

@@ -292,9 +292,27 @@ def test_model_package_group_created_for_registering_builds_only(example_repo, a
     assert deploy_mod.ensure_model_package_group(ctx, clients) is True
     group = sagemaker.describe_model_package_group(ModelPackageGroupName=name)
     assert group["ModelPackageGroupName"] == name
+    # The config's tags are on the group (its versions take the group's tags: CreateModelPackage.Tags).
+    group_tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=group["ModelPackageGroupArn"])["Tags"]}
+    assert group_tags == {**ctx.config.aws.tags, "mltp:model": ctx.config.name}
     calls = Calls(clients.sagemaker)
     assert deploy_mod.ensure_model_package_group(ctx, clients) is False
-    assert calls.names == ["DescribeModelPackageGroup"]
+    assert calls.names == ["DescribeModelPackageGroup", "ListTags"]  # nothing missing: no AddTags
+
+
+def test_a_tag_added_to_the_config_later_is_put_on_the_existing_group(example_repo, aws_env, stand_in, log_group):
+    name = unique("m")
+    configure(example_repo, name)
+    path = example_repo / "config.yaml"
+    path.write_text(path.read_text().replace("model_package_group: fraud-detection", f"model_package_group: {name}"))
+    sagemaker = boto3.client("sagemaker", region_name=REGION, endpoint_url=aws_env)
+    arn = sagemaker.create_model_package_group(ModelPackageGroupName=name, Tags=[{"Key": "owner", "Value": "someone"}])[
+        "ModelPackageGroupArn"]
+    ctx = make_context(config_mod.load(example_repo), env={"BRANCH_NAME": "main"})
+    assert ctx.config.aws.tags, "the example sets aws.tags"
+    assert deploy_mod.ensure_model_package_group(ctx, Clients(REGION, aws_env)) is False
+    group_tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert group_tags == {"owner": "someone", **ctx.config.aws.tags, "mltp:model": ctx.config.name}
 
 
 @pytest.mark.parametrize("branch, expected", [

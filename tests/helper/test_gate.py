@@ -141,7 +141,7 @@ def test_parse_evaluation_reads_the_model_quality_convention():
     ('{"metrics": {"auc": {"value": NaN}}}', "NaN is not valid JSON"),
     ('{"metrics": {"auc": {"value": Infinity}}}', "Infinity is not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
-    ('{"auc": {"value": 0.9}}', 'has no "metrics" object'),
+    ('{"auc": {"value": 0.9}}', 'has none of "metrics", "regression_metrics"'),
     ('{"metrics": [0.9]}', '"metrics" must be an object'),
     ('{"metrics": {"auc": 0.94}}', "metrics.auc must be an object"),
 ])
@@ -258,4 +258,130 @@ def test_a_real_interpreter_agrees_on_every_case(monkeypatch):
             expected_status = "SUCCEEDED" if verdict else "FAILED"
             assert described["status"] == expected_status, (case_id, [r.metric for r in subset], described)
             if not verdict:
+                assert described.get("error") == "MetricGateFailed", (case_id, described)
+
+
+# --------------------------------------------------------------------------- where the values are (issue 10, item 6)
+
+MSE = GateRule("mse", max=5)
+R2 = GateRule("r2", min=0.5)
+MSE_AT = GateRule("mse", max=5, path="regression_metrics.mse.value")
+DEPTH = GateRule("error", max=0.1, path="custom.eval-set.error")
+
+# (id, rules, evaluation.json, expected pass per rule)
+FORMATS = [
+    ("mltp's metrics", [AUC], {"metrics": {"auc": {"value": 0.95}}}, [True]),
+    ("regression_metrics", [MSE, R2], {"regression_metrics": {"mse": {"value": 4.3, "standard_deviation": 0.1},
+                                                              "r2": {"value": 0.4}}}, [True, False]),
+    ("binary_classification_metrics, with entries without a value",
+     [AUC, GateRule("recall", min=0.5)],
+     {"binary_classification_metrics": {"confusion_matrix": {"0": {"0": 1, "1": 2}, "1": {"0": 0, "1": 1}},
+                                        "auc": {"value": 0.93, "standard_deviation": "NaN"},
+                                        "recall": {"value": 1.0}}}, [True, True]),
+    ("multiclass_classification_metrics", [GateRule("accuracy", min=0.8)],
+     {"multiclass_classification_metrics": {"accuracy": {"value": 0.79}}}, [False]),
+    ("metrics wins over a model-quality section", [AUC],
+     {"metrics": {"auc": {"value": 0.5}}, "binary_classification_metrics": {"auc": {"value": 0.99}}}, [False]),
+    ("a section fills what metrics lacks", [AUC, MSE],
+     {"metrics": {"auc": {"value": 0.95}}, "regression_metrics": {"mse": {"value": 1}}}, [True, True]),
+    ("regression wins over binary", [AUC],
+     {"regression_metrics": {"auc": {"value": 0.95}}, "binary_classification_metrics": {"auc": {"value": 0.1}}}, [True]),
+    ("an entry is taken whole: no value in the winner", [AUC],
+     {"metrics": {"auc": {"standard_deviation": 0.1}}, "binary_classification_metrics": {"auc": {"value": 0.99}}}, [False]),
+    ("missing everywhere", [AUC], {"regression_metrics": {"mse": {"value": 1}}}, [False]),
+    ("no section at all", [AUC], {"auc": {"value": 0.95}}, [False]),
+    ("not a number in a section", [MSE], {"regression_metrics": {"mse": {"value": "4.3"}}}, [False]),
+    ("null value", [MSE], {"regression_metrics": {"mse": {"value": None}}}, [False]),
+    ("an entry that is not an object", [MSE], {"regression_metrics": {"mse": 4.3}}, [False]),
+    ("per-rule path", [MSE_AT], {"regression_metrics": {"mse": {"value": 4.3}}}, [True]),
+    ("per-rule path wins over metrics", [MSE_AT],
+     {"metrics": {"mse": {"value": 1}}, "regression_metrics": {"mse": {"value": 9}}}, [False]),
+    ("per-rule path, missing", [MSE_AT], {"metrics": {"mse": {"value": 1}}}, [False]),
+    ("per-rule path into a number", [MSE_AT], {"regression_metrics": {"mse": 4.3}}, [False]),
+    ("per-rule path anywhere, names with '-'", [DEPTH, AUC],
+     {"custom": {"eval-set": {"error": 0.05}}, "metrics": {"auc": {"value": 0.95}}}, [True, True]),
+    ("per-rule path to a string", [DEPTH], {"custom": {"eval-set": {"error": "low"}}}, [False]),
+    ("champion rule reads the path", [MSE_AT, GateRule("mse", beat_champion=True, better="lower",
+                                                       path="regression_metrics.mse.value")],
+     {"regression_metrics": {"mse": {"value": 4.3}}}, [True, True]),
+]
+
+
+@pytest.mark.parametrize("rules,report,expected", [c[1:] for c in FORMATS], ids=[c[0] for c in FORMATS])
+def test_values_are_read_where_sagemaker_puts_them(rules, report, expected):
+    values = gate.report_values(report, rules)
+    assert gate.metric_values(json.dumps(report), rules=rules) == values
+    assert [r.passed for r in gate.evaluate(rules, values, {"Reason": "first version"})] == expected
+
+
+def test_the_reasons_name_what_is_missing():
+    (result,) = gate.evaluate([MSE_AT], gate.report_values({"metrics": {"mse": {"value": 1}}}, [MSE_AT]))
+    assert result.reason == "missing from evaluation.json (path regression_metrics.mse.value)"
+    (result,) = gate.evaluate([AUC], gate.report_values({"regression_metrics": {"mse": {"value": 1},
+                                                                                "r2": {"value": 1}}}))
+    assert result.reason == "missing from evaluation.json, which has: mse, r2"
+    (result,) = gate.evaluate([MSE], gate.report_values({"regression_metrics": {"mse": {"value": "4.3"}}}))
+    assert result.reason == '"4.3" is not a number'
+
+
+def test_the_guard_knows_the_sections_of_the_gate():
+    from mltp import evaluation_guard
+
+    assert evaluation_guard.SECTIONS == gate.SECTIONS
+
+
+@asl.needs_many_executions
+def test_the_state_machine_reads_the_values_as_the_local_check_does(monkeypatch):
+    """The rendered MetricSections, GateMetrics and Gate states, on moto's
+    interpreter, from the state data ReadEvaluation leaves, decide every FORMATS
+    case as gate.evaluate does, and the value Register records for each metric
+    (CustomerMetadataProperties metric:<m>) is the one the local check read."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    from mltp.local import emulator
+
+    emulator.fix_jsonpath_keyword_prefixes()
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+        started = []
+        for index, (case_id, rules, report, expected) in enumerate(FORMATS):
+            metrics = []
+            for rule in rules:
+                if rule.metric not in metrics:
+                    metrics.append(rule.metric)
+            states = gate.merge_states()
+            states["MetricSections"]["Next"] = "GateMetrics"
+            states["GateMetrics"]["Next"] = "Gate"
+            states.update({
+                "Gate": {"Type": "Choice", "Choices": [dict(gate.choice_rule(rules), Next="Record")], "Default": "Missed"},
+                "Record": {"Type": "Pass", "End": True, "Parameters": {
+                    f"{m}.$": f"States.Format('{{}}', {gate.value_path(m, rules)})" for m in metrics}},
+                "Missed": {"Type": "Fail", "Error": "MetricGateFailed", "Cause": "gate"},
+            })
+            definition = {"StartAt": "MetricSections", "States": states}
+            arn = sfn.create_state_machine(name=f"formats-{index}", definition=json.dumps(definition),
+                                           roleArn="arn:aws:iam::123456789012:role/StepFunctions")["stateMachineArn"]
+            # What ReadEvaluation's ResultSelector leaves ($.evaluation), and no champion bars.
+            data = {"evaluation": {"report": report, "sections": gate.SECTION_DEFAULTS}, "Champion": {"Bars": {}}}
+            execution = sfn.start_execution(stateMachineArn=arn, name="run", input=json.dumps(data))["executionArn"]
+            started.append((case_id, rules, report, all(expected), execution))
+        deadline = time.monotonic() + 60
+        for case_id, rules, report, verdict, execution in started:
+            while True:
+                described = sfn.describe_execution(executionArn=execution)
+                if described["status"] != "RUNNING" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            assert described["status"] == ("SUCCEEDED" if verdict else "FAILED"), (case_id, described)
+            if verdict:
+                values = gate.report_values(report, rules)
+                assert json.loads(described["output"]) == {m: str(values[m]) for m in json.loads(described["output"])}
+            else:
                 assert described.get("error") == "MetricGateFailed", (case_id, described)

@@ -216,7 +216,10 @@ def _unquote(value):
 
 def _task_needs(cfg, definition, execution_input, execution_id):
     # The state data when the last Task (Register) runs: the input plus evaluation.json's gate metrics.
-    state = dict(execution_input, evaluation={"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}})
+    from mltp import gate
+
+    report = {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}
+    state = dict(execution_input, evaluation={"report": report}, gate={"values": gate.merged_entries(report)})
     ctx = asl.context(execution_input, execution_id, state)
     region, account = cfg.aws.region, cfg.aws.account_id
     needs = [(action, "*", {}) for action in iam_actions.LOG_DELIVERY_ACTIONS]  # the state machine's logging

@@ -99,6 +99,9 @@ class GateRule:
     beat_champion: bool = False
     by: float = 0.0
     better: str = "higher"
+    # Where in evaluation.json the value is, dotted like JsonGet ('regression_metrics.mse.value');
+    # None: metrics.<metric>.value, else SageMaker's model-quality sections (gate.SECTIONS).
+    path: Optional[str] = None
 
     def describe(self) -> str:
         if self.beat_champion:
@@ -544,6 +547,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     gate = data.get("gate")
     if isinstance(gate, list):
         seen_metrics: Dict[Tuple[str, bool], int] = {}
+        seen_paths: Dict[str, Tuple[int, str]] = {}
         for index, rule in enumerate(gate):
             if not isinstance(rule, dict):
                 continue
@@ -574,6 +578,13 @@ def _semantic_problems(doc: Document) -> List[Problem]:
                     hint = "" if champion else "; put min and max in one rule"
                     add(("gate", index, "metric"), f"metric '{metric}' already has {what} (gate[{seen_metrics[slot]}]){hint}")
                 seen_metrics.setdefault(slot, index)
+                path = rule.get("path")
+                if isinstance(path, str):
+                    if metric in seen_paths and seen_paths[metric][1] != path:
+                        other, given = seen_paths[metric]
+                        add(("gate", index, "path"), f"metric '{metric}' already reads '{given}' (gate[{other}]): "
+                                                     "the rules of one metric read one value")
+                    seen_paths.setdefault(metric, (index, path))
 
     inference_types = _get(data, "registry", "inference", "instance_types")
     if isinstance(inference_types, list):
@@ -863,13 +874,16 @@ def _gate_rules(raw: List[Dict[str, Any]]) -> Tuple[GateRule, ...]:
     """A champion rule's direction defaults from the metric's threshold rule: a
     metric bounded by max only (an error rate) is better lower, any other higher."""
     only_max = {r["metric"] for r in raw if "max" in r and "min" not in r and not r.get("beat_champion")}
+    # A path belongs to the metric: given on one of its rules, it applies to both (validation: they agree).
+    paths = {r["metric"]: r["path"] for r in raw if r.get("path")}
     rules = []
     for r in raw:
         if r.get("beat_champion"):
             better = r.get("better") or ("lower" if r["metric"] in only_max else "higher")
-            rules.append(GateRule(r["metric"], beat_champion=True, by=float(r.get("by", 0)), better=better))
+            rules.append(GateRule(r["metric"], beat_champion=True, by=float(r.get("by", 0)), better=better,
+                                  path=paths.get(r["metric"])))
         else:
-            rules.append(GateRule(r["metric"], r.get("min"), r.get("max")))
+            rules.append(GateRule(r["metric"], r.get("min"), r.get("max"), path=paths.get(r["metric"])))
     return tuple(rules)
 
 

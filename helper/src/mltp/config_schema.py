@@ -331,6 +331,16 @@ SCHEMA: Dict[str, Any] = {
                         "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
                         "x-error": "must be a metric name from evaluation.json (letters, digits, '_' or '-')",
                     },
+                    "path": {
+                        "type": "string",
+                        "maxLength": 256,
+                        "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$",
+                        "x-error": "must be a dotted path into evaluation.json such as regression_metrics.mse.value "
+                                   "(names of letters, digits, '_' or '-', joined by '.')",
+                        "description": "Where the metric's value is in evaluation.json, dotted like SageMaker "
+                                       "Pipelines' JsonGet. Default: metrics.<metric>.value, else the metric in "
+                                       "SageMaker's model-quality sections (docs/contract.md#35-evaluationjson-and-the-gate).",
+                    },
                     "min": {"type": "number"},
                     "max": {"type": "number"},
                     "beat_champion": {

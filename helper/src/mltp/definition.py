@@ -1,7 +1,7 @@
 """The state machine definition (docs/contract.md, section 10), built from a config.
 
-Preprocessing -> Training -> Evaluation -> ReadEvaluation -> Gate -> ShouldRegister
--> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
+Preprocessing -> Training -> Evaluation -> ReadEvaluation -> MetricSections ->
+GateMetrics -> Gate -> ShouldRegister -> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
 NotRegistered (Succeed) when the run does not register (branches, pull requests).
 
 The states are built with the AWS Step Functions Data Science SDK (`stepfunctions`)
@@ -52,13 +52,15 @@ PREPROCESSING = "Preprocessing"
 TRAINING = "Training"
 EVALUATION = "Evaluation"
 READ_EVALUATION = "ReadEvaluation"
+METRIC_SECTIONS = "MetricSections"
+GATE_METRICS = "GateMetrics"
 GATE = "Gate"
 GATE_FAILED = "MetricGateFailed"
 SHOULD_REGISTER = "ShouldRegister"
 NOT_REGISTERED = "NotRegistered"
 REGISTER = "Register"
 REGISTERED = "Registered"
-STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, GATE, GATE_FAILED,
+STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, METRIC_SECTIONS, GATE_METRICS, GATE, GATE_FAILED,
           SHOULD_REGISTER, NOT_REGISTERED, REGISTER, REGISTERED)
 
 GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.1)
@@ -66,7 +68,7 @@ GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.
 # Where results land in the state data (and so in the execution output).
 JOBS_PATH = "$.jobs"  # $.jobs.preprocessing.ProcessingJobArn, $.jobs.training.TrainingJobArn, ...
 EVALUATION_PATH = "$.evaluation"  # $.evaluation.report = evaluation.json, parsed
-METRICS_PATH = "$.evaluation.report.metrics"
+METRICS_PATH = gate.VALUES_PATH  # each metric's entry, the sections merged (gate.merge_states)
 REGISTER_PATH = "$.register"  # the CreateModelPackage response
 MODEL_PACKAGE_ARN_PATH = "$.register.ModelPackageArn"
 
@@ -153,7 +155,7 @@ def _partition(region: str) -> str:
 def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]:
     session = _offline_session(config.aws.region)
     from stepfunctions.inputs import ExecutionInput as Placeholders
-    from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task
+    from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Pass, Retry, Succeed, Task
 
     # Champion is read as state data ($.Champion.Bars, gate.choice_rule), not as a placeholder.
     inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS if key != "Champion"})
@@ -169,6 +171,13 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
         parameters={"Bucket": inputs["EvaluationBucket"], "Key": inputs["EvaluationKey"]},
         result_path=EVALUATION_PATH,
     )
+
+    # evaluation.json's metric sections merged into one entry per metric, as gate.merged_entries does.
+    merge = gate.merge_states()
+    metric_sections, gate_metrics_state = (
+        Pass(name, comment=merge[name]["Comment"], parameters=merge[name]["Parameters"],
+             result_path=merge[name]["ResultPath"])
+        for name in (METRIC_SECTIONS, GATE_METRICS))
 
     rules = config.gate
     gate_state = Choice(GATE, comment=f"Every rule must hold; a missing metric fails: {gate.describe_rules(rules)}")
@@ -199,8 +208,10 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     preprocessing.next(training)
     training.next(evaluation)
     evaluation.next(read_evaluation)
-    read_evaluation.next(gate_state)
-    gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH), sdk), should_register)
+    read_evaluation.next(metric_sections)
+    metric_sections.next(gate_metrics_state)
+    gate_metrics_state.next(gate_state)
+    gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH, gate.REPORT_PATH), sdk), should_register)
     gate_state.default_choice(gate_failed)
     should_register.add_choice(ChoiceRule.BooleanEquals(variable=inputs["Register"].to_jsonpath(), value=True), register)
     should_register.default_choice(not_registered)
@@ -229,6 +240,7 @@ class _Sdk:
         from sagemaker.pytorch import PyTorch
         from sagemaker.sklearn import SKLearn
         from sagemaker.xgboost import XGBoost
+        from sagemaker.utils import instance_supports_kms
         from stepfunctions.steps.choice_rule import BaseRule
 
         self.sagemaker = sagemaker
@@ -239,6 +251,7 @@ class _Sdk:
         self.ProcessingOutput = ProcessingOutput
         self.estimators = {"sklearn": SKLearn, "xgboost": XGBoost, "pytorch": PyTorch}
         self.BaseRule = BaseRule
+        self.instance_supports_kms = instance_supports_kms
 
 
 _SDK: Optional[_Sdk] = None
@@ -390,6 +403,16 @@ def container_paths(step: StepConfig) -> Dict[str, str]:
     return {split: step.outputs.get(split) or f"{OUTPUT_DIR}/{split}" for split in SPLITS}
 
 
+def _volume_kms_key(config: Config, step: StepConfig, sdk: _Sdk) -> Optional[str]:
+    """aws.kms_key_id for the step's storage volume, except on instance types with
+    local (NVMe) storage: CreateProcessingJob and CreateTrainingJob document that
+    you can't request a VolumeKmsKeyId with those (a hardware module encrypts
+    their storage). The SDK's own table of such types decides."""
+    if config.aws.kms_key_id and sdk.instance_supports_kms(step.instance_type):
+        return config.aws.kms_key_id
+    return None
+
+
 def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, session, sdk: _Sdk):
     from stepfunctions.steps import ProcessingStep
 
@@ -408,7 +431,7 @@ def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, se
         instance_count=step.instance_count,
         instance_type=step.instance_type,
         volume_size_in_gb=step.volume_size_gb,
-        volume_kms_key=config.aws.kms_key_id,
+        volume_kms_key=_volume_kms_key(config, step, sdk),
         output_kms_key=config.aws.kms_key_id,
         max_runtime_in_seconds=step.max_runtime_minutes * 60,
         env=environment,
@@ -458,7 +481,7 @@ def _estimator(config: Config, step: StepConfig, session, sdk: _Sdk):
         volume_size=step.volume_size_gb,
         max_run=step.max_runtime_minutes * 60,
         hyperparameters=dict(step.hyperparameters),
-        volume_kms_key=config.aws.kms_key_id,
+        volume_kms_key=_volume_kms_key(config, step, sdk),
         output_kms_key=config.aws.kms_key_id,
         sagemaker_session=session,
         # Debugger and profiler rules would add S3 paths outside the run's layout.
@@ -561,7 +584,7 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
             # The gate's values, so `mltp models` and the next run's champion read
             # them from the registry. Register runs only after the Gate passed, so
             # each is present and a number.
-            **{metric_property(m): _intrinsic(f"States.Format('{{}}', {gate.metric_path(METRICS_PATH, m)})")
+            **{metric_property(m): _intrinsic(f"States.Format('{{}}', {gate.value_path(m, config.gate)})")
                for m in gate_metrics(config)},
         },
         # SageMaker's own lineage fields; they take any text.
@@ -569,10 +592,10 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
         # Idempotency: a retry after a lost response must not register a second version.
         # One token per execution (MD5 hex: 32 characters, within the API's 36).
         "ClientToken": _intrinsic("States.Hash($$.Execution.Id, 'MD5')"),
+        # No Tags: CreateModelPackage documents that a version in a model package group
+        # uses the group's tags and takes no tag argument. aws.tags are on the group
+        # (deploy.ensure_model_package_group); the run's metadata is above.
     }
-    tags = _tags(config)
-    if tags:
-        parameters["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
     return parameters
 
 
@@ -630,12 +653,14 @@ def _add_result_selectors(states: Dict[str, Any]) -> None:
 
     The selected fields are in both the Create* response and the Describe* response
     (what `.sync` returns), so the selector holds on AWS and on emulators alike.
-    ReadEvaluation parses the object's body: $.evaluation.report is evaluation.json.
+    ReadEvaluation parses the object's body: $.evaluation.report is evaluation.json;
+    $.evaluation.sections is an empty object per metric section, for MetricSections.
     """
     states[PREPROCESSING]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
     states[TRAINING]["ResultSelector"] = {"TrainingJobArn.$": "$.TrainingJobArn"}
     states[EVALUATION]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
-    states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)"}
+    states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)",
+                                                 "sections": json.loads(json.dumps(gate.SECTION_DEFAULTS))}
 
 
 def _drop_nulls(value: Any) -> Any:

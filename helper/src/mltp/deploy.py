@@ -60,21 +60,29 @@ def ensure_model_package_group(ctx: RunContext, clients: Clients) -> bool:
     """The registry group must exist before the state machine's Register step
     calls createModelPackage. Only builds that register need it (branch builds
     never register), and it is looked up first, so later deploys create nothing.
-    Returns True when it was created."""
+    Returns True when it was created.
+
+    The group carries the config's tags (aws.tags and mltp:model): CreateModelPackage
+    documents that a version in a group uses its group's tags and takes none of its
+    own, so this is where they go. A group created before a tag was added to the
+    config gets the missing tags; tags others added are left alone."""
     if not ctx.register:
         return False
     group = ctx.config.registry.model_package_group
     sagemaker = clients.sagemaker
+    wanted = {k: v for k, v in sorted(tags(ctx).items()) if k != "mltp:branch"}
     with refused("model package group", group):
         try:
-            sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-            return False
+            current = sagemaker.describe_model_package_group(ModelPackageGroupName=group)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("ValidationException", "ResourceNotFound"):
                 raise
+        else:
+            _add_missing_tags(sagemaker, current["ModelPackageGroupArn"], wanted)
+            return False
         # Line breaks and tabs folded: ModelPackageGroupDescription takes no control characters.
         description = " ".join((ctx.config.description or f"Models of {ctx.config.name}, registered by mltp").split())
-        group_tags = [{"Key": k, "Value": v} for k, v in sorted(tags(ctx).items()) if k != "mltp:branch"]
+        group_tags = [{"Key": k, "Value": v} for k, v in wanted.items()]
         try:
             sagemaker.create_model_package_group(
                 ModelPackageGroupName=group, ModelPackageGroupDescription=description[:1024], Tags=group_tags,
@@ -83,6 +91,15 @@ def ensure_model_package_group(ctx: RunContext, clients: Clients) -> bool:
             if "already exists" not in str(exc).lower():  # a concurrent build created it
                 raise
     return True
+
+
+def _add_missing_tags(sagemaker, arn: str, wanted: Dict[str, str]) -> None:
+    """Tag the group with what the config wants and it lacks (one ListTags page
+    holds them all: a resource has at most 50 tags)."""
+    present = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn, MaxResults=100).get("Tags", [])}
+    missing = [{"Key": k, "Value": v} for k, v in wanted.items() if present.get(k) != v]
+    if missing:
+        sagemaker.add_tags(ResourceArn=arn, Tags=missing)
 
 
 def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) -> DeployResult:

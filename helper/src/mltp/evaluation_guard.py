@@ -13,7 +13,8 @@ otherwise fail ReadEvaluation with a bare States.DataLimitExceeded.
 Each refusal is one line starting with 'mltp: ' and exit code 1, so the job
 fails (exit 4; the job's last log line says why). What evaluation.json *says*
 is the gate's business: a missing or non-numeric metric fails the gate (exit 3)
-on both paths. The local run executes this very command, so both paths share
+on both paths; only a metric section that is not an object is refused here, since
+the state machine could not merge it (gate.merge_states). The local run executes this very command, so both paths share
 the code. It runs inside SageMaker's framework containers: Python 3.6+, stdlib
 only, no f-strings with '=' or other newer syntax.
 """
@@ -29,6 +30,9 @@ import tarfile
 EVALUATION_LIMIT = 128 * 1024
 SHIPPED_AS = ".mltp/evaluation_guard.py"
 EXAMPLE = '{"metrics": {"auc": {"value": 0.94}}}'
+# The metric sections the gate reads (gate.SECTIONS; this file runs in the containers
+# without mltp installed, so the names are repeated here, and a test checks they agree).
+SECTIONS = ("metrics", "regression_metrics", "binary_classification_metrics", "multiclass_classification_metrics")
 
 
 def refuse(message):
@@ -63,6 +67,11 @@ def check_evaluation(output_dir, name):
         refuse("evaluation.json written by %s is not valid JSON (%s); expected e.g. %s" % (name, exc, EXAMPLE))
     if not isinstance(data, dict):
         refuse("evaluation.json written by %s must be a JSON object like %s" % (name, EXAMPLE))
+    for section in SECTIONS:
+        # The state machine merges the sections (States.JsonMerge), which takes objects only.
+        if section in data and not isinstance(data[section], dict):
+            refuse("evaluation.json written by %s: \"%s\" must be an object like %s, not %s"
+                   % (name, section, EXAMPLE, json.dumps(data[section])[:80]))
 
 
 def main(argv):

@@ -324,7 +324,7 @@ class Tracker:
             record.status = out.SUCCEEDED
             if record.name == GATE_STATE:  # the Choice exits either way: the next state tells
                 self.pending_gate = record
-                self.gate_metrics = _metrics_of(details.get("output"))
+                self.gate_metrics = _metrics_of(details.get("output"), self.rules or ())
                 return []
             return [self.line(record)] if record.name in USER_STATES else []
         record = self.last_entered if self.last_entered and self.last_entered.name in self.open else None
@@ -443,16 +443,19 @@ class Tracker:
         return "  ".join(parts).rstrip()
 
 
-def _metrics_of(output: Any) -> Optional[Dict[str, Any]]:
-    """The metrics the Gate looked at, from its state output ($.evaluation.report.metrics)."""
+def _metrics_of(output: Any, rules: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
+    """The values the Gate looked at, from its state output: evaluation.json
+    ($.evaluation.report) read as the Gate reads it (gate.report_values)."""
+    from . import gate
+
     data = _json(output)
     try:
-        metrics = data["evaluation"]["report"]["metrics"]
+        report = data["evaluation"]["report"]
     except (TypeError, KeyError):
         return None
-    if not isinstance(metrics, dict):
+    if not isinstance(report, dict):
         return None
-    return {k: v.get("value") for k, v in metrics.items() if isinstance(v, dict) and "value" in v}
+    return gate.report_values(report, rules)
 
 
 def _rule_result_text(result: Any, rule: Any) -> str:
@@ -706,12 +709,28 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
 
 
 _SCRIPT = re.compile(r"\b([\w.-]+\.py)\b")
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+\.py)", line \d+')
+_MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '(?P<module>[^']+)'")
+_GUARD = "mltp: "  # evaluation_guard's refusals
+# SageMaker's wording for a job whose script failed; the job's log says why.
+_SCRIPT_FAILED = ("AlgorithmError",)
 
 
 def _died_of(failure: out.Failure) -> str:
-    """What the one-line error says about a failed step: the script and the
-    exception it died of, else the reason as SageMaker gave it."""
+    """What the one-line error says about a failed step.
+
+    A job whose script failed (FailureReason AlgorithmError) is described by its
+    log, which SageMaker and the local run both have: the evaluation guard's
+    refusal, else the script and the exception it died of. SageMaker's own
+    FailureReason for a processing job is only 'See job logs', so the log is what
+    makes a run end with the same line on AWS and locally (tests/helper/test_parity.py).
+    Any other failure (no data, time limit, stopped) is said by its FailureReason."""
     reason = (failure.reason or "").strip()
+    tail = "\n".join(failure.log_tail)
+    if not reason or reason.startswith(_SCRIPT_FAILED):
+        from_log = _from_log(failure.log_tail)
+        if from_log:
+            return from_log
     script = _SCRIPT.search(reason)
     prefix = f"{script.group(1)}: " if script else ""
     died = out.exception_line(reason)
@@ -719,10 +738,58 @@ def _died_of(failure: out.Failure) -> str:
         return prefix + died
     if reason and "\n" not in reason:
         return reason
-    died = out.exception_line("\n".join(failure.log_tail))
+    died = out.exception_line(tail)
     if died:
         return prefix + died
     return reason
+
+
+def _from_log(lines: List[str]) -> Optional[str]:
+    """'evaluation.json written by ... is not valid JSON', or 'train.py: ValueError: bad'."""
+    for line in reversed(lines):
+        if line.startswith(_GUARD):
+            return line[len(_GUARD):].strip()
+    lines = _user_traceback(lines)
+    died = out.exception_line("\n".join(lines))
+    if not died:
+        return None
+    script = _script_of(lines)
+    missing = _MISSING_MODULE.match(died)
+    if missing:
+        died += " (a package the script needs is not installed where it ran: list it in requirements.txt)"
+    return (f"{script}: " if script else "") + died
+
+
+def _user_traceback(lines: List[str]) -> List[str]:
+    """The log up to the end of the script's own traceback: a framework container's
+    toolkit (sagemaker-training) logs its own traceback after it, ending in its
+    wrapper (ExecuteUserScriptError), which says less than the script's."""
+    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith("Traceback (most recent")]
+    ends = starts[1:] + [len(lines)]
+    for start, end in reversed(list(zip(starts, ends))):
+        died = out.exception_line("\n".join(lines[start:end]))
+        name = (died or "").split(":", 1)[0].rsplit(".", 1)[-1]
+        if died and name not in out.WRAPPERS:
+            return lines[:end]
+    return lines
+
+
+def _script_of(lines: List[str]) -> Optional[str]:
+    """The script the last traceback started in: its first frame of the model repo's
+    code (not the evaluation guard, runpy or an installed library)."""
+    start = max((i for i, line in enumerate(lines) if line.lstrip().startswith("Traceback (most recent")), default=None)
+    if start is None:
+        return None
+    for line in lines[start + 1:]:
+        frame = _FRAME.match(line)
+        if not frame:
+            continue
+        path = frame.group("path").replace("\\", "/")
+        name = path.rsplit("/", 1)[-1]
+        if "/lib/python" in path or "site-packages" in path or name == "evaluation_guard.py" or path.startswith("<"):
+            continue
+        return name
+    return None
 
 
 # --------------------------------------------------------------------------- gate
@@ -746,7 +813,7 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
         return unknown
     try:
         body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        metrics = gate.metric_values(body)
+        metrics = gate.metric_values(body, rules=ctx.config.gate)
     except _AWS_ERRORS as exc:
         result.warnings.append(f"could not read s3://{bucket}/{key}: {_describe_error(exc)}")
         return unknown

@@ -9,8 +9,20 @@ Python (the report, the local run). Both follow the same semantics:
 - a missing metric, or one whose value is not a number, fails its rule;
 - the gate passes only when every rule holds.
 
-evaluation.json follows SageMaker's model-quality convention (docs/contract.md, 3.5):
-``{"metrics": {"auc": {"value": 0.941}, ...}}``; `parse_evaluation` reads it.
+Where a rule's value is read from evaluation.json (docs/contract.md, 3.5), the
+first that applies wins:
+
+1. the rule's own ``path`` (dotted, like SageMaker Pipelines' JsonGet), e.g.
+   ``regression_metrics.mse.value``;
+2. ``metrics.<metric>.value`` (mltp's own format);
+3. ``<section>.<metric>.value`` in SageMaker's model-quality sections, in this
+   order: ``regression_metrics``, ``binary_classification_metrics``,
+   ``multiclass_classification_metrics`` (what Model Monitor and Clarify write).
+
+The state machine computes 2 and 3 as mltp does here: its MetricSections and
+GateMetrics states merge the sections with States.JsonMerge into
+``$.gate.values`` (`SECTIONS`, `merged_entries`), and the Gate and Register read
+the value there, or at the rule's path under ``$.evaluation.report``.
 
 No heavy imports here: the CLI imports this module for every verb.
 """
@@ -23,6 +35,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from .config import GateRule
 from .errors import RunFailed
+
+
+# The sections a metric is looked up in, the first that has it winning.
+SECTIONS = ("metrics", "regression_metrics", "binary_classification_metrics", "multiclass_classification_metrics")
+MODEL_QUALITY_SECTIONS = SECTIONS[1:]
+# Where the state machine keeps evaluation.json and the merged metric entries.
+REPORT_PATH = "$.evaluation.report"
+SECTIONS_PATH = REPORT_PATH  # after MetricSections, the report has every section
+VALUES_PATH = "$.gate.values"
 
 
 class EvaluationError(RunFailed):
@@ -80,7 +101,8 @@ def _check_champion(rule: GateRule, value: Any, present: bool, champion: Optiona
         return RuleResult(rule.metric, float(value) if present and is_number(value) else None, text, True,
                           f"no champion to beat: {why}")
     if not present:
-        return RuleResult(rule.metric, None, text, False, "missing from evaluation.json")
+        where = f" (path {rule.path})" if rule.path else ""
+        return RuleResult(rule.metric, None, text, False, f"missing from evaluation.json{where}")
     if not is_number(value):
         return RuleResult(rule.metric, None, text, False, f"{json.dumps(value, default=str)} is not a number")
     number = float(value)
@@ -115,6 +137,8 @@ def champion_bars(rules: Iterable[GateRule], champion: Optional[Mapping[str, Any
 
 def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] = ()) -> RuleResult:
     text = rule.describe()
+    if not present and rule.path:
+        return RuleResult(rule.metric, None, text, False, f"missing from evaluation.json (path {rule.path})")
     if not present:
         return RuleResult(rule.metric, None, text, False, missing_reason(rule.metric, available))
     if not is_number(value):
@@ -139,8 +163,12 @@ def evaluate(rules: Iterable[GateRule], metrics: Mapping[str, Any],
         if rule.beat_champion:
             results.append(_check_champion(rule, value, present, champion))
         else:
-            results.append(_check(rule, value, present, list(metrics)))
+            results.append(_check(rule, value, present, [m for m in metrics if m not in _path_metrics(rules)]))
     return results
+
+
+def _path_metrics(rules: Iterable[GateRule]) -> List[str]:
+    return [r.metric for r in rules if r.path]
 
 
 def passed(results: Sequence[RuleResult]) -> bool:
@@ -161,8 +189,87 @@ def member_path(base: str, name: str) -> str:
 
 
 def metric_path(metrics_path: str, metric: str) -> str:
-    """JSONPath of a metric's value under `metrics_path` (e.g. '$.evaluation.report.metrics')."""
+    """JSONPath of a metric's value under `metrics_path` (e.g. '$.gate.values')."""
     return member_path(metrics_path, metric) + ".value"
+
+
+def dotted_path(base: str, dotted: str) -> str:
+    """JSONPath of a rule's dotted `path` ('regression_metrics.mse.value') under `base`."""
+    out = base
+    for name in dotted.split("."):
+        out = member_path(out, name)
+    return out
+
+
+def path_of(metric: str, rules: Iterable[GateRule]) -> Optional[str]:
+    """The dotted path the rules give a metric (config validation makes them agree), or None."""
+    for rule in rules:
+        if rule.metric == metric and rule.path:
+            return rule.path
+    return None
+
+
+def value_path(metric: str, rules: Iterable[GateRule], values_path: str = VALUES_PATH,
+               report_path: str = REPORT_PATH) -> str:
+    """JSONPath of the value the Gate checks for `metric` (and Register records):
+    the rule's path under the report, else the metric's merged entry."""
+    path = path_of(metric, rules)
+    return dotted_path(report_path, path) if path else metric_path(values_path, metric)
+
+
+SECTION_DEFAULTS = {section: {} for section in SECTIONS}  # ReadEvaluation's ResultSelector adds them
+
+
+def merge_states() -> Dict[str, Dict[str, Any]]:
+    """The two Pass states between ReadEvaluation and Gate (ASL, without Next).
+
+    MetricSections: the report becomes evaluation.json over an empty object per
+    section (kept by ReadEvaluation at $.evaluation.sections), so every section is
+    present: States.JsonMerge needs objects, and the evaluation guard has refused
+    a section that is not one. It replaces $.evaluation, so the file is held once.
+    GateMetrics: the sections merged into one object at $.gate.values, the earlier
+    section of `SECTIONS` winning (a shallow merge: an entry is taken whole).
+    """
+    merged = f"{SECTIONS_PATH}.{SECTIONS[-1]}"
+    for section in reversed(SECTIONS[:-1]):
+        merged = f"States.JsonMerge({merged}, {SECTIONS_PATH}.{section}, false)"
+    return {
+        "MetricSections": {
+            "Type": "Pass",
+            "Comment": "evaluation.json with each metric section present (an empty object when absent)",
+            "Parameters": {"report.$": "States.JsonMerge($.evaluation.sections, $.evaluation.report, false)"},
+            "ResultPath": "$.evaluation",
+        },
+        "GateMetrics": {
+            "Type": "Pass",
+            "Comment": "One entry per metric, the first section that has it winning: " + ", ".join(SECTIONS),
+            "Parameters": {"values.$": merged},
+            "ResultPath": "$.gate",
+        },
+    }
+
+
+def merged_entries(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """Metric name -> entry, as the GateMetrics state computes it from evaluation.json
+    (a parsed object whose sections are objects: the evaluation guard sees to it)."""
+    sections: Dict[str, Any] = dict(SECTION_DEFAULTS)
+    sections.update(report)
+    entries: Dict[str, Any] = {}
+    for section in reversed(SECTIONS):
+        part = sections[section]
+        if isinstance(part, dict):
+            entries.update(part)
+    return entries
+
+
+def at_path(report: Any, dotted: str):
+    """(present, value) of a rule's dotted path in evaluation.json, as IsPresent sees it."""
+    value = report
+    for name in dotted.split("."):
+        if not isinstance(value, dict) or name not in value:
+            return False, None
+        value = value[name]
+    return True, value
 
 
 # Where the helper puts the champion's bars in the execution input (and so in the
@@ -170,7 +277,8 @@ def metric_path(metrics_path: str, metric: str) -> str:
 CHAMPION_BARS_PATH = "$.Champion.Bars"
 
 
-def choice_rule(rules: Iterable[GateRule], metrics_path: str) -> Dict[str, Any]:
+def choice_rule(rules: Iterable[GateRule], metrics_path: str = VALUES_PATH,
+                report_path: str = REPORT_PATH) -> Dict[str, Any]:
     """The ASL condition (a Choice rule without `Next`) that holds when every rule holds.
 
     ``{"And": [{"And": [IsPresent, IsNumeric, >= min, <= max]}, ...]}``, one inner
@@ -179,8 +287,9 @@ def choice_rule(rules: Iterable[GateRule], metrics_path: str) -> Dict[str, Any]:
     the comparison raise States.Runtime: a missing metric fails the gate.
     """
     per_rule = []
+    rules = list(rules)
     for rule in rules:
-        path = metric_path(metrics_path, rule.metric)
+        path = value_path(rule.metric, rules, metrics_path, report_path)
         conditions: List[Dict[str, Any]] = [
             {"Variable": path, "IsPresent": True},
             {"Variable": path, "IsNumeric": True},
@@ -213,60 +322,70 @@ def describe_rules(rules: Iterable[GateRule]) -> str:
 
 
 _EXAMPLE = '{"metrics": {"auc": {"value": 0.94}}}'
+_SECTION_NAMES = ", ".join(f'"{name}"' for name in SECTIONS)
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON (write a number, or leave the metric out)")
 
 
-def parse_evaluation(text: str, source: str = "evaluation.json") -> Dict[str, float]:
-    """Metric name -> value from evaluation.json text; raises EvaluationError naming
-    what is wrong. Entries without a "value" (SageMaker's confusion_matrix and
-    curves) are skipped: the gate only uses single values."""
+def _load(text: str, source: str) -> Dict[str, Any]:
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise EvaluationError(f"{source}: not valid JSON ({exc}); expected e.g. {_EXAMPLE}") from None
     if not isinstance(data, dict):
         raise EvaluationError(f"{source}: must be a JSON object like {_EXAMPLE}, not a {type(data).__name__}")
-    metrics = data.get("metrics")
-    if "metrics" not in data:
-        raise EvaluationError(f"{source}: has no \"metrics\" object; expected e.g. {_EXAMPLE}")
-    if not isinstance(metrics, dict):
-        raise EvaluationError(f"{source}: \"metrics\" must be an object like {_EXAMPLE}")
-    values: Dict[str, float] = {}
+    return data
+
+
+def parse_evaluation(text: str, source: str = "evaluation.json") -> Dict[str, float]:
+    """Metric name -> value from evaluation.json text (the sections merged as the
+    Gate merges them); raises EvaluationError naming what is wrong. Entries
+    without a "value" (SageMaker's confusion_matrix and curves) are skipped: the
+    gate only uses single values."""
+    data = _load(text, source)
+    present = [name for name in SECTIONS if name in data]
+    if not present:
+        raise EvaluationError(f"{source}: has none of {_SECTION_NAMES}; expected e.g. {_EXAMPLE}")
     problems = []
-    for name, entry in metrics.items():
-        if not isinstance(entry, dict):
-            problems.append(f"metrics.{name} must be an object like {{\"value\": 0.94}}, not {json.dumps(entry)}")
+    for name in present:
+        if not isinstance(data[name], dict):
+            problems.append(f"\"{name}\" must be an object like {_EXAMPLE}")
             continue
-        if "value" not in entry:
-            continue
-        value = entry["value"]
-        if not is_number(value):
-            problems.append(f"metrics.{name}.value must be a number, not {json.dumps(value)}")
-            continue
-        values[name] = float(value)
+        for metric, entry in data[name].items():
+            if not isinstance(entry, dict):
+                problems.append(f"{name}.{metric} must be an object like {{\"value\": 0.94}}, not {json.dumps(entry)}")
+            elif "value" in entry and not is_number(entry["value"]):
+                problems.append(f"{name}.{metric}.value must be a number, not {json.dumps(entry['value'])}")
     if problems:
+        if len(problems) == 1 and problems[0].startswith('"'):
+            raise EvaluationError(f"{source}: {problems[0]}")
         raise EvaluationError(f"{source}: {len(problems)} malformed metric{'s' if len(problems) != 1 else ''}", problems)
-    return values
+    return {name: float(entry["value"]) for name, entry in merged_entries(data).items()
+            if isinstance(entry, dict) and "value" in entry}
 
 
-def metric_values(text: str, source: str = "evaluation.json") -> Dict[str, Any]:
+def metric_values(text: str, source: str = "evaluation.json", rules: Iterable[GateRule] = ()) -> Dict[str, Any]:
     """Metric name -> raw value, read the way the state machine's Gate reads the
-    file: an entry without a "value" is absent, and a value that is not a number
-    is kept as it is, so `evaluate` fails its rule naming it (exit 3, as on AWS).
-    Raises EvaluationError only for what the state machine cannot read at all."""
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise EvaluationError(f"{source}: not valid JSON ({exc}); expected e.g. {_EXAMPLE}") from None
-    if not isinstance(data, dict):
-        raise EvaluationError(f"{source}: must be a JSON object like {_EXAMPLE}, not a {type(data).__name__}")
-    metrics = data.get("metrics")
-    if not isinstance(metrics, dict):
-        return {}
-    return {name: entry["value"] for name, entry in metrics.items() if isinstance(entry, dict) and "value" in entry}
+    file: the sections merged (`merged_entries`), an entry without a "value" absent,
+    a rule's own path read where it points; a value that is not a number is kept as
+    it is, so `evaluate` fails its rule naming it (exit 3, as on AWS). Raises
+    EvaluationError only for what the state machine cannot read at all."""
+    return report_values(_load(text, source), rules)
+
+
+def report_values(data: Mapping[str, Any], rules: Iterable[GateRule] = ()) -> Dict[str, Any]:
+    """`metric_values` of a parsed evaluation.json (the state data's $.evaluation.report)."""
+    values = {name: entry["value"] for name, entry in merged_entries(data).items()
+              if isinstance(entry, dict) and "value" in entry}
+    for rule in rules:
+        if rule.path:
+            present, value = at_path(data, rule.path)
+            values.pop(rule.metric, None)
+            if present:
+                values[rule.metric] = value
+    return values
 
 
 # --------------------------------------------------------------------------- champion vs challenger

@@ -97,8 +97,8 @@ INTEGRATIONS: Dict[str, Integration] = {
         tags_action="sagemaker:AddTags",
     ),
     "aws-sdk:s3:getObject": Integration(("s3:GetObject",)),
-    "aws-sdk:sagemaker:createModelPackage": Integration(("sagemaker:CreateModelPackage",),
-                                                        tags_action="sagemaker:AddTags"),
+    # No tags_action: a version in a group takes its group's tags (CreateModelPackage.Tags).
+    "aws-sdk:sagemaker:createModelPackage": Integration(("sagemaker:CreateModelPackage",)),
 }
 
 

@@ -59,7 +59,8 @@ def one_line(text: str, limit: int = 300) -> str:
 # 'ValueError: boom', 'sklearn.exceptions.NotFittedError: ...', 'KeyError', 'SystemExit: 2'
 _EXCEPTION = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure))(?=:|$|\")")
 # What SageMaker (and the local runner) wrap a script's failure in: not the script's exception.
-_WRAPPERS = ("AlgorithmError", "ClientError", "ExecuteUserScriptError", "InternalServerError")
+WRAPPERS = ("AlgorithmError", "ClientError", "ExecuteUserScriptError", "InternalServerError")
+_WRAPPERS = WRAPPERS
 
 
 def exception_line(text: str) -> Optional[str]:

@@ -209,7 +209,8 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         Statement("JobLogEvents", ("logs:GetLogEvents",),
                   arns.job_log_streams("processing") + arns.job_log_streams("training")),
         Statement("ModelPackageGroup",
-                  ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup", "sagemaker:AddTags"),
+                  ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup", "sagemaker:AddTags",
+                   "sagemaker:ListTags"),
                   (arns.package_group(),)),
         # wait records the registered model's SHA-256 on its version (fetch-model verifies it);
         # approve and reject record their decision with the same call
@@ -277,8 +278,7 @@ def _states(arns: Arns) -> List[Statement]:
                   (arns.events_rule(processing.events_rule), arns.events_rule(training.events_rule))),
         _pass_role("PassSageMakerRole", cfg.aws.sagemaker_role_arn, "sagemaker.amazonaws.com"),
         Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
-        Statement("Register", register.actions + (("sagemaker:AddTags",) if tagged else ()),
-                  (arns.package_group(), arns.packages())),
+        Statement("Register", register.actions, (arns.package_group(), arns.packages())),
         _any("LogDelivery", iam_actions.LOG_DELIVERY_ACTIONS, "log deliveries, resource policies and listing log groups"),
     ]
     out += _kms(arns, "ReadEncryptedEvaluation", ("kms:Decrypt",))

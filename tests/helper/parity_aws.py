@@ -1,0 +1,102 @@
+"""The AWS side of the parity suite (test_parity.py), run as its own process:
+`python parity_aws.py REPO RUN_NAME` prints {"exit_code", "error"} as JSON.
+
+It runs what `mltp run REPO` runs on AWS (validate, sync, deploy, start, wait:
+`pipeline.run_checked`, not the local path) against moto in server mode, whose
+Step Functions interpreter executes the rendered definition. SageMaker's jobs
+are executed by a stand-in that runs each job's own request (its container
+entrypoint or script-mode program, on the code synced to S3) and reports a
+failure the way SageMaker does, not the way the local runner does:
+
+- a processing job whose container exits non-zero: FailureReason
+  ``AlgorithmError: See job logs for more information``; the output is in the
+  job's CloudWatch log stream;
+- a training job of a framework container (the sagemaker-training toolkit):
+  ``AlgorithmError: ExecuteUserScriptError:`` with ExitCode, ErrorMessage (the
+  exception the script died of) and Command, the toolkit's failure file.
+
+So a message that only the local runner's wording produces shows up as a
+difference. The process is separate because the emulator's hooks are process-wide.
+"""
+
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+
+def _decoded(value: str) -> str:
+    """A script-mode hyperparameter as the toolkit passes it (JSON-encoded strings decoded)."""
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else value
+
+
+def main(repo: Path, run_name: str) -> dict:
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "parity"
+
+    from mltp import pipeline
+    from mltp.aws import Clients
+    from mltp.cli import _one_line
+    from mltp.errors import MltpError
+    from mltp.local import emulator
+    from mltp.local.runner import JobFailed, LocalJobRunner
+    from mltp.outcome import exception_line
+    from mltp.redaction import redact
+
+    class SageMakerStandIn(LocalJobRunner):
+        def __call__(self, kind, job_name, request, job):
+            try:
+                super().__call__(kind, job_name, request, job)
+            except JobFailed as exc:
+                if not str(exc).startswith("AlgorithmError"):
+                    raise  # ClientError (no data), MaxRuntimeExceeded, Stopped: SageMaker's own words already
+                if kind == "processing":
+                    raise JobFailed("AlgorithmError: See job logs for more information") from None
+                log = (self.workdir / f"{job_name}.log").read_text(encoding="utf-8", errors="replace")
+                code = re.search(r"exited with code (\d+)", str(exc))
+                hps = request.get("HyperParameters") or {}
+                program = json.loads(hps.get("sagemaker_program", '"train.py"'))
+                args = " ".join(f"--{k} {shlex.quote(_decoded(v))}"
+                                for k, v in sorted(hps.items()) if not k.startswith("sagemaker_"))
+                raise JobFailed(
+                    "AlgorithmError: ExecuteUserScriptError:\n"
+                    f"ExitCode {code.group(1) if code else 1}\n"
+                    f"ErrorMessage \"{exception_line(log) or ''}\"\n"
+                    f"Command \"/usr/local/bin/python3.9 {program} {args}\"") from None
+
+    server, endpoint = emulator.start_local_moto()
+    try:
+        validated = pipeline.validate(repo, None, run_name=run_name)
+        ctx = validated.context
+        clients = Clients(ctx.region, endpoint)
+        runner = SageMakerStandIn(clients, repo / ".mltp" / "parity-aws" / run_name, python=sys.executable)
+        emulator.install_sfn_patches(sync_poll_seconds=0.2)
+        emulator.install_sagemaker_backend_hook(runner)
+        kwargs = {"Bucket": ctx.config.aws.bucket}
+        if ctx.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
+        clients.s3.create_bucket(**kwargs)  # on AWS the bucket exists (docs/contract.md, 2.2)
+        validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
+        try:
+            pipeline.run_checked(validated, repo, None, report_dir=str(repo / ".mltp" / "parity-aws-report"),
+                                 poll_seconds=0.2)
+        except MltpError as exc:
+            return {"exit_code": exc.exit_code, "error": redact(_one_line(exc))}
+        finally:
+            runner.stop()
+        return {"exit_code": 0, "error": ""}
+    finally:
+        emulator.stop_local_moto(server)
+
+
+if __name__ == "__main__":
+    result = main(Path(sys.argv[1]).resolve(), sys.argv[2])
+    sys.stdout.write("\nPARITY " + json.dumps(result) + "\n")
