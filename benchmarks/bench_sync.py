@@ -107,7 +107,7 @@ def main() -> None:
         make_repo(repo, args.files)
         shipped = sum(1 for p in repo.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())
-        mltp = [sys.executable, "-m", "mltp.cli", "sync", str(repo)]
+        mltp = [sys.executable, "-m", "mltp.cli", "sync", "--no-preflight", str(repo)]
         kinds = ("first", "no-op", "new mtimes")
         times = {f"{tool} {kind}": [] for tool in ("mltp", "awscli") for kind in kinds}
         for rep in range(args.repeat):

@@ -1,0 +1,174 @@
+"""botocore's service models, kept parsed on disk so a helper process does not
+parse them again: every `mltp` process that talks to AWS pays for parsing
+the JSON models of the services it calls (S3's, SageMaker's and the endpoint
+rules: about 0.1 to 0.2 s per process on 2 cores, the largest fixed cost of
+`publish` and `start` after the imports).
+
+A model file is a pure function of the botocore installation, so an entry is
+keyed by the file's path, size and modification time, botocore's version and
+the Python version, and holds the parsed data in `marshal` form, which loads
+about five times faster than the JSON parses and, unlike pickle, can only
+build plain values (dicts, lists, strings, numbers), never run code. botocore
+parses with OrderedDict and relies only on the order, which plain dicts keep.
+The list of services botocore finds on its search path (a walk of some 900
+folders) is kept the same way, keyed by the folders' modification times.
+The entries live in the helper's own cache (MLTP_CACHE_DIR, else
+$XDG_CACHE_HOME/mltp, else ~/.cache/mltp).
+
+An entry that cannot be read (missing, truncated, for another file) is ignored
+and written again from the JSON; writes go to a temporary file and are renamed,
+so concurrent builds never read half an entry. Any failure falls back to
+botocore's own loader: the cache can only make a process faster, never make
+it fail. MLTP_NO_MODEL_CACHE=1 turns it off.
+"""
+
+import gc
+import hashlib
+import marshal
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import botocore
+import botocore.loaders
+import botocore.session
+
+FORMAT = 1
+_EXTENSIONS = (".json", ".json.gz")  # what botocore's JSONFileLoader tries, in its order
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MLTP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mltp")
+    return Path(root) / "botocore-models"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+class _Entries:
+    """marshal files named by the SHA-256 of their key, which they also hold."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".marshal")
+
+    def read(self, key: str) -> Optional[Any]:
+        try:
+            with open(self._path(key), "rb") as handle:
+                raw = handle.read()  # marshal.load(handle) would read it in tiny pieces
+        except OSError:
+            return None
+        # A model is some 100,000 small dicts and lists: with the cyclic collector
+        # on, building them triggers collections that cost more than the load.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            stored_key, data = marshal.loads(raw)
+        except Exception:  # truncated or not ours: parse the JSON again
+            return None
+        finally:
+            if collecting:
+                gc.enable()
+        return data if stored_key == key else None
+
+    def write(self, key: str, data: Any) -> None:
+        entry = self._path(key)
+        partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as handle:
+                handle.write(marshal.dumps((key, data)))
+            os.replace(partial, entry)
+        except (OSError, ValueError):  # read-only cache, or a value marshal cannot hold: parse next time
+            try:
+                partial.unlink()
+            except OSError:
+                pass
+
+
+def _key(*parts: object) -> str:
+    return "\0".join(str(p) for p in (FORMAT, botocore.__version__, sys.version_info[:2], marshal.version) + parts)
+
+
+class CachingFileLoader(botocore.loaders.JSONFileLoader):
+    """botocore's JSON loader, with each parsed file kept in marshal form."""
+
+    def __init__(self, entries: _Entries):
+        self.entries = entries
+
+    def load_file(self, file_path):
+        source = self._source(file_path)
+        if source is None:
+            return super().load_file(file_path)
+        path, stat = source
+        key = _key("file", path, stat.st_size, stat.st_mtime_ns)
+        data = self.entries.read(key)
+        if data is None:
+            data = super().load_file(file_path)
+            if data is not None:
+                data = _plain(data)
+                self.entries.write(key, data)
+        return data
+
+    @staticmethod
+    def _source(file_path: str):
+        for ext in _EXTENSIONS:
+            try:
+                return file_path + ext, os.stat(file_path + ext)
+            except OSError:
+                continue
+        return None
+
+
+
+class CachingLoader(botocore.loaders.Loader):
+    """botocore's loader, with the list of available services remembered."""
+
+    @botocore.loaders.instance_cache
+    def list_available_services(self, type_name):
+        stamps = []
+        for folder in self._potential_locations():
+            try:
+                stamps.append((folder, os.stat(folder).st_mtime_ns))
+            except OSError:
+                continue
+        key = _key("services", type_name, stamps)
+        entries = self.file_loader.entries
+        services = entries.read(key)
+        if not isinstance(services, list):
+            services = super().list_available_services(type_name)
+            entries.write(key, list(services))
+        return services
+
+
+def botocore_session() -> botocore.session.Session:
+    """A botocore session whose data loader reads parsed models from the cache."""
+    session = botocore.session.get_session()
+    if os.environ.get("MLTP_NO_MODEL_CACHE"):
+        return session
+    loader = CachingLoader(extra_search_paths=_extra_paths(session), file_loader=CachingFileLoader(_Entries(cache_dir())))
+    session.register_component("data_loader", loader)
+    return session
+
+
+def _extra_paths(session: botocore.session.Session):
+    """AWS_DATA_PATH, as botocore.loaders.create_loader reads it."""
+    search_path = session.get_config_variable("data_path")
+    if search_path is None:
+        return []
+    return [os.path.expanduser(os.path.expandvars(p)) for p in search_path.split(os.pathsep)]
+
+
+def entry_count(folder: Optional[Path] = None) -> int:
+    """How many entries the cache holds (for tests)."""
+    folder = folder or cache_dir()
+    return len(list(folder.glob("*.marshal"))) if folder.is_dir() else 0
