@@ -102,9 +102,15 @@ class _Group(click.Group):
 
     def __call__(self, *args, **kwargs):
         """The process's entry (the console script, `python -m mltp.cli`); tests
-        call main() directly and keep their collector."""
+        call main() directly and keep their collector. On the way out the
+        collector is pointed away from everything alive (gc.freeze): the
+        interpreter's final collections would otherwise walk it all, some 0.7 s
+        after a local run (moto's backends) and a little after every verb."""
         gc.disable()
-        return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            gc.freeze()
 
     def resolve_command(self, ctx: click.Context, args):
         name, command, rest = super().resolve_command(ctx, args)

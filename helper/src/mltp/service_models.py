@@ -28,7 +28,7 @@ import marshal
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import botocore
 import botocore.loaders
@@ -150,22 +150,39 @@ class CachingLoader(botocore.loaders.Loader):
         return services
 
 
+def create_loader(search_path_string: Optional[str] = None) -> CachingLoader:
+    """botocore.loaders.create_loader, with the cache: AWS_DATA_PATH folders first."""
+    paths = [os.path.expanduser(os.path.expandvars(p)) for p in (search_path_string or "").split(os.pathsep) if p]
+    return CachingLoader(extra_search_paths=paths, file_loader=CachingFileLoader(_Entries(cache_dir())))
+
+
 def botocore_session() -> botocore.session.Session:
     """A botocore session whose data loader reads parsed models from the cache."""
     session = botocore.session.get_session()
-    if os.environ.get("MLTP_NO_MODEL_CACHE"):
-        return session
-    loader = CachingLoader(extra_search_paths=_extra_paths(session), file_loader=CachingFileLoader(_Entries(cache_dir())))
-    session.register_component("data_loader", loader)
+    if not os.environ.get("MLTP_NO_MODEL_CACHE"):
+        session.register_component("data_loader", create_loader(session.get_config_variable("data_path")))
     return session
 
 
-def _extra_paths(session: botocore.session.Session):
-    """AWS_DATA_PATH, as botocore.loaders.create_loader reads it."""
-    search_path = session.get_config_variable("data_path")
-    if search_path is None:
-        return []
-    return [os.path.expanduser(os.path.expandvars(p)) for p in search_path.split(os.pathsep)]
+_SHARED: Dict[str, CachingLoader] = {}
+
+
+def share_in_process() -> None:
+    """Every botocore session this process creates from now on (the emulator's
+    too) gets one shared, cached loader. moto creates a session per service
+    backend as it imports, and three of them parse EC2's 2 MB model to list its
+    regions: about a second of every local run's start-up. The loaded models
+    are read-only to botocore, as they already are to the clients of one session."""
+    if os.environ.get("MLTP_NO_MODEL_CACHE"):
+        return
+
+    def shared(search_path_string=None):
+        key = search_path_string or ""
+        if key not in _SHARED:
+            _SHARED[key] = create_loader(search_path_string)
+        return _SHARED[key]
+
+    botocore.session.create_loader = shared
 
 
 def entry_count(folder: Optional[Path] = None) -> int:

@@ -36,6 +36,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
+from .. import service_models
+
+# Before moto's imports: each of its backends makes a botocore session, and
+# some parse EC2's large model to list regions (see service_models).
+service_models.share_in_process()
+
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory as task_factory_mod
@@ -304,10 +310,24 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
 
 
 def stop_local_moto(server) -> None:
-    """Stops the server and puts moto's process-wide settings back."""
+    """Stops the server and puts moto's process-wide settings back.
+
+    The server's loop looks at its stop flag every 0.5 s, or as soon as a
+    connection arrives: an empty connection or two make it stop at once
+    instead of costing every local run half a second."""
+    import socket
+
     from moto.core.config import default_user_config
 
-    server.stop()
+    address = server.get_host_and_port()
+    stopper = threading.Thread(target=server.stop, name="mltp-moto-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except OSError:
+            pass
+        stopper.join(0.02)
     default_user_config["stepfunctions"] = {"execute_state_machine": False}
     os.environ.pop("MOTO_PORT", None)
 
