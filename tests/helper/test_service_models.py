@@ -109,3 +109,33 @@ def test_the_cache_can_be_turned_off(moto_endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("MLTP_NO_MODEL_CACHE", "1")
     Clients(REGION, moto_endpoint).sfn.list_state_machines()
     assert service_models.entry_count(tmp_path / "botocore-models") == 0
+
+
+def test_the_emulator_shares_one_cached_loader_across_sessions():
+    """moto makes a botocore session per backend; with the emulator loaded, they
+    all read models through one cached loader (parsed once per process)."""
+    import botocore.session
+
+    import mltp.local.emulator  # noqa: F401  (installs the shared loader on import)
+
+    first = botocore.session.get_session().get_component("data_loader")
+    second = botocore.session.Session().get_component("data_loader")
+    assert isinstance(first, service_models.CachingLoader)
+    assert first is second
+    regions = botocore.session.get_session().get_available_regions("ec2")
+    assert REGION in regions
+
+
+def test_the_emulator_stops_and_frees_its_port():
+    import socket
+
+    from mltp.local import emulator
+
+    server, endpoint = emulator.start_local_moto()
+    address = server.get_host_and_port()
+    socket.create_connection(address, timeout=5).close()  # listening
+    emulator.stop_local_moto(server)
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=5)
+    again, _ = emulator.start_local_moto()  # and a new one starts after it
+    emulator.stop_local_moto(again)
