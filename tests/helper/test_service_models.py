@@ -74,14 +74,30 @@ def test_a_corrupt_entry_is_ignored_and_rewritten(tmp_path):
     assert _loader(tmp_path).load_service_model("stepfunctions", "service-2") == want
     assert _loader(tmp_path).load_service_model("stepfunctions", "service-2") == want
     for entry in entries:  # written again, whole
-        key, _data = marshal.loads(entry.read_bytes())
-        assert key.startswith(f"{service_models.FORMAT}\0")
+        head, _, payload = entry.read_bytes().partition(b"\n")
+        assert isinstance(marshal.loads(payload), (dict, list))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_altered_entry_is_ignored(tmp_path):
+    want = botocore.loaders.Loader().load_service_model("sts", "service-2")
+    _loader(tmp_path).load_service_model("sts", "service-2")
+    altered_any = False
+    for entry in tmp_path.glob("*.marshal"):
+        head, _, payload = entry.read_bytes().partition(b"\n")
+        if b"GetCallerIdentity" in payload:  # STS's model: it still loads, but is not what was written
+            altered = payload.replace(b"GetCallerIdentity", b"GetCallerIdentitX")
+            assert isinstance(marshal.loads(altered), dict)
+            entry.write_bytes(head + b"\n" + altered)
+            altered_any = True
+    assert altered_any
+    assert _loader(tmp_path).load_service_model("sts", "service-2") == want
 
 
 def test_an_entry_for_another_key_is_not_used(tmp_path):
     entries = service_models._Entries(tmp_path)
     entries.write("a", {"x": 1})
+    assert entries.read("a") == {"x": 1}
     os.replace(entries._path("a"), entries._path("b"))  # a file under the wrong name
     assert entries.read("b") is None
     assert entries.read("a") is None

@@ -7,16 +7,17 @@ rules: about 0.1 to 0.2 s per process on 2 cores, the largest fixed cost of
 A model file is a pure function of the botocore installation, so an entry is
 keyed by the file's path, size and modification time, botocore's version and
 the Python version, and holds the parsed data in `marshal` form, which loads
-about five times faster than the JSON parses and, unlike pickle, can only
-build plain values (dicts, lists, strings, numbers), never run code. botocore
+about five times faster than the JSON parses and, unlike pickle, runs no code
+while loading (the entries are only ever read as data). botocore
 parses with OrderedDict and relies only on the order, which plain dicts keep.
 The list of services botocore finds on its search path (a walk of some 900
 folders) is kept the same way, keyed by the folders' modification times.
 The entries live in the helper's own cache (MLTP_CACHE_DIR, else
 $XDG_CACHE_HOME/mltp, else ~/.cache/mltp).
 
-An entry that cannot be read (missing, truncated, for another file) is ignored
-and written again from the JSON; writes go to a temporary file and are renamed,
+An entry that cannot be read (missing, truncated, altered, for another file:
+each holds its key and the SHA-256 of its data) is ignored and written again
+from the JSON; writes go to a temporary file and are renamed,
 so concurrent builds never read half an entry. Any failure falls back to
 botocore's own loader: the cache can only make a process faster, never make
 it fail. MLTP_NO_MODEL_CACHE=1 turns it off.
@@ -53,7 +54,9 @@ def _plain(value: Any) -> Any:
 
 
 class _Entries:
-    """marshal files named by the SHA-256 of their key, which they also hold."""
+    """Files named by the SHA-256 of their key. Each holds its key and the
+    SHA-256 of its payload (marshal bytes): a truncated or altered entry, or
+    one filed under the wrong name, is never used."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -67,26 +70,33 @@ class _Entries:
                 raw = handle.read()  # marshal.load(handle) would read it in tiny pieces
         except OSError:
             return None
+        head, _, payload = raw.partition(b"\n")
+        if head != self._head(key, payload):
+            return None
         # A model is some 100,000 small dicts and lists: with the cyclic collector
         # on, building them triggers collections that cost more than the load.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            stored_key, data = marshal.loads(raw)
-        except Exception:  # truncated or not ours: parse the JSON again
+            return marshal.loads(payload)
+        except Exception:  # cannot happen for a payload whose digest matched; parse the JSON again
             return None
         finally:
             if collecting:
                 gc.enable()
-        return data if stored_key == key else None
+
+    @staticmethod
+    def _head(key: str, payload: bytes) -> bytes:
+        return (hashlib.sha256(key.encode("utf-8")).hexdigest() + " " + hashlib.sha256(payload).hexdigest()).encode()
 
     def write(self, key: str, data: Any) -> None:
         entry = self._path(key)
         partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
         try:
+            payload = marshal.dumps(data)
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as handle:
-                handle.write(marshal.dumps((key, data)))
+                handle.write(self._head(key, payload) + b"\n" + payload)
             os.replace(partial, entry)
         except (OSError, ValueError):  # read-only cache, or a value marshal cannot hold: parse next time
             try:
