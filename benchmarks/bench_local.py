@@ -31,7 +31,7 @@ EXAMPLE = ROOT / "examples" / "fraud-detection"
 # (how the line that ends the phase starts, the phase); the execution ends
 # with the verdict line ("fraud-detection run bench: PASSED"), the report and
 # shutdown with the process.
-PHASES = [("local:", "start-up, validate, emulator"), ("sync:", "sync"), ("deploy:", "deploy"),
+PHASES = [("local:", "start-up, validate, emulator"), ("sync:", "registry restore, sync"), ("deploy:", "deploy"),
           ("start:", "start"), (re.compile(r"^\S+ run \S+: [A-Z]+"), "execution (3 jobs, gate, register)")]
 REPORT = "report and shutdown"
 GOAL_RATIO = 1.3
