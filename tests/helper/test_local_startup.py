@@ -30,3 +30,25 @@ def test_the_collector_is_restored_when_the_import_fails():
     except ImportError:
         pass
     assert gc.isenabled()
+
+
+def test_moto_data_read_through_the_cache_is_motos(tmp_path, monkeypatch):
+    """The emulator keeps moto's bundled JSON parsed (service_models.cached_file):
+    what moto gets is what it would have parsed, a fresh copy each time."""
+    import gzip
+    import json
+    from importlib import resources
+
+    import moto.utilities.utils as moto_utils
+
+    from mltp import service_models
+    from mltp.local import emulator  # noqa: F401  (installs the cached loader on import)
+
+    monkeypatch.setenv("MLTP_CACHE_DIR", str(tmp_path))
+    name = "ec2/resources/instance_types.json"
+    want = json.loads(gzip.decompress((resources.files("moto") / f"{name}.gz").read_bytes()))
+    first = moto_utils.load_resource(name)  # parsed, and kept
+    assert service_models.entry_count(tmp_path / "botocore-models") == 1
+    second = moto_utils.load_resource(name)  # from the entry
+    assert first == want and second == want
+    assert second is not first

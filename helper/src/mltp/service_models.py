@@ -29,7 +29,7 @@ import marshal
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import botocore
 import botocore.loaders
@@ -172,6 +172,24 @@ def botocore_session() -> botocore.session.Session:
     if not os.environ.get("MLTP_NO_MODEL_CACHE"):
         session.register_component("data_loader", create_loader(session.get_config_variable("data_path")))
     return session
+
+
+def cached_file(tag: str, path: str, load: Callable[[], Any]) -> Any:
+    """load() (a parse of the JSON file at `path`), kept like a service model:
+    for other bundled JSON data, such as the emulator's (moto's EC2 instance types)."""
+    if os.environ.get("MLTP_NO_MODEL_CACHE"):
+        return load()
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return load()
+    entries = _Entries(cache_dir())
+    key = _key(tag, path, stat.st_size, stat.st_mtime_ns)
+    data = entries.read(key)
+    if data is None:
+        data = load()
+        entries.write(key, data)
+    return data
 
 
 _SHARED: Dict[str, CachingLoader] = {}

@@ -42,6 +42,30 @@ from .. import service_models
 # some parse EC2's large model to list regions (see service_models).
 service_models.share_in_process()
 
+
+def _cache_moto_resources() -> None:
+    """moto parses its bundled JSON data as its backends import (EC2's instance
+    types alone: about 0.2 s of every local run's start-up); keep it parsed in
+    the helper cache, like botocore's models. Each call still gets its own copy."""
+    from importlib import resources
+
+    import moto
+    import moto.utilities.utils as moto_utils
+
+    original = moto_utils.load_resource
+
+    def load_resource(resource: str) -> Any:
+        base = resources.files("moto")
+        path = base / (resource if resource.endswith(".gz") else f"{resource}.gz")
+        if not path.is_file():
+            path = base / resource
+        return service_models.cached_file(f"moto {moto.__version__}", str(path), lambda: original(resource))
+
+    moto_utils.load_resource = load_resource
+
+
+_cache_moto_resources()  # before the backends import it by name
+
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory as task_factory_mod
