@@ -70,9 +70,10 @@ schema: setup
 bundle: setup
 	$(BIN)/python tools/bundle.py
 
-## bench: print the benchmark figures
+## bench: one table of the speed and cost figures against their anchors and goals
+## (a while: cold installs; BENCH_QUICK=1 skips them and repeats less)
 bench: setup
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/table.py
 
 clean:
 	rm -rf $(VENV) helper/build helper/src/*.egg-info

@@ -24,7 +24,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,11 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 HELPER_SH = ROOT / "resources" / "mltp" / "helper.sh"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import free_port  # noqa: E402
+
 GOAL_SECONDS = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_stage(verb: str, env: dict, repo: Path) -> float:
@@ -61,11 +58,8 @@ def build(env: dict, repo: Path, run_name: str, verbs) -> dict:
     return {verb: run_stage(verb, env, repo) for verb in verbs}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
+def measure(repeat: int = 5) -> dict:
+    """Seconds per stage: the cold build, and each warm build (publish) and anchor build (sync, deploy apart)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -95,25 +89,50 @@ def main() -> None:
                           aws_secret_access_key="bench")
         s3.create_bucket(Bucket="mlops-artifacts", CreateBucketConfiguration={"LocationConstraint": region})
 
-        publish = ("validate", "publish", "start")
-        apart = ("validate", "sync", "deploy", "start")
-        cold = build(env, repo, "bench-cold", publish)
+        cold = build(env, repo, "bench-cold", PUBLISH)
         warm, anchor = [], []
-        for i in range(args.repeat):  # alternate, so machine load hits both alike
-            warm.append(build(env, repo, f"bench-warm-{i}", publish))
-            anchor.append(build(env, repo, f"bench-apart-{i}", apart))
+        for i in range(repeat):  # alternate, so machine load hits both alike
+            warm.append(build(env, repo, f"bench-warm-{i}", PUBLISH))
+            anchor.append(build(env, repo, f"bench-apart-{i}", APART))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return {"cold": cold, "warm": warm, "anchor": anchor, "repeat": repeat,
+            "warm_total": statistics.median(sum(r.values()) for r in warm),
+            "anchor_total": statistics.median(sum(r.values()) for r in anchor)}
+
+
+PUBLISH = ("validate", "publish", "start")
+APART = ("validate", "sync", "deploy", "start")
+
+
+def rows(quick: bool = False) -> list:
+    from common import Row, at_most
+
+    result = measure(3 if quick else 5)
+    warm, anchor = result["warm_total"], result["anchor_total"]
+    stages = ", ".join(f"{verb} {statistics.median(r[verb] for r in result['warm']):.2f}" for verb in PUBLISH)
+    return [
+        Row("push -> execution started, warm", f"{warm:.2f} s ({stages})",
+            f"sync and deploy as 2 processes: {anchor:.2f} s", warm / anchor, f"<= {GOAL_SECONDS} s",
+            at_most(warm, GOAL_SECONDS)),
+        Row("push -> execution started, cold (first build)", f"{sum(result['cold'].values()):.2f} s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    result = measure(args.repeat)
+    cold, warm, warm_total, anchor_total = result["cold"], result["warm"], result["warm_total"], result["anchor_total"]
 
     def median(rows, verb):
         return statistics.median(r[verb] for r in rows)
 
-    warm_total = statistics.median(sum(r.values()) for r in warm)
-    anchor_total = statistics.median(sum(r.values()) for r in anchor)
     print(f"push -> execution started, helper.sh stages against moto (median of {args.repeat}; preflight off)")
     print(f"{'stage':<9} {'cold s':>7} {'warm s':>7}")
-    for verb in publish:
+    for verb in PUBLISH:
         print(f"{verb:<9} {cold[verb]:7.2f} {median(warm, verb):7.2f}")
     print(f"{'total':<9} {sum(cold.values()):7.2f} {warm_total:7.2f}")
     print(f"anchor: sync and deploy as two processes (warm): {anchor_total:.2f} s; ratio {warm_total / anchor_total:.2f}")

@@ -77,3 +77,38 @@ def test_no_credentials_and_no_local_suggests_local(tmp_path):
     assert "no AWS credentials found" in out.stderr and "mltp run --local" in out.stderr
     assert "Traceback" not in out.stderr
     assert "mltp run --local" in (tmp_path / "error.txt").read_text()
+
+
+def test_the_collector_is_off_only_for_short_verbs():
+    """The console script turns Python's cyclic collector off (a faster start);
+    a verb that may run for hours turns it back on."""
+    import gc
+
+    import click
+
+    from mltp import cli
+
+    assert set(cli.SHORT_VERBS) <= set(cli.main.commands), "a short verb that is not a command"
+    assert not {"wait", "run", "logs", "trigger", "fetch-model", "prune"} & cli.SHORT_VERBS
+    try:
+        for verb, collecting in (("start", False), ("publish", False), ("validate", False),
+                                 ("wait", True), ("run", True), ("logs", True), ("trigger", True)):
+            gc.disable()
+            ctx = click.Context(cli.main)
+            cli.main.resolve_command(ctx, [verb, "."])
+            assert gc.isenabled() is collecting, verb
+    finally:
+        gc.enable()
+
+
+def test_the_console_entry_runs_a_short_verb_with_the_collector_off(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import atexit, gc, sys\n"
+            "from mltp import cli\n"
+            "atexit.register(lambda: print('collector', 'on' if gc.isenabled() else 'off'))\n"
+            "cli.main([sys.argv[1], sys.argv[2]])\n")
+    for verb, state in (("clean", "off"), ("logs", "on")):
+        done = subprocess.run([sys.executable, "-c", code, verb, str(tmp_path)], capture_output=True, text=True)
+        assert done.stdout.strip().splitlines()[-1] == f"collector {state}", (verb, done.stdout, done.stderr)

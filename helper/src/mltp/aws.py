@@ -42,7 +42,11 @@ class Clients:
                  session: Optional[boto3.session.Session] = None):
         self.region = region
         self.endpoint_url = endpoint_url
-        self._session = session or boto3.session.Session()
+        if session is None:
+            from .service_models import botocore_session  # parsed models from the cache
+
+            session = boto3.session.Session(botocore_session=botocore_session())
+        self._session = session
         self._config = botocore.config.Config(
             region_name=region,
             retries={"mode": "adaptive", "max_attempts": max_attempts},
