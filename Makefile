@@ -58,9 +58,10 @@ groovy shellcheck:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $@ >/dev/null; \
 	  else echo "make: the tests need $@: apt-get install $@" >&2; exit 1; fi; }
 
-## example: run the example model end to end on this machine, no AWS account
+## example: run the example models end to end on this machine, no AWS account
 example: setup
 	$(BIN)/mltp run examples/fraud-detection --local
+	$(BIN)/mltp run examples/house-prices --local
 
 ## schema: refresh the shipped JSON Schema from its one definition
 schema: setup
