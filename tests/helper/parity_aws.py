@@ -46,7 +46,7 @@ def main(repo: Path, run_name: str) -> dict:
     from mltp.aws import Clients
     from mltp.cli import _one_line
     from mltp.errors import MltpError
-    from mltp.local import emulator
+    from mltp.local import emulator, step_environments
     from mltp.local.runner import JobFailed, LocalJobRunner
     from mltp.outcome import exception_line
     from mltp.redaction import redact
@@ -77,7 +77,11 @@ def main(repo: Path, run_name: str) -> dict:
         validated = pipeline.validate(repo, None, run_name=run_name)
         ctx = validated.context
         clients = Clients(ctx.region, endpoint)
-        runner = SageMakerStandIn(clients, repo / ".mltp" / "parity-aws" / run_name, python=sys.executable)
+        # The scripts run where a local run runs them: the framework's local environment
+        # (SageMaker's training toolkit included), as the containers would on AWS.
+        environments = step_environments(ctx.config)
+        runner = SageMakerStandIn(clients, repo / ".mltp" / "parity-aws" / run_name, python=sys.executable,
+                                  environments=environments)
         emulator.install_sfn_patches(sync_poll_seconds=0.2)
         emulator.install_sagemaker_backend_hook(runner)
         kwargs = {"Bucket": ctx.config.aws.bucket}
