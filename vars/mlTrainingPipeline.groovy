@@ -32,8 +32,8 @@ import groovy.transform.Field
     scriptPython  : null,          // mode 'local': the Python that runs the model's scripts (with their
                                    // packages, e.g. scikit-learn); null = the helper builds a cached virtualenv
                                    // per framework that mirrors the SageMaker container (its packages, the
-                                   // training toolkit, requirements.txt): an agent needs only python3, a C
-                                   // compiler and a package index
+                                   // training toolkit, requirements.txt): an agent needs only python3
+                                   // and a package index
     defaultBranch : null,          // branch that registers and retrains on schedule; null = the multibranch primary branch
     preflight     : true,          // mode 'aws': `mltp sync` first checks the account read-only (mltp preflight)
     pruneOlderThanDays: null,      // on the default branch's scheduled (timer) builds, also run `mltp prune --yes`:

@@ -365,3 +365,36 @@ def test_a_job_over_its_runtime_ends_with_the_script_the_toolkit_started(sklearn
         time.sleep(0.1)
     else:
         pytest.fail(f"train.py (pid {pid}) outlived its job")
+
+
+def test_an_agent_without_a_c_compiler_gets_the_toolkit_all_the_same(own_cache, tmp_path, monkeypatch):
+    """A fresh agent with only python3: no cc or gcc on PATH and none in $CC. The
+    toolkit's one C extension only serves multi-host training, so it is left out
+    (a compile would fail here) and the log says so once; training then runs."""
+    empty = tmp_path / "no-compiler-bin"
+    empty.mkdir()
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CC", raising=False)
+    assert envs._c_compiler() is None
+    said = []
+    env = envs.prepare("image", None, None, say=said.append)
+    notes = [line for line in said if "no C compiler here" in line]
+    assert len(notes) == 1 and "gethostname extension" in notes[0], said
+    found = _python_out(env.python, "import gethostname, sagemaker_training.runner; print(gethostname.__file__)")
+    assert found.endswith("gethostname.py")  # the stand-in, not a compiled extension
+    # The toolkit runs a script as the containers do.
+    base = tmp_path / "opt" / "ml"
+    (base / "code").mkdir(parents=True)
+    (base / "code" / "train.py").write_text("import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('1')\n")
+    (base / "model").mkdir()
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"sagemaker_program": '"train.py"',
+                                                             "sagemaker_submit_directory": '"/opt/ml/code"'}))
+    (config / "inputdataconfig.json").write_text("{}")
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"]}))
+    done = subprocess.run([env.python, "-m", TOOLKIT_MAIN], cwd=str(base / "code"), capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PATH=path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (base / "model" / "m").is_file(), done.stdout[-3000:] + done.stderr[-3000:]

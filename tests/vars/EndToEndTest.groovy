@@ -1,8 +1,7 @@
 // End to end: the step with a real `sh`. It writes the bundled helper from
 // resources/ to the agent, installs it into a cached virtualenv, and runs the
 // example model with mode 'local' (the embedded emulator, scripts as local
-// processes). Needs a package index (pip installs the pinned requirements) and a
-// C compiler. No scriptPython: as on a fresh agent with only python3, the helper
+// processes). Needs a package index (pip installs the pinned requirements). No scriptPython: as on a fresh agent with only python3, the helper
 // builds the local environment of the example's framework (scikit-learn and
 // the rest of the SageMaker container's packages, the training toolkit) in its
 // cache. The agent's interpreter that installs the helper is

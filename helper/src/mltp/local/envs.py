@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> dic
             site = _interpreter(python)["site"]
             Path(site[0], OVERLAY_PTH).write_text("".join(f"{p}\n" for p in interpreter["site"]), encoding="utf-8")
         installed = _install_container(python, row, interpreter["version"], notes)
-        _install_toolkit(python)
+        _install_toolkit(python, notes)
         installed_requirements = None
         if digest is not None and requirements is not None:
             copy = build / "requirements.txt"
@@ -213,16 +214,68 @@ def _install_container(python: str, row: Optional[dict], version: str, notes: Li
     return chosen
 
 
-def _install_toolkit(python: str) -> None:
+def _install_toolkit(python: str, notes: List[str]) -> None:
+    """The toolkit is published as source only, with one C extension
+    (`gethostname`). That extension is preloaded only for multi-host training
+    (MPI, smdataparallel); a local run is one host. So where the agent has no C
+    compiler, as on a fresh agent with only python3, the toolkit is built with a
+    pure-Python module of that name instead, and the log says so once."""
+    if _c_compiler() is None:
+        _install_toolkit_without_extension(python)
+        notes.append(f"no C compiler here: {TOOLKIT} is installed without its gethostname extension, "
+                     "which only multi-host (MPI) training uses")
+        return
     # --use-pep517: an isolated build with current setuptools and wheel; the pip
     # that Python 3.9/3.10 bundle would otherwise try `setup.py bdist_wheel` without them.
     result = _pip(python, ["install", "--prefer-binary", "--use-pep517", TOOLKIT])
-    if result.returncode == 0:
-        return
-    hint = ""
-    if shutil.which("gcc") is None and shutil.which("cc") is None:
-        hint = " (it compiles a small C extension: install a C compiler, e.g. apt-get install gcc)"
-    raise RunFailed(f"local environment: cannot install {TOOLKIT}{hint}: {_pip_error(result.stdout)}")
+    if result.returncode != 0:
+        raise RunFailed(f"local environment: cannot install {TOOLKIT}: {_pip_error(result.stdout)}")
+
+
+def _c_compiler() -> Optional[str]:
+    """The compiler a source build would call: $CC, else the one Python was built with, else cc/gcc."""
+    import shlex
+    import sysconfig
+
+    for candidate in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc"):
+        words = shlex.split(candidate) if candidate else []
+        if words and shutil.which(words[0]):
+            return shutil.which(words[0])
+    return None
+
+
+# Stands in for the toolkit's C extension when there is no compiler (see _install_toolkit).
+_GETHOSTNAME_STANDIN = (
+    '"""mltp: stands in for sagemaker-training\'s C extension `gethostname`, which only\n'
+    'multi-host (MPI, smdataparallel) training preloads; a local run is one host."""\n'
+)
+
+
+def _install_toolkit_without_extension(python: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="mltp-toolkit-") as scratch:
+        fetched = _pip(python, ["download", "--no-deps", "--no-binary", ":all:", "--dest", scratch, TOOLKIT])
+        archives = sorted(Path(scratch).glob("*.tar.gz"))
+        if fetched.returncode != 0 or not archives:
+            raise RunFailed(f"local environment: cannot download {TOOLKIT}: {_pip_error(fetched.stdout)}")
+        with tarfile.open(archives[0]) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
+            if any(m.name.startswith(("/", "..")) or "/../" in m.name for m in members):
+                raise RunFailed(f"local environment: {archives[0].name} has an unsafe entry")
+            tar.extractall(scratch, members=members)
+        source = next(p.parent for p in Path(scratch).glob("*/setup.py"))
+        setup = source / "setup.py"
+        text = setup.read_text(encoding="utf-8")
+        if "ext_modules=[gethostname]" not in text:
+            raise RunFailed(f"local environment: {TOOLKIT} changed its build; install a C compiler "
+                            "(e.g. apt-get install gcc) to build it")
+        setup.write_text(text.replace("ext_modules=[gethostname]", "ext_modules=[]"), encoding="utf-8")
+        # setup.py names its top-level modules after src/*.py but, with no package_dir
+        # for them, takes their files from the source root: the stand-in goes in both.
+        for where in (source / "src", source):
+            (where / "gethostname.py").write_text(_GETHOSTNAME_STANDIN, encoding="utf-8")
+        result = _pip(python, ["install", "--prefer-binary", "--use-pep517", str(source)])
+        if result.returncode != 0:
+            raise RunFailed(f"local environment: cannot install {TOOLKIT}: {_pip_error(result.stdout)}")
 
 
 def _has_wheel(python: str, name: str, version: str) -> bool:
