@@ -53,6 +53,10 @@ def _cache_moto_resources() -> None:
     import moto.utilities.utils as moto_utils
 
     original = moto_utils.load_resource
+    import inspect
+
+    if len(inspect.signature(original).parameters) != 1:
+        return  # moto before 5.2 (Python 3.9) takes (package, resource): left as it is
 
     def load_resource(resource: str) -> Any:
         base = resources.files("moto")
