@@ -22,10 +22,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import botocore.session
 import pytest
-import yaml
 
 import asl
-from mltp import config as config_mod
+from variants import config_variant
 from mltp import gate, naming
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,16 +243,6 @@ def violations(service: str, operation: str, params: Dict[str, Any]) -> List[str
 # --------------------------------------------------------------------------- the definition
 
 
-def _config(tmp_path: Path, source: Path, edit=None, name="variant"):
-    data = yaml.safe_load((source / "config.yaml").read_text())
-    if edit:
-        edit(data)
-    repo = tmp_path / name
-    repo.mkdir()
-    (repo / "config.yaml").write_text(yaml.safe_dump(data))
-    return config_mod.load(repo)
-
-
 def _local_storage_kms(data):
     """kms_key_id on instance types with local NVMe storage (g4dn, g5) and one without."""
     data["aws"]["kms_key_id"] = "alias/mlops"
@@ -284,7 +273,7 @@ def tasks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api-rules")
     out = []
     for index, (variant, (source, edit)) in enumerate(VARIANTS.items()):
-        cfg = _config(tmp, source, edit, name=f"v{index}")
+        cfg = config_variant(tmp, source, edit, name=f"v{index}")
         rendered = definition.build_definition(cfg)
         execution = naming.execution_input(cfg, cfg.name, "jenkins-1", "ab" * 32, True, "c0ffee", "https://j/1/")
         report = {"regression_metrics": {r.metric: {"value": 0.5} for r in cfg.gate},

@@ -28,19 +28,10 @@ from mltp import iam_actions, naming, policies, policy_formats
 
 import asl
 import iam_check
+from variants import config_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fraud-detection"
-
-
-def _config(tmp_path: Path, edit=None, name: str = "variant"):
-    data = yaml.safe_load((EXAMPLE / "config.yaml").read_text())
-    if edit:
-        edit(data)
-    repo = tmp_path / name
-    repo.mkdir()
-    (repo / "config.yaml").write_text(yaml.safe_dump(data))
-    return config_mod.load(repo)
 
 
 def _everything(data):
@@ -60,8 +51,8 @@ def configs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("iam")
     return {
         "example": config_mod.load(EXAMPLE),
-        "everything": _config(tmp, _everything, "everything"),
-        "key-arn": _config(tmp, _key_arn, "key-arn"),
+        "everything": config_variant(tmp, EXAMPLE, _everything, "everything"),
+        "key-arn": config_variant(tmp, EXAMPLE, _key_arn, "key-arn"),
     }
 
 
