@@ -260,7 +260,10 @@ class LocalJobRunner:
             logs.create_log_group(logGroupName=group)
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        try:  # a job of the same name that started in the same second (a retried run) shares it
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
         lines = output.splitlines()[-5000:] or ["(no output)"]
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line or " "} for line in lines]
