@@ -1,5 +1,5 @@
 """`mltp iam-policy` through the CLI: the documents, the notes on Resource "*",
-the formats, bad input (exit 2, one line) and the README's copy of its output."""
+the formats, bad input (exit 2, one line) and the copy of its output in docs/permissions.md."""
 
 import json
 import re
@@ -86,9 +86,9 @@ def test_needs_no_aws_and_is_quick():
 
 
 def test_readme_shows_the_commands_output_for_the_example():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "permissions.md").read_text()
     match = re.search(r"<!-- iam-policy --role jenkins: begin -->\n```json\n(.*?)```\n<!-- iam-policy --role jenkins: end -->",
                       readme, re.S)
-    assert match, "README.md lost the generated Jenkins policy block"
+    assert match, "docs/permissions.md lost the generated Jenkins policy block"
     assert match.group(1) == cli(EXAMPLE, "--role", "jenkins").stdout, \
-        "README.md's Jenkins policy differs from `mltp iam-policy examples/fraud-detection --role jenkins`: paste it again"
+        "docs/permissions.md's Jenkins policy differs from `mltp iam-policy examples/fraud-detection --role jenkins`: paste it again"

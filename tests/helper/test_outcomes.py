@@ -1,4 +1,4 @@
-"""The same outcome locally and on AWS (issue 9; the table is in README.md,
+"""The same outcome locally and on AWS (issue 9; the table is in docs/runs-and-reports.md,
 "Same outcome locally and on AWS"). The local path is covered end to end in
 test_local.py. Here the AWS path: moto's Step Functions interpreter runs the
 rendered definition on a synced code prefix; the evaluation job it creates is

@@ -23,7 +23,7 @@ from .redaction import redact
 
 # boto3 warns on every start under Python 3.9 that its support ends; agents with
 # the OS's 3.9 (Amazon Linux 2023) would see it before every verb's output. The
-# pinned boto3 works on 3.9; README's agent requirements say what the end means.
+# pinned boto3 works on 3.9; docs/jenkins.md's agent requirements say what the end means.
 warnings.filterwarnings("ignore", message="Boto3 will no longer support Python")
 
 REPO = click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))

@@ -1,5 +1,5 @@
 """The evaluation job's entry point: checks around evaluation.py that make a run
-end the same way on AWS and locally (issue 9; the outcome table is in README.md).
+end the same way on AWS and locally (issue 9; the outcome table is in docs/runs-and-reports.md).
 
 This file is shipped in every code bundle as `.mltp/evaluation_guard.py`, and the
 evaluation processing job runs `python3 .mltp/evaluation_guard.py evaluation.py
