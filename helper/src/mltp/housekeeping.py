@@ -20,12 +20,12 @@ It lists them, and deletes them only with `--yes`.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, List, Optional, Set
 
+from . import owned
 from .errors import InvalidInput
 
 KEEP_WORK_RUNS = 5
@@ -45,30 +45,29 @@ def _code_pattern(root: str) -> "re.Pattern[str]":
 
 def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = None) -> List[Path]:
     """Delete all but the newest `keep` run folders of `.mltp/work/` (`current`
-    counts as the newest, whether it exists yet or not). Returns what went."""
-    work = Path(repo) / WORK_DIR
+    counts as the newest, whether it exists yet or not). Returns what went.
+    A symlinked `.mltp` or `.mltp/work` is refused (exit 2), and a link inside
+    is not a run folder: nothing outside the repo's own folder is deleted."""
+    work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return []
-    runs = sorted((p for p in work.iterdir() if p.is_dir() and p.name != current),
+    runs = sorted((p for p in work.iterdir() if p.is_dir() and not p.is_symlink() and p.name != current),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     room = keep - 1 if current else keep
     gone = runs[max(0, room):]
     for path in gone:
-        shutil.rmtree(path, ignore_errors=True)
+        owned.remove(path, work)
     return gone
 
 
 def clean(repo: Path) -> int:
-    """Empty `.mltp/work/`; returns the bytes freed."""
-    work = Path(repo) / WORK_DIR
+    """Empty `.mltp/work/`; returns the bytes freed. A symlinked `.mltp` or
+    `.mltp/work` is refused (exit 2); links inside are removed, not followed."""
+    work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return 0
     freed = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
-    for path in work.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink()
+    owned.empty(work)
     return freed
 
 

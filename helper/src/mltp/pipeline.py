@@ -514,10 +514,10 @@ def decide(repo: Path, config: Optional[str], status: str, version: Optional[str
 def fetch_model(repo: Path, config: Optional[str], version: Optional[str] = None, to: Optional[str] = None,
                 info_file: Optional[str] = None, echo: Echo = click.echo, **options):
     """Download the newest Approved (or the named) version's model.tar.gz, verified."""
-    from . import fetch
+    from . import fetch, owned
 
     with registry_clients(repo, config, **options) as (target, clients):
-        folder = Path(to) if to else target.repo / ".mltp" / "model"
+        folder = Path(to) if to else owned.owned_dir(target.repo, "model")
         result = fetch.fetch(clients, target.group, folder, version)
     if result.version.status != "Approved":
         echo(f"note: {result.version.name} is {result.version.status}, not Approved")

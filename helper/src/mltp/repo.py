@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pathspec
 
+from . import owned
 from .config import Config, display, utf8_error_line
 from .errors import InvalidInput
 
@@ -110,10 +111,7 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
     out: List[RepoFile] = []
     problems: List[str] = []
     total = 0
-    state = repo / ".mltp"
-    if state.is_symlink():
-        problems.append(f"{display(state)}: is a symlink; mltp writes its run folders there, so it must be a "
-                        f"plain folder or absent (remove it from the repo)")
+    problems.extend(owned.symlink_problems(repo))  # .mltp/ and its subfolders: mltp writes and deletes there
     for root, dirs, files in os.walk(repo, followlinks=False):
         rel_root = os.path.relpath(root, repo)
         rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"

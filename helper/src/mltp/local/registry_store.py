@@ -20,13 +20,13 @@ moto upgrades, and readable.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import botocore.exceptions
 
+from .. import owned
 from ..aws import Clients, error_code
 from ..registry import split_s3
 
@@ -36,7 +36,8 @@ _CREATE_FIELDS = ("ModelPackageDescription", "InferenceSpecification", "ModelMet
 
 
 def store_dir(repo: Path, group: str) -> Path:
-    return Path(repo) / ".mltp" / "registry" / group
+    """`.mltp/registry/<group>/`; a symlinked `.mltp` or `.mltp/registry` is refused (exit 2)."""
+    return owned.owned_dir(repo, "registry", group)
 
 
 def _artifact_uris(description: Dict[str, Any]) -> List[str]:
@@ -161,4 +162,4 @@ def _iso(value: Any) -> str:
 
 def forget(repo: Path, group: str) -> None:
     """Remove the saved group (tests, or a user starting over)."""
-    shutil.rmtree(store_dir(repo, group), ignore_errors=True)
+    owned.remove(store_dir(repo, group), owned.owned_dir(repo, "registry"))
