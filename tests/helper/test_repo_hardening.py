@@ -45,6 +45,14 @@ def test_symlink_to_an_ignored_file_is_not_shipped(repo, target):
     "id_ed25519", "id_ed25519.pub", "id_ecdsa", ".ssh/config", ".aws/config", ".netrc", ".npmrc", ".pypirc",
     ".dockercfg", ".docker/config.json", "credentials.json", "sub/credentials.json", "cert.p12", "cert.pfx",
     "prod.tfvars", "prod.env", ".env.local",
+    # issue 20: more credential stores, other version control data, histories, and case variants
+    ".git-credentials", ".s3cfg", ".boto", ".pgpass", ".kube/config", "kubeconfig", "deploy/kubeconfig.yaml",
+    "terraform.tfstate", "infra/prod.tfstate", "terraform.tfstate.backup", ".databrickscfg", ".vault-token",
+    "kaggle.json", ".huggingface/token", ".cache/huggingface/token", "application_default_credentials.json",
+    "service-account.json", "release.jks", "app.keystore", "putty.ppk", ".gnupg/pubring.kbx", ".hg/store/data",
+    ".svn/entries", ".bash_history", ".zsh_history", ".python_history", "sub/.psql_history",
+    ".ENV", "ID_RSA", "Credentials.json", "sub/.Env.local", "CERT.PEM", ".AWS/credentials", ".Git/config",
+    "Kaggle.JSON", "PROD.TFSTATE",
 ])
 def test_common_secret_files_are_never_shipped(repo, name):
     (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +134,53 @@ def test_mltp_symlink_is_never_written_through(repo, tmp_path):
     assert list(elsewhere.iterdir()) == []
 
 
+def test_secret_files_stay_out_of_the_tarball(repo):
+    """What S3 and sourcedir.tar.gz receive is the bundle: none of these is in it."""
+    import io
+    import tarfile
+
+    from mltp import bundle
+
+    names = [".git-credentials", ".s3cfg", "infra/terraform.tfstate", ".kube/config", "ID_RSA", ".ENV"]
+    for name in names:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("secret\n")
+    built = bundle.make(repo_mod.list_files(repo))
+    with tarfile.open(fileobj=io.BytesIO(bundle.tarball_bytes(built))) as tar:
+        packed = tar.getnames()
+    assert not set(names) & set(packed) and "train.py" in packed
+    assert not set(names) & {f.relpath for f in built.files}
+
+
+def _notebook(outputs):
+    import json
+
+    cell = {"cell_type": "code", "source": ["print(token)"], "metadata": {}, "execution_count": 1 if outputs else None,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": ["ghp_secret\n"]}] if outputs else []}
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def test_a_notebook_with_outputs_is_not_shipped_and_validate_names_it(repo):
+    (repo / "notebooks").mkdir()
+    (repo / "notebooks" / "eda.ipynb").write_text(_notebook(outputs=True))
+    (repo / "clean.ipynb").write_text(_notebook(outputs=False))
+    (repo / "broken.IPYNB").write_text("{not json")
+    (repo / ".mltpignore").write_text("!notebooks/eda.ipynb\n")  # cannot bring it back
+    shipped = [f.relpath for f in repo_mod.list_files(repo)]
+    assert "clean.ipynb" in shipped
+    assert "notebooks/eda.ipynb" not in shipped and "broken.IPYNB" not in shipped
+    result = validate()
+    assert result.exit_code == 0, result.output
+    assert ("6 files to ship" in result.output
+            and "(not shipped: broken.IPYNB, notebooks/eda.ipynb (notebooks with cell outputs; clear the outputs to "
+                "ship))" in result.output)
+
+
 @pytest.mark.parametrize("negation,name", [
+    ("!.s3cfg", ".s3cfg"),
+    ("!*.tfstate", "infra/terraform.tfstate"),
+    ("!ID_RSA", "ID_RSA"),
+    ("!.ENV", ".ENV"),
     ("!.env.example", ".env.example"),
     ("!id_rsa.pub", "id_rsa.pub"),
     ("!.git/", ".git/config"),
@@ -146,11 +200,12 @@ def test_mltpignore_cannot_bring_back_what_the_built_in_list_excludes(repo, nega
 
 
 def test_mltpignore_negation_still_works_for_its_own_patterns(repo):
-    for name in ("data.csv", "keep.csv", "notes.txt"):
+    for name in ("data.csv", "keep.csv", "notes.txt", "env.example"):
         (repo / name).write_text("x\n")
     (repo / ".mltpignore").write_text("*.csv\n!keep.csv\n")
     shipped = [f.relpath for f in repo_mod.list_files(repo)]
     assert "keep.csv" in shipped and "notes.txt" in shipped and "data.csv" not in shipped
+    assert "env.example" in shipped  # the name docs/contract.md 1.2 suggests instead of .env.example
 
 
 def test_validate_counts_symlinks_to_built_in_exclusions_a_negation_names(repo):

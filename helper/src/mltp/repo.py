@@ -5,6 +5,7 @@ What is shipped is decided here once, so `validate` warns about exactly what
 """
 
 import ast
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from .config import Config, display, utf8_error_line
 from .errors import InvalidInput
 
 # Never shipped, whatever .mltpignore says (IgnoreRules keeps it final): VCS data, our own run folders,
-# caches, and files that typically hold secrets.
+# caches, and files that typically hold secrets. Matched case-insensitively (a file system may
+# be, and `.ENV` or `ID_RSA` hold the same secrets), so every pattern here is lower case.
+# Notebooks with cell outputs never ship either (see `_notebook_has_outputs`).
 ALWAYS_IGNORED = (
     ".git/",
     ".mltp/",
@@ -43,8 +46,38 @@ ALWAYS_IGNORED = (
     ".dockercfg",
     ".docker/config.json",
     "credentials.json",
+    # More credential stores of common tools (a cloud SDK, a cluster, a database, a vault, a registry).
+    ".git-credentials",
+    ".s3cfg",
+    ".boto",
+    ".pgpass",
+    ".kube/",
+    "kubeconfig*",
+    "*.tfstate",
+    "*.tfstate.backup",
+    ".terraform/",
+    ".databrickscfg",
+    ".vault-token",
+    "kaggle.json",
+    ".huggingface/",
+    "**/huggingface/token",
+    "application_default_credentials.json",
+    "service-account.json",
+    "service_account.json",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    ".gnupg/",
+    # Other version control data, and shell and REPL histories (typed passwords and tokens).
+    ".hg/",
+    ".svn/",
+    ".bzr/",
+    ".*history",
 )
 IGNORE_FILE = ".mltpignore"
+# How list_files marks, in `skipped`, a notebook left out for its cell outputs.
+NOTEBOOK_WITH_OUTPUTS = " (a notebook with cell outputs)"
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_FILES = 5000
 MAX_BYTES = 500 * 1024 * 1024
 
@@ -67,7 +100,8 @@ class IgnoreRules:
         self.user = pathspec.PathSpec.from_lines("gitwildmatch", list(user_patterns))
 
     def match_file(self, path: str) -> bool:
-        return self.builtin.match_file(path) or self.user.match_file(path)
+        """The built-in list ignores case (`.ENV`, `ID_RSA`, `Credentials.json`); .mltpignore does not, as in git."""
+        return self.builtin.match_file(path.lower()) or self.user.match_file(path)
 
 
 def ignore_spec(repo: Path) -> IgnoreRules:
@@ -162,6 +196,10 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
                 problems.append(f"{display(full)}: cannot be read ({exc.strerror or exc}); fix its permissions "
                                 f"or add it to {IGNORE_FILE}")
                 continue
+            if rel.lower().endswith(".ipynb") and _notebook_has_outputs(full):
+                if skipped is not None:
+                    skipped.append(rel + NOTEBOOK_WITH_OUTPUTS)
+                continue
             size = full.stat().st_size
             total += size
             out.append(RepoFile(rel, full, size))
@@ -173,6 +211,39 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
         raise InvalidInput(f"{display(repo)}: the code bundle cannot be made", problems)
     out.sort(key=lambda f: f.relpath)
     return out
+
+
+def _notebook_has_outputs(path: Path) -> bool:
+    """Whether a Jupyter notebook holds cell outputs: printed tokens, query results,
+    rows of data. Such a notebook is never shipped (docs/contract.md, 1.2); one that
+    cannot be read as a notebook is not shipped either, as nothing proves it clean."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_NOTEBOOK_BYTES + 1)
+        if len(data) > MAX_NOTEBOOK_BYTES:  # outputs (images, tables) are what makes a notebook this big
+            return True
+        notebook = json.loads(data.decode("utf-8"))
+        cells = list(notebook.get("cells") or [])
+        for sheet in notebook.get("worksheets") or []:  # nbformat 3
+            cells += list(sheet.get("cells") or [])
+        return any(isinstance(cell, dict) and cell.get("outputs") for cell in cells)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return True
+
+
+def skipped_note(skipped: Sequence[str]) -> str:
+    """What validate's summary says about files left out beyond the ignore rules:
+    ' (2 symlinks to ignored files skipped; not shipped: a.ipynb (a notebook with cell outputs))'."""
+    links = [s for s in skipped if not s.endswith(NOTEBOOK_WITH_OUTPUTS)]
+    notebooks = [s[: -len(NOTEBOOK_WITH_OUTPUTS)] for s in skipped if s.endswith(NOTEBOOK_WITH_OUTPUTS)]
+    parts = []
+    if links:
+        parts.append(f"{len(links)} symlink{'s' if len(links) != 1 else ''} to ignored files skipped")
+    if notebooks:
+        named = ", ".join(notebooks[:3]) + (f" and {len(notebooks) - 3} more" if len(notebooks) > 3 else "")
+        kind = "a notebook" if len(notebooks) == 1 else "notebooks"
+        parts.append(f"not shipped: {named} ({kind} with cell outputs; clear the outputs to ship)")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _inside(path: Path, root: Path) -> bool:
