@@ -222,3 +222,40 @@ def test_validate_counts_symlinks_to_built_in_exclusions_a_negation_names(repo):
     result = validate()
     assert result.exit_code == 0, result.output
     assert "7 files to ship" in result.output and "(1 symlink to ignored files skipped)" in result.output
+
+
+@pytest.mark.parametrize("secret", [
+    "ghp_FAKE0TOKEN0FOR0TESTS0aaaaaaaaaaaaaaaa", "github_pat_FAKE0TOKEN0FOR0TESTS0aaaa", "gho_FAKE0TOKEN0FOR0TESTS0aaaaaaa",
+    "AKIAFAKEKEYFORTESTS0", "ASIAFAKEKEYFORTESTS0", "xoxb-0000000000-FAKEFORTESTS", "Zx8kQ2pLm9Rt4Vw7Yb3N",
+    "hunter2-Pass-Word-9", "a" * 40,
+])
+def test_an_unknown_key_that_may_be_a_secret_is_not_echoed(repo, tmp_path, secret):
+    """A token pasted where a key goes (`ghp_...: 1`) is named by its line only, for a
+    config in the repo and one outside it alike."""
+    text = (repo / "config.yaml").read_text()
+    text = text.replace("  region: eu-west-1\n", f"  region: eu-west-1\n  {secret}: 1\n")
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(text)
+    (repo / "config.yaml").write_text(text)
+    for args in ((), ("--config", str(outside))):
+        result = validate(*args, tmp_path=tmp_path)
+        assert result.exit_code == 2, result.output
+        shown = result.stderr + (tmp_path / "error.txt").read_text()
+        assert secret not in shown and secret[:12] not in shown
+        assert ":5: aws: an unknown key (name not shown)" in result.stderr
+
+
+def test_a_plausible_unknown_key_is_still_named(repo):
+    text = (repo / "config.yaml").read_text().replace("  region: eu-west-1\n", "  region: eu-west-1\n  Regoin: x\n")
+    (repo / "config.yaml").write_text(text)
+    assert "config.yaml:5: aws.Regoin: unknown key 'Regoin' (did you mean 'region'?)" in validate().stderr
+
+
+@pytest.mark.parametrize("token", [
+    "ghp_FAKE0TOKEN0FOR0TESTS0aaaaaaaaaaaaaaaa", "github_pat_FAKE0TOKEN0FOR0TESTS0aaaa", "xoxp-0000000000-FAKEFORTESTS",
+    "glpat-FAKE0TOKEN0FOR0TESTS0a", "hf_FAKE0TOKEN0FOR0TESTS0aaaaaaaaaaaaaa", "ASIAFAKEKEYFORTESTS0",
+])
+def test_redaction_knows_other_services_tokens(token):
+    from mltp.redaction import redact
+
+    assert token not in redact(f"failed: {token} was refused") and "failed:" in redact(f"failed: {token}")
