@@ -259,3 +259,47 @@ def test_redaction_knows_other_services_tokens(token):
     from mltp.redaction import redact
 
     assert token not in redact(f"failed: {token} was refused") and "failed:" in redact(f"failed: {token}")
+
+
+def _deep_file(repo, key_bytes):
+    """A file whose path is `key_bytes` bytes of UTF-8 ('é' is two), in folders of 100 bytes."""
+    parts, left = [], key_bytes - len("/data.txt")
+    while left > 0:
+        chunk = min(left, 100)
+        parts.append("é" * (chunk // 2) + "x" * (chunk % 2))
+        left -= chunk + 1
+    folder = repo.joinpath(*parts)
+    folder.mkdir(parents=True)
+    (folder / "data.txt").write_text("x\n")
+    return (folder / "data.txt").relative_to(repo).as_posix()
+
+
+def test_a_path_too_long_for_an_s3_key_is_exit_2_naming_the_file(repo, tmp_path):
+    """The code prefix of a branch build (up to a 80-character state machine name) plus
+    'src/<path>' must fit S3's 1,024 bytes; on AWS the sync failed midway."""
+    rel = _deep_file(repo, 950)
+    result = validate(tmp_path=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("mltp: 1 problem in the model repo\n")
+    assert f"  {rel}: its S3 key would be " in result.stderr and "over S3's limit of 1024" in result.stderr
+    assert rel in (tmp_path / "error.txt").read_text()
+    # a shorter path fits, whatever the branch
+    shutil.rmtree(repo / rel.split("/")[0])
+    _deep_file(repo, 800)
+    assert validate().exit_code == 0
+
+
+def test_sync_sends_nothing_for_a_path_too_long(example_repo, aws_env, monkeypatch):
+    import boto3
+
+    s3 = boto3.client("s3", region_name="ap-northeast-2", endpoint_url=aws_env)
+    bucket = f"keys-{os.getpid()}-{id(example_repo) % 100000}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    text = (example_repo / "config.yaml").read_text().replace("bucket: mlops-artifacts", f"bucket: {bucket}")
+    (example_repo / "config.yaml").write_text(text)
+    _deep_file(example_repo, 900)
+    monkeypatch.chdir(example_repo)
+    result = CliRunner().invoke(main, ["sync", "."])
+    assert result.exit_code == 2, result.output
+    assert "its S3 key would be" in result.stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

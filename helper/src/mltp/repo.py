@@ -78,6 +78,7 @@ IGNORE_FILE = ".mltpignore"
 # How list_files marks, in `skipped`, a notebook left out for its cell outputs.
 NOTEBOOK_WITH_OUTPUTS = " (a notebook with cell outputs)"
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in bytes of UTF-8
 MAX_FILES = 5000
 MAX_BYTES = 500 * 1024 * 1024
 
@@ -262,6 +263,7 @@ def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[Rep
         files = list_files(repo, skipped)
     except InvalidInput as exc:
         return [], exc.details or [exc.message]
+    problems.extend(key_length_problems(config, files))
     shipped = {f.relpath for f in files}
     spec = ignore_spec(repo)
     for step in config.steps.all():
@@ -286,6 +288,44 @@ def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[Rep
             continue
         problems.extend(_check_python(path, step.script))
     return files, problems
+
+
+def longest_prefixes(config: Config) -> Tuple[str, str]:
+    """The longest code prefix and run prefix this config can produce on any
+    branch and for any run name: a branch's slug and a run name at their
+    longest (naming). Judging keys by them keeps `validate`'s answer the same on
+    every branch."""
+    from . import bundle, naming
+
+    room = naming.STATE_MACHINE_MAX - len(config.name) - len(naming.BRANCH_SEPARATOR)
+    branch_machine = f"{config.name}{naming.BRANCH_SEPARATOR}{'x' * max(room, 1)}"
+    code = naming.code_prefix(config, "0" * bundle.HASH_LENGTH, branch_machine)
+    return code, naming.run_prefix(config, "x" * naming.EXECUTION_MAX)
+
+
+def key_length_problems(config: Config, files: Sequence[RepoFile]) -> List[str]:
+    """S3 refuses a key longer than 1,024 bytes of UTF-8, and would do so in the
+    middle of an upload: every key the shipped files make (`<code prefix>src/<path>`)
+    and the keys mltp writes under the run's prefix must fit, before anything is sent."""
+    from . import bundle, naming
+
+    code, runs = longest_prefixes(config)
+    problems: List[str] = []
+    for f in files:
+        size = len(f"{code}src/{f.relpath}".encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            problems.append(f"{f.relpath}: its S3 key would be {size} bytes, over S3's limit of {MAX_KEY_BYTES} (the "
+                            f"code prefix takes up to {len((code + 'src/').encode('utf-8'))}); shorten the path or "
+                            f"add it to {IGNORE_FILE}")
+    training_job = naming.job_name(config, config.name, "x", "training")
+    for key in (f"{code}{bundle.TARBALL}", f"{code}{bundle.MANIFEST}",
+                f"{runs}model/{training_job}/output/model.tar.gz", f"{runs}evaluation/evaluation.json"):
+        size = len(key.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            problems.append(f"{config.where('aws.prefix')}: aws.prefix: S3 keys under it would be {size} bytes "
+                            f"(S3 allows {MAX_KEY_BYTES}); shorten the prefix")
+            break
+    return problems
 
 
 def _check_python(path: Path, name: str) -> List[str]:
