@@ -304,3 +304,20 @@ def test_owned_remove_acts_only_inside_its_root(tmp_path, outside):
         owned.remove(tmp_path / "root-link" / "old-run", tmp_path / "root-link")
     owned.remove(root / "sub", root)
     assert list(root.iterdir()) == [] and _untouched(outside)
+
+
+def test_clean_and_trimming_leave_the_folder_of_a_run_in_progress(tmp_path):
+    """A local run of the repo holds its name (local/locks.py): another run's
+    trimming and `mltp clean` (other processes) leave its folder alone."""
+    from mltp.local import locks
+
+    work = make_runs(tmp_path, 3)
+    name, lock = locks.claim_run(tmp_path, "run-0", explicit=True)  # the oldest: first to go otherwise
+    try:
+        assert name == "run-0"
+        assert sorted(p.name for p in housekeeping.trim_work(tmp_path, keep=1)) == ["run-1"]
+        assert _clean(tmp_path).returncode == 0
+        assert [p.name for p in work.iterdir()] == ["run-0"]
+    finally:
+        lock.release()
+    assert _clean(tmp_path).returncode == 0 and list(work.iterdir()) == []

@@ -48,26 +48,39 @@ def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = N
     counts as the newest, whether it exists yet or not). Returns what went.
     A symlinked `.mltp` or `.mltp/work` is refused (exit 2), and a link inside
     is not a run folder: nothing outside the repo's own folder is deleted."""
+    from .local.locks import run_in_progress
+
     work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return []
     runs = sorted((p for p in work.iterdir() if p.is_dir() and not p.is_symlink() and p.name != current),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     room = keep - 1 if current else keep
-    gone = runs[max(0, room):]
+    # Another local run of the repo still working in its folder keeps it (local/locks.py).
+    gone = [p for p in runs[max(0, room):] if not run_in_progress(repo, p.name)]
     for path in gone:
         owned.remove(path, work)
     return gone
 
 
 def clean(repo: Path) -> int:
-    """Empty `.mltp/work/`; returns the bytes freed. A symlinked `.mltp` or
-    `.mltp/work` is refused (exit 2); links inside are removed, not followed."""
+    """Empty `.mltp/work/` but for the folders of local runs in progress; returns
+    the bytes freed. A symlinked `.mltp` or `.mltp/work` is refused (exit 2);
+    links inside are removed, not followed."""
+    from .local.locks import run_in_progress
+
     work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return 0
-    freed = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
-    owned.empty(work)
+    freed = 0
+    for entry in list(work.iterdir()):
+        if not entry.is_symlink() and run_in_progress(repo, entry.name):
+            continue  # a local run of the repo is working there now
+        if entry.is_dir() and not entry.is_symlink():
+            freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file() and not p.is_symlink())
+        elif entry.is_file() and not entry.is_symlink():
+            freed += entry.stat().st_size
+        owned.remove(entry, work)
     return freed
 
 

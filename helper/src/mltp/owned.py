@@ -91,13 +91,3 @@ def remove(path: PathLike, root: PathLike) -> None:
         return
     shutil.rmtree(str(path), ignore_errors=True)
 
-
-def empty(root: PathLike) -> None:
-    """Delete everything inside `root` (never `root` itself), by `remove`."""
-    root = Path(root)
-    if root.is_symlink():
-        raise InvalidInput(f"{_shown(root)}: is a symlink; mltp deletes only inside folders it owns (remove the link)")
-    if not root.is_dir():
-        return
-    for entry in list(root.iterdir()):
-        remove(entry, root)
