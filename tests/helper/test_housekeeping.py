@@ -321,3 +321,18 @@ def test_clean_and_trimming_leave_the_folder_of_a_run_in_progress(tmp_path):
     finally:
         lock.release()
     assert _clean(tmp_path).returncode == 0 and list(work.iterdir()) == []
+
+
+def test_a_run_reusing_a_name_starts_from_a_fresh_work_folder(tmp_path, outside):
+    """What an earlier run's scripts left in `.mltp/work/<run>/` (a link where mltp
+    later writes a job's config file) goes, without following the link."""
+    planted = tmp_path / ".mltp" / "work" / "r1" / "job" / "opt" / "ml" / "input" / "config"
+    planted.mkdir(parents=True)
+    os.symlink(outside / "notes.txt", planted / "hyperparameters.json")
+    folder = housekeeping.fresh_run_folder(tmp_path, "r1")
+    assert folder == tmp_path / ".mltp" / "work" / "r1" and not folder.exists()
+    assert _untouched(outside)
+    os.symlink(outside, folder)  # a link in its place is refused (exit 2), not written through
+    with pytest.raises(InvalidInput, match=r"\.mltp/work/r1: is a symlink"):
+        housekeeping.fresh_run_folder(tmp_path, "r1")
+    assert _untouched(outside)

@@ -63,6 +63,16 @@ def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = N
     return gone
 
 
+def fresh_run_folder(repo: Path, run: str) -> Path:
+    """`.mltp/work/<run>/`, emptied: a run given the name of an earlier one starts
+    from nothing, not from files (or links) its scripts left there."""
+    work = owned.owned_dir(repo, "work")
+    folder = owned.owned_dir(repo, "work", run)
+    if folder.exists() or folder.is_symlink():
+        owned.remove(folder, work)
+    return folder
+
+
 def clean(repo: Path) -> int:
     """Empty `.mltp/work/` but for the folders of local runs in progress; returns
     the bytes freed. A symlinked `.mltp` or `.mltp/work` is refused (exit 2);

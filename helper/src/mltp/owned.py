@@ -18,8 +18,9 @@ from typing import List, Union
 from .errors import InvalidInput
 
 STATE = ".mltp"
-# mltp's own subfolders of .mltp/ (docs/contract.md, 8.3): each must be a plain folder or absent.
-SUBFOLDERS = ("work", "runs", "registry", "model", "inputs", "locks")
+# mltp's own subfolders of .mltp/ (docs/contract.md, 8.3), and the Jenkins step's report
+# folder, which it empties before a build: each must be a plain folder or absent.
+SUBFOLDERS = ("work", "runs", "registry", "model", "inputs", "locks", "report")
 
 PathLike = Union[str, Path]
 

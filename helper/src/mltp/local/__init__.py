@@ -75,9 +75,10 @@ def _run_claimed(validated, repo: Path, config: Optional[str], timeout: Optional
 
     _local_credentials()
 
-    from ..housekeeping import gitignore_note, trim_work
+    from ..housekeeping import fresh_run_folder, gitignore_note, trim_work
 
     trim_work(ctx.config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
+    fresh_run_folder(ctx.config.repo, ctx.run_name)
     note = gitignore_note(ctx.config.repo)
     if note:
         click.echo(note)
