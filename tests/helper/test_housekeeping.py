@@ -336,3 +336,14 @@ def test_a_run_reusing_a_name_starts_from_a_fresh_work_folder(tmp_path, outside)
     with pytest.raises(InvalidInput, match=r"\.mltp/work/r1: is a symlink"):
         housekeeping.fresh_run_folder(tmp_path, "r1")
     assert _untouched(outside)
+
+
+def test_a_lock_file_that_is_a_link_is_exit_2_and_never_written(tmp_path, outside):
+    from mltp.local import locks
+
+    (tmp_path / ".mltp" / "locks").mkdir(parents=True)
+    os.symlink(outside / "notes.txt", tmp_path / ".mltp" / "locks" / "run-r1.lock")
+    with pytest.raises(InvalidInput, match="cannot be used as a lock file"):
+        locks.claim_run(tmp_path, "r1", explicit=True)
+    assert not locks.run_in_progress(tmp_path, "r1")
+    assert (outside / "notes.txt").read_text() == "precious\n" and _untouched(outside)

@@ -303,3 +303,15 @@ def test_sync_sends_nothing_for_a_path_too_long(example_repo, aws_env, monkeypat
     assert result.exit_code == 2, result.output
     assert "its S3 key would be" in result.stderr
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_symlinked_report_folder_of_the_run_is_never_written_through(repo, tmp_path):
+    """`.mltp/runs/<run>` committed as a link: `wait` (which writes the report there) is exit 2."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / ".mltp" / "runs").mkdir(parents=True)
+    os.symlink(elsewhere, repo / ".mltp" / "runs" / "r1")
+    waited = CliRunner().invoke(main, ["wait", ".", "--run-name", "r1", "--endpoint-url", "http://127.0.0.1:9"])
+    assert waited.exit_code == 2, waited.output
+    assert ".mltp/runs/r1: is a symlink" in waited.stderr
+    assert list(elsewhere.iterdir()) == []

@@ -92,7 +92,7 @@ def make_context(
     if report_dir:
         reports = Path(report_dir)
     else:
-        reports = config.repo / ".mltp" / "runs" / name
+        reports = owned.owned_dir(config.repo, "runs", name)  # not written through a link
     return RunContext(
         config=config,
         branch=branch,

@@ -59,8 +59,12 @@ def _path(repo: Path, name: str) -> Path:
 
 
 def _open(path: Path) -> int:
-    return os.open(str(path), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
-                   0o644)
+    """The lock file, never through a link (O_NOFOLLOW): a link there is exit 2."""
+    try:
+        return os.open(str(path), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                       0o644)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be used as a lock file ({exc.strerror or exc}); remove it")
 
 
 def _holder(fd: int) -> str:
@@ -76,8 +80,9 @@ def _mark(fd: int) -> None:
     os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
 
 
-def try_lock(path: Path) -> "tuple[Optional[Lock], str]":
-    """(the lock, "") when it was free, else (None, ' (pid N)' of its holder)."""
+def try_lock(path: Path, mark: bool = True) -> "tuple[Optional[Lock], str]":
+    """(the lock, "") when it was free, else (None, ' (pid N)' of its holder).
+    `mark`: write this process's pid into the file, for the message of a second one."""
     fd = _open(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,7 +93,8 @@ def try_lock(path: Path) -> "tuple[Optional[Lock], str]":
     except BaseException:
         os.close(fd)
         raise
-    _mark(fd)
+    if mark:
+        _mark(fd)
     return Lock(path, fd), ""
 
 
@@ -110,10 +116,10 @@ def wait_lock(path: Path, say: Callable[[str], None], waiting: str) -> Lock:
 
 def run_in_progress(repo: Path, run: str) -> bool:
     """Whether a local run of this repo holds the run name `run` now."""
-    path = Path(repo) / owned.STATE / LOCKS / f"run-{run}.lock"
+    path = owned.owned_dir(repo, LOCKS) / f"run-{run}.lock"
     if path.is_symlink() or not path.is_file():
         return False
-    lock, _ = try_lock(path)
+    lock, _ = try_lock(path, mark=False)
     if lock is None:
         return True
     lock.release()
