@@ -92,3 +92,31 @@ def remove(path: PathLike, root: PathLike) -> None:
         return
     shutil.rmtree(str(path), ignore_errors=True)
 
+
+
+def _exclusive(path: Path) -> int:
+    """A new file at `path`, opened for writing; whatever was there (a link
+    included) is unlinked first, and O_EXCL | O_NOFOLLOW refuse one that appears
+    meanwhile, so the bytes never go through a link."""
+    try:
+        os.unlink(str(path))
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(str(path), flags, 0o644)
+
+
+def open_new(path: PathLike):
+    """A binary file object for a new file at `path` (see `_exclusive`)."""
+    return os.fdopen(_exclusive(Path(path)), "wb")
+
+
+def write_atomic(path: PathLike, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file beside it (never written
+    through a link, `_exclusive`), then renamed over it. A rename replaces a link
+    at `path` itself, never what the link points at."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with os.fdopen(_exclusive(tmp), "wb") as handle:
+        handle.write(data)
+    os.replace(str(tmp), str(path))

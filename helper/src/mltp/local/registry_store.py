@@ -148,9 +148,8 @@ def save(clients: Clients, repo: Path, group: str) -> int:
     body = {"format": FORMAT, "group": group, "description": group_info.get("ModelPackageGroupDescription", ""),
             "versions": versions}
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / ".registry.json.tmp"
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True, default=_iso) + "\n", encoding="utf-8")
-    tmp.replace(target / "registry.json")
+    owned.write_atomic(target / "registry.json",  # never through a link left in the store
+                       (json.dumps(body, indent=2, sort_keys=True, default=_iso) + "\n").encode("utf-8"))
     return len(versions)
 
 
