@@ -208,3 +208,142 @@ def test_references_are_read_after_the_models_own_code_folder():
     text = ('{"CodeS3Uri": "s3://b/code/abc/code/1234/src/", "SourceDirS3Uri": '
             '"s3://b/code/abc/code/branches/feat-1/beef/sourcedir.tar.gz", "Other": "s3://b/code/abcd/code/ffff/"}')
     assert pattern.findall(text) == ["1234", "branches/feat-1/beef"]
+
+
+# --------------------------------------------------------------------------- deleting only inside .mltp/work (H1)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A folder elsewhere on the agent, with a folder and a file in it: what a
+    symlink in the repo may point at. Nothing here may ever be deleted."""
+    target = tmp_path / "outside"
+    (target / "old-run").mkdir(parents=True)
+    (target / "old-run" / "keep.txt").write_text("precious\n")
+    (target / "notes.txt").write_text("precious\n")
+    stamp = time.time() - 3600
+    os.utime(target / "old-run", (stamp, stamp))
+    return target
+
+
+def _untouched(outside):
+    return (sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*"))
+            == ["notes.txt", "old-run", "old-run/keep.txt"])
+
+
+def _clean(repo):
+    return subprocess.run([sys.executable, "-m", "mltp.cli", "clean", str(repo)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("link", [".mltp/work", ".mltp"])
+def test_clean_refuses_a_symlinked_work_folder(tmp_path, outside, link):
+    repo = tmp_path / "repo"
+    (repo / link).parent.mkdir(parents=True)
+    os.symlink(outside, repo / link)
+    result = _clean(repo)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is a symlink" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _untouched(outside)
+
+
+def test_trimming_refuses_a_symlinked_work_folder(tmp_path, outside):
+    """The trimming at the start of `run --local` kept the newest runs of whatever
+    .mltp/work pointed at, deleting the others."""
+    (tmp_path / ".mltp").mkdir()
+    os.symlink(outside, tmp_path / ".mltp" / "work")
+    with pytest.raises(InvalidInput, match=r"\.mltp/work: is a symlink"):
+        housekeeping.trim_work(tmp_path, keep=1, current="run-new")
+    assert _untouched(outside)
+
+
+def test_a_local_run_with_a_symlinked_work_folder_is_exit_2_before_anything(tmp_path, outside, example_repo,
+                                                                            monkeypatch):
+    from click.testing import CliRunner
+
+    from mltp.cli import main
+
+    (example_repo / ".mltp").mkdir()
+    os.symlink(outside, example_repo / ".mltp" / "work")
+    monkeypatch.chdir(example_repo)
+    result = CliRunner().invoke(main, ["run", ".", "--local", "--run-name", "r1"])
+    assert result.exit_code == 2, result.output
+    assert ".mltp/work: is a symlink" in result.stderr
+    assert _untouched(outside)
+
+
+def test_links_inside_the_work_folder_are_removed_not_followed(tmp_path, outside):
+    """A link to a folder, a link to a file and a link deeper in a run folder:
+    `clean` and the trimming remove the links, never what they point at."""
+    work = make_runs(tmp_path, 3)
+    os.symlink(outside / "old-run", work / "linked-run")
+    os.symlink(outside / "notes.txt", work / "linked-file")
+    os.symlink(outside, work / "run-0" / "job" / "nested")
+    stamp = time.time() - 7200
+    os.utime(work / "run-0", (stamp, stamp))
+    gone = housekeeping.trim_work(tmp_path, keep=1)
+    assert sorted(p.name for p in gone) == ["run-0", "run-1"]  # links are not run folders
+    assert _untouched(outside)
+    assert _clean(tmp_path).returncode == 0
+    assert list(work.iterdir()) == []
+    assert _untouched(outside)
+
+
+def test_owned_remove_acts_only_inside_its_root(tmp_path, outside):
+    from mltp import owned
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    os.symlink(outside, root / "sub" / "escape")
+    for path in (outside / "old-run", root / ".." / "outside" / "notes.txt", root / "sub" / "escape" / "old-run",
+                 root / "."):
+        with pytest.raises(InvalidInput):
+            owned.remove(path, root)
+    os.symlink(outside, tmp_path / "root-link")
+    with pytest.raises(InvalidInput, match="is a symlink"):
+        owned.remove(tmp_path / "root-link" / "old-run", tmp_path / "root-link")
+    owned.remove(root / "sub", root)
+    assert list(root.iterdir()) == [] and _untouched(outside)
+
+
+def test_clean_and_trimming_leave_the_folder_of_a_run_in_progress(tmp_path):
+    """A local run of the repo holds its name (local/locks.py): another run's
+    trimming and `mltp clean` (other processes) leave its folder alone."""
+    from mltp.local import locks
+
+    work = make_runs(tmp_path, 3)
+    name, lock = locks.claim_run(tmp_path, "run-0", explicit=True)  # the oldest: first to go otherwise
+    try:
+        assert name == "run-0"
+        assert sorted(p.name for p in housekeeping.trim_work(tmp_path, keep=1)) == ["run-1"]
+        assert _clean(tmp_path).returncode == 0
+        assert [p.name for p in work.iterdir()] == ["run-0"]
+    finally:
+        lock.release()
+    assert _clean(tmp_path).returncode == 0 and list(work.iterdir()) == []
+
+
+def test_a_run_reusing_a_name_starts_from_a_fresh_work_folder(tmp_path, outside):
+    """What an earlier run's scripts left in `.mltp/work/<run>/` (a link where mltp
+    later writes a job's config file) goes, without following the link."""
+    planted = tmp_path / ".mltp" / "work" / "r1" / "job" / "opt" / "ml" / "input" / "config"
+    planted.mkdir(parents=True)
+    os.symlink(outside / "notes.txt", planted / "hyperparameters.json")
+    folder = housekeeping.fresh_run_folder(tmp_path, "r1")
+    assert folder == tmp_path / ".mltp" / "work" / "r1" and not folder.exists()
+    assert _untouched(outside)
+    os.symlink(outside, folder)  # a link in its place is refused (exit 2), not written through
+    with pytest.raises(InvalidInput, match=r"\.mltp/work/r1: is a symlink"):
+        housekeeping.fresh_run_folder(tmp_path, "r1")
+    assert _untouched(outside)
+
+
+def test_a_lock_file_that_is_a_link_is_exit_2_and_never_written(tmp_path, outside):
+    from mltp.local import locks
+
+    (tmp_path / ".mltp" / "locks").mkdir(parents=True)
+    os.symlink(outside / "notes.txt", tmp_path / ".mltp" / "locks" / "run-r1.lock")
+    with pytest.raises(InvalidInput, match="cannot be used as a lock file"):
+        locks.claim_run(tmp_path, "r1", explicit=True)
+    assert not locks.run_in_progress(tmp_path, "r1")
+    assert (outside / "notes.txt").read_text() == "precious\n" and _untouched(outside)

@@ -94,3 +94,72 @@ def test_run_approve_run_fetch(tmp_path):
     assert hashlib.sha256(model.read_bytes()).hexdigest() == manifest["sha256"]
     with tarfile.open(model) as tar:
         assert json.load(tar.extractfile("model.json")) == {"score": 0.93}
+
+
+def _start(repo, *args, env=None):
+    base = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
+    base.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "mltp.cli", "run", ".", "--local", *args], cwd=repo, env=base,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_local_runs_at_once_keep_both_registrations(tmp_path):
+    """Two runs of one repo at once, with their own names: the second waits for the
+    registry while the first holds it (restore to save) and registers version 2.
+    Without the lock both restored an empty registry, both registered version 1,
+    and the later save lost the other's."""
+    repo = tiny(tmp_path)
+    first, second = _start(repo, "--run-name", "one"), _start(repo, "--run-name", "two")
+    outputs = [proc.communicate(timeout=300) for proc in (first, second)]
+    saved = json.loads((repo / ".mltp" / "registry" / "tiny-model" / "registry.json").read_text())
+    runs = sorted(v["CustomerMetadataProperties"].get("RunName", "") for v in saved["versions"])
+    assert runs == ["one", "two"], outputs
+    assert [v["ModelPackageVersion"] for v in saved["versions"]] == [1, 2]
+    for proc, (out, err) in zip((first, second), outputs):
+        assert proc.returncode == 0, out + err
+    text = "".join(out for out, _ in outputs)
+    assert "local: waiting for another local session of this repo to finish with model package group tiny-model" in text
+
+
+def test_two_local_runs_at_once_with_one_default_name_take_two_names(tmp_path):
+    """The same default name (one BUILD_TAG, or a timestamp of the same second):
+    the second run takes the next free name instead of both failing."""
+    repo = tiny(tmp_path)
+    env = {"BUILD_TAG": "jenkins-tiny-7"}
+    first, second = _start(repo, env=env), _start(repo, env=env)
+    outputs = [proc.communicate(timeout=300) for proc in (first, second)]
+    for proc, (out, err) in zip((first, second), outputs):
+        assert proc.returncode == 0, out + err
+    text = "".join(out for out, _ in outputs)
+    assert "local: another local run of this repo is named jenkins-tiny-7; this one is jenkins-tiny-7-2" in text
+    assert "local: waiting for another local session of this repo to finish with model package group tiny-model" in text
+    assert sorted(p.name for p in (repo / ".mltp" / "runs").iterdir()) == ["jenkins-tiny-7", "jenkins-tiny-7-2"]
+    saved = json.loads((repo / ".mltp" / "registry" / "tiny-model" / "registry.json").read_text())
+    assert [v["ModelPackageVersion"] for v in saved["versions"]] == [1, 2]
+    runs = sorted(v["CustomerMetadataProperties"].get("RunName", "") for v in saved["versions"])
+    assert runs == ["jenkins-tiny-7", "jenkins-tiny-7-2"], runs
+
+
+def test_a_second_local_run_with_the_same_run_name_is_exit_2(tmp_path):
+    import fcntl
+    import time
+
+    repo = tiny(tmp_path)
+    first = _start(repo, "--run-name", "same")
+    lock = repo / ".mltp" / "locks" / "run-same.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:  # until the first run holds its name
+        if lock.is_file():
+            with open(lock) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    break
+        time.sleep(0.05)
+    second = mltp(repo, "run", ".", "--local", "--run-name", "same")
+    out, err = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert second.stderr == (f"mltp: run name same: another local run of this repo is using it (pid {first.pid}); "
+                             f"wait for it to finish or choose another --run-name\n")
+    assert first.returncode == 0, out + err  # the first is not disturbed

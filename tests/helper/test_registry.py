@@ -246,3 +246,23 @@ def test_versions_registered_before_metric_properties_show_their_evaluation_json
     )
     (old,) = json.loads(group.run("models", "--json").output)
     assert old["metrics"] == {"auc": 0.9} and old["commit"] == "" and old["status"] == "Approved"
+
+
+def test_fetch_never_writes_through_links_left_in_the_target(group, tmp_path):
+    """`.mltp/model/` (the default --to) of a cloned repo may hold links at the
+    names fetch-model writes: they are replaced, what they point at stays."""
+    import os
+
+    group.register("run-1", 0.95, model=b"model 1")
+    group.run("approve", "--version", "1")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    target = group.repo / ".mltp" / "model"
+    target.mkdir(parents=True)
+    for name in (".model.tar.gz.part", "model.tar.gz", "model-package.json", f".model-package.json.{os.getpid()}.tmp"):
+        os.symlink(outside, target / name)
+    result = group.run("fetch-model")
+    assert result.exit_code == 0, result.output
+    assert outside.read_text() == "precious\n"
+    assert (target / "model.tar.gz").read_bytes() == b"model 1" and not (target / "model.tar.gz").is_symlink()
+    assert json.loads((target / "model-package.json").read_text())["version"] == 1

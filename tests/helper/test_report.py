@@ -232,3 +232,21 @@ def test_report_md_links_each_jobs_log_stream(tmp_path):
     assert row.endswith("| [log stream](https://console/logs/fd-train-1) |")
     preprocessing = next(line for line in text.splitlines() if line.startswith("| Preprocessing |"))
     assert preprocessing.endswith("| - |")  # no link known: a dash, not a broken link
+
+
+def test_report_files_are_never_written_through_links_left_in_the_folder(tmp_path):
+    """Links a cloned repo (or a job) left in the report folder, at the files' names
+    and at their temporary names: replaced as links, what they point at unchanged."""
+    import os
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    folder = tmp_path / "report"
+    folder.mkdir()
+    for name in report.FILES:
+        for planted in (name, f".{name}.tmp", f".{name}.{os.getpid()}.tmp"):
+            os.symlink(outside, folder / planted)
+    paths = report.write(make(), folder)
+    assert outside.read_text() == "precious\n"
+    for name in report.FILES:
+        assert not paths[name].is_symlink() and paths[name].stat().st_size > 0

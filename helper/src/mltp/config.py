@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import jsonschema
 
-from . import yaml_source
+from . import redaction, yaml_source
 from .config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT, SCHEMA
 from .errors import InvalidInput
 from .yaml_source import Document, Problem, key_path
@@ -348,6 +348,8 @@ def _explain(error: jsonschema.ValidationError, doc: Document) -> List[Problem]:
         name = error.instance
         child = path + (name,)
         hint = _name_hint(error) or f"is not a valid name ({kind})"
+        if redaction.looks_secret(name):  # a pasted token is not echoed (redaction.shown_key)
+            return [Problem(doc.line_of(child), key_path(path), f"a key (name not shown: it looks like a secret) {hint}")]
         return [Problem(doc.line_of(child), key_path(child), f"key '{yaml_source.printable(name)}' {hint}")]
     line = doc.line_of(path)
     key = key_path(path)
@@ -356,6 +358,8 @@ def _explain(error: jsonschema.ValidationError, doc: Document) -> List[Problem]:
         extras = [k for k in error.instance if k not in allowed]
         return [
             Problem(doc.line_of(path + (k,)), key_path(path + (k,)), f"unknown key '{k}'{_suggest(k, allowed)}")
+            if redaction.shown_key(k) else  # not a plausible key name: maybe a pasted secret, not echoed
+            Problem(doc.line_of(path + (k,)), key_path(path), f"an unknown key (name not shown){_suggest(k, allowed)}")
             for k in extras
         ]
     if kind == "required":

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-from . import naming
-from .config import Config, display
-from .errors import InvalidInput
+from . import naming, owned
+from .config import Config
 
 PRIMARY_BRANCHES = ("main", "master")
 
@@ -87,16 +86,13 @@ def make_context(
     pull_request = bool(env.get("CHANGE_ID"))
     name = naming.run_name(run_name) if run_name else default_run_name(config, env)
     machine = naming.state_machine_name(config, branch, default)
-    state = config.repo / ".mltp"
-    if state.is_symlink():
-        # Reports (the Jenkins step's too) and local work folders go here: through
-        # a committed symlink they would land, and be deleted, wherever it points.
-        raise InvalidInput(f"{display(state)}: is a symlink; mltp writes its run folders there, so it must be a "
-                           f"plain folder or absent (remove it from the repo)")
+    # Reports (the Jenkins step's too) and local work folders go under .mltp/: through
+    # a committed symlink they would land, and be deleted, wherever it points.
+    owned.check_state(config.repo)
     if report_dir:
         reports = Path(report_dir)
     else:
-        reports = config.repo / ".mltp" / "runs" / name
+        reports = owned.owned_dir(config.repo, "runs", name)  # not written through a link
     return RunContext(
         config=config,
         branch=branch,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import registry
+from . import owned, registry
 from .aws import Clients, refused
 from .errors import ChecksumMismatch, InvalidInput
 
@@ -59,7 +59,7 @@ def fetch(clients: Clients, group: str, target: Path, version: Optional[str] = N
     digest = hashlib.sha256()
     with refused("GetObject", chosen.model_data_url):
         body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with open(partial, "wb") as out:
+        with owned.open_new(partial) as out:  # never through a link left in the folder
             for chunk in iter(lambda: body.read(1024 * 1024), b""):
                 digest.update(chunk)
                 out.write(chunk)
@@ -84,5 +84,5 @@ def fetch(clients: Clients, group: str, target: Path, version: Optional[str] = N
         "approved_by": chosen.decided_by or None,
         "note": chosen.note or None,
     }
-    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    owned.write_atomic(manifest, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return FetchResult(chosen, model, manifest, actual)

@@ -20,12 +20,12 @@ It lists them, and deletes them only with `--yes`.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, List, Optional, Set
 
+from . import owned
 from .errors import InvalidInput
 
 KEEP_WORK_RUNS = 5
@@ -45,30 +45,52 @@ def _code_pattern(root: str) -> "re.Pattern[str]":
 
 def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = None) -> List[Path]:
     """Delete all but the newest `keep` run folders of `.mltp/work/` (`current`
-    counts as the newest, whether it exists yet or not). Returns what went."""
-    work = Path(repo) / WORK_DIR
+    counts as the newest, whether it exists yet or not). Returns what went.
+    A symlinked `.mltp` or `.mltp/work` is refused (exit 2), and a link inside
+    is not a run folder: nothing outside the repo's own folder is deleted."""
+    from .local.locks import run_in_progress
+
+    work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return []
-    runs = sorted((p for p in work.iterdir() if p.is_dir() and p.name != current),
+    runs = sorted((p for p in work.iterdir() if p.is_dir() and not p.is_symlink() and p.name != current),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     room = keep - 1 if current else keep
-    gone = runs[max(0, room):]
+    # Another local run of the repo still working in its folder keeps it (local/locks.py).
+    gone = [p for p in runs[max(0, room):] if not run_in_progress(repo, p.name)]
     for path in gone:
-        shutil.rmtree(path, ignore_errors=True)
+        owned.remove(path, work)
     return gone
 
 
+def fresh_run_folder(repo: Path, run: str) -> Path:
+    """`.mltp/work/<run>/`, emptied: a run given the name of an earlier one starts
+    from nothing, not from files (or links) its scripts left there."""
+    work = owned.owned_dir(repo, "work")
+    folder = owned.owned_dir(repo, "work", run)
+    if folder.exists() or folder.is_symlink():
+        owned.remove(folder, work)
+    return folder
+
+
 def clean(repo: Path) -> int:
-    """Empty `.mltp/work/`; returns the bytes freed."""
-    work = Path(repo) / WORK_DIR
+    """Empty `.mltp/work/` but for the folders of local runs in progress; returns
+    the bytes freed. A symlinked `.mltp` or `.mltp/work` is refused (exit 2);
+    links inside are removed, not followed."""
+    from .local.locks import run_in_progress
+
+    work = owned.owned_dir(repo, "work")
     if not work.is_dir():
         return 0
-    freed = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
-    for path in work.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink()
+    freed = 0
+    for entry in list(work.iterdir()):
+        if not entry.is_symlink() and run_in_progress(repo, entry.name):
+            continue  # a local run of the repo is working there now
+        if entry.is_dir() and not entry.is_symlink():
+            freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file() and not p.is_symlink())
+        elif entry.is_file() and not entry.is_symlink():
+            freed += entry.stat().st_size
+        owned.remove(entry, work)
     return freed
 
 

@@ -25,17 +25,14 @@ class Validated:
     config: Config
     files: List[repo_mod.RepoFile]
     context: RunContext
-    skipped: Tuple[str, ...] = ()  # symlinks not shipped because their target is ignored
+    skipped: Tuple[str, ...] = ()  # symlinks to ignored files, notebooks with outputs (repo.list_files)
 
     def summary(self) -> str:
         cfg, ctx = self.config, self.context
         size = sum(f.size for f in self.files)
         registration = "registers on success" if ctx.register else "gate only, no registration"
         rules = ", ".join(f"{r.metric} {r.describe()}" for r in cfg.gate)
-        skipped = ""
-        if self.skipped:
-            count = len(self.skipped)
-            skipped = f" ({count} symlink{'s' if count != 1 else ''} to ignored files skipped)"
+        skipped = repo_mod.skipped_note(self.skipped)
         return (
             f"ok: {display(cfg.path)} valid; {len(self.files)} files to ship ({size / 1024:.1f} KiB){skipped}, "
             f"3 scripts parse; state machine {ctx.state_machine} ({registration}); gate: {rules}"
@@ -514,10 +511,10 @@ def decide(repo: Path, config: Optional[str], status: str, version: Optional[str
 def fetch_model(repo: Path, config: Optional[str], version: Optional[str] = None, to: Optional[str] = None,
                 info_file: Optional[str] = None, echo: Echo = click.echo, **options):
     """Download the newest Approved (or the named) version's model.tar.gz, verified."""
-    from . import fetch
+    from . import fetch, owned
 
     with registry_clients(repo, config, **options) as (target, clients):
-        folder = Path(to) if to else target.repo / ".mltp" / "model"
+        folder = Path(to) if to else owned.owned_dir(target.repo, "model")
         result = fetch.fetch(clients, target.group, folder, version)
     if result.version.status != "Approved":
         echo(f"note: {result.version.name} is {result.version.status}, not Approved")

@@ -22,7 +22,15 @@ _SECRETS = (
     (re.compile(r"(?<![A-Z0-9])(AKIA|ASIA|AIDA|AROA|ANPA|AGPA|AIPA|ANVA|ABIA|ACCA)[A-Z0-9]{12,}"), "[redacted key id]"),
     (re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])"), "[redacted signature]"),
     (re.compile(r"AWS4-HMAC-SHA256[^\n]*"), "AWS4-HMAC-SHA256 [redacted]"),
+    # Tokens of other services, which a user may paste into a config file by mistake:
+    # GitHub (classic and fine-grained), Slack, GitLab and Hugging Face tokens.
+    (re.compile(r"(?<![A-Za-z0-9_])(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), "[redacted token]"),
+    (re.compile(r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,}"), "[redacted token]"),
+    (re.compile(r"(?<![A-Za-z0-9])(glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,})"), "[redacted token]"),
 )
+# A config key is shown in an error only when it reads like one: short, a letter
+# first, then letters, digits, '_' or '-'.
+_PLAUSIBLE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 
 
 def redact(text: str) -> str:
@@ -30,3 +38,26 @@ def redact(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def looks_secret(text: str) -> bool:
+    """A token of a known kind, or a long random-looking string: 20 or more
+    characters without a space that mix upper case, lower case and digits."""
+    text = str(text)
+    if redact(text) != text:
+        return True
+    if re.search(r"\s", text) or len(text) < 20:
+        return False
+    return bool(re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"[0-9]", text))
+
+
+def shown_key(name: object) -> bool:
+    """Whether an error may echo this config key (an unknown one included): a
+    secret pasted where a key goes must not reach a build log. A plausible key
+    name, and not one that mixes upper case, lower case and digits like a
+    password or a token does."""
+    text = str(name)
+    if not _PLAUSIBLE_KEY.fullmatch(text) or looks_secret(text):
+        return False
+    mixed = re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"[0-9]", text)
+    return not mixed

@@ -5,6 +5,7 @@ What is shipped is decided here once, so `validate` warns about exactly what
 """
 
 import ast
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import pathspec
 
+from . import owned
 from .config import Config, display, utf8_error_line
 from .errors import InvalidInput
 
 # Never shipped, whatever .mltpignore says (IgnoreRules keeps it final): VCS data, our own run folders,
-# caches, and files that typically hold secrets.
+# caches, and files that typically hold secrets. Matched case-insensitively (a file system may
+# be, and `.ENV` or `ID_RSA` hold the same secrets), so every pattern here is lower case.
+# Notebooks with cell outputs never ship either (see `_notebook_has_outputs`).
 ALWAYS_IGNORED = (
     ".git/",
     ".mltp/",
@@ -42,8 +46,39 @@ ALWAYS_IGNORED = (
     ".dockercfg",
     ".docker/config.json",
     "credentials.json",
+    # More credential stores of common tools (a cloud SDK, a cluster, a database, a vault, a registry).
+    ".git-credentials",
+    ".s3cfg",
+    ".boto",
+    ".pgpass",
+    ".kube/",
+    "kubeconfig*",
+    "*.tfstate",
+    "*.tfstate.backup",
+    ".terraform/",
+    ".databrickscfg",
+    ".vault-token",
+    "kaggle.json",
+    ".huggingface/",
+    "**/huggingface/token",
+    "application_default_credentials.json",
+    "service-account.json",
+    "service_account.json",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    ".gnupg/",
+    # Other version control data, and shell and REPL histories (typed passwords and tokens).
+    ".hg/",
+    ".svn/",
+    ".bzr/",
+    ".*history",
 )
 IGNORE_FILE = ".mltpignore"
+# How list_files marks, in `skipped`, a notebook left out for its cell outputs.
+NOTEBOOK_WITH_OUTPUTS = " (a notebook with cell outputs)"
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in bytes of UTF-8
 MAX_FILES = 5000
 MAX_BYTES = 500 * 1024 * 1024
 
@@ -66,7 +101,8 @@ class IgnoreRules:
         self.user = pathspec.PathSpec.from_lines("gitwildmatch", list(user_patterns))
 
     def match_file(self, path: str) -> bool:
-        return self.builtin.match_file(path) or self.user.match_file(path)
+        """The built-in list ignores case (`.ENV`, `ID_RSA`, `Credentials.json`); .mltpignore does not, as in git."""
+        return self.builtin.match_file(path.lower()) or self.user.match_file(path)
 
 
 def ignore_spec(repo: Path) -> IgnoreRules:
@@ -110,10 +146,7 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
     out: List[RepoFile] = []
     problems: List[str] = []
     total = 0
-    state = repo / ".mltp"
-    if state.is_symlink():
-        problems.append(f"{display(state)}: is a symlink; mltp writes its run folders there, so it must be a "
-                        f"plain folder or absent (remove it from the repo)")
+    problems.extend(owned.symlink_problems(repo))  # .mltp/ and its subfolders: mltp writes and deletes there
     for root, dirs, files in os.walk(repo, followlinks=False):
         rel_root = os.path.relpath(root, repo)
         rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
@@ -164,6 +197,10 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
                 problems.append(f"{display(full)}: cannot be read ({exc.strerror or exc}); fix its permissions "
                                 f"or add it to {IGNORE_FILE}")
                 continue
+            if rel.lower().endswith(".ipynb") and _notebook_has_outputs(full):
+                if skipped is not None:
+                    skipped.append(rel + NOTEBOOK_WITH_OUTPUTS)
+                continue
             size = full.stat().st_size
             total += size
             out.append(RepoFile(rel, full, size))
@@ -175,6 +212,39 @@ def list_files(repo: Path, skipped: Optional[List[str]] = None) -> List[RepoFile
         raise InvalidInput(f"{display(repo)}: the code bundle cannot be made", problems)
     out.sort(key=lambda f: f.relpath)
     return out
+
+
+def _notebook_has_outputs(path: Path) -> bool:
+    """Whether a Jupyter notebook holds cell outputs: printed tokens, query results,
+    rows of data. Such a notebook is never shipped (docs/contract.md, 1.2); one that
+    cannot be read as a notebook is not shipped either, as nothing proves it clean."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_NOTEBOOK_BYTES + 1)
+        if len(data) > MAX_NOTEBOOK_BYTES:  # outputs (images, tables) are what makes a notebook this big
+            return True
+        notebook = json.loads(data.decode("utf-8"))
+        cells = list(notebook.get("cells") or [])
+        for sheet in notebook.get("worksheets") or []:  # nbformat 3
+            cells += list(sheet.get("cells") or [])
+        return any(isinstance(cell, dict) and cell.get("outputs") for cell in cells)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return True
+
+
+def skipped_note(skipped: Sequence[str]) -> str:
+    """What validate's summary says about files left out beyond the ignore rules:
+    ' (2 symlinks to ignored files skipped; not shipped: a.ipynb (a notebook with cell outputs))'."""
+    links = [s for s in skipped if not s.endswith(NOTEBOOK_WITH_OUTPUTS)]
+    notebooks = [s[: -len(NOTEBOOK_WITH_OUTPUTS)] for s in skipped if s.endswith(NOTEBOOK_WITH_OUTPUTS)]
+    parts = []
+    if links:
+        parts.append(f"{len(links)} symlink{'s' if len(links) != 1 else ''} to ignored files skipped")
+    if notebooks:
+        named = ", ".join(notebooks[:3]) + (f" and {len(notebooks) - 3} more" if len(notebooks) > 3 else "")
+        kind = "a notebook" if len(notebooks) == 1 else "notebooks"
+        parts.append(f"not shipped: {named} ({kind} with cell outputs; clear the outputs to ship)")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -193,6 +263,7 @@ def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[Rep
         files = list_files(repo, skipped)
     except InvalidInput as exc:
         return [], exc.details or [exc.message]
+    problems.extend(key_length_problems(config, files))
     shipped = {f.relpath for f in files}
     spec = ignore_spec(repo)
     for step in config.steps.all():
@@ -217,6 +288,44 @@ def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[Rep
             continue
         problems.extend(_check_python(path, step.script))
     return files, problems
+
+
+def longest_prefixes(config: Config) -> Tuple[str, str]:
+    """The longest code prefix and run prefix this config can produce on any
+    branch and for any run name: a branch's slug and a run name at their
+    longest (naming). Judging keys by them keeps `validate`'s answer the same on
+    every branch."""
+    from . import bundle, naming
+
+    room = naming.STATE_MACHINE_MAX - len(config.name) - len(naming.BRANCH_SEPARATOR)
+    branch_machine = f"{config.name}{naming.BRANCH_SEPARATOR}{'x' * max(room, 1)}"
+    code = naming.code_prefix(config, "0" * bundle.HASH_LENGTH, branch_machine)
+    return code, naming.run_prefix(config, "x" * naming.EXECUTION_MAX)
+
+
+def key_length_problems(config: Config, files: Sequence[RepoFile]) -> List[str]:
+    """S3 refuses a key longer than 1,024 bytes of UTF-8, and would do so in the
+    middle of an upload: every key the shipped files make (`<code prefix>src/<path>`)
+    and the keys mltp writes under the run's prefix must fit, before anything is sent."""
+    from . import bundle, naming
+
+    code, runs = longest_prefixes(config)
+    problems: List[str] = []
+    for f in files:
+        size = len(f"{code}src/{f.relpath}".encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            problems.append(f"{f.relpath}: its S3 key would be {size} bytes, over S3's limit of {MAX_KEY_BYTES} (the "
+                            f"code prefix takes up to {len((code + 'src/').encode('utf-8'))}); shorten the path or "
+                            f"add it to {IGNORE_FILE}")
+    training_job = naming.job_name(config, config.name, "x", "training")
+    for key in (f"{code}{bundle.TARBALL}", f"{code}{bundle.MANIFEST}",
+                f"{runs}model/{training_job}/output/model.tar.gz", f"{runs}evaluation/evaluation.json"):
+        size = len(key.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            problems.append(f"{config.where('aws.prefix')}: aws.prefix: S3 keys under it would be {size} bytes "
+                            f"(S3 allows {MAX_KEY_BYTES}); shorten the prefix")
+            break
+    return problems
 
 
 def _check_python(path: Path, name: str) -> List[str]:

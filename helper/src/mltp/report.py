@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from . import outcome as out
+from . import owned
 from .outcome import Outcome, format_duration, format_value
 
 FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html")
@@ -37,9 +38,7 @@ def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
     paths = {}
     for name, text in contents.items():
         path = report_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        owned.write_atomic(path, text.encode("utf-8"))  # never through a link left in the folder
         paths[name] = path
     return paths
 

@@ -26,12 +26,37 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
               report_dir: Optional[str] = None, timeout: Optional[float] = None, python: Optional[str] = None,
               no_wait: bool = False, inputs: Sequence[str] = (), fetch_inputs: bool = False, **_ignored) -> None:
     from .. import pipeline
-    from ..aws import Clients
 
     if no_wait:
         raise InvalidInput("--no-wait cannot be used with --local: the emulator lives only as long as mltp runs")
     # Bad input fails fast, before anything starts.
     validated = pipeline.validate(repo, config, run_name=run_name, region=region, report_dir=report_dir)
+    # The run name is this run's alone while it lives (locks.py): a second local run of the repo
+    # with the same --run-name (or MLTP_RUN_NAME) is exit 2, one with a default name takes the next free name.
+    validated, run_lock = _claim_run_name(validated, explicit=run_name is not None, report_dir=report_dir)
+    try:
+        _run_claimed(validated, repo, config, timeout, python, inputs, fetch_inputs)
+    finally:
+        run_lock.release()
+
+
+def _claim_run_name(validated, explicit: bool, report_dir: Optional[str]):
+    from . import locks
+
+    ctx = validated.context
+    name, lock = locks.claim_run(ctx.config.repo, ctx.run_name, explicit)
+    if name != ctx.run_name:
+        click.echo(f"local: another local run of this repo is named {ctx.run_name}; this one is {name}")
+        reports = ctx.report_dir if report_dir else ctx.config.repo / ".mltp" / "runs" / name
+        validated = replace(validated, context=replace(ctx, run_name=name, report_dir=reports))
+    return validated, lock
+
+
+def _run_claimed(validated, repo: Path, config: Optional[str], timeout: Optional[float], python: Optional[str],
+                 inputs: Sequence[str], fetch_inputs: bool) -> None:
+    from .. import pipeline
+    from ..aws import Clients
+
     ctx = validated.context
     from . import inputs as local_inputs
 
@@ -50,9 +75,10 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
 
     _local_credentials()
 
-    from ..housekeeping import gitignore_note, trim_work
+    from ..housekeeping import fresh_run_folder, gitignore_note, trim_work
 
     trim_work(ctx.config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
+    fresh_run_folder(ctx.config.repo, ctx.run_name)
     note = gitignore_note(ctx.config.repo)
     if note:
         click.echo(note)
@@ -71,9 +97,15 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
     group = ctx.config.registry.model_package_group
     restored = False
+    registry_lock = None
     try:
         _create_bucket(clients, ctx.config.aws.bucket, ctx.region)
         local_inputs.stage(clients, staged, ctx.region, existing=[ctx.config.aws.bucket])
+        from . import locks
+
+        # From restore to save the local registry is this run's: another run meanwhile
+        # would register the same version number, and one of the two would be lost.
+        registry_lock = locks.registry(ctx.config.repo, group, click.echo)
         _restore_registry(clients, ctx.config)
         restored = True
         pipeline.run_checked(validated, repo, config, timeout=timeout, report_dir=str(ctx.report_dir),
@@ -90,6 +122,8 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
 
                 registry_store.save(clients, ctx.config.repo, group)
         finally:
+            if registry_lock is not None:
+                registry_lock.release()
             emulator.stop_local_moto(server)
 
 
@@ -159,14 +193,18 @@ def registry_session(config, region: Optional[str] = None) -> Iterator:
         raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
     from ..aws import Clients
 
+    from . import locks
+
     _local_credentials()
     server, endpoint = emulator.start_local_moto()
     clients = Clients(region or config.aws.region, endpoint)
     try:
-        _create_bucket(clients, config.aws.bucket, clients.region)
-        _restore_registry_quiet(clients, config)
-        yield clients
-        registry_store.save(clients, config.repo, config.registry.model_package_group)
+        # The registry is this session's from restore to save (locks.py).
+        with locks.registry(config.repo, config.registry.model_package_group, click.echo):
+            _create_bucket(clients, config.aws.bucket, clients.region)
+            _restore_registry_quiet(clients, config)
+            yield clients
+            registry_store.save(clients, config.repo, config.registry.model_package_group)
     finally:
         emulator.stop_local_moto(server)
 

@@ -17,13 +17,13 @@ input and its URI: failing later with the emulator's NoSuchBucket would name
 neither.
 """
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
+from .. import owned
 from ..config import Config, InputConfig, display
 from ..errors import InvalidInput
 
@@ -100,9 +100,10 @@ def fetch(clients, items: Sequence[InputConfig], repo: Path) -> List[LocalInput]
     out: List[LocalInput] = []
     for item in items:
         bucket, prefix = split_s3(item.source)
-        target = repo / CACHE / item.name
+        cache = owned.owned_dir(repo, "inputs")  # a symlinked .mltp/inputs is refused, not written through
+        target = cache / item.name
         partial = target.with_name(f".{item.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        owned.remove(partial, cache)
         partial.mkdir(parents=True)
         count = 0
         s3 = clients.s3
@@ -120,7 +121,7 @@ def fetch(clients, items: Sequence[InputConfig], repo: Path) -> List[LocalInput]
                     s3.download_file(bucket, key, str(dest))
                     count += 1
         # Nothing there is kept as nothing: the Preprocessing job then fails as on AWS (exit 4).
-        shutil.rmtree(target, ignore_errors=True)
+        owned.remove(target, cache)
         partial.replace(target)
         click.echo(f"local: fetched {count} object{'s' if count != 1 else ''} of input '{item.name}' from "
                    f"{item.source} into {display(target)}")

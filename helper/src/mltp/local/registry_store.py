@@ -20,13 +20,13 @@ moto upgrades, and readable.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import botocore.exceptions
 
+from .. import owned
 from ..aws import Clients, error_code
 from ..registry import split_s3
 
@@ -36,7 +36,8 @@ _CREATE_FIELDS = ("ModelPackageDescription", "InferenceSpecification", "ModelMet
 
 
 def store_dir(repo: Path, group: str) -> Path:
-    return Path(repo) / ".mltp" / "registry" / group
+    """`.mltp/registry/<group>/`; a symlinked `.mltp` or `.mltp/registry` is refused (exit 2)."""
+    return owned.owned_dir(repo, "registry", group)
 
 
 def _artifact_uris(description: Dict[str, Any]) -> List[str]:
@@ -147,9 +148,8 @@ def save(clients: Clients, repo: Path, group: str) -> int:
     body = {"format": FORMAT, "group": group, "description": group_info.get("ModelPackageGroupDescription", ""),
             "versions": versions}
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / ".registry.json.tmp"
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True, default=_iso) + "\n", encoding="utf-8")
-    tmp.replace(target / "registry.json")
+    owned.write_atomic(target / "registry.json",  # never through a link left in the store
+                       (json.dumps(body, indent=2, sort_keys=True, default=_iso) + "\n").encode("utf-8"))
     return len(versions)
 
 
@@ -161,4 +161,4 @@ def _iso(value: Any) -> str:
 
 def forget(repo: Path, group: str) -> None:
     """Remove the saved group (tests, or a user starting over)."""
-    shutil.rmtree(store_dir(repo, group), ignore_errors=True)
+    owned.remove(store_dir(repo, group), owned.owned_dir(repo, "registry"))
