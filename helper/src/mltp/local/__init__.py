@@ -60,7 +60,7 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     server, endpoint = emulator.start_local_moto()
     clients = Clients(ctx.region, endpoint)
     runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python,
-                            environments=environments)
+                            environments=environments, logs_dir=Path(ctx.report_dir) / "logs")
     emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
     emulator.install_sagemaker_backend_hook(runner)
     pythons = sorted({env.python for env in environments.values()})
