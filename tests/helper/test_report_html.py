@@ -303,6 +303,9 @@ def test_the_report_of_a_real_local_run_renders_too(browser, tmp_path):
     folder = repo / ".mltp" / "runs" / "real"
     data = json.loads((folder / "report.json").read_text())
     assert [v["this_run"] for v in data["history"]["versions"]] == [True]  # the version it just registered
+    jobs = [s for s in data["steps"] if s.get("job_name")]
+    assert len(jobs) == 3 and all(s["log_file"] == f"logs/{s['job_name']}.log" for s in jobs)
+    assert all((folder / s["log_file"]).is_file() for s in jobs)  # written as each job ended, before the report
     with CspServer(folder) as server:
         browser.open(server.url + "report.html")
         assert browser.csp_violations() == []
