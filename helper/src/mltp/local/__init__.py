@@ -81,6 +81,7 @@ def run_local(repo: Path, config: Optional[str], run_name: Optional[str] = None,
     finally:
         try:
             _keep_artifacts(clients, ctx)
+            _notifications(clients, ctx)
         except MltpError:
             pass
         runner.stop()
@@ -183,6 +184,18 @@ def _create_bucket(clients, bucket: str, region: str) -> None:
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     clients.s3.create_bucket(**kwargs)
+
+
+def _notifications(clients, ctx) -> None:
+    """With `notify`, what the run would have sent on AWS: notifications.json in
+    the report folder, and one line each."""
+    if getattr(ctx.config, "notify", None) is None:
+        return
+    from .. import notifications
+
+    sent = notifications.local_notifications(ctx.config, Path(ctx.report_dir), ctx.region, clients.account_id())
+    for line in notifications.lines(sent) or ["notify: nothing would have been sent for this run"]:
+        click.echo(line)
 
 
 def _keep_artifacts(clients, ctx) -> None:
