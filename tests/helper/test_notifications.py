@@ -309,3 +309,22 @@ def test_a_local_run_writes_what_it_would_have_sent(tmp_path, monkeypatch):
     assert [n["event"] for n in sent] == ["registered"]
     assert sent[0]["topic_arn"] == topic and "version 1 of" in sent[0]["message"]
     assert f"notify (registered): would send to {topic}: " in ran.stdout
+
+
+def test_a_local_gate_miss_would_send_the_gate_line(tmp_path, example_repo):
+    configure(example_repo, "fraud-detection", f"notify:\n  topic_arn: {TOPIC}\n")
+    config = config_mod.load(example_repo)
+    report = {"status": "gate_failed", "run": "r7", "state_machine": "fraud-detection",
+              "execution_arn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:fraud-detection:r7",
+              "message": "metric gate failed: auc = 0.85, needs >= 0.9",
+              "started": "2026-12-03T08:00:00+00:00", "ended": "2026-12-03T08:10:00+00:00", "model_package": None}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    sent = notifications.local_notifications(config, tmp_path, REGION, ACCOUNT)
+    assert [n["rule"] for n in sent] == ["mltp-fraud-detection-notify-failed"]
+    assert sent[0]["message"].startswith("mltp fraud-detection: run r7 FAILED: MetricGateFailed: metric gate failed: "
+                                         "auc = 0.85, needs >= 0.9. State machine arn:aws:states:")
+    assert json.loads((tmp_path / "notifications.json").read_text()) == sent
+    report.update(status="stopped", message="stopped")
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    stopped = notifications.local_notifications(config, tmp_path, REGION, ACCOUNT)
+    assert [n["rule"] for n in stopped] == ["mltp-fraud-detection-notify-stopped"] and "ended ABORTED" in stopped[0]["message"]
