@@ -107,7 +107,7 @@ def example_repo(tmp_path) -> Path:
 # MLTP_RECORD_AWS_CALLS=FILE also writes them to FILE at the end of the session.
 
 CONTROL_PLANE_MODULES = ("test_sync.py", "test_deploy.py", "test_runs.py", "test_wait.py", "test_cli.py",
-                         "test_exit_codes.py", "test_preflight.py", "test_housekeeping.py")
+                         "test_exit_codes.py", "test_preflight.py", "test_housekeeping.py", "test_notifications.py")
 # Modules recorded for the calls of other roles (their Jenkins calls are not checked).
 OTHER_ROLE_MODULES = ("test_trigger.py",)
 RECORDED_MODULES = CONTROL_PLANE_MODULES + OTHER_ROLE_MODULES

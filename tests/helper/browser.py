@@ -183,6 +183,19 @@ class Browser:
         xs, ys = quad[0::2], quad[1::2]
         return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
 
+    def computed_style(self, selector: str, name: str) -> Optional[str]:
+        """The value the browser computed for one CSS property of the element
+        (what the page's stylesheet, if it was applied, made of it)."""
+        root = self.call("DOM.getDocument", depth=-1)["root"]["nodeId"]
+        node = self.call("DOM.querySelector", nodeId=root, selector=selector).get("nodeId")
+        if not node:
+            return None
+        self.call("CSS.enable")
+        for prop in self.call("CSS.getComputedStyleForNode", nodeId=node)["computedStyle"]:
+            if prop["name"] == name:
+                return prop["value"]
+        return None
+
     def pixels(self, selector: str) -> "Image":
         x, y, width, height = self.box(selector) or (0, 0, 0, 0)
         if not width or not height:

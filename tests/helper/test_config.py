@@ -140,7 +140,7 @@ def test_all_errors_are_reported_with_lines(tmp_path):
 
 def test_schema_has_no_unknown_top_level_keys():
     assert set(SCHEMA["properties"]) == {"version", "name", "description", "aws", "steps", "gate", "registry", "schedule",
-                                         "retrain", "logs"}
+                                         "retrain", "logs", "notify"}
 
 
 @pytest.mark.parametrize("spec,ok", [("H 3 * * 1", True), ("@daily", True), ("H(0-29)/10 * * * *", True),

@@ -82,7 +82,7 @@ def test_report_json_is_machine_readable(tmp_path):
     assert data["steps"][0] == {
         "name": "Preprocessing", "status": "succeeded", "job_name": "fd-prep-1", "job_kind": "processing",
         "link": "https://console/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
-        "duration_seconds": 252.0, "error": None, "log_link": None,
+        "duration_seconds": 252.0, "error": None, "log_link": None, "log_file": None,
     }
     assert data["gate"][0] == {"metric": "auc", "rule": ">= 0.9", "value": 0.962, "passed": True}
     failed = json.loads(report.write(step_failed(), tmp_path / "f")["report.json"].read_text())

@@ -166,6 +166,14 @@ class LogsConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """Where the model's runs nobody watches are told about (notifications.py)."""
+
+    topic_arn: str
+    events: Tuple[str, ...]  # failed | registered | approved | rejected
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the config file
     repo: Path  # the model repo it describes
@@ -179,6 +187,7 @@ class Config:
     schedule: Optional[str]
     retrain: Optional[RetrainConfig] = None
     logs: LogsConfig = LogsConfig()
+    notify: Optional[NotifyConfig] = None
     lines: Dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, key: str) -> Optional[int]:
@@ -605,6 +614,9 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
     out.extend(_retrain_problems(doc))
     out.extend(_container_path_problems(doc))
+    topic = _get(data, "notify", "topic_arn")
+    if isinstance(topic, str) and isinstance(region, str) and topic.count(":") == 5 and topic.split(":")[3] != region:
+        add(("notify", "topic_arn"), f"must be a topic of aws.region {region}: EventBridge rules reach topics of their own region")
 
     schedule = data.get("schedule")
     if isinstance(schedule, str):
@@ -922,5 +934,6 @@ def _build(doc: Document, path: Path, repo: Path) -> Config:
         schedule=data.get("schedule"),
         retrain=_retrain_config(data),
         logs=LogsConfig(retention_days=data["logs"]["retention_days"]),
+        notify=NotifyConfig(data["notify"]["topic_arn"], tuple(data["notify"]["events"])) if data.get("notify") else None,
         lines={key_path(p): line for p, line in doc.lines.items()},
     )

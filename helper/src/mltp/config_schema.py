@@ -197,6 +197,31 @@ _LOGS = {
     },
 }
 
+# Notifications of runs nobody watches (notifications.py): an SNS topic of the
+# config's region, and which events reach it.
+NOTIFY_EVENTS = ["failed", "registered", "approved", "rejected"]
+_NOTIFY = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "default": None,
+    "description": "Send failed runs, newly registered versions and approval decisions to an SNS topic.",
+    "required": ["topic_arn"],
+    "properties": {
+        "topic_arn": {
+            "type": "string",
+            "pattern": r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$",
+            "x-error": "must be the ARN of an SNS topic, arn:aws:sns:REGION:ACCOUNT:NAME (a standard topic, not .fifo)",
+        },
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "default": NOTIFY_EVENTS,
+            "items": {"enum": NOTIFY_EVENTS},
+        },
+    },
+}
+
 # SageMaker limits: processing jobs run at most 777600 s (9 days), training 28 days.
 _PROCESSING_LIMIT = 777600 // 60
 _TRAINING_LIMIT = 28 * 24 * 60
@@ -390,6 +415,7 @@ SCHEMA: Dict[str, Any] = {
         },
         "retrain": _RETRAIN,
         "logs": _LOGS,
+        "notify": _NOTIFY,
     },
 }
 
@@ -412,6 +438,7 @@ _DOCUMENTED_AT = {
     ("schedule",): "#26-schedule",
     ("retrain",): "#210-retrain",
     ("logs",): "#211-logs",
+    ("notify",): "#212-notify",
 }
 
 

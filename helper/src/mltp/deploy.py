@@ -11,7 +11,7 @@ Logs Insights queries (`log_group`).
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import botocore.exceptions
 
@@ -28,9 +28,12 @@ class DeployResult:
     outcome: str  # "created" | "updated" | "unchanged"
     arn: str
     name: str
+    notifications: Tuple[Tuple[str, str], ...] = ()  # (rule, outcome), default branch only
 
     def summary(self) -> str:
-        return f"deploy: {self.outcome} {self.arn}"
+        from .notifications import describe
+
+        return "\n".join([f"deploy: {self.outcome} {self.arn}", *describe(self.notifications)])
 
 
 def logging_configuration(log_arn: str) -> dict:
@@ -105,7 +108,18 @@ def _add_missing_tags(sagemaker, arn: str, wanted: Dict[str, str]) -> None:
 def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) -> DeployResult:
     """Create the state machine, or update it when definition, role, logging or
     tags differ from config; never touches what already matches. On the default
-    branch, also make sure the model package group exists."""
+    branch, also make sure the model package group exists and the notification
+    rules are what `notify` says (a branch's config must not redirect them)."""
+    result = _deploy_state_machine(ctx, clients, definition)
+    if not ctx.register:
+        return result
+    from . import notifications
+
+    done = notifications.apply(ctx.config, clients, ctx.region)
+    return DeployResult(result.outcome, result.arn, result.name, tuple(done))
+
+
+def _deploy_state_machine(ctx: RunContext, clients: Clients, definition: Optional[str]) -> DeployResult:
     ensure_model_package_group(ctx, clients)
     if definition is None:
         from . import definition as definition_mod

@@ -112,6 +112,7 @@ class StepRecord:
     error: Optional[str] = None
     cause: Optional[str] = None
     log_link: Optional[str] = None  # the job's log stream in CloudWatch Logs
+    log_file: Optional[str] = None  # a local run's job log, relative to the report folder (logs/<job>.log)
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -131,6 +132,7 @@ class StepRecord:
             "duration_seconds": self.duration_seconds,
             "error": self.error,
             "log_link": self.log_link,
+            "log_file": self.log_file,
         }
 
 

@@ -225,6 +225,19 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         _any("PreflightQuotas", ("servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"),
              "reading Service Quotas"),
     ]
+    # deploy (default branch) and trigger install keep the model's notification rules
+    # (notifications.py), found by one listing, and remove them once `notify` is gone:
+    # so these are granted with or without `notify`; preflight reads the topic's policy
+    from .notifications import rule_names
+
+    out += [
+        _any("NotifyListRules", ("events:ListRules",), "listing EventBridge rules"),
+        Statement("NotifyRules", ("events:PutRule", "events:DeleteRule", "events:PutTargets",
+                                  "events:RemoveTargets", "events:ListTargetsByRule"),
+                  tuple(arns.events_rule(name) for name in rule_names(cfg.name))),
+    ]
+    if cfg.notify is not None:
+        out.append(Statement("NotifyTopic", ("sns:GetTopicAttributes",), (cfg.notify.topic_arn,)))
     if identity_arn:  # lets preflight ask the simulator whether Jenkins itself may pass the states role
         out.append(Statement("PreflightSelf", ("iam:SimulatePrincipalPolicy",), (identity_arn,)))
     if "fetch" in features:

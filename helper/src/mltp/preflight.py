@@ -198,6 +198,7 @@ class Preflight:
         self._quotas()
         self._kms()
         self._model_package_group()
+        self._notify_topic()
         self._simulate_roles()
         return self.checks
 
@@ -360,6 +361,34 @@ class Preflight:
                               f"{_policy_hint('jenkins')}")
         else:
             self._add(OK, f"model package group {group} does not exist yet; the first default-branch deploy creates it")
+
+    def _notify_topic(self) -> None:
+        """The topic of `notify` exists and lets EventBridge publish to it; else
+        the statement to add to its access policy."""
+        notify = self.config.notify
+        if notify is None:
+            return
+        from . import notifications
+
+        topic, where = notify.topic_arn, self.config.where("notify.topic_arn")
+        try:
+            attributes = self.clients.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"]
+        except _AWS_ERRORS as exc:
+            if error_code(exc) in ("NotFound", "NotFoundException"):
+                self._add(FAILED, f"SNS topic {topic} not found: create it or fix notify.topic_arn ({where})")
+            else:
+                self._add(SKIPPED, f"SNS topic {topic}: {_skipped_because(exc, 'sns:GetTopicAttributes') or exc}")
+            return
+        problem = notifications.topic_problem(attributes.get("Policy"), topic)
+        if problem:
+            statement = json.dumps(notifications.topic_statement(topic), sort_keys=True)
+            self._add(FAILED, f"SNS topic {topic}: {problem}; add this statement to its access policy: {statement}")
+        elif attributes.get("KmsMasterKeyId"):
+            self._add(OK, f"SNS topic {topic} lets EventBridge publish (it is encrypted with "
+                          f"{attributes['KmsMasterKeyId']}: that key's policy must let events.amazonaws.com use "
+                          "kms:GenerateDataKey and kms:Decrypt)")
+        else:
+            self._add(OK, f"SNS topic {topic} lets EventBridge publish")
 
     def _simulate_roles(self) -> None:
         """What `mltp iam-policy` says each role needs, asked of IAM's policy simulator."""

@@ -5,6 +5,7 @@ report.md    for release managers: verdict, summary, gate, steps, package, links
 junit.xml    one test case per gate rule, so Jenkins shows the gate as tests
 summary.txt  one line, for the build description
 report.html  the same with charts: step timeline, gate metrics across versions (report_html)
+report.css   report.html's stylesheet (Jenkins serves archived pages with `style-src 'self'`)
 """
 
 import json
@@ -18,7 +19,7 @@ from . import outcome as out
 from . import owned
 from .outcome import Outcome, format_duration, format_value
 
-FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html")
+FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html", "report.css")
 
 
 def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
@@ -27,10 +28,12 @@ def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
 
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    link_log_files(outcome, report_dir)
     data = json.loads(json.dumps(outcome.to_dict(), default=str))
     contents = {
         "report.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
         "report.html": report_html.render(data),
+        "report.css": report_html.STYLESHEET,
         "report.md": markdown(outcome),
         "junit.xml": junit(outcome),
         "summary.txt": summary(outcome) + "\n",
@@ -41,6 +44,16 @@ def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
         owned.write_atomic(path, text.encode("utf-8"))  # never through a link left in the folder
         paths[name] = path
     return paths
+
+
+def link_log_files(outcome: Outcome, report_dir: Path) -> None:
+    """A local run keeps each job's log in the report folder (logs/<job>.log):
+    the report links them, relative, so the links travel with the folder."""
+    for step in outcome.steps:
+        if step.job_name and not step.log_file:
+            name = f"{step.job_name}.log"
+            if (report_dir / "logs" / name).is_file():
+                step.log_file = f"logs/{name}"
 
 
 # --------------------------------------------------------------------------- summary.txt
@@ -152,6 +165,15 @@ def _link(text: str, url) -> str:
     return f"[{text}]({url})" if url and str(url).startswith(("https://", "http://")) else text
 
 
+def _log_cell(step: out.StepRecord) -> str:
+    """The CloudWatch stream on AWS; in a local run the job's log file beside the report."""
+    if step.log_link:
+        return _link("log stream", step.log_link)
+    if step.log_file:
+        return f"[log file]({step.log_file})"
+    return "-"
+
+
 def _when(moment) -> str:
     """To the second, in UTC: '2024-05-01 09:00:00 UTC'."""
     if not moment:
@@ -193,7 +215,7 @@ def markdown(outcome: Outcome) -> str:
     lines += _md_table(
         ["Step", "Job", "Status", "Duration", "Log"],
         [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_text(s.name, s.status),
-          format_duration(s.duration_seconds) or "-", _link("log stream", s.log_link) if s.log_link else "-")
+          format_duration(s.duration_seconds) or "-", _log_cell(s))
          for s in outcome.steps],
     ) + [""]
     failure = outcome.failure

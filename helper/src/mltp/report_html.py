@@ -3,10 +3,12 @@
 Jenkins serves archived HTML under a strict Content Security Policy
 (`sandbox; default-src 'none'; img-src 'self'; style-src 'self';`), so this
 page must render with none of: scripts, `style` attributes or elements,
-external resources. Everything is plain HTML with presentation attributes
-(`border`, `cellpadding`, `align`) and inline SVG drawn with presentation
-attributes only (`fill`, `stroke`, `font-size`). tests/helper/test_report_html.py
-checks that in a real browser behind that very header.
+external resources. What the policy does allow is a stylesheet of the same
+origin: `report.css`, written beside report.html (and archived with it), gives
+the page its layout; the charts are inline SVG drawn with presentation
+attributes only (`fill`, `stroke`, `font-size`), so they look the same with or
+without it. tests/helper/test_report_html.py checks that in a real browser
+behind that very header: no violation, and the stylesheet applied.
 
 It is rendered from the report data (what report.json holds), so the page can
 be rebuilt from report.json alone, and a section appears only when the data has
@@ -33,7 +35,87 @@ LIGHT = "#d0d7de"
 INK = "#24292f"
 FONT = "sans-serif"
 
-STEP_COLOURS = {"succeeded": GREEN, "passed": GREEN, "failed": RED, "timed out": RED, "stopped": GREY, "running": BLUE}
+CACHED = "#8250df"  # a step whose outputs came from an earlier run
+STEP_COLOURS = {"succeeded": GREEN, "passed": GREEN, "failed": RED, "timed out": RED, "stopped": GREY, "running": BLUE,
+                "cached": CACHED}
+
+STYLESHEET_NAME = "report.css"
+
+# The page's only styling. A file of its own because Jenkins' policy allows
+# `style-src 'self'` (a stylesheet served beside the page) and nothing inline.
+STYLESHEET = """\
+:root { --ink: #24292f; --muted: #57606a; --line: #d0d7de; --soft: #f6f8fa;
+        --green: #1a7f37; --red: #cf222e; --blue: #0969da; --amber: #bf8700; --cached: #8250df; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #ffffff; color: var(--ink);
+       font: 14px/1.5 -apple-system, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif; }
+main { max-width: 1040px; margin: 0 auto; padding: 0 24px 48px; }
+header.status { color: #ffffff; padding: 20px 24px; }
+header.status.passed { background: var(--green); }
+header.status.failed { background: var(--red); }
+header.status .inner { max-width: 1040px; margin: 0 auto; display: flex; gap: 24px; align-items: baseline; flex-wrap: wrap; }
+header.status h1 { margin: 0; font-size: 24px; font-weight: 600; }
+header.status .headline { font-size: 20px; font-weight: 700; letter-spacing: 0.04em; }
+header.status .reason { flex-basis: 100%; margin: 4px 0 0; font-size: 15px; overflow-wrap: anywhere; }
+header.status .run { color: rgba(255, 255, 255, 0.85); }
+#verdict { margin: 0; }
+#verdict svg { display: block; }
+h2 { font-size: 18px; font-weight: 600; margin: 32px 0 8px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; font-weight: 600; margin: 20px 0 6px; }
+h3 small { color: var(--muted); font-weight: 400; margin-left: 8px; }
+p.note { color: var(--muted); margin: 4px 0 12px; }
+table { border-collapse: collapse; border: 1px solid var(--line); margin: 8px 0; min-width: 50%; }
+table#summary { margin-top: 20px; }
+th, td { border: 1px solid var(--line); padding: 6px 12px; text-align: left; vertical-align: top; }
+th { background: var(--soft); font-weight: 600; }
+table#summary td:first-child { background: var(--soft); font-weight: 600; white-space: nowrap; }
+td.num { font-variant-numeric: tabular-nums; text-align: right; }
+.pass { color: var(--green); font-weight: 700; }
+.fail { color: var(--red); font-weight: 700; }
+.muted, .skip { color: var(--muted); }
+.cached { color: var(--cached); font-weight: 600; }
+a { color: var(--blue); text-decoration: none; }
+a:hover { text-decoration: underline; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
+       background: var(--soft); padding: 1px 4px; border-radius: 4px; }
+svg { max-width: 100%; height: auto; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 8px 24px; }
+ul.warnings li { color: var(--amber); }
+"""
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> List[float]:
+    """Round-number ticks that cover [low, high]: steps of 1, 2 or 5 times a
+    power of ten, about `count` of them (50, 55, 60, ... rather than 51.85, 60.92)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0, 1.0]
+    if high < low:
+        low, high = high, low
+    if high == low:
+        spread = abs(high) * 0.1 or 1.0
+        low, high = low - spread, high + spread
+    raw = (high - low) / max(1, count - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999)
+    first = math.floor(low / step + 1e-9) * step
+    ticks = []
+    value = first
+    while value < high + step * 0.5 and len(ticks) < 50:
+        ticks.append(round(value, 12))
+        value = first + step * len(ticks)
+    if ticks[-1] < high - 1e-12:
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks
+
+
+def tick_label(value: float, ticks: Sequence[float]) -> str:
+    """A tick's text with as many decimals as the step needs, and no more."""
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
+    exponent = math.floor(math.log10(step) + 1e-9)
+    quarter = round(step / 10 ** exponent, 6) == 2.5  # 0.25, 2.5: one decimal more
+    decimals = max(0, -exponent + (1 if quarter else 0))
+    text = f"{value:.{decimals}f}"
+    return "0" if float(text) == 0 else text
 
 
 def _e(value: Any) -> str:
@@ -66,7 +148,9 @@ def _parse(text: Optional[str]) -> Optional[datetime]:
 
 
 def render(data: Dict[str, Any]) -> str:
-    """The whole page, from report data (Outcome.to_dict())."""
+    """The whole page, from report data (Outcome.to_dict()): the status first,
+    then what was decided (gate, champion), what ran (steps, timeline) and
+    the history of each gate metric."""
     status = data.get("status", "failed")
     headline = HEADLINES.get(status, str(status).upper())
     passed = status == "passed"
@@ -76,10 +160,13 @@ def render(data: Dict[str, Any]) -> str:
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title>",
+        f'<link rel="stylesheet" href="{STYLESHEET_NAME}">',
         "</head>",
-        '<body bgcolor="#ffffff" text="#24292f">',
-        _verdict(data, headline, passed),
+        "<body>",
+        _status_header(data, headline, passed),
+        "<main>",
         _summary_table(data),
         "<h2>Gate</h2>",
         _gate_table(data),
@@ -87,44 +174,56 @@ def render(data: Dict[str, Any]) -> str:
     comparison = data.get("comparison")
     if comparison:
         parts += ["<h2>Champion vs challenger</h2>", _comparison_table(comparison)]
-    parts += ["<h2>Steps</h2>", timeline_svg(data.get("steps") or [])]
+    steps = data.get("steps") or []
+    parts += ["<h2>Steps</h2>", _steps_table(steps), timeline_svg(steps)]
     history = data.get("history") or {}
     gate = data.get("gate") or []
     if gate:
         group = history.get("group")
         parts.append("<h2>Gate metrics across versions</h2>")
         where = f" of model package group <code>{_e(group)}</code>" if group else ""
-        parts.append(f"<p>Registered versions{where}, the rule's bounds as dashed lines, this run in amber.</p>")
+        parts.append(f'<p class="note">Registered versions{where}; the rule\'s bounds dashed in red, '
+                     f"the champion dotted in green, this run in amber.</p>")
         if history.get("note"):
-            parts.append(f"<p>{_e(history['note'])}</p>")
+            parts.append(f'<p class="note">{_e(history["note"])}</p>')
+        champion = data.get("champion") or {}
+        parts.append('<div class="charts">')
         for check in gate:
-            parts.append(f"<h3>{_e(check.get('metric'))} <small>{_e(check.get('rule'))}</small></h3>")
-            parts.append(metric_chart_svg(check, history.get("versions") or []))
+            parts.append(f"<div><h3>{_e(check.get('metric'))} <small>{_e(check.get('rule'))}</small></h3>")
+            parts.append(metric_chart_svg(check, history.get("versions") or [], champion=champion) + "</div>")
+        parts.append("</div>")
     warnings = data.get("warnings") or []
     if warnings:
-        parts += ["<h2>Warnings</h2>", "<ul>", *(f"<li>{_e(w)}</li>" for w in warnings), "</ul>"]
-    parts += ["</body>", "</html>", ""]
+        parts += ["<h2>Warnings</h2>", '<ul class="warnings">', *(f"<li>{_e(w)}</li>" for w in warnings), "</ul>"]
+    parts += ["</main>", "</body>", "</html>", ""]
     return "\n".join(parts)
 
 
-def _verdict(data: Dict[str, Any], headline: str, passed: bool) -> str:
+def _status_header(data: Dict[str, Any], headline: str, passed: bool) -> str:
+    """The verdict at the top: a coloured band (the stylesheet's) holding the model,
+    the verdict badge (SVG, so it shows its colour without the stylesheet too),
+    the run, and for a failed run the reason."""
     colour = GREEN if passed else RED
     badge = (f'<svg xmlns="http://www.w3.org/2000/svg" width="150" height="36" role="img" aria-label="{_e(headline)}">'
-             f'<rect x="0" y="0" width="150" height="36" rx="6" fill="{colour}"/>'
+             f'<rect x="0" y="0" width="150" height="36" rx="6" fill="{colour}" stroke="#ffffff" stroke-width="2"/>'
              f'<text x="75" y="24" text-anchor="middle" font-family="{FONT}" font-size="16" font-weight="bold" '
              f'fill="#ffffff">{_e(headline)}</text></svg>')
-    lines = [f"<h1>{_e(data.get('model'))}</h1>", f'<p id="verdict">{badge}</p>']
+    lines = [f'<header class="status {"passed" if passed else "failed"}" id="status"><div class="inner">',
+             f"<h1>{_e(data.get('model'))}</h1>",
+             f'<p id="verdict">{badge}</p>',
+             f'<span class="run">run {_e(data.get("run"))}</span>']
     if not passed and data.get("message"):
-        lines.append(f"<p><b>{_e(headline)}</b>: {_e(data.get('message'))}</p>")
+        lines.append(f'<p class="reason"><b>{_e(headline)}</b>: {_e(data.get("message"))}</p>')
+    lines.append("</div></header>")
     return "\n".join(lines)
 
 
 def _table(header: Sequence[str], rows: List[Sequence[str]], table_id: str = "") -> str:
     """Cells are HTML already (escaped by the caller)."""
     ident = f' id="{table_id}"' if table_id else ""
-    out = [f'<table{ident} border="1" cellpadding="6" cellspacing="0">']
+    out = [f"<table{ident}>"]
     if header:
-        out.append("<tr>" + "".join(f'<th align="left">{h}</th>' for h in header) + "</tr>")
+        out.append("<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>")
     for row in rows:
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     out.append("</table>")
@@ -151,7 +250,7 @@ def _summary_table(data: Dict[str, Any]) -> str:
         ("Model package", _e(f"{package.get('name')} ({package.get('approval_status') or 'approval status unknown'})")
          if package else _e(data.get("registration") or "not registered")),
     ]
-    return _table([], [(f"<b>{k}</b>", v) for k, v in rows], "summary")
+    return _table([], [(k, v) for k, v in rows], "summary")
 
 
 def _gate_table(data: Dict[str, Any]) -> str:
@@ -159,11 +258,40 @@ def _gate_table(data: Dict[str, Any]) -> str:
     for check in data.get("gate") or []:
         passed = check.get("passed")
         verdict = {True: "pass", False: "FAIL", None: "not evaluated"}[passed]
+        css = {True: "pass", False: "fail", None: "skip"}[passed]
         colour = {True: GREEN, False: RED, None: GREY}[passed]
         value = check.get("value")
         rows.append((_e(check.get("metric")), _e(format_value(value) if value is not None else "n/a"), _e(check.get("rule")),
-                     f'<font color="{colour}"><b>{_e(verdict)}</b></font>'))
+                     f'<span class="{css}"><font color="{colour}"><b>{_e(verdict)}</b></font></span>'))
     return _table(["Metric", "Value", "Rule", "Result"], rows, "gate")
+
+
+def log_href(step: Dict[str, Any]) -> Optional[str]:
+    """Where a step's log is: its CloudWatch stream on AWS, or the job's log file
+    beside the report in a local run (`logs/<job>.log`, a relative link that
+    travels with the archived report folder)."""
+    if step.get("log_link") and str(step["log_link"]).startswith("https://"):
+        return str(step["log_link"])
+    if step.get("log_file"):
+        return str(step["log_file"])
+    return None
+
+
+def _steps_table(steps: List[Dict[str, Any]]) -> str:
+    rows = []
+    for step in steps:
+        name = step.get("name", "?")
+        status = step_status_text(name, step.get("status", ""))
+        css = {"failed": "fail", "timed out": "fail", "cached": "cached", "not run": "skip", "stopped": "skip"}.get(status, "")
+        status_html = f'<span class="{css}">{_e(status)}</span>' if css else _e(status)
+        if status == "cached" and step.get("cached_from"):
+            status_html += f' <span class="muted">(from {_e(step["cached_from"])})</span>'
+        job = step.get("job_name")
+        job_html = _link(job, step.get("link")) if job else "-"
+        href = log_href(step)
+        log_html = f'<a href="{_e(href)}">{"log stream" if href.startswith("https://") else "log file"}</a>' if href else "-"
+        rows.append((_e(name), job_html, status_html, _e(format_duration(step.get("duration_seconds")) or "-"), log_html))
+    return _table(["Step", "Job", "Status", "Duration", "Log"], rows, "steps")
 
 
 def _comparison_table(comparison: Dict[str, Any]) -> str:
@@ -206,8 +334,11 @@ def timeline_svg(steps: List[Dict[str, Any]], width: int = 760) -> str:
         status = step_status_text(name, step.get("status", ""))
         out.append(f'<text x="8" y="{y + 17}" font-family="{FONT}" font-size="13" fill="{INK}">{_e(name)}</text>')
         if started is None:
-            out.append(f'<text x="{label_w}" y="{y + 17}" font-family="{FONT}" font-size="12" fill="{GREY}">'
-                       f'{_e(status or "not run")}</text>')
+            text = status or "not run"
+            if status == "cached" and step.get("cached_from"):
+                text += f" (from {step['cached_from']})"
+            out.append(f'<text x="{label_w}" y="{y + 17}" font-family="{FONT}" font-size="12" '
+                       f'fill="{CACHED if status == "cached" else GREY}">{_e(text)}</text>')
             continue
         x = label_w + span * (started - origin).total_seconds() / total
         seconds = (ended - started).total_seconds() if ended else 0.0
@@ -242,19 +373,27 @@ def _bounds(rule: str) -> List[Tuple[str, float]]:
     return found
 
 
-def metric_chart_svg(check: Dict[str, Any], versions: List[Dict[str, Any]], width: int = 560, height: int = 210) -> str:
-    """The metric's value in each version of the group (oldest left), the rule's
-    bounds as dashed lines, and this run as a larger amber point."""
+def metric_chart_svg(check: Dict[str, Any], versions: List[Dict[str, Any]], width: int = 480, height: int = 210,
+                     champion: Optional[Dict[str, Any]] = None) -> str:
+    """The metric's value in each version of the group (oldest left) on a
+    round-number axis, the rule's bounds as dashed lines, the champion's value
+    as a dotted green line (its point ringed), and this run as a larger amber point."""
     metric = str(check.get("metric", ""))
+    champion = champion or {}
+    champion_version = champion.get("version")
+    champion_value = (champion.get("metrics") or {}).get(metric)
+    if not (isinstance(champion_value, (int, float)) and math.isfinite(champion_value)):
+        champion_value = None
     points = []
     for version in versions:
         value = (version.get("metrics") or {}).get(metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
             label = f"v{version['version']}" if version.get("version") is not None else (version.get("label") or "this run")
-            points.append((label, float(value), bool(version.get("this_run"))))
+            is_champion = champion_version is not None and version.get("version") == champion_version
+            points.append((label, float(value), bool(version.get("this_run")), is_champion))
     bounds = _bounds(str(check.get("rule", "")))
     chart_id = "chart-" + "".join(c if c.isalnum() else "-" for c in metric)
-    left, right, top, bottom = 62, 70, 14, 34
+    left, right, top, bottom = 56, 96, 14, 34
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{_e(chart_id)}" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(metric)} across versions">',
            f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff" stroke="{LIGHT}"/>']
@@ -262,10 +401,9 @@ def metric_chart_svg(check: Dict[str, Any], versions: List[Dict[str, Any]], widt
         out.append(f'<text x="12" y="28" font-family="{FONT}" font-size="13" fill="{INK}">'
                    f'no value of {_e(metric)} in any version yet</text></svg>')
         return "\n".join(out)
-    values = [v for _, v, _ in points] + [b for _, b in bounds]
-    low, high = min(values), max(values)
-    pad = (high - low) * 0.12 or (abs(high) * 0.05 or 0.05)
-    low, high = low - pad, high + pad
+    values = [v for _, v, _, _ in points] + [b for _, b in bounds] + ([champion_value] if champion_value is not None else [])
+    ticks = nice_ticks(min(values), max(values))
+    low, high = ticks[0], ticks[-1]
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def y_of(value: float) -> float:
@@ -274,23 +412,34 @@ def metric_chart_svg(check: Dict[str, Any], versions: List[Dict[str, Any]], widt
     def x_of(index: int) -> float:
         return left + (plot_w / 2 if len(points) == 1 else plot_w * index / (len(points) - 1))
 
-    for value in (low + pad, (low + high) / 2, high - pad):
+    for value in ticks:
         y = y_of(value)
         out.append(f'<line x1="{left}" y1="{_num(y)}" x2="{left + plot_w}" y2="{_num(y)}" stroke="#eaeef2"/>')
         out.append(f'<text x="{left - 6}" y="{_num(y + 4)}" text-anchor="end" font-family="{FONT}" font-size="11" '
-                   f'fill="{GREY}">{_e(format_value(value))}</text>')
+                   f'fill="{GREY}">{_e(tick_label(value, ticks))}</text>')
     for kind, bound in bounds:
         y = y_of(bound)
         out.append(f'<line x1="{left}" y1="{_num(y)}" x2="{left + plot_w}" y2="{_num(y)}" stroke="{RED}" '
                    f'stroke-width="2" stroke-dasharray="6 4"/>')
         out.append(f'<text x="{left + plot_w + 6}" y="{_num(y + 4)}" font-family="{FONT}" font-size="11" fill="{RED}">'
                    f'{_e(kind)} {_e(format_value(bound))}</text>')
-    coords = [(x_of(i), y_of(v)) for i, (_, v, _) in enumerate(points)]
+    if champion_value is not None:
+        y = y_of(champion_value)
+        label = f"champion v{champion_version}" if champion_version is not None else "champion"
+        out.append(f'<line x1="{left}" y1="{_num(y)}" x2="{left + plot_w}" y2="{_num(y)}" stroke="{GREEN}" '
+                   f'stroke-width="2" stroke-dasharray="2 3"><title>{_e(label)}: {_e(format_value(champion_value))}'
+                   f'</title></line>')
+        out.append(f'<text x="{left + plot_w + 6}" y="{_num(y + 16)}" font-family="{FONT}" font-size="11" '
+                   f'fill="{GREEN}">{_e(label)}</text>')
+    coords = [(x_of(i), y_of(v)) for i, (_, v, _, _) in enumerate(points)]
     if len(coords) > 1:
         out.append(f'<polyline points="{" ".join(f"{_num(x)},{_num(y)}" for x, y in coords)}" fill="none" '
                    f'stroke="{BLUE}" stroke-width="2"/>')
     step = max(1, math.ceil(len(points) / 12))  # at most about 12 labels on the axis
-    for i, ((label, value, mine), (x, y)) in enumerate(zip(points, coords)):
+    for i, ((label, value, mine, is_champion), (x, y)) in enumerate(zip(points, coords)):
+        if is_champion:
+            out.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="8" fill="none" stroke="{GREEN}" stroke-width="2">'
+                       f'<title>champion {_e(label)}: {_e(format_value(value))}</title></circle>')
         if mine:
             out.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="7" fill="{AMBER}" stroke="{INK}" stroke-width="1">'
                        f'<title>this run: {_e(format_value(value))}</title></circle>')

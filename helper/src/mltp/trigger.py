@@ -407,6 +407,10 @@ def install(ctx: RunContext, clients: Clients, role_arn: Optional[str] = None) -
                    ensure_permission(clients, function_name(ctx), f"mltp-s3-{bucket.replace('.', '-')}",
                                      "s3.amazonaws.com", f"arn:{partition}:s3:::{bucket}", account))
         report.add(f"notification on s3://{bucket}", ensure_notifications(ctx, clients, function_arn, bucket))
+    from . import notifications  # retrain runs have no build watching them: `notify` tells someone
+
+    for rule, outcome in notifications.apply(ctx.config, clients, ctx.region):
+        report.add(f"notification rule {rule}", outcome)
     return report
 
 

@@ -86,7 +86,7 @@ def _run_claimed(validated, repo: Path, config: Optional[str], timeout: Optional
     server, endpoint = emulator.start_local_moto()
     clients = Clients(ctx.region, endpoint)
     runner = LocalJobRunner(clients, ctx.config.repo / ".mltp" / "work" / ctx.run_name, python=python,
-                            environments=environments)
+                            environments=environments, logs_dir=Path(ctx.report_dir) / "logs")
     emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
     emulator.install_sagemaker_backend_hook(runner)
     pythons = sorted({env.python for env in environments.values()})
@@ -113,6 +113,7 @@ def _run_claimed(validated, repo: Path, config: Optional[str], timeout: Optional
     finally:
         try:
             _keep_artifacts(clients, ctx)
+            _notifications(clients, ctx)
         except MltpError:
             pass
         runner.stop()
@@ -221,6 +222,18 @@ def _create_bucket(clients, bucket: str, region: str) -> None:
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     clients.s3.create_bucket(**kwargs)
+
+
+def _notifications(clients, ctx) -> None:
+    """With `notify`, what the run would have sent on AWS: notifications.json in
+    the report folder, and one line each."""
+    if getattr(ctx.config, "notify", None) is None:
+        return
+    from .. import notifications
+
+    sent = notifications.local_notifications(ctx.config, Path(ctx.report_dir), ctx.region, clients.account_id())
+    for line in notifications.lines(sent) or ["notify: nothing would have been sent for this run"]:
+        click.echo(line)
 
 
 def _keep_artifacts(clients, ctx) -> None:

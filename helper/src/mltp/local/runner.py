@@ -67,14 +67,18 @@ def split_s3(uri: str) -> Tuple[str, str]:
 
 class LocalJobRunner:
     def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
-                 environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None):
+                 environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None,
+                 logs_dir: Optional[Path] = None):
         """`environments`: step role -> envs.Environment, the interpreter of that
         step's jobs; `python` serves a step without one. `sandboxed`: None probes
-        whether jobs can have a private /opt/ml (sandbox.probe)."""
+        whether jobs can have a private /opt/ml (sandbox.probe). `logs_dir`: where
+        each job's log is also kept as `<job>.log` as soon as the job ends (the run's
+        report folder, so the report written at the end links every log)."""
         self.clients = clients
         self.workdir = Path(workdir).resolve()
         self.python = python or sys.executable
         self.environments = dict(environments or {})
+        self.logs_dir = Path(logs_dir) if logs_dir is not None else None
         if sandboxed is None:
             sandboxed, self.sandbox_reason = sandbox.probe()
         else:
@@ -240,9 +244,10 @@ class LocalJobRunner:
         except subprocess.TimeoutExpired:
             _signal_job(proc, signal.SIGKILL)
             output, _ = proc.communicate()
+            self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
-        log_path.write_text(output, encoding="utf-8")
+        self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)
         if proc.returncode != 0:
             script = script or (command[1] if len(command) > 1 else command[0])
@@ -250,6 +255,12 @@ class LocalJobRunner:
             if failure_file is not None and failure_file.is_file():
                 written = failure_file.read_text(encoding="utf-8", errors="replace")
             raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
+
+    def _keep_log(self, log_path: Path, output: str) -> None:
+        log_path.write_text(output, encoding="utf-8")
+        if self.logs_dir is not None:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            (self.logs_dir / log_path.name).write_text(output, encoding="utf-8")
 
     def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
         """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
