@@ -110,6 +110,7 @@ Map prepareAgent(Map cfg) {
 
 // start + wait (or `run --local`). If the build is aborted or times out meanwhile,
 // stop the execution, then rethrow the original interruption so the build is ABORTED.
+// Any other exception is looked at (a lost agent?) and rethrown unchanged.
 def train(Map ctx, long started) {
     Map cfg = ctx.cfg
     List trainEnv = ctx.env + ['MLTP_TIMEOUT=' + remainingMinutes(cfg.timeoutMinutes, started)]
@@ -127,7 +128,7 @@ def train(Map ctx, long started) {
             stopRun(ctx, trainEnv)
         }
         throw interruption
-    } catch (Exception problem) {
+    } catch (Exception problem) {   // groovylint-disable-line CatchException
         if (cfg.mode == 'aws' && isAgentLoss(problem)) {
             stopAfterAgentLoss(ctx, problem.getClass().getName())
         }
@@ -260,7 +261,7 @@ def markUnstable(String message) {
 // Everything the helper is told, as KEY=value for withEnv. Registration and the
 // branch are never forced from here: the helper decides them from Jenkins' own
 // variables (BRANCH_NAME, CHANGE_ID, BRANCH_IS_PRIMARY) and MLTP_DEFAULT_BRANCH.
-List helperEnv(Map ctx, def scmVars) {
+List helperEnv(Map ctx, Object scmVars) {
     Map cfg = ctx.cfg
     List result = [
         'MLTP=' + ctx.mltp,

@@ -327,7 +327,7 @@ Map resolveOptions(String step, Map given) {
 
 // One value against its entry of the table: the value to use, or the default
 // with a line added to problems.
-def checkValue(String prefix, String name, Map spec, def given, List problems) {
+def checkValue(String prefix, String name, Map spec, Object given, List problems) {
     def value = given instanceof CharSequence ? given.toString() : given
     String type = spec.type ?: 'string'
     if (value == null) {
@@ -381,7 +381,7 @@ def checkValue(String prefix, String name, Map spec, def given, List problems) {
     return value
 }
 
-def checkWhole(String prefix, String name, Map spec, def value, List problems) {
+def checkWhole(String prefix, String name, Map spec, Object value, List problems) {
     def number = value
     if (number instanceof String && number ==~ /[0-9]{1,9}/) {
         number = Integer.parseInt(number)
@@ -399,7 +399,7 @@ def checkWhole(String prefix, String name, Map spec, def value, List problems) {
     return (int) number
 }
 
-def checkMap(String prefix, String name, Map spec, def value, List problems) {
+def checkMap(String prefix, String name, Map spec, Object value, List problems) {
     if (!(value instanceof Map)) {
         problems.add("${name} must be a map like ${spec.example}")
         return spec.default
@@ -456,9 +456,9 @@ int editDistance(String a, String b) {
 // Small helpers the steps share
 // ---------------------------------------------------------------------------
 
-// The Jenkins credentials the AWS verbs run with; null: the agent's own role.
+// The Jenkins credentials the AWS verbs run with; empty: the agent's own role.
 Map awsCredentials(Map cfg) {
-    return cfg.credentialsId ? [credentialsId: cfg.credentialsId] : null
+    return cfg.credentialsId ? [credentialsId: cfg.credentialsId] : [:]
 }
 
 // body on an agent with this label, or on any agent when there is none.
