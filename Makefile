@@ -7,8 +7,11 @@ LOCK := resources/mltp/requirements-local.txt
 # The agent Python the step's end-to-end test installs the helper with: a 3.12
 # (Ubuntu 24.04's) when this machine has one.
 AGENT_PYTHON ?= $(shell $(PYTHON) tests/compat/pythons.py 3.12 || echo python3)
+# CodeNarc through npm-groovy-lint (Node.js 20+ and a Java 17), installed into .cache/npm.
+GROOVY_LINT_VERSION := 16.2.0
+GROOVY_LINT := .cache/npm/node_modules/.bin/npm-groovy-lint
 
-.PHONY: setup test test-helper test-vars test-compat groovy shellcheck chromium bubblewrap example schema bundle bench clean
+.PHONY: setup test test-helper test-vars test-compat lint-groovy groovy shellcheck chromium bubblewrap example schema bundle bench clean
 
 # The development environment is the local-mode bundle's own lock (hash-checked),
 # so the tests run against exactly the versions agents install, plus the tools.
@@ -28,8 +31,18 @@ test: test-helper test-vars test-compat
 test-helper: setup shellcheck chromium bubblewrap
 	$(BIN)/python -m pytest tests/helper -q
 
-test-vars: setup groovy
+test-vars: setup groovy lint-groovy
 	MLTP_TEST_AGENT_PYTHON=$(AGENT_PYTHON) bash tests/vars/run.sh
+
+## lint-groovy: CodeNarc over vars/ with the rules of .groovylintrc.json (its "why" says why each is off); fails on a warning
+lint-groovy: $(GROOVY_LINT)
+	$(GROOVY_LINT) --noserver --config .groovylintrc.json --path vars --files '**/*.groovy' \
+	  --output txt --failon warning --javaoptions=-XX:TieredStopAtLevel=1
+
+$(GROOVY_LINT):
+	@command -v npm >/dev/null && command -v java >/dev/null || { \
+	  echo "make: lint-groovy needs npm (Node.js 20+) and Java 17: apt-get install nodejs npm openjdk-17-jre-headless" >&2; exit 1; }
+	npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error npm-groovy-lint@$(GROOVY_LINT_VERSION)
 
 ## test-compat: install the bundle as the step does on each Python 3.9..3.13 found, and run it
 test-compat: setup

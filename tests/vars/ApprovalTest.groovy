@@ -1,6 +1,7 @@
-// Unit tests of the approval in vars/mlTrainingPipeline.groovy (option `approval`):
-// the question comes after the node, holds no agent and no credentials, and the
-// decision is recorded on a new agent with `mltp approve|reject`.
+// Unit tests of mlTrainingPipeline's option `approval` (asked and recorded by
+// vars/mlApproveModel.groovy, the one implementation of the decision): the question
+// comes after the node, holds no agent and no credentials, and the decision is
+// recorded on a new agent with `mltp approve|reject`.
 
 import groovy.transform.Field
 import org.jenkinsci.plugins.workflow.steps.FlowInterruptedException

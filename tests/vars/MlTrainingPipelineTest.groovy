@@ -54,7 +54,7 @@ test('default branch: schedule trigger, validate/sync/deploy/start/wait, report,
     assert archive.args[0] == [artifacts: '.mltp/report/**', excludes: '.mltp/report/**/*.tar.gz', allowEmptyArchive: true]
     assert archive.archived == ['.mltp/report/junit.xml', '.mltp/report/report.md', '.mltp/report/summary.txt']
     assert h.callsOf('junit')[0].args[0] == [testResults: '.mltp/report/junit.xml', allowEmptyResults: true]
-    assert h.currentBuild.description == 'fraud-detection: gate passed (auc 0.941 >= 0.90), registered version 3'
+    assert h.currentBuild.description == 'fraud-detection: gate passed (auc 0.941 &gt;= 0.90), registered version 3'
 
     // order: checkout, install, helper verbs, then the report
     List steps = h.stepNames()
@@ -208,24 +208,31 @@ test('the helper\'s register verdict decides the schedule (main without BRANCH_I
     assert no.triggers() == []
 }
 
-test('without a register verdict the step decides: primary branch or defaultBranch only') { PipelineHarness h ->
+test('without a register verdict nothing is scheduled: the step has no rule of its own') { PipelineHarness h ->
     Map info = [name: 'fraud-detection', schedule: 'H 3 * * 1']
     h.branch('main', true)
     h.fakeHelper(info: info)
     h.run()
-    assert h.triggers() == [[type: 'cron', spec: 'H 3 * * 1']]
-
-    PipelineHarness plain = newHarness()
-    plain.branch('main')
-    plain.fakeHelper(info: info)
-    plain.run()
-    assert plain.triggers() == []
+    assert h.result == 'SUCCESS'
+    assert h.triggers() == []
+    assert h.logText().contains('the schedule applies to the default branch only; not scheduling this branch')
 
     PipelineHarness named = newHarness()
     named.branch('develop')
     named.fakeHelper(info: info)
     named.run(defaultBranch: 'develop')
-    assert named.triggers() == [[type: 'cron', spec: 'H 3 * * 1']]
+    assert named.triggers() == []
+
+    PipelineHarness single = newHarness()      // not multibranch: still the helper's word only
+    single.fakeHelper(info: info)
+    single.run()
+    assert single.triggers() == []
+
+    PipelineHarness verdict = newHarness()
+    verdict.branch('feature/x')
+    verdict.fakeHelper(info: info + [register: 'true'])
+    verdict.run()
+    assert verdict.triggers() == [[type: 'cron', spec: 'H 3 * * 1']]
 
     PipelineHarness pr = newHarness()
     pr.pullRequest('9')
@@ -265,7 +272,7 @@ test('gate failure with onGateFailure FAILURE: one error line, report still publ
     assert h.stageNames() == ['Validate', 'Deploy', 'Train', 'Report']
     assert h.callsOf('archiveArtifacts').size() == 1
     assert h.callsOf('junit').size() == 1
-    assert h.currentBuild.description == 'fraud-detection: gate failed (auc 0.812 < 0.90)'
+    assert h.currentBuild.description == 'fraud-detection: gate failed (auc 0.812 &lt; 0.90)'
 }
 
 test('gate failure with onGateFailure UNSTABLE: build UNSTABLE, no error') { PipelineHarness h ->
@@ -567,8 +574,7 @@ test('mode local without scriptPython: the helper builds the environments, and t
     String help = new File(ROOT, 'vars/mlTrainingPipeline.txt').text
     assert help.contains('<code>scriptPython</code> (default <code>null</code>: a local environment per framework)')
     assert help.contains('only\n      <code>python3</code>')
-    String source = new File(ROOT, 'vars/mlTrainingPipeline.groovy').text
-    assert source.contains("null = the helper builds a cached virtualenv")
+    assert h.loadVar('mltpHelper').@OPTIONS.scriptPython.doc.contains('null = the helper builds a cached virtualenv per framework')
 }
 
 test('mode local: scriptPython reaches the helper as MLTP_PYTHON, never in shell text') { PipelineHarness h ->
@@ -811,17 +817,6 @@ test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS')
     String helperSh = new File(ROOT, 'resources/mltp/helper.sh').text
     String accepted = (helperSh =~ /(?m)^\s+([a-z|\s\\-]+)\) ;;$/)[0][1]
     assert accepted.replace('\\', ' ').split(/\s*\|\s*/).collect { it.trim() } as Set == h.loadVar('mltpHelper').@VERBS as Set
-}
-
-test('help page documents every option and its default') { PipelineHarness h ->
-    String help = new File(ROOT, 'vars/mlTrainingPipeline.txt').text
-    Map defaults = h.loadVar().@DEFAULTS
-    defaults.each { String key, Object value ->
-        assert help.contains('<code>' + key + '</code>')
-        if (value != null) {
-            assert help.contains(String.valueOf(value))
-        }
-    }
 }
 
 test('Jenkinsfile.example parses and its options are accepted') { PipelineHarness h ->

@@ -5,7 +5,7 @@
 import groovy.transform.Field
 
 @Field final String TIMER = 'hudson.triggers.TimerTrigger$TimerTriggerCause'
-@Field final String SUMMARY = 'fraud-detection: gate passed (auc 0.941 >= 0.90), registered version 3'
+@Field final String SUMMARY_HTML = 'fraud-detection: gate passed (auc 0.941 &gt;= 0.90), registered version 3'
 @Field final String LINK = '<a href="https://jenkins.example.com/job/ml-pipeline/job/main/7/artifact/.mltp/report/report.html">report.html</a>'
 
 // The helper of this branch writes report.html beside the other report files.
@@ -24,7 +24,7 @@ test('report.html: archived, published with HTML Publisher, linked from the buil
     assert publish.args[0] == [target: [reportDir: '.mltp/report', reportFiles: 'report.html', reportName: 'mltp report',
                                         keepAll: true, alwaysLinkToLastBuild: true, allowMissing: true]]
     assert publish.stage == 'Report'
-    assert h.currentBuild.description == SUMMARY + ' ' + LINK
+    assert h.currentBuild.description == SUMMARY_HTML + ' ' + LINK
     List steps = h.stepNames()
     assert steps.indexOf('archiveArtifacts') < steps.indexOf('publishHTML')
 }
@@ -35,7 +35,7 @@ test('report.html: a missing HTML Publisher plugin does not break the build') { 
     h.run()
     assert h.result == 'SUCCESS'
     assert h.logText().contains('the HTML Publisher plugin is not installed: report.html is linked from the build description only')
-    assert h.currentBuild.description == SUMMARY + ' ' + LINK
+    assert h.currentBuild.description == SUMMARY_HTML + ' ' + LINK
 
     PipelineHarness unbound = newHarness()
     unbound.unboundSteps << 'publishHTML'
@@ -50,7 +50,7 @@ test('report.html: a helper that wrote none gets neither publishHTML nor a link'
     h.run()
     assert h.result == 'SUCCESS'
     assert h.callsOf('publishHTML').isEmpty()
-    assert h.currentBuild.description == SUMMARY
+    assert h.currentBuild.description == SUMMARY_HTML
 }
 
 test('report.html: also after a failed gate') { PipelineHarness h ->

@@ -1,4 +1,5 @@
 // Runs every tests/vars/*Test.groovy. Usage: groovy -cp tests/vars/lib tests/vars/run.groovy ROOT [NAME-FILTER]
+// NAME-FILTER: run the tests whose name contains it; '-text' runs those whose name does not.
 //
 // A test file registers tests with   test('name') { PipelineHarness h -> ... }
 // Each test gets a fresh harness (newHarness() makes more); all are cleaned up after.
@@ -20,7 +21,8 @@ files.each { shell.evaluate(it) }
 int passed = 0
 int failed = 0
 tests.each { Map t ->
-    if (filter && !t.name.contains(filter)) {
+    boolean exclude = filter != null && filter.startsWith('-')
+    if (filter && (exclude ? t.name.contains(filter.substring(1)) : !t.name.contains(filter))) {
         return
     }
     PipelineHarness h = new PipelineHarness(root)

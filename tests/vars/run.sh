@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Groovy unit tests of vars/ with Groovy 2.4 (the version Jenkins runs
-# pipelines with). Usage: bash tests/vars/run.sh [test-name-filter]
+# pipelines with). Usage: bash tests/vars/run.sh [test-name-filter | -excluded-name-part]
 # Last line of output: "N passed, N failed". Exit status non-zero on any failure.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
