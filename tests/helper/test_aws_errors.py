@@ -164,3 +164,14 @@ def test_redact_removes_credentials(text):
     out = redact(text)
     for secret in ("ASIAXXXXXXXXXXXXXXXX", "AKIAABCDEFGHIJKLMNOP", "ab" * 32, "cd" * 32, "IQoJb3JpZ2luX2VjEJr"):
         assert secret not in out
+
+
+def test_redact_keeps_labelled_digests_but_not_bare_or_signature_hex():
+    """fetch-model's checksum message names two SHA-256 digests as sha256:<hex>:
+    they stay readable; a bare 64-digit hex (a SigV4 signature) and a labelled
+    signature are still redacted."""
+    digest, signature = "0f" * 32, "ab" * 32
+    out = redact(f"has sha256:{digest}, but x/1 was registered with sha256:{digest}; "
+                 f"Signature={signature} and {signature}")
+    assert out.count(f"sha256:{digest}") == 2
+    assert signature not in out

@@ -333,7 +333,9 @@ def test_gate_covers_every_rule(rendered):
     assert paths[-1] == "$.gate.values['f1-score'].value" and len(paths) == 4
     _, d, _, _ = rendered["max only"]
     (only,) = d["States"]["Gate"]["Choices"][0]["And"]
-    assert [next(k for k in c if k != "Variable") for c in only["And"]] == ["IsPresent", "IsNumeric", "NumericLessThanEquals"]
+    assert [next(k for k in c if k != "Variable") for c in only["And"]] == [
+        "IsPresent", "IsNumeric", "NumericGreaterThanEquals", "NumericLessThanEquals",  # finite (1e999 is Infinity)
+        "NumericLessThanEquals"]
 
 
 def test_processing_jobs(rendered):

@@ -45,6 +45,11 @@ CASES = [
     ("band above", [BAND], {"calibration": 0.95}, [False]),
     ("negative bound", [GateRule("delta", min=-1, max=0)], {"delta": -0.5}, [True]),
     ("extra metrics ignored", [AUC], {"auc": 0.95, "loss": "n/a"}, [True]),
+    # JSON parsers read 1e999 as Infinity: a number to IsNumeric, and >= any min.
+    ("1e999 (Infinity) above a min", [AUC], {"auc": float("inf")}, [False]),
+    ("-1e999 (-Infinity) below a max", [FPR], {"false_positive_rate": float("-inf")}, [False]),
+    ("NaN in a band", [BAND], {"calibration": float("nan")}, [False]),
+    ("Infinity in one rule of several", [AUC, FPR], {"auc": 0.95, "false_positive_rate": float("-inf")}, [True, False]),
 ]
 
 
@@ -74,6 +79,25 @@ def test_choice_rule_agrees_with_evaluate(rules, metrics, expected):
         assert holds(gate.choice_rule([rule], METRICS_PATH), state_data) == verdict
 
 
+@pytest.mark.parametrize("value, shown", [(float("inf"), "Infinity"), (float("-inf"), "-Infinity"),
+                                          (float("nan"), "NaN")])
+def test_a_non_finite_value_fails_every_kind_of_rule_with_one_message(value, shown):
+    """1e999 in evaluation.json: the same words whatever the rule, champion rules
+    with no champion to beat included, and the rendered Choice agrees."""
+    assert json.loads('{"v": 1e999}')["v"] == float("inf")  # what every JSON parser here makes of it
+    champion = GateRule("auc", beat_champion=True, better="higher")
+    for rule, bar in ((AUC, None), (FPR, None), (champion, None), (champion, {"Version": 3, "Metrics": {"auc": 0.9}})):
+        (result,) = gate.evaluate([rule], {rule.metric: value}, bar)
+        assert not result.passed and result.reason == f"{shown} is not a finite number", (rule, result)
+        state = {"evaluation": {"report": {"metrics": {rule.metric: {"value": value}}}},
+                 "Champion": {"Bars": gate.champion_bars([rule], bar)}}
+        assert holds(gate.choice_rule([rule], METRICS_PATH), state) is False, rule
+    # With no champion, a champion rule still holds for a finite value or none at all.
+    assert gate.evaluate([champion], {"auc": 0.5}, None)[0].passed
+    assert holds(gate.choice_rule([champion], METRICS_PATH),
+                 {"evaluation": {"report": {"metrics": {}}}, "Champion": {"Bars": {}}}) is True
+
+
 def test_reasons_say_what_is_wrong():
     missing, text, low, ok = gate.evaluate([AUC, FPR, BAND, GateRule("x", max=1)],
                                            {"false_positive_rate": "high", "calibration": 0.05, "x": 1})
@@ -99,10 +123,13 @@ def test_choice_rule_shape():
     assert auc == [
         {"Variable": path, "IsPresent": True},
         {"Variable": path, "IsNumeric": True},
+        {"Variable": path, "NumericGreaterThanEquals": -1.7976931348623157e308},  # finite: 1e999 reads as Infinity
+        {"Variable": path, "NumericLessThanEquals": 1.7976931348623157e308},
         {"Variable": path, "NumericGreaterThanEquals": 0.9},
     ]
     assert [next(k for k in c if k != "Variable") for c in band] == [
-        "IsPresent", "IsNumeric", "NumericGreaterThanEquals", "NumericLessThanEquals"]
+        "IsPresent", "IsNumeric", "NumericGreaterThanEquals", "NumericLessThanEquals",
+        "NumericGreaterThanEquals", "NumericLessThanEquals"]
     # A name with '-' is not a plain JSONPath member name: bracket notation.
     assert dashed[0]["Variable"] == "$.evaluation.report.metrics['f1-score'].value"
     json.dumps(condition)  # plain JSON, no SDK objects
@@ -190,19 +217,28 @@ def holds(rule, data):
     missing variable is a runtime error (so the gate must never reach one)."""
     if "And" in rule:
         return all(holds(r, data) for r in rule["And"])  # all() short-circuits like SFN
+    if "Or" in rule:
+        return any(holds(r, data) for r in rule["Or"])
+    if "Not" in rule:
+        return not holds(rule["Not"], data)
     value = lookup(rule["Variable"], data)
     if "IsPresent" in rule:
         return (value is not _MISSING) == rule["IsPresent"]
     if value is _MISSING:
         raise AssertionError(f"States.Runtime: {rule['Variable']} is not present")
+    # IsNumeric is true for any JSON number, Infinity (from 1e999) and NaN too.
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if "IsNumeric" in rule:
-        return gate.is_number(value) == rule["IsNumeric"]
-    if not gate.is_number(value):
+        return numeric == rule["IsNumeric"]
+    if not numeric:
         raise AssertionError(f"States.Runtime: {rule['Variable']} is not a number")
     if "NumericGreaterThanEquals" in rule:
         return value >= rule["NumericGreaterThanEquals"]
     if "NumericLessThanEquals" in rule:
         return value <= rule["NumericLessThanEquals"]
+    for op, compare in (("NumericGreaterThanEqualsPath", float.__ge__), ("NumericLessThanEqualsPath", float.__le__)):
+        if op in rule:
+            return compare(float(value), float(lookup(rule[op], data)))
     raise AssertionError(f"operator not modelled: {rule}")
 
 
@@ -385,3 +421,35 @@ def test_the_state_machine_reads_the_values_as_the_local_check_does(monkeypatch)
                 assert json.loads(described["output"]) == {m: str(values[m]) for m in json.loads(described["output"])}
             else:
                 assert described.get("error") == "MetricGateFailed", (case_id, described)
+
+
+@pytest.mark.parametrize("body, said", [
+    (b'{"metrics": {"auc": {"value": 0.9}}, "x": "\xff"}', "is not UTF-8 text (byte 43 is 0xff)"),
+    (b'{"metrics": ' + b"[" * 60_000 + b"]" * 60_000 + b"}", "is not valid JSON (nested too deeply to read)"),  # under 128 KiB
+])
+def test_the_guard_and_wait_refuse_unreadable_evaluation_json_in_one_line(body, said, tmp_path, capsys):
+    """Not UTF-8, or nested deeper than a JSON parser goes: the evaluation job's
+    guard refuses it in one line (before: a traceback), and wait's reader raises
+    EvaluationError (exit 4), never a RecursionError or UnicodeDecodeError."""
+    import io
+
+    from mltp import evaluation_guard
+
+    (tmp_path / "evaluation.json").write_bytes(body)
+    with pytest.raises(SystemExit) as exited:
+        evaluation_guard.check_evaluation(str(tmp_path), "evaluation.py")
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith(f"mltp: evaluation.json written by evaluation.py {said}")
+    with pytest.raises(gate.EvaluationError) as caught:
+        gate.metric_values(gate.read_evaluation(io.BytesIO(body), "s3://b/e.json"), "s3://b/e.json")
+    assert said.split(" (")[0].replace("is not valid JSON", "not valid JSON") in caught.value.message
+    assert caught.value.exit_code == 4
+
+
+def test_wait_reads_at_most_the_limit_of_an_evaluation_json():
+    import io
+
+    big = io.BytesIO(b'{"metrics": {}, "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    with pytest.raises(gate.EvaluationError, match="over the limit of 1024 KiB"):
+        gate.read_evaluation(big, "s3://b/e.json")
+    assert big.tell() == 1024 * 1024 + 1

@@ -86,8 +86,9 @@ def model(aws_env, example_repo):
         arn = sfn.create_state_machine(name=machine, definition=DEFINITION, roleArn=ROLE)["stateMachineArn"]
         machines[machine] = arn
         if code:
-            sfn.start_execution(stateMachineArn=arn, name="r1",
-                                input=json.dumps({"CodeS3Uri": f"s3://{bucket}/mltp/{name}/code/{code}/src/"}))
+            run = sfn.start_execution(stateMachineArn=arn, name="r1",
+                                      input=json.dumps({"CodeS3Uri": f"s3://{bucket}/mltp/{name}/code/{code}/src/"}))
+            sfn.stop_execution(executionArn=run["executionArn"])  # ended: only its dates count
     sfn.create_state_machine(name=f"other-{suffix}", definition=DEFINITION, roleArn=ROLE)  # not this model's
     sm.create_model_package_group(ModelPackageGroupName=name)
     sm.create_model_package(
@@ -347,3 +348,51 @@ def test_a_lock_file_that_is_a_link_is_exit_2_and_never_written(tmp_path, outsid
         locks.claim_run(tmp_path, "r1", explicit=True)
     assert not locks.run_in_progress(tmp_path, "r1")
     assert (outside / "notes.txt").read_text() == "precious\n" and _untouched(outside)
+
+def test_prune_never_removes_a_branch_machine_with_a_running_execution_nor_its_code(model):
+    """Training may run 28 days: a branch run that started long before the
+    period and still runs keeps its state machine and its code."""
+    cfg, clients, _, s3, sfn = model
+    bucket, root = cfg.aws.bucket, f"mltp/{cfg.name}/code/"
+    _put_code(s3, bucket, root + "branches/long/10f90000/")
+    long_run = sfn.create_state_machine(name=f"{cfg.name}--long", definition=DEFINITION, roleArn=ROLE)["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=long_run, name="r28",
+                        input=json.dumps({"CodeS3Uri": f"s3://{bucket}/{root}branches/long/10f90000/src/"}))
+    assert [e["status"] for e in sfn.list_executions(stateMachineArn=long_run)["executions"]] == ["RUNNING"]
+    later = datetime.now(timezone.utc) + timedelta(days=31)  # the run started 31 days before "now"
+    stale = housekeeping.find_stale(cfg, clients, timedelta(days=30), now=later)
+    assert f"{cfg.name}--long" not in [m["name"] for m in stale.state_machines]
+    assert "branches/long/10f90000" in stale.kept_code
+    assert "branches/long/10f90000/" not in [c["prefix"][len(root):] for c in stale.code_prefixes]
+    housekeeping.delete(stale, clients, lambda line: None)
+    assert f"{cfg.name}--long" in {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert "branches/long/10f90000" in _code_left(s3, cfg)
+
+
+def test_a_run_that_ended_within_the_period_keeps_its_machine(model):
+    """Started before the period, stopped within it: not idle."""
+    cfg, clients, machines, _, sfn = model
+    arn = sfn.create_state_machine(name=f"{cfg.name}--recent", definition=DEFINITION, roleArn=ROLE)["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=arn, name="r1", input="{}")
+    time.sleep(1.2)
+    run = sfn.list_executions(stateMachineArn=arn)["executions"][0]
+    sfn.stop_execution(executionArn=run["executionArn"])
+    stopped = sfn.describe_execution(executionArn=run["executionArn"])["stopDate"]
+    cutoff_between = timedelta(seconds=(datetime.now(timezone.utc) - stopped).total_seconds() + 0.6)
+    stale = housekeeping.find_stale(cfg, clients, cutoff_between)
+    names = [m["name"] for m in stale.state_machines]
+    assert f"{cfg.name}--recent" not in names
+
+
+def test_a_run_started_between_listing_and_deleting_keeps_its_machine_and_code(model):
+    cfg, clients, machines, s3, sfn = model
+    later = datetime.now(timezone.utc) + timedelta(days=31)
+    stale = housekeeping.find_stale(cfg, clients, timedelta(days=30), now=later)
+    old = machines[f"{cfg.name}--old-branch"]
+    sfn.start_execution(stateMachineArn=old, name="r2",
+                        input=json.dumps({"CodeS3Uri": f"s3://{cfg.aws.bucket}/mltp/{cfg.name}/code/dddd4444/src/"}))
+    shown = []
+    housekeeping.delete(stale, clients, shown.append)
+    assert f"{cfg.name}--old-branch" in {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert "dddd4444" in _code_left(s3, cfg) and "cccc3333" not in _code_left(s3, cfg)
+    assert any(line.startswith(f"kept state machine {cfg.name}--old-branch") for line in shown), shown

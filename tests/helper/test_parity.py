@@ -32,6 +32,9 @@ JENKINS_VARS = ("BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "B
 _NOT_JSON = '''elif mode == "not-json":
     with open(os.path.join(out, "evaluation.json"), "w") as f:
         f.write("{'metrics': oops")
+elif mode == "infinite":  # valid JSON that every parser reads as Infinity
+    with open(os.path.join(out, "evaluation.json"), "w") as f:
+        f.write('{"metrics": {"auc": {"value": 1e999}}}')
 elif mode == "model-quality":
     with open(os.path.join(out, "evaluation.json"), "w") as f:
         json.dump({"regression_metrics": {"mse": {"value": 4.3}}, "binary_classification_metrics": {
@@ -66,6 +69,7 @@ CASES = [
     ("metric missing", {}, lambda t: t.replace("metric: auc", "metric: roc_auc"), None, 3, "missing"),
     ("metric not a number", {"evaluation": "bad-json"}, None, None, 3, '"high" is not a number'),
     ("malformed evaluation.json", {"evaluation": "not-json"}, None, None, 4, "not valid JSON"),
+    ("metric 1e999 (Infinity)", {"evaluation": "infinite"}, None, None, 3, "Infinity is not a finite number"),
     ("failing script", {"training": "raise"}, None, None, 4, "ValueError: training broke on purpose"),
     ("missing package", {"preprocessing": "missing-import"}, None, None, 4, "xgboost_not_installed_here"),
     ("requirements.txt that fails to install", {}, None, "mltp-parity-no-such-package==0.0.0\n", 4,

@@ -184,6 +184,12 @@ def test_fetch_of_a_changed_artifact_is_5_and_writes_nothing(group, tmp_path):
     result = group.run("fetch-model", "--to", tmp_path / "out")
     assert result.exit_code == 5, result.output
     assert "the artifact changed since registration" in result.output
+    # Both digests are shown (they are no secrets): what was fetched and what was registered.
+    import hashlib
+    tampered = hashlib.sha256(b"tampered").hexdigest()
+    registered = hashlib.sha256(b"model bytes").hexdigest()
+    assert f"sha256:{tampered}" in result.output and f"sha256:{registered}" in result.output, result.output
+    assert "[redacted" not in result.output
     assert not (tmp_path / "out" / "model.tar.gz").exists()
     assert list((tmp_path / "out").iterdir()) == []
 

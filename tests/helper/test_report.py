@@ -4,6 +4,7 @@ Built from Outcome objects directly (no AWS), plus one check that `wait`
 writes the folder for each outcome it can reach against moto.
 """
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
@@ -19,21 +20,23 @@ from test_wait import Model, classic_sfn, pipeline_script, script_execution  # n
 T0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
 PACKAGE = "arn:aws:sagemaker:ap-northeast-2:123456789012:model-package/fraud-detection/3"
 ARN = "arn:aws:states:ap-northeast-2:123456789012:execution:fraud-detection:jenkins-x-42"
+# The console addresses mltp builds (follow._console): the only links report.md makes.
+CONSOLE = "https://ap-northeast-2.console.aws.amazon.com"
 
 
 def make(status=out.PASSED, **changes) -> out.Outcome:
     steps = [
-        out.StepRecord("Preprocessing", out.SUCCEEDED, "fd-prep-1", "processing", "https://console/prep",
+        out.StepRecord("Preprocessing", out.SUCCEEDED, "fd-prep-1", "processing", f"{CONSOLE}/prep",
                        T0, T0 + timedelta(minutes=4, seconds=12), "Task"),
-        out.StepRecord("Training", out.SUCCEEDED, "fd-train-1", "training", "https://console/train",
+        out.StepRecord("Training", out.SUCCEEDED, "fd-train-1", "training", f"{CONSOLE}/train",
                        T0 + timedelta(minutes=5), T0 + timedelta(minutes=40), "Task"),
-        out.StepRecord("Evaluation", out.SUCCEEDED, "fd-eval-1", "processing", "https://console/eval",
+        out.StepRecord("Evaluation", out.SUCCEEDED, "fd-eval-1", "processing", f"{CONSOLE}/eval",
                        T0 + timedelta(minutes=40), T0 + timedelta(minutes=48), "Task"),
     ]
     values = dict(
         status=status, model="fraud-detection", state_machine="fraud-detection", run_name="jenkins-x-42",
         execution_arn=ARN, region="ap-northeast-2", branch="main", commit="0123abc", build_url="https://ci/job/x/42/",
-        register=True, execution_status="SUCCEEDED", execution_link="https://console/exec", started=T0,
+        register=True, execution_status="SUCCEEDED", execution_link=f"{CONSOLE}/exec", started=T0,
         ended=T0 + timedelta(minutes=50), steps=steps,
         gate=[out.GateCheck("auc", ">= 0.9", 0.962, True), out.GateCheck("false_positive_rate", "<= 0.05", 0.0007, True)],
         model_package_arn=PACKAGE, approval_status="PendingManualApproval", message="passed",
@@ -50,14 +53,14 @@ def gate_failed() -> out.Outcome:
 
 
 def step_failed() -> out.Outcome:
-    steps = make().steps[:1] + [out.StepRecord("Training", out.STEP_FAILED, "fd-train-1", "training", "https://console/train",
+    steps = make().steps[:1] + [out.StepRecord("Training", out.STEP_FAILED, "fd-train-1", "training", f"{CONSOLE}/train",
                                                T0 + timedelta(minutes=5), T0 + timedelta(minutes=6), "Task")]
     return make(out.FAILED, execution_status="FAILED", model_package_arn=None, approval_status=None, steps=steps,
                 gate=[out.GateCheck("auc", ">= 0.9"), out.GateCheck("false_positive_rate", "<= 0.05")],
                 message="run failed at Training: AlgorithmError: <ValueError> & \"NaN\" | \x1b[31mred\x1b[0m",
                 failure=out.Failure("Training", "fd-train-1", "States.TaskFailed", "AlgorithmError: <ValueError> & \"NaN\"",
                                     "/aws/sagemaker/TrainingJobs", ["Traceback (most recent call last):", "ValueError: NaN"],
-                                    "https://console/logs"))
+                                    f"{CONSOLE}/logs"))
 
 
 def junit_of(outcome, tmp_path):
@@ -81,7 +84,7 @@ def test_report_json_is_machine_readable(tmp_path):
                                      "sha256": None}
     assert data["steps"][0] == {
         "name": "Preprocessing", "status": "succeeded", "job_name": "fd-prep-1", "job_kind": "processing",
-        "link": "https://console/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
+        "link": f"{CONSOLE}/prep", "started": T0.isoformat(), "ended": (T0 + timedelta(minutes=4, seconds=12)).isoformat(),
         "duration_seconds": 252.0, "error": None, "log_link": None, "log_file": None,
     }
     assert data["gate"][0] == {"metric": "auc", "rule": ">= 0.9", "value": 0.962, "passed": True}
@@ -140,12 +143,12 @@ def test_markdown_for_release_managers(tmp_path):
     text = report.write(make(), tmp_path)["report.md"].read_text()
     assert text.startswith("# fraud-detection: PASSED\n")
     assert "| auc | 0.962 | >= 0.9 | pass |" in text
-    assert "| Training | [fd-train-1](https://console/train) | succeeded | 35m 00s |" in text
+    assert f"| Training | [fd-train-1]({CONSOLE}/train) | succeeded | 35m 00s |" in text
     assert f"| Model package | {PACKAGE} (PendingManualApproval) |" in text
-    assert "| Build | [https://ci/job/x/42/](https://ci/job/x/42/) |" in text
+    assert "| Build | `https://ci/job/x/42/` |" in text  # not a console address mltp builds: text
     failed = report.markdown(step_failed())
     assert failed.startswith("# fraud-detection: FAILED\n")
-    assert "\\| " in failed  # a '|' in the message does not break the tables
+    assert "**FAILED**: `run failed at Training: AlgorithmError: <ValueError> & \"NaN\" | \\x1b[31mred\\x1b[0m`" in failed
     assert "```\nTraceback (most recent call last):\nValueError: NaN\n```" in failed
     assert "| auc | n/a | >= 0.9 | not evaluated |" in failed
 
@@ -225,11 +228,11 @@ def test_markdown_outside_jenkins_has_no_placeholder_links_and_times_to_the_seco
 
 def test_report_md_links_each_jobs_log_stream(tmp_path):
     outcome = make()
-    outcome.steps[1].log_link = "https://console/logs/fd-train-1"
+    outcome.steps[1].log_link = f"{CONSOLE}/logs/fd-train-1"
     text = report.write(outcome, tmp_path)["report.md"].read_text()
     assert "| Step | Job | Status | Duration | Log |" in text
     row = next(line for line in text.splitlines() if line.startswith("| Training |"))
-    assert row.endswith("| [log stream](https://console/logs/fd-train-1) |")
+    assert row.endswith(f"| [log stream]({CONSOLE}/logs/fd-train-1) |")
     preprocessing = next(line for line in text.splitlines() if line.startswith("| Preprocessing |"))
     assert preprocessing.endswith("| - |")  # no link known: a dash, not a broken link
 
@@ -250,3 +253,84 @@ def test_report_files_are_never_written_through_links_left_in_the_folder(tmp_pat
     assert outside.read_text() == "precious\n"
     for name in report.FILES:
         assert not paths[name].is_symlink() and paths[name].stat().st_size > 0
+
+# --------------------------------------------------------------------------- untrusted text (issue 20, H8/H17)
+
+EVIL = '<a href="https://evil.example/approve">PASSED: click to approve</a>'
+
+
+def hostile() -> out.Outcome:
+    """A failed run whose every outside-controlled string is hostile: the reason
+    (an HTML link, a javascript: link, a Markdown image, an ESC sequence), the
+    branch, the build URL, a warning, a gate note and a step link."""
+    outcome = step_failed()
+    outcome.message = f"run failed at Training: {EVIL} [ok](javascript:alert(1)) \x1b[2J\x1b]8;;https://evil/\x07"
+    outcome.failure.reason = f"AlgorithmError: {EVIL}"
+    outcome.failure.log_tail = ["<script>alert(1)</script>", "\x1b[31mred\x1b[0m"]
+    outcome.branch = "<img src=x onerror=alert(1)>"
+    outcome.build_url = "javascript:alert(1)//https://"
+    outcome.warnings = ["![pixel](https://evil.example/p.png) \u202eexe.txt"]
+    outcome.gate[0] = dataclasses.replace(outcome.gate[0], value=0.5, passed=False, note=EVIL)
+    outcome.steps[0].link = "https://evil.example/approve"
+    outcome.execution_link = "https://ap-northeast-2.console.aws.amazon.com.evil.example/x"
+    return outcome
+
+
+def _no_raw_markup(text: str) -> None:
+    import re
+
+    # No tag outside a code span, no Markdown link or image, no control character.
+    outside = re.sub(r"(?ms)^(\s*)(`{3,}).*?^\1\2", "", text)  # drop fenced blocks
+    outside = re.sub(r"(`+)(?:(?!\1).)*?\1", "", outside)  # and code spans
+    assert not re.search(r"<[A-Za-z/!?]", outside), outside
+    targets = re.findall(r"\]\(([^)]*)\)", outside)
+    assert all(t.startswith(CONSOLE + "/") for t in targets), targets  # links only to the console
+    assert "javascript:" not in outside.lower() and "://" not in re.sub(r"\]\([^)]*\)", "", outside), outside
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text)
+
+
+def test_report_md_shows_hostile_text_but_never_renders_it(tmp_path):
+    text = report.write(hostile(), tmp_path)["report.md"].read_text()
+    _no_raw_markup(text)
+    assert "PASSED: click to approve" in text  # shown, as text
+    assert "\\x1b[2J" in text and "\\u202e" in text  # control characters shown as escapes
+    assert f"[Preprocessing]" not in text and "evil.example/approve)" not in text  # no link but to the console
+    assert f"[fd-train-1]({CONSOLE}/train)" in text  # the links mltp builds stay
+
+
+def test_summary_txt_has_no_html_and_no_control_characters(tmp_path):
+    line = report.write(hostile(), tmp_path)["summary.txt"].read_text()
+    assert line.count("\n") == 1 and line.endswith("\n")
+    assert "<a" not in line and "<script" not in line.lower()
+    assert not any(ord(c) < 32 and c != "\n" or 0x7f <= ord(c) <= 0x9f for c in line), repr(line)
+    assert "\\x1b" in line and "PASSED: click to approve" in line
+    assert "auc=0.962 (>= 0.9)" in report.summary(make()) and "(<= 0.05)" in report.summary(make())
+
+
+def test_junit_and_html_carry_hostile_text_as_text(tmp_path):
+    from html.parser import HTMLParser
+
+    paths = report.write(hostile(), tmp_path)
+    raw = paths["junit.xml"].read_text()
+    assert "\x1b" not in raw and "\\x1b" in raw
+    ET.fromstring(raw.encode())  # well-formed
+    page = paths["report.html"].read_text()
+    assert "\x1b" not in page and "\u202e" not in page
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.hrefs, self.tags = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.hrefs += [v for k, v in attrs if k == "href"]
+
+    found = Links()
+    found.feed(page)
+    assert "script" not in found.tags and "img" not in found.tags
+    assert all(h.startswith(CONSOLE + "/") for h in found.hrefs), found.hrefs
+    assert "PASSED: click to approve" in page and "&lt;a href=" in page  # shown as text
+    good = Links()
+    good.feed(report.write(make(), tmp_path / "good")["report.html"].read_text())
+    assert f"{CONSOLE}/exec" in good.hrefs  # the console links mltp builds stay links

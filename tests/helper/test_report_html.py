@@ -221,6 +221,51 @@ def test_history_reads_each_version_s_evaluation_json_from_the_registry(aws_env)
     assert [v["label"] for v in nothing["versions"]] == ["this run"] and not nothing["note"]
 
 
+def test_one_unreadable_registered_evaluation_json_never_costs_the_report(aws_env):
+    """Earlier versions whose evaluation.json is not UTF-8, nested 100,000 deep,
+    over 1 MiB or not JSON are skipped with a note naming each; the others are
+    read. Before, the first two ended `wait` in a traceback after registering."""
+    region = "ap-northeast-2"
+    sm = boto3.client("sagemaker", region_name=region, endpoint_url=aws_env)
+    s3 = boto3.client("s3", region_name=region, endpoint_url=aws_env)
+    bucket, group = "history-hostile-bucket", "history-hostile-group"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    bodies = [
+        json.dumps({"metrics": {"auc": {"value": 0.91}}}).encode(),
+        b'{"metrics": {"auc": {"value": 0.9}}, "note": "' + bytes([0xFF, 0xFE]) + b'"}',
+        b'{"metrics": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        json.dumps({"metrics": {"auc": {"value": 0.92}}, "pad": "x" * (1024 * 1024)}).encode(),
+        b"{'metrics': oops",
+        json.dumps({"metrics": {"auc": {"value": 0.95}}}).encode(),
+    ]
+    arns = []
+    for i, body in enumerate(bodies):
+        key = f"runs/r{i}/evaluation.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        arns.append(sm.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/x:1"}],
+                                    "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{bucket}/{key}"}}},
+            CustomerMetadataProperties={"RunName": f"r{i}"},
+        )["ModelPackageArn"])
+    from mltp.aws import Clients
+
+    found = history.collect(group, Clients(region, aws_env), make(model_package_arn=arns[-1]))
+    assert [(v["version"], v["metrics"].get("auc")) for v in found["versions"]] == [(1, 0.91), (6, 0.95)]
+    note = found["note"]
+    assert "v2: its evaluation.json: is not UTF-8 text" in note, note
+    assert "v3: its evaluation.json: not valid JSON (nested too deeply to read)" in note, note
+    assert "v4: its evaluation.json: is over the limit of 1024 KiB" in note, note
+    assert "and 1 more version(s)" in note and "v5" not in note  # counted, not named
+    # The report is written with the note in it.
+    outcome = make(model_package_arn=arns[-1])
+    outcome.history = found
+    page = report_html.render(json.loads(json.dumps(outcome.to_dict())))
+    assert "nested too deeply" in page
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 

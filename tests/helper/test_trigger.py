@@ -60,12 +60,15 @@ def configure(repo: Path, name: str, bucket: str, data_bucket: str, retrain: str
 class Model:
     """A model repo with retraining set, its buckets, and its deployed state machine."""
 
-    def __init__(self, repo: Path, endpoint: str, retrain: str = "{on_inputs: [raw], quiet_minutes: 10}"):
+    def __init__(self, repo: Path, endpoint: str, retrain: str = "{on_inputs: [raw], quiet_minutes: 10}",
+                 name: str = "", data: str = "", edit=None):
         self.endpoint = endpoint
-        self.name = unique("m")
+        self.name = name or unique("m")
         self.bucket = make_bucket(endpoint, unique("art"))
-        self.data = make_bucket(endpoint, unique("data"))
+        self.data = data or make_bucket(endpoint, unique("data"))
         configure(repo, self.name, self.bucket, self.data, retrain)
+        if edit:  # a last change to config.yaml's text
+            (repo / "config.yaml").write_text(edit((repo / "config.yaml").read_text()))
         self.repo = repo
         self.ctx = make_context(config_mod.load(repo), run_name="jenkins-fraud-main-7", env={})
         self.clients = Clients(REGION, endpoint)
@@ -282,9 +285,9 @@ def test_install_is_idempotent_and_keeps_other_notifications(example_repo, aws_e
     first = trigger_mod.install(model.ctx, model.clients)
     assert first.outcome == "created", first.summary()
     config = notifications(aws_env, model.data)
-    assert ids(config) == sorted(["thumbnails", f"mltp-{model.name}-raw"])
+    assert ids(config) == sorted(["thumbnails", f"mltp.{model.name}.raw"])
     assert ids(config, "QueueConfigurations") == ["audit"]
-    ours = [c for c in config["LambdaFunctionConfigurations"] if c["Id"].startswith("mltp-")][0]
+    ours = [c for c in config["LambdaFunctionConfigurations"] if c["Id"].startswith("mltp.")][0]
     assert ours["Events"] == ["s3:ObjectCreated:*"]
     assert {r["Name"].lower(): r["Value"] for r in ours["Filter"]["Key"]["FilterRules"]} == {"prefix": "fraud/raw/"}
 
@@ -316,7 +319,7 @@ def test_install_is_idempotent_and_keeps_other_notifications(example_repo, aws_e
     assert third.outcome == "updated"
     assert dict(third.lines)[f"notification on s3://{model.data}"] == "updated"
     assert dict(third.lines)[f"function mltp-trigger-{model.name}"] == "updated"
-    assert ids(notifications(aws_env, model.data)) == sorted(["thumbnails", f"mltp-{model.name}-raw", f"mltp-{model.name}-labels"])
+    assert ids(notifications(aws_env, model.data)) == sorted(["thumbnails", f"mltp.{model.name}.raw", f"mltp.{model.name}.labels"])
 
     removed = trigger_mod.remove(model.ctx, model.clients)
     assert removed.outcome == "removed"
@@ -439,3 +442,183 @@ def test_event_times_parse_on_every_python(text, expected):
     from mltp.trigger_handler import parse_time
 
     assert parse_time(text).isoformat() == expected
+
+
+# --------------------------------------------------------------------------- several models on one bucket
+
+
+def rename_input(old: str, new: str):
+    """A config edit: the input `old` is called `new`, and retrain watches it."""
+    def edit(text: str) -> str:
+        return text.replace(f"      - name: {old}\n", f"      - name: {new}\n").replace(
+            "retrain: {on_inputs: [raw],", f"retrain: {{on_inputs: [{new}],")
+    return edit
+
+
+def test_a_model_whose_name_is_a_prefix_of_another_leaves_its_notifications_alone(example_repo, aws_env):
+    """`fraud` and `fraud-detection` watching one bucket: installing or removing
+    one never touches the other's notification (they were matched by prefix)."""
+    base = unique("m")
+    longer = Model(example_repo, aws_env, name=f"{base}-detection")
+    trigger_mod.install(longer.ctx, longer.clients)
+    shorter = Model(example_repo, aws_env, name=base, data=longer.data, retrain="{on_inputs: [labels], quiet_minutes: 10}")
+    before = ids(notifications(aws_env, longer.data))
+    assert before == [f"mltp.{base}-detection.raw"]
+    installed = trigger_mod.install(shorter.ctx, shorter.clients)
+    assert dict(installed.lines)[f"notification on s3://{longer.data}"] == "created", installed.summary()
+    assert ids(notifications(aws_env, longer.data)) == sorted([f"mltp.{base}-detection.raw", f"mltp.{base}.labels"])
+    removed = trigger_mod.remove(shorter.ctx, shorter.clients)
+    assert dict(removed.lines)[f"notification on s3://{longer.data}"] == "removed"
+    assert ids(notifications(aws_env, longer.data)) == [f"mltp.{base}-detection.raw"]
+    assert trigger_mod.install(longer.ctx, longer.clients).outcome == "unchanged"
+
+
+def test_ids_of_two_models_never_collide(example_repo, aws_env):
+    """`fraud` + input `detection-raw` and `fraud-detection` + input `raw` had one Id."""
+    base = unique("m")
+    first = Model(example_repo, aws_env, name=base, edit=rename_input("raw", "detection-raw"))
+    second = Model(example_repo, aws_env, name=f"{base}-detection", data=first.data)
+    assert trigger_mod.notification_id(first.ctx, "detection-raw") != trigger_mod.notification_id(second.ctx, "raw")
+    trigger_mod.install(first.ctx, first.clients)
+    trigger_mod.install(second.ctx, second.clients)
+    config = notifications(aws_env, first.data)
+    functions = {c["Id"]: c["LambdaFunctionArn"].rsplit(":", 1)[-1] for c in config["LambdaFunctionConfigurations"]}
+    assert functions == {f"mltp.{base}.detection-raw": f"mltp-trigger-{base}",
+                         f"mltp.{base}-detection.raw": f"mltp-trigger-{base}-detection"}
+    assert trigger_mod.install(first.ctx, first.clients).outcome == "unchanged"
+    trigger_mod.remove(second.ctx, second.clients)
+    assert ids(notifications(aws_env, first.data)) == [f"mltp.{base}.detection-raw"]
+
+
+def test_old_ids_are_migrated_exactly_and_only_on_our_function(example_repo, aws_env):
+    """An entry of the old form `mltp-<name>-<input>` is ours only when its Id is
+    exactly one of our inputs' and it invokes our function: another model's
+    old entry with the same-looking Id stays."""
+    base = unique("m")
+    model = Model(example_repo, aws_env, name=base)
+    trigger_mod.install(model.ctx, model.clients)
+    config = notifications(aws_env, model.data)
+    ours = config["LambdaFunctionConfigurations"][0]
+    theirs_arn = ours["LambdaFunctionArn"].replace(f"mltp-trigger-{base}", f"mltp-trigger-{base}-detection")
+    legacy = dict(ours, Id=f"mltp-{base}-raw")
+    other_legacy = dict(ours, Id=f"mltp-{base}-detection-raw", LambdaFunctionArn=theirs_arn,
+                        Filter={"Key": {"FilterRules": [{"Name": "prefix", "Value": "other/"}]}})
+    lookalike = dict(ours, Id=f"mltp-{base}-rawish", Filter={"Key": {"FilterRules": [{"Name": "prefix", "Value": "x/"}]}})
+    client("s3", aws_env).put_bucket_notification_configuration(
+        Bucket=model.data, NotificationConfiguration={"LambdaFunctionConfigurations": [legacy, other_legacy, lookalike]})
+    again = trigger_mod.install(model.ctx, model.clients)
+    assert dict(again.lines)[f"notification on s3://{model.data}"] == "updated", again.summary()
+    assert ids(notifications(aws_env, model.data)) == sorted([f"mltp.{base}.raw", f"mltp-{base}-detection-raw",
+                                                              f"mltp-{base}-rawish"])
+    trigger_mod.remove(model.ctx, model.clients)
+    assert ids(notifications(aws_env, model.data)) == sorted([f"mltp-{base}-detection-raw", f"mltp-{base}-rawish"])
+
+
+def test_a_concurrent_install_that_overwrites_ours_is_redone(example_repo, aws_env, monkeypatch):
+    """S3 has no conditional write for notifications: another installer that read
+    the configuration before our put writes its stale merge right after it.
+    Reading back finds our entry gone, and the read-modify-write is redone
+    without losing the other's entry."""
+    model = Model(example_repo, aws_env)
+    other_notifications(aws_env, model.data)
+    s3 = model.clients.s3
+    stale = notifications(aws_env, model.data)  # what the other installer read
+    stale["LambdaFunctionConfigurations"].append(
+        {"Id": "their-trigger", "LambdaFunctionArn": OTHER_LAMBDA, "Events": ["s3:ObjectCreated:*"],
+         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "theirs/"}]}}})
+    real_put = s3.put_bucket_notification_configuration
+    puts = []
+
+    def racing_put(**kwargs):
+        real_put(**kwargs)
+        puts.append(kwargs["NotificationConfiguration"])
+        if len(puts) == 1:  # the other installer's put lands right after ours
+            client("s3", aws_env).put_bucket_notification_configuration(Bucket=model.data,
+                                                                        NotificationConfiguration=stale)
+
+    monkeypatch.setattr(s3, "put_bucket_notification_configuration", racing_put)
+    naps = []
+    monkeypatch.setattr(trigger_mod, "_backoff", naps.append)
+    report = trigger_mod.install(model.ctx, model.clients)
+    assert len(puts) == 2 and naps == [0.5, 1.0], (puts, naps)
+    assert dict(report.lines)[f"notification on s3://{model.data}"] == "created"
+    assert ids(notifications(aws_env, model.data)) == sorted(["thumbnails", "their-trigger", f"mltp.{model.name}.raw"])
+
+
+def test_a_configuration_that_keeps_changing_gives_up_with_exit_5(example_repo, aws_env, monkeypatch):
+    model = Model(example_repo, aws_env)
+    s3 = model.clients.s3
+    real_put = s3.put_bucket_notification_configuration
+
+    def always_overwritten(**kwargs):
+        real_put(**kwargs)
+        client("s3", aws_env).put_bucket_notification_configuration(Bucket=model.data, NotificationConfiguration={})
+
+    monkeypatch.setattr(s3, "put_bucket_notification_configuration", always_overwritten)
+    monkeypatch.setattr(trigger_mod, "_backoff", lambda seconds: None)
+    with pytest.raises(trigger_mod.AwsRefused, match="kept changing"):
+        trigger_mod.install(model.ctx, model.clients)
+
+
+# --------------------------------------------------------------------------- the function's permissions
+
+
+def statements(model) -> dict:
+    policy = json.loads(model.clients.lambda_.get_policy(FunctionName=f"mltp-trigger-{model.name}")["Policy"])
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def test_permission_ids_are_exact_and_stale_ones_go(example_repo, aws_env):
+    """Buckets `x.y` and `x-y` had one Sid: moving the input from one to the
+    other kept the old permission and said unchanged. Now the Sid is the bucket
+    name as it is, the new bucket gets its permission and the old one is removed."""
+    uid = uuid.uuid4().hex[:8]
+    dashed = make_bucket(aws_env, f"d{uid}-x")
+    dotted = make_bucket(aws_env, f"d{uid}.x")
+    model = Model(example_repo, aws_env, data=dashed)
+    trigger_mod.install(model.ctx, model.clients)
+    assert set(statements(model)) == {"mltp-schedule", f"mltp-s3-{dashed}"}
+    path = example_repo / "config.yaml"
+    path.write_text(path.read_text().replace(f"s3://{dashed}/fraud/", f"s3://{dotted}/fraud/"))
+    model.ctx = make_context(config_mod.load(example_repo), env={})
+    moved = trigger_mod.install(model.ctx, model.clients)
+    lines = dict(moved.lines)
+    assert lines[f"permission for s3://{dotted}"] == "created", moved.summary()
+    assert lines[f"stale permission mltp-s3-{dashed}"] == "removed"
+    found = statements(model)
+    assert set(found) == {"mltp-schedule", f"mltp-s3-{dotted}"}
+    assert json.dumps(found[f"mltp-s3-{dotted}"]["Condition"]).count(f"arn:aws:s3:::{dotted}") == 1
+    assert trigger_mod.install(model.ctx, model.clients).outcome == "unchanged"
+
+
+def test_a_permission_with_our_sid_but_another_source_is_replaced(example_repo, aws_env):
+    model = Model(example_repo, aws_env)
+    trigger_mod.install(model.ctx, model.clients)
+    lam = model.clients.lambda_
+    sid = f"mltp-s3-{model.data}"
+    lam.remove_permission(FunctionName=f"mltp-trigger-{model.name}", StatementId=sid)
+    lam.add_permission(FunctionName=f"mltp-trigger-{model.name}", StatementId=sid, Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::someone-elses-bucket")
+    again = trigger_mod.install(model.ctx, model.clients)
+    assert dict(again.lines)[f"permission for s3://{model.data}"] == "updated", again.summary()
+    condition = json.dumps(statements(model)[sid]["Condition"])
+    assert f"arn:aws:s3:::{model.data}" in condition and "someone-elses-bucket" not in condition
+    assert trigger_mod.install(model.ctx, model.clients).outcome == "unchanged"
+
+
+def test_the_handler_ignores_writes_under_the_models_own_area(example_repo, aws_env):
+    """Defence in depth behind validate: a function whose watched prefix covers
+    the model's own area (installed before validate refused that, or by hand)
+    never counts the runs' own writes as new data."""
+    model = Model(example_repo, aws_env, retrain="{on_inputs: [raw], marker: _SUCCESS}")
+    model.record_good_run()
+    env = trigger_mod.environment(model.ctx, model.machine_arn)
+    env["MLTP_WATCH"] = json.dumps([{"input": "raw", "bucket": model.bucket, "prefix": ""}])
+    settings = handler_mod.Settings(env)
+    own = f"{model.ctx.config.aws.prefix}/{model.name}/runs/retrain-1/preprocessing/train/_SUCCESS"
+    result = handler_mod.handle(s3_event(model.bucket, [own], now()), model.clients.s3, model.clients.sfn, settings)
+    assert result["action"] == "ignored", result
+    assert model.executions() == []
+    outside = handler_mod.handle(s3_event(model.bucket, ["landing/_SUCCESS"], now()), model.clients.s3,
+                                 model.clients.sfn, settings)
+    assert outside["action"] == "started", outside

@@ -849,3 +849,34 @@ def test_a_redriven_run_is_followed_on():
     assert tracker.terminal_status == "FAILED"
     tracker.feed([{"id": 2, "type": "ExecutionRedriven", "timestamp": T0}])
     assert tracker.terminal is None
+
+
+@pytest.mark.parametrize("body", [b'{"metrics": {"auc": {"value": 0.9}}, "x": "\xff"}',
+                                  b'{"metrics": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+                         ids=["not-utf8", "100000-deep"])
+def test_an_unreadable_earlier_version_never_costs_a_run_its_report_or_pointer(model, body):
+    """An earlier registered version whose evaluation.json is not UTF-8 or is
+    nested 100,000 deep ended `wait` in a traceback after registering: no
+    report, no retrain pointer. Now that version is skipped with a note."""
+    key = f"mltp/{model.name}/runs/old/evaluation/evaluation.json"
+    model.s3.put_object(Bucket=model.bucket, Key=key, Body=body)
+    try:
+        model.sagemaker.create_model_package_group(ModelPackageGroupName=model.name)
+    except model.sagemaker.exceptions.ClientError:
+        pass
+    model.sagemaker.create_model_package(
+        ModelPackageGroupName=model.name, ModelApprovalStatus="Approved", CustomerMetadataProperties={"RunName": "old"},
+        InferenceSpecification={"Containers": [{"Image": "123.dkr.ecr.ap-northeast-2.amazonaws.com/x:1"}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
+                                                      "S3Uri": f"s3://{model.bucket}/{key}"}}})
+    ctx, data, arn = model.start()
+    model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
+    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                           clock=follow.ManualClock(), echo=lambda line: None)
+    assert result.status == out.PASSED
+    report = json.loads((ctx.report_dir / "report.json").read_text())
+    assert "skipped v1: its evaluation.json" in report["history"]["note"], report["history"]
+    assert (ctx.report_dir / "summary.txt").read_text().startswith(f"{model.name} run {ctx.run_name}: PASSED")
+    pointer = f"mltp/{model.name}/trigger/last-good.json"
+    assert json.loads(model.s3.get_object(Bucket=model.bucket, Key=pointer)["Body"].read())["run"] == ctx.run_name

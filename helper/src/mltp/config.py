@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import jsonschema
 
-from . import redaction, yaml_source
+from . import redaction, retrain_loop, yaml_source
 from .config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT, SCHEMA
 from .errors import InvalidInput
 from .yaml_source import Document, Problem, key_path
@@ -613,6 +613,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         # written for "a/b" do not: one key, several spellings. Refused outright.
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
     out.extend(_retrain_problems(doc))
+    out.extend(retrain_loop.problems(doc))  # retraining on its own outputs would never stop
     out.extend(_container_path_problems(doc))
     topic = _get(data, "notify", "topic_arn")
     if isinstance(topic, str) and isinstance(region, str) and topic.count(":") == 5 and topic.split(":")[3] != region:

@@ -127,8 +127,11 @@ _INPUTS = {
             },
             "source": {
                 "type": "string",
-                "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
-                "x-error": "must be an S3 URI such as s3://bucket/prefix/",
+                # No IAM/S3 wildcard or policy variable (*, ? or ${...}): the key is a
+                # Resource of the generated policies, where those would widen access.
+                "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?${}\x00-\x1f\x7f]*)?$",
+                "x-error": "must be an S3 URI such as s3://bucket/prefix/, without *, ?, $, { or } "
+                           "(IAM wildcards and policy variables)",
             },
             "destination": dict(_container_path(), description="Where the job finds the input. Default: "
                                 "/opt/ml/processing/input/<name>."),
@@ -265,8 +268,11 @@ SCHEMA: Dict[str, Any] = {
                 "prefix": {
                     "type": "string",
                     "maxLength": 200,
-                    "pattern": r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$",
-                    "x-error": "must be an S3 key prefix without leading or trailing '/' (letters, digits and !_.*'()-)",
+                    # No '*': the prefix is part of every generated policy's resources,
+                    # where it would be an IAM wildcard (another model's or team's objects).
+                    "pattern": r"^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*$",
+                    "x-error": "must be an S3 key prefix without leading or trailing '/' (letters, digits and !_.'()-; "
+                               "no '*', which IAM policies read as a wildcard)",
                     "default": "mltp",
                 },
                 "sagemaker_role_arn": {

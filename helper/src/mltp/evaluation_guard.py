@@ -28,6 +28,9 @@ import tarfile
 # Step Functions holds at most 256 KiB of state per run; the report joins the
 # job ARNs and the registration result there, so evaluation.json gets half.
 EVALUATION_LIMIT = 128 * 1024
+# What mltp reads of an evaluation.json afterwards (the run's own, and each
+# registered version's for the report's history): never more than this.
+READ_LIMIT = 1024 * 1024
 SHIPPED_AS = ".mltp/evaluation_guard.py"
 EXAMPLE = '{"metrics": {"auc": {"value": 0.94}}}'
 # The metric sections the gate reads (gate.SECTIONS; this file runs in the containers
@@ -52,6 +55,26 @@ def check_model(model_dir):
         refuse("cannot read the model artifact model.tar.gz: %s" % exc)
 
 
+def decode(raw, limit):
+    """(text, None) for the bytes of an evaluation.json, or (None, why not):
+    over `limit` bytes, or not UTF-8. Shared with mltp's own readers (gate.read_evaluation)."""
+    if len(raw) > limit:
+        return None, "is over the limit of %d KiB" % (limit // 1024)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, "is not UTF-8 text (byte %d is 0x%02x)" % (exc.start, raw[exc.start])
+
+
+def loads(text):
+    """json.loads, with nesting too deep for the parser (RecursionError) refused
+    as a ValueError like any other unreadable JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read")
+
+
 def check_evaluation(output_dir, name):
     path = os.path.join(output_dir, "evaluation.json")
     if not os.path.isfile(path):
@@ -60,9 +83,12 @@ def check_evaluation(output_dir, name):
     if size > EVALUATION_LIMIT:
         refuse("evaluation.json written by %s is %d bytes, over the limit of %d KiB (Step Functions keeps it "
                "in the run's state); write only the metrics to it" % (name, size, EVALUATION_LIMIT // 1024))
+    with open(path, "rb") as handle:
+        text, why = decode(handle.read(), EVALUATION_LIMIT)
+    if why:
+        refuse("evaluation.json written by %s %s; expected e.g. %s" % (name, why, EXAMPLE))
     try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+        data = loads(text)
     except ValueError as exc:
         refuse("evaluation.json written by %s is not valid JSON (%s); expected e.g. %s" % (name, exc, EXAMPLE))
     if not isinstance(data, dict):

@@ -66,8 +66,8 @@ def fetch(clients: Clients, group: str, target: Path, version: Optional[str] = N
     actual = digest.hexdigest()
     if actual != chosen.sha256:
         partial.unlink()
-        raise ChecksumMismatch(f"{chosen.model_data_url} has SHA-256 {actual}, but {chosen.name} was registered "
-                               f"with {chosen.sha256}: the artifact changed since registration; nothing written")
+        raise ChecksumMismatch(f"{chosen.model_data_url} has sha256:{actual}, but {chosen.name} was registered "
+                               f"with sha256:{chosen.sha256}: the artifact changed since registration; nothing written")
     os.replace(partial, model)
     manifest = target / "model-package.json"
     data = {

@@ -812,8 +812,9 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
         result.warnings.append("the execution input names no evaluation.json; gate values unknown")
         return unknown
     try:
-        body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        metrics = gate.metric_values(body, rules=ctx.config.gate)
+        source = f"s3://{bucket}/{key}"
+        body = gate.read_evaluation(clients.s3.get_object(Bucket=bucket, Key=key)["Body"], source)
+        metrics = gate.metric_values(body, source, rules=ctx.config.gate)
     except _AWS_ERRORS as exc:
         result.warnings.append(f"could not read s3://{bucket}/{key}: {_describe_error(exc)}")
         return unknown

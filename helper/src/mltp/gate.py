@@ -68,6 +68,21 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# The largest finite double. Step Functions reads evaluation.json with a JSON
+# parser that turns `1e999` into Infinity, which IsNumeric accepts and which is
+# >= any min: every rule also checks its value lies within +-MAX_FINITE, which
+# Infinity, -Infinity and NaN (every comparison false) do not.
+MAX_FINITE = 1.7976931348623157e308
+
+
+def not_finite(value: Any) -> Optional[str]:
+    """Why a numeric value is refused although JSON let it through (1e999 reads as
+    Infinity), or None. The same words locally and for a run on AWS."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{json.dumps(value)} is not a finite number"
+    return None
+
+
 def _fmt(number: float) -> str:
     return f"{number:g}"
 
@@ -98,13 +113,16 @@ def _check_champion(rule: GateRule, value: Any, present: bool, champion: Optiona
         why = (champion or {}).get("Reason") or "the champion has no value for it"
         if (champion or {}).get("Version") is not None and rule.metric not in (champion.get("Metrics") or {}):
             why = f"champion v{champion['Version']} has no {rule.metric} recorded"
+        if present and not_finite(value):
+            return RuleResult(rule.metric, None, text, False, not_finite(value))
         return RuleResult(rule.metric, float(value) if present and is_number(value) else None, text, True,
                           f"no champion to beat: {why}")
     if not present:
         where = f" (path {rule.path})" if rule.path else ""
         return RuleResult(rule.metric, None, text, False, f"missing from evaluation.json{where}")
     if not is_number(value):
-        return RuleResult(rule.metric, None, text, False, f"{json.dumps(value, default=str)} is not a number")
+        return RuleResult(rule.metric, None, text, False,
+                          not_finite(value) or f"{json.dumps(value, default=str)} is not a number")
     number = float(value)
     version = champion.get("Version")
     ok = number >= bar if rule.better == "higher" else number <= bar
@@ -142,7 +160,8 @@ def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] =
     if not present:
         return RuleResult(rule.metric, None, text, False, missing_reason(rule.metric, available))
     if not is_number(value):
-        return RuleResult(rule.metric, None, text, False, f"{json.dumps(value, default=str)} is not a number")
+        return RuleResult(rule.metric, None, text, False,
+                          not_finite(value) or f"{json.dumps(value, default=str)} is not a number")
     number = float(value)
     if rule.min is not None and number < rule.min:
         return RuleResult(rule.metric, number, text, False, f"{_fmt(number)} < min {_fmt(rule.min)}")
@@ -281,31 +300,41 @@ def choice_rule(rules: Iterable[GateRule], metrics_path: str = VALUES_PATH,
                 report_path: str = REPORT_PATH) -> Dict[str, Any]:
     """The ASL condition (a Choice rule without `Next`) that holds when every rule holds.
 
-    ``{"And": [{"And": [IsPresent, IsNumeric, >= min, <= max]}, ...]}``, one inner
-    And per rule. Step Functions evaluates And left to right and stops at the first
-    false operand, so a missing metric stops at IsPresent (false) instead of making
-    the comparison raise States.Runtime: a missing metric fails the gate.
+    ``{"And": [{"And": [IsPresent, IsNumeric, finite, >= min, <= max]}, ...]}``, one
+    inner And per rule. Step Functions evaluates And left to right and stops at the
+    first false operand, so a missing metric stops at IsPresent (false) instead of
+    making the comparison raise States.Runtime: a missing metric fails the gate.
+    "finite" is ``>= -MAX_FINITE`` and ``<= MAX_FINITE``: Infinity (`1e999` in
+    evaluation.json) and NaN fail it, as `evaluate` fails them. A champion rule
+    with no champion to beat holds, unless its value is a non-finite number.
     """
     per_rule = []
     rules = list(rules)
     for rule in rules:
         path = value_path(rule.metric, rules, metrics_path, report_path)
+        finite = [{"Variable": path, "NumericGreaterThanEquals": -MAX_FINITE},
+                  {"Variable": path, "NumericLessThanEquals": MAX_FINITE}]
         conditions: List[Dict[str, Any]] = [
             {"Variable": path, "IsPresent": True},
             {"Variable": path, "IsNumeric": True},
-        ]
+        ] + finite
         if rule.beat_champion:
-            # No bar in the input (no champion, or one without this metric): the rule holds.
+            # No bar in the input (no champion, or one without this metric): the rule holds,
+            # unless the value is a number that is not finite.
             bar = member_path(CHAMPION_BARS_PATH, rule.metric)
             compare = "NumericGreaterThanEqualsPath" if rule.better == "higher" else "NumericLessThanEqualsPath"
             conditions.append({"Variable": path, compare: bar})
-            per_rule.append({"Or": [{"Not": {"Variable": bar, "IsPresent": True}}, {"And": conditions}]})
+            absent_or_finite = {"Or": [{"Not": {"Variable": path, "IsPresent": True}},
+                                       {"Not": {"Variable": path, "IsNumeric": True}},
+                                       {"And": finite}]}
+            per_rule.append({"Or": [{"And": [{"Not": {"Variable": bar, "IsPresent": True}}, absent_or_finite]},
+                                    {"And": conditions}]})
             continue
         if rule.min is not None:
             conditions.append({"Variable": path, "NumericGreaterThanEquals": rule.min})
         if rule.max is not None:
             conditions.append({"Variable": path, "NumericLessThanEquals": rule.max})
-        if len(conditions) == 2:
+        if len(conditions) == 4:
             raise ValueError(f"gate rule for {rule.metric} has neither min nor max")
         per_rule.append({"And": conditions})
     if not per_rule:
@@ -329,9 +358,24 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON (write a number, or leave the metric out)")
 
 
+def read_evaluation(body: Any, source: str, limit: Optional[int] = None) -> str:
+    """The text of an evaluation.json from a stream (an S3 object's Body): at most
+    `limit` bytes (evaluation_guard.READ_LIMIT, 1 MiB) are read, and UTF-8 is
+    required, as the evaluation job's guard requires; else EvaluationError."""
+    from . import evaluation_guard
+
+    limit = evaluation_guard.READ_LIMIT if limit is None else limit
+    text, why = evaluation_guard.decode(body.read(limit + 1), limit)
+    if why:
+        raise EvaluationError(f"{source}: {why}")
+    return text
+
+
 def _load(text: str, source: str) -> Dict[str, Any]:
     try:
         data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise EvaluationError(f"{source}: not valid JSON (nested too deeply to read); expected e.g. {_EXAMPLE}") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise EvaluationError(f"{source}: not valid JSON ({exc}); expected e.g. {_EXAMPLE}") from None
     if not isinstance(data, dict):

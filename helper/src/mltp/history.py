@@ -7,7 +7,10 @@ the registry itself, not from any file Jenkins kept. Reading them costs one
 ListModelPackages page plus a DescribeModelPackage and an S3 GetObject per
 version, so only the newest `LIMIT` versions are read. A run that registered
 nothing (a branch build, a missed gate) is added as a point of its own.
-Whatever cannot be read becomes a note: the report is never lost to it.
+Whatever cannot be read becomes a note: the report is never lost to it. A
+version's evaluation.json is read only up to 1 MiB (gate.read_evaluation); one
+that is larger, not UTF-8, nested too deeply or not a valid evaluation.json is
+skipped, and the note names the version and why.
 """
 
 from __future__ import annotations
@@ -30,16 +33,24 @@ def _split_s3(uri: str):
     return bucket, key
 
 
+SHOWN_SKIPPED = 3  # versions named in the note; more are counted
+
+
 def _version_metrics(clients: Clients, description: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """The version's metrics, None without an evaluation.json; EvaluationError
+    (an MltpError) when it cannot be read."""
     uri = ((((description.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}).get("S3Uri"))
     if not uri or not str(uri).startswith("s3://"):
         return None
     bucket, key = _split_s3(uri)
-    body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    try:
-        return gate.parse_evaluation(body, source=uri)
-    except MltpError:
-        return None
+    body = gate.read_evaluation(clients.s3.get_object(Bucket=bucket, Key=key)["Body"], "its evaluation.json")
+    return gate.parse_evaluation(body, source="its evaluation.json")
+
+
+def _skipped_note(skipped: List[str]) -> str:
+    shown = "; ".join(skipped[:SHOWN_SKIPPED])
+    more = len(skipped) - SHOWN_SKIPPED
+    return f"skipped {shown}" + (f"; and {more} more version(s)" if more > 0 else "")
 
 
 def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -> Dict[str, Any]:
@@ -47,6 +58,7 @@ def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -
     versions: List[Dict[str, Any]] = []
     note = ""
     unreadable = 0
+    skipped: List[str] = []
     try:
         summaries: List[Dict[str, Any]] = []
         token = None
@@ -63,15 +75,19 @@ def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -
         for summary in summaries[:limit]:
             arn = summary["ModelPackageArn"]
             description = clients.sagemaker.describe_model_package(ModelPackageName=arn)
+            number = description.get("ModelPackageVersion") or summary.get("ModelPackageVersion")
             try:
                 metrics = _version_metrics(clients, description)
             except _AWS_ERRORS:
                 metrics = None
+            except MltpError as exc:  # a version's file must never cost the report
+                skipped.insert(0, f"v{number}: {exc.message.split('; expected e.g.')[0]}")  # oldest first
+                continue
             if metrics is None:
                 unreadable += 1
             created = description.get("CreationTime") or summary.get("CreationTime")
             versions.append({
-                "version": description.get("ModelPackageVersion") or summary.get("ModelPackageVersion"),
+                "version": number,
                 "arn": arn,
                 "created": created.isoformat() if hasattr(created, "isoformat") else created,
                 "run": (description.get("CustomerMetadataProperties") or {}).get("RunName"),
@@ -87,6 +103,8 @@ def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -
         note = note or f"the newest {limit} versions are shown"
     if unreadable:
         note = (note + "; " if note else "") + f"{unreadable} version(s) have no readable evaluation.json"
+    if skipped:
+        note = (note + "; " if note else "") + _skipped_note(skipped)
     if not any(v["this_run"] for v in versions):
         values = {c.metric: c.value for c in result.gate if c.value is not None}
         if values:

@@ -7,7 +7,9 @@ what people look at.
 
 On AWS, `mltp prune` finds what nothing needs any more:
 - branch state machines (`<name>--<branch>`, never the default `<name>`) with no
-  execution started within the period (a merged or abandoned branch);
+  execution started or ended within the period and none running (a merged or
+  abandoned branch; a training job may run for 28 days, so a run that started
+  long ago and still runs, or ended yesterday, keeps its state machine);
 - code prefixes that no kept run references, each judged on its own: the default
   branch's `<prefix>/<name>/code/<hash>/` and every branch's or pull request's
   `<prefix>/<name>/code/branches/<slug>/<hash>/` (naming.code_prefix). One is kept
@@ -142,6 +144,19 @@ def _newest_execution(sfn, arn: str) -> Optional[datetime]:
     return executions[0]["startDate"] if executions else None
 
 
+def _busy_since(sfn, arn: str, cutoff: datetime) -> Optional[str]:
+    """Why the state machine is still in use, or None: an execution that is
+    RUNNING, or one that started or ended at or after `cutoff`."""
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+        for execution in page.get("executions", []):
+            if execution.get("status") == "RUNNING":
+                return f"execution {execution.get('name')} is running"
+            for moment in (execution.get("startDate"), execution.get("stopDate")):
+                if moment is not None and moment >= cutoff:
+                    return f"execution {execution.get('name')} ran within the period"
+    return None
+
+
 def _code_used_by_executions(sfn, arn: str, pattern: "re.Pattern[str]") -> Set[str]:
     used: Set[str] = set()
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
@@ -149,6 +164,10 @@ def _code_used_by_executions(sfn, arn: str, pattern: "re.Pattern[str]") -> Set[s
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             used.update(pattern.findall(described.get("input") or ""))
     return used
+
+
+def _execution_input(sfn, arn: str) -> str:
+    return sfn.describe_execution(executionArn=arn).get("input") or ""
 
 
 def _code_used_by_packages(sm, group: str, pattern: "re.Pattern[str]") -> Set[str]:
@@ -205,7 +224,8 @@ def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] =
                 continue
             last = _newest_execution(sfn, machine["stateMachineArn"])
             moment = last or machine.get("creationDate")
-            if name != config.name and moment is not None and moment < cutoff:
+            if (name != config.name and moment is not None and moment < cutoff
+                    and _busy_since(sfn, machine["stateMachineArn"], cutoff) is None):
                 result.state_machines.append({"name": name, "arn": machine["stateMachineArn"], "last": last})
             else:
                 kept_machines.append(machine["stateMachineArn"])
@@ -231,11 +251,24 @@ def find_stale(config, clients, older_than: timedelta, now: Optional[datetime] =
 
 
 def delete(stale: Stale, clients, echo: Callable[[str], None]) -> None:
+    """Delete what `find_stale` found, looking once more right before: a state
+    machine whose run started since then stays, and so does the code that run uses."""
+    kept_code: Set[str] = set()
     for machine in stale.state_machines:
+        running = [e for page in clients.sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine["arn"], statusFilter="RUNNING") for e in page.get("executions", [])]
+        if running:
+            kept_code |= {code["prefix"] for code in stale.code_prefixes
+                          for e in running if code["prefix"] in _execution_input(clients.sfn, e["executionArn"])}
+            echo(f"kept state machine {machine['name']}: execution {running[0].get('name')} started meanwhile")
+            continue
         clients.sfn.delete_state_machine(stateMachineArn=machine["arn"])
         echo(f"deleted state machine {machine['name']}")
     s3 = clients.s3
     for code in stale.code_prefixes:
+        if code["prefix"] in kept_code:
+            echo(f"kept {code['uri']}: a run that started meanwhile uses it")
+            continue
         keys = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=code["bucket"], Prefix=code["prefix"]):
             keys.extend({"Key": item["Key"]} for item in page.get("Contents", []))

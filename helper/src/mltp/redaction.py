@@ -20,7 +20,10 @@ _SECRETS = (
                 r"aws_secret_access_key|aws_session_token|secretaccesskey|sessiontoken)(\s*[:=]\s*)[^\s,&;]+"),
      r"\1=[redacted]"),
     (re.compile(r"(?<![A-Z0-9])(AKIA|ASIA|AIDA|AROA|ANPA|AGPA|AIPA|ANVA|ABIA|ACCA)[A-Z0-9]{12,}"), "[redacted key id]"),
-    (re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])"), "[redacted signature]"),
+    # A bare 64-digit hex string may be a SigV4 signature; one written as
+    # `sha256:<hex>` is a content digest mltp computed itself (fetch-model's
+    # checksum check shows both), which is no secret and must stay readable.
+    (re.compile(r"(?<![0-9a-f])(?<!sha256:)[0-9a-f]{64}(?![0-9a-f])"), "[redacted signature]"),
     (re.compile(r"AWS4-HMAC-SHA256[^\n]*"), "AWS4-HMAC-SHA256 [redacted]"),
     # Tokens of other services, which a user may paste into a config file by mistake:
     # GitHub (classic and fine-grained), Slack, GitLab and Hugging Face tokens.

@@ -147,7 +147,7 @@ def _metrics_from_statistics(description: Mapping[str, Any], s3) -> Dict[str, fl
         return {}
     bucket, key = split_s3(uri)
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        body = gate.read_evaluation(s3.get_object(Bucket=bucket, Key=key)["Body"], uri)
         return gate.parse_evaluation(body, source=uri)
     except Exception:  # an old version whose evaluation.json is gone: no metrics to show
         return {}

@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence
 
 from . import outcome as out
 from . import owned
+from .neutral import console_link, md, plain, visible
 from .outcome import Outcome, format_duration, format_value
 
 FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html", "report.css")
@@ -60,7 +61,12 @@ def link_log_files(outcome: Outcome, report_dir: Path) -> None:
 
 
 def summary(outcome: Outcome) -> str:
-    """'fraud-detection run jenkins-x-42: PASSED auc=0.962 (>= 0.9), ...; registered fraud-detection/3 (PendingManualApproval)'"""
+    """'fraud-detection run jenkins-x-42: PASSED auc=0.962 (>= 0.9), ...; registered fraud-detection/3 (PendingManualApproval)'
+    The build description shows it: no control character, no '<' that opens a tag (neutral.plain)."""
+    return plain(_summary(outcome))
+
+
+def _summary(outcome: Outcome) -> str:
     head = f"{outcome.model} run {outcome.run_name}: {outcome.headline}"
     if outcome.status in (out.PASSED, out.GATE_FAILED):
         checks = ", ".join(c.describe() + ("" if c.passed is not False else " missed") for c in outcome.gate)
@@ -147,9 +153,13 @@ def console_lines(outcome: Outcome) -> List[str]:
 # --------------------------------------------------------------------------- report.md
 
 
+class _Safe(str):
+    """Markdown made by `_link`: written into a table as it is."""
+
+
 def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Untrusted text in a table cell: shown, never rendered (neutral.md)."""
+    return value if isinstance(value, _Safe) else md(value)
 
 
 def _md_table(header: Sequence[str], rows: List[Sequence]) -> List[str]:
@@ -161,16 +171,18 @@ def _md_table(header: Sequence[str], rows: List[Sequence]) -> List[str]:
 
 
 def _link(text: str, url) -> str:
-    """A Markdown link only to a real web address; anything else is plain text."""
-    return f"[{text}]({url})" if url and str(url).startswith(("https://", "http://")) else text
+    """A Markdown link only to an AWS console address mltp builds (neutral.console_link);
+    anything else, the Jenkins build URL from the environment included, is text."""
+    target = console_link(url)
+    return _Safe(f"[{md(text)}]({target})" if target else md(text))
 
 
 def _log_cell(step: out.StepRecord) -> str:
     """The CloudWatch stream on AWS; in a local run the job's log file beside the report."""
     if step.log_link:
         return _link("log stream", step.log_link)
-    if step.log_file:
-        return f"[log file]({step.log_file})"
+    if step.log_file:  # logs/<job name>.log, a path mltp makes (job names are [a-zA-Z0-9-])
+        return _Safe(f"[log file]({step.log_file})")
     return "-"
 
 
@@ -186,9 +198,9 @@ def _when(moment) -> str:
 
 def markdown(outcome: Outcome) -> str:
     verdict = "PASSED" if outcome.passed else "FAILED"
-    lines = [f"# {outcome.model}: {verdict}", ""]
+    lines = [f"# {md(outcome.model, cell=False)}: {verdict}", ""]
     if not outcome.passed:
-        lines += [f"**{outcome.headline}**: {_cell(outcome.message)}", ""]
+        lines += [f"**{outcome.headline}**: {md(outcome.message, cell=False)}", ""]
     summary_rows = [
         ("Model", outcome.model),
         ("State machine", outcome.state_machine),
@@ -197,7 +209,7 @@ def markdown(outcome: Outcome) -> str:
         ("Status", f"{outcome.headline} (exit code {outcome.exit_code})"),
         ("Branch", outcome.branch or "(none: not a git checkout)"),
         ("Commit", outcome.commit or "-"),
-        ("Build", _link(outcome.build_url, outcome.build_url) if outcome.build_url else "- (not built by Jenkins)"),
+        ("Build", outcome.build_url if outcome.build_url else "- (not built by Jenkins)"),
         ("Started", _when(outcome.started)),
         ("Ended", _when(outcome.ended)),
         ("Model package", _package_text(outcome)),
@@ -206,9 +218,10 @@ def markdown(outcome: Outcome) -> str:
     lines += ["## Gate", ""]
     lines += _md_table(["Metric", "Value", "Rule", "Result"], gate_rows(outcome)) + [""]
     notes = [c for c in outcome.gate if c.note and c.passed is not None]
-    lines += [f"- {_cell(c.metric)} {_cell(c.rule)}: {_cell(c.note)}" for c in notes] + ([""] if notes else [])
+    lines += [f"- {md(c.metric, cell=False)} {md(c.rule, cell=False)}: {md(c.note, cell=False)}"
+              for c in notes] + ([""] if notes else [])
     if outcome.champion is not None:
-        lines += ["## Champion", "", _cell(champion_heading(outcome)), ""]
+        lines += ["## Champion", "", md(champion_heading(outcome), cell=False), ""]
         if outcome.comparison:
             lines += _md_table(["Metric", "Champion", "Challenger", "Delta", "Verdict"], champion_rows(outcome)) + [""]
     lines += ["## Steps", ""]
@@ -221,27 +234,28 @@ def markdown(outcome: Outcome) -> str:
     failure = outcome.failure
     if failure and outcome.status != out.GATE_FAILED:
         lines += ["## Failure", ""]
-        lines += [f"- Step: {_cell(failure.step or 'unknown')}"]
+        lines += [f"- Step: {md(failure.step or 'unknown', cell=False)}"]
         if failure.job_name:
-            lines += [f"- Job: {_cell(failure.job_name)}"]
+            lines += [f"- Job: {md(failure.job_name, cell=False)}"]
         if failure.error:
-            lines += [f"- Error: {_cell(failure.error)}"]
+            lines += [f"- Error: {md(failure.error, cell=False)}"]
         if failure.reason and "\n" in failure.reason.strip():
             lines += ["- Reason:", "", *_fenced(failure.reason.strip().splitlines(), indent="  "), ""]
         elif failure.reason:
-            lines += [f"- Reason: {_cell(failure.reason)}"]
+            lines += [f"- Reason: {md(failure.reason, cell=False)}"]
         if failure.log_link:
             lines += [f"- Log: {_link(failure.log_group or 'CloudWatch', failure.log_link)}"]
         if failure.log_tail:
             lines += ["", f"Last {len(failure.log_tail)} log lines:", "", *_fenced(failure.log_tail)]
         lines += [""]
     if outcome.warnings:
-        lines += ["## Warnings", ""] + [f"- {_cell(w)}" for w in outcome.warnings] + [""]
+        lines += ["## Warnings", ""] + [f"- {md(w, cell=False)}" for w in outcome.warnings] + [""]
     return "\n".join(lines)
 
 
 def _fenced(lines: List[str], indent: str = "") -> List[str]:
-    """A code block that no line of `lines` can close early."""
+    """A code block that no line of `lines` can close early; control characters shown as escapes."""
+    lines = [visible(line) for line in lines]
     fence = "```"
     while any(fence in line for line in lines):
         fence += "`"
@@ -262,7 +276,9 @@ _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-
 
 
 def _x(text) -> str:
-    return _NOT_XML.sub("", "" if text is None else str(text))
+    """Text for XML: control characters shown as escapes (neutral.visible), what
+    XML 1.0 cannot carry dropped; the writer escapes markup."""
+    return _NOT_XML.sub("", visible(text))
 
 
 def junit(outcome: Outcome) -> str:

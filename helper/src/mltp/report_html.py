@@ -22,6 +22,7 @@ import math
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .neutral import console_link, visible
 from .outcome import HEADLINES, format_duration, format_value, step_status_text
 
 # Colours: GitHub's palette, readable on white and for most colour-blind readers
@@ -119,7 +120,8 @@ def tick_label(value: float, ticks: Sequence[float]) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """Escaped for HTML, control characters shown as escapes (neutral.visible)."""
+    return html.escape(visible(value), quote=True)
 
 
 def _num(value: float) -> str:
@@ -231,8 +233,10 @@ def _table(header: Sequence[str], rows: List[Sequence[str]], table_id: str = "")
 
 
 def _link(text: Any, url: Optional[str]) -> str:
-    if url and str(url).startswith(("https://", "http://")):
-        return f'<a href="{_e(url)}">{_e(text)}</a>'
+    """A link only to an AWS console address mltp builds (neutral.console_link)."""
+    target = console_link(url)
+    if target:
+        return f'<a href="{_e(target)}">{_e(text)}</a>'
     return _e(text)
 
 

@@ -9,7 +9,8 @@ once a running retrain has ended.
 
 Install is idempotent, resource by resource (created / updated / unchanged),
 and merges with a bucket's notifications: configurations of others are put
-back untouched, ours are recognised by their Id (`mltp-<name>-<input>`).
+back untouched, ours are recognised by their exact Id (`mltp.<name>.<input>`;
+the ambiguous `mltp-<name>-<input>` of older versions only exactly, on our function).
 The pointer to the last good run (`last-good.json`) is written by `wait`.
 """
 
@@ -29,7 +30,7 @@ import botocore.exceptions
 from . import runs
 from .aws import Clients, error_code, refused
 from .context import RunContext
-from .errors import InvalidInput
+from .errors import AwsRefused, InvalidInput
 
 RUNTIME = "python3.12"
 HANDLER = "trigger_handler.handler"
@@ -43,6 +44,7 @@ _MISSING = ("ResourceNotFoundException", "NoSuchEntity", "NoSuchKey", "404")
 ROLE_PROPAGATION_TRIES = 12
 ROLE_PROPAGATION_SECONDS = 5.0
 _sleep = time.sleep
+_backoff = time.sleep  # the pause before a notification configuration is read back
 
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
@@ -65,8 +67,31 @@ def role_name(ctx: RunContext) -> str:
     return f"mltp-trigger-{ctx.config.name}"
 
 
+# Bucket notifications of a model are recognised by exact Id. The separator '.'
+# occurs neither in a model name ([a-z0-9-]) nor in an input name ([A-Za-z0-9_-]),
+# so `mltp.<name>.<input>` is unambiguous: model `fraud` never claims an entry of
+# `fraud-detection`. S3 allows Ids far longer than the 4+63+64+2 characters this takes.
+NOTIFICATION_SEPARATOR = "."
+
+
 def notification_id(ctx: RunContext, input_name: str) -> str:
-    return f"mltp-{ctx.config.name}-{input_name}"
+    return NOTIFICATION_SEPARATOR.join(("mltp", ctx.config.name, input_name))
+
+
+def legacy_notification_id(name: str, input_name: str) -> str:
+    """The Id of earlier versions (`mltp-<name>-<input>`), ambiguous across models;
+    recognised only exactly and only on an entry that invokes this model's function."""
+    return f"mltp-{name}-{input_name}"
+
+
+def permission_id(bucket: str) -> str:
+    """The Lambda permission's StatementId for S3 notifications from `bucket`.
+    Bucket names ([a-z0-9.-]) are kept as they are ('.' is a valid StatementId
+    character), so `a.b` and `a-b` get different ids."""
+    return f"mltp-s3-{bucket}"
+
+
+SCHEDULE_PERMISSION_ID = "mltp-schedule"
 
 
 def state_prefix(ctx: RunContext) -> str:
@@ -268,7 +293,7 @@ def _wait_updated(lam, name: str) -> None:
         pass
 
 
-def _permission_ids(lam, name: str) -> Dict[str, dict]:
+def _permission_statements(lam, name: str) -> Dict[str, dict]:
     try:
         policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
     except botocore.exceptions.ClientError as exc:
@@ -278,18 +303,63 @@ def _permission_ids(lam, name: str) -> Dict[str, dict]:
     return {s.get("Sid"): s for s in policy.get("Statement", [])}
 
 
-def ensure_permission(clients: Clients, name: str, sid: str, principal: str, source_arn: str,
-                      account: Optional[str]) -> str:
+@dataclass(frozen=True)
+class Permission:
+    """Who may invoke the function: one statement of its resource policy."""
+
+    sid: str
+    principal: str
+    source_arn: str
+    account: Optional[str] = None
+
+    def kwargs(self, function: str) -> Dict[str, str]:
+        out = {"FunctionName": function, "StatementId": self.sid, "Action": "lambda:InvokeFunction",
+               "Principal": self.principal, "SourceArn": self.source_arn}
+        if self.account:
+            out["SourceAccount"] = self.account
+        return out
+
+    def matches(self, statement: dict) -> bool:
+        """Whether an existing statement grants exactly this: same principal,
+        action, SourceArn and SourceAccount (a Sid alone proves nothing)."""
+        principal = statement.get("Principal")
+        if isinstance(principal, dict):
+            principal = principal.get("Service")
+        action = statement.get("Action")
+        condition = statement.get("Condition") or {}
+        arns = {v for test in condition.values() if isinstance(test, dict)
+                for k, v in test.items() if k.lower() == "aws:sourcearn"}
+        accounts = {v for test in condition.values() if isinstance(test, dict)
+                    for k, v in test.items() if k.lower() == "aws:sourceaccount"}
+        return (principal == self.principal and action in ("lambda:InvokeFunction", ["lambda:InvokeFunction"])
+                and statement.get("Effect", "Allow") == "Allow"
+                and arns == {self.source_arn} and accounts == ({self.account} if self.account else set()))
+
+
+def ensure_permissions(clients: Clients, name: str, wanted: List[Permission]) -> List[Tuple[str, str]]:
+    """The function's resource policy holds exactly `wanted` among mltp's
+    statements: a missing one is added, a differing one (another SourceArn,
+    account or principal under the same Sid) replaced, and an mltp statement no
+    longer wanted (a bucket dropped from the config, an old Sid) removed.
+    Returns (sid, outcome) pairs, wanted ones first."""
     lam = clients.lambda_
-    with refused("trigger permission", f"{name} {sid}"):
-        if sid in _permission_ids(lam, name):
-            return "unchanged"
-        kwargs = {"FunctionName": name, "StatementId": sid, "Action": "lambda:InvokeFunction",
-                  "Principal": principal, "SourceArn": source_arn}
-        if account and principal.startswith("s3."):
-            kwargs["SourceAccount"] = account
-        lam.add_permission(**kwargs)
-    return "created"
+    out = []
+    with refused("trigger permission", name):
+        current = _permission_statements(lam, name)
+        for permission in wanted:
+            have = current.get(permission.sid)
+            if have is not None and permission.matches(have):
+                out.append((permission.sid, "unchanged"))
+                continue
+            if have is not None:
+                lam.remove_permission(FunctionName=name, StatementId=permission.sid)
+            lam.add_permission(**permission.kwargs(name))
+            out.append((permission.sid, "updated" if have is not None else "created"))
+        keep = {p.sid for p in wanted}
+        for sid in sorted(str(s) for s in current if s and str(s).startswith("mltp-") and s not in keep):
+            lam.remove_permission(FunctionName=name, StatementId=sid)
+            out.append((sid, "removed"))
+    return out
 
 
 def _notification_config(clients: Clients, bucket: str) -> Dict[str, Any]:
@@ -298,9 +368,22 @@ def _notification_config(clients: Clients, bucket: str) -> Dict[str, Any]:
     return config
 
 
+def _is_ours(ctx: RunContext, entry: dict) -> bool:
+    """An entry this model's trigger installed: by exact Id, never by prefix."""
+    entry_id = str(entry.get("Id", ""))
+    parts = entry_id.split(NOTIFICATION_SEPARATOR)
+    if len(parts) == 3 and parts[0] == "mltp" and parts[1] == ctx.config.name and parts[2]:
+        return True
+    # The old form is ambiguous (`fraud` + `detection-raw` = `fraud-detection` + `raw`):
+    # only an exact Id of one of our inputs that also invokes our own function.
+    inputs = [item.name for item in ctx.config.steps.preprocessing.inputs]
+    function = str(entry.get("LambdaFunctionArn", "")).split(":function:")[-1].split(":")[0]
+    return function == function_name(ctx) and any(entry_id == legacy_notification_id(ctx.config.name, name)
+                                                  for name in inputs)
+
+
 def _ours(ctx: RunContext, config: Dict[str, Any]) -> List[dict]:
-    prefix = f"mltp-{ctx.config.name}-"
-    return [c for c in config.get("LambdaFunctionConfigurations", []) if str(c.get("Id", "")).startswith(prefix)]
+    return [c for c in config.get("LambdaFunctionConfigurations", []) if _is_ours(ctx, c)]
 
 
 def _normal(entry: dict) -> tuple:
@@ -324,6 +407,15 @@ def wanted_notifications(ctx: RunContext, function_arn: str, bucket: str) -> Lis
     return out
 
 
+# S3 has no conditional write for a bucket's notification configuration: two
+# installs (two models watching one bucket) each read, merge and put it, and the
+# later put drops what the earlier one added. After each put, the configuration
+# is read back; when our entries or someone else's that we had read are gone, the
+# read-modify-write is redone, a bounded number of times with growing pauses.
+NOTIFICATION_TRIES = 5
+NOTIFICATION_BACKOFF_SECONDS = 0.5
+
+
 def _put_notifications(clients: Clients, bucket: str, config: Dict[str, Any], ours: List[dict], mine: List[dict]) -> None:
     """Everything the bucket had, except our old entries, plus our new ones."""
     mine_ids = {c.get("Id") for c in mine}
@@ -335,15 +427,52 @@ def _put_notifications(clients: Clients, bucket: str, config: Dict[str, Any], ou
     clients.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=merged)
 
 
-def ensure_notifications(ctx: RunContext, clients: Clients, function_arn: str, bucket: str) -> str:
-    with refused("bucket notification", bucket):
+def _entries(config: Dict[str, Any]) -> List[tuple]:
+    """Every notification of a configuration, comparable across reads."""
+    out = []
+    for kind, value in config.items():
+        if isinstance(value, list):
+            out += [(kind, json.dumps(entry, sort_keys=True)) for entry in value]
+        elif value:
+            out.append((kind, json.dumps(value, sort_keys=True)))
+    return out
+
+
+def _lambda_entries(ctx: RunContext, config: Dict[str, Any], ours: bool) -> List[tuple]:
+    return sorted(_normal(c) for c in config.get("LambdaFunctionConfigurations", []) if _is_ours(ctx, c) == ours)
+
+
+def _merge_verified(ctx: RunContext, clients: Clients, bucket: str, wanted: List[dict]) -> Tuple[bool, bool]:
+    """Make our entries on `bucket` exactly `wanted`, keeping everyone else's,
+    and check the result by reading it back. Returns (had ours before, changed)."""
+    for attempt in range(1, NOTIFICATION_TRIES + 1):
         config = _notification_config(clients, bucket)
         mine = _ours(ctx, config)
-        wanted = wanted_notifications(ctx, function_arn, bucket)
+        if attempt == 1:
+            had_mine = bool(mine)
         if sorted(map(_normal, mine)) == sorted(map(_normal, wanted)):
-            return "unchanged"
+            return had_mine, attempt > 1
+        others = _entries({k: v for k, v in config.items() if k != "LambdaFunctionConfigurations"})
+        other_lambdas = _lambda_entries(ctx, config, ours=False)
         _put_notifications(clients, bucket, config, wanted, mine)
-    return "created" if not mine else "updated"
+        _backoff(NOTIFICATION_BACKOFF_SECONDS * attempt)
+        after = _notification_config(clients, bucket)
+        kept_others = (set(others) <= set(_entries({k: v for k, v in after.items() if k != "LambdaFunctionConfigurations"}))
+                       and set(other_lambdas) <= set(_lambda_entries(ctx, after, ours=False)))
+        if kept_others and _lambda_entries(ctx, after, ours=True) == sorted(map(_normal, wanted)):
+            return had_mine, True
+    raise AwsRefused(f"the notification configuration of s3://{bucket} kept changing under us "
+                         f"({NOTIFICATION_TRIES} tries): another install or tool is writing it at the same time; "
+                         "run `mltp trigger install` again")
+
+
+def ensure_notifications(ctx: RunContext, clients: Clients, function_arn: str, bucket: str) -> str:
+    with refused("bucket notification", bucket):
+        wanted = wanted_notifications(ctx, function_arn, bucket)
+        had_mine, changed = _merge_verified(ctx, clients, bucket, wanted)
+    if not changed:
+        return "unchanged"
+    return "updated" if had_mine else "created"
 
 
 def ensure_schedule(ctx: RunContext, clients: Clients, function_arn: str) -> Tuple[str, str]:
@@ -400,12 +529,15 @@ def install(ctx: RunContext, clients: Clients, role_arn: Optional[str] = None) -
     partition = clients.sfn.meta.partition
     rule_arn, outcome = ensure_schedule(ctx, clients, function_arn)
     report.add(f"schedule {rule_name(ctx)} ({SWEEP_SCHEDULE})", outcome)
-    report.add("permission for the schedule",
-               ensure_permission(clients, function_name(ctx), "mltp-schedule", "events.amazonaws.com", rule_arn, None))
-    for bucket in sorted({spec["bucket"] for spec in watched(ctx)}):
-        report.add(f"permission for s3://{bucket}",
-                   ensure_permission(clients, function_name(ctx), f"mltp-s3-{bucket.replace('.', '-')}",
-                                     "s3.amazonaws.com", f"arn:{partition}:s3:::{bucket}", account))
+    buckets = sorted({spec["bucket"] for spec in watched(ctx)})
+    permissions = [Permission(SCHEDULE_PERMISSION_ID, "events.amazonaws.com", rule_arn)]
+    permissions += [Permission(permission_id(bucket), "s3.amazonaws.com", f"arn:{partition}:s3:::{bucket}", account)
+                    for bucket in buckets]
+    shown = {SCHEDULE_PERMISSION_ID: "permission for the schedule"}
+    shown.update({permission_id(bucket): f"permission for s3://{bucket}" for bucket in buckets})
+    for sid, outcome in ensure_permissions(clients, function_name(ctx), permissions):
+        report.add(shown.get(sid, f"stale permission {sid}"), outcome)
+    for bucket in buckets:
         report.add(f"notification on s3://{bucket}", ensure_notifications(ctx, clients, function_arn, bucket))
     from . import notifications  # retrain runs have no build watching them: `notify` tells someone
 
@@ -425,11 +557,8 @@ def remove(ctx: RunContext, clients: Clients) -> TriggerReport:
     buckets = sorted({spec["bucket"] for spec in watched(ctx)}) if ctx.config.retrain else []
     for bucket in buckets:
         with refused("bucket notification", bucket):
-            config = _notification_config(clients, bucket)
-            mine = _ours(ctx, config)
-            if mine:
-                _put_notifications(clients, bucket, config, [], mine)
-        report.add(f"notification on s3://{bucket}", "removed" if mine else "absent")
+            had_mine, _ = _merge_verified(ctx, clients, bucket, [])
+        report.add(f"notification on s3://{bucket}", "removed" if had_mine else "absent")
     events = clients.events
     with refused("trigger schedule", rule_name(ctx)):
         try:

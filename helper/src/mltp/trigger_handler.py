@@ -49,6 +49,10 @@ class Settings:
         self.state_machine_arn = env["MLTP_STATE_MACHINE_ARN"]
         self.state_bucket = env["MLTP_STATE_BUCKET"]
         self.state_prefix = env["MLTP_STATE_PREFIX"]  # ends with '/'
+        # The model's own S3 area `<prefix>/<name>/`, where every run writes: the
+        # state prefix is `<prefix>/<name>/trigger/` (mltp.trigger.state_prefix).
+        self.own_prefix = self.state_prefix[:-len("trigger/")] if self.state_prefix.endswith("/trigger/") \
+            else self.state_prefix
         self.watch: List[Dict[str, str]] = json.loads(env["MLTP_WATCH"])  # [{input, bucket, prefix}]
         self.marker = env.get("MLTP_MARKER") or None
         self.quiet_seconds = int(env.get("MLTP_QUIET_SECONDS") or 0)
@@ -105,8 +109,11 @@ def is_schedule(event: Dict[str, Any]) -> bool:
 
 def watched(settings: Settings, item: ObjectEvent) -> Optional[str]:
     """The input an object belongs to, or None: outside every watched prefix,
-    our own state objects, folder placeholders, or (with a marker) not the marker."""
-    if item.bucket == settings.state_bucket and item.key.startswith(settings.state_prefix):
+    anything under the model's own area (its state objects, and the runs' own
+    writes, which would otherwise start retrain after retrain: validate refuses
+    such a config, this is the second line of defence), folder placeholders,
+    or (with a marker) not the marker."""
+    if item.bucket == settings.state_bucket and item.key.startswith(settings.own_prefix):
         return None
     if not item.key or item.key.endswith("/"):
         return None
