@@ -111,10 +111,11 @@ protect() {
 if [ -n "$read_only" ]; then
   old_ifs=$IFS; IFS='
 '
+  set -f  # one folder per line, taken literally
   for folder in $read_only; do
     protect "$folder" || { echo "mltp: cannot make $folder read-only for the job" >&2; exit 125; }
   done
-  IFS=$old_ifs
+  set +f; IFS=$old_ifs
 fi
 cd "$cwd"
 PATH=$job_path
