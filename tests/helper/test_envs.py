@@ -111,7 +111,7 @@ def test_a_pin_without_a_build_for_this_python_gets_the_nearest_version_said_onc
     (env.path / "bin" / "python").unlink()
     said = []
     rebuilt = envs.prepare("sklearn", "test-nearest", None, say=said.append)
-    assert any("failed verification; building it again" in line for line in said), said
+    assert any("failed verification (bin/python is missing); building it again" in line for line in said), said
     assert _python_out(rebuilt.python, "import markupsafe, sagemaker_training; print('ok')") == "ok"
     assert len([p for p in own_cache.iterdir() if p.name.startswith("build-")]) == 1  # the bad build is gone
 

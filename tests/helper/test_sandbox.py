@@ -257,3 +257,86 @@ def test_work_folder_under_opt_and_an_existing_opt_ml(tmp_path, layout, job, too
         assert seen["opt"] == sorted(entries + ["ml"]) and seen["opt_ml"] == ["host-file"]
     else:
         assert seen["opt"] == entries and seen["opt_ml"] is None
+
+
+# --------------------------------------------------------------------------- shared folders read-only (issue 20, H7)
+
+# What a job tries against a folder it must not change: write a file in it, add
+# one, unmount the read-only bind first (a job is root in its namespace with
+# unshare), and reach the host's copy through /proc/<parent>/root.
+TAMPER = r"""
+import json, os, subprocess, sys
+shared = sys.argv[1]
+tries = {}
+def attempt(name, path):
+    try:
+        with open(path, "a") as handle:
+            handle.write("tampered\n")
+        tries[name] = "written"
+    except OSError as exc:
+        tries[name] = exc.strerror
+attempt("append", os.path.join(shared, "module.py"))
+attempt("add", os.path.join(shared, "evil.pth"))
+tries["umount"] = subprocess.run(["umount", shared], capture_output=True).returncode
+attempt("after_umount", os.path.join(shared, "module.py"))
+tries["remount"] = subprocess.run(["mount", "-o", "remount,bind,rw", shared], capture_output=True).returncode
+attempt("after_remount", os.path.join(shared, "module.py"))
+attempt("via_parent", "/proc/%d/root%s/module.py" % (os.getppid(), shared))
+attempt("opt_ml", "/opt/ml/out.txt")
+print(json.dumps(tries))
+"""
+
+
+@each_tool
+def test_a_read_only_folder_cannot_be_changed_by_the_job(tmp_path, tool):
+    import json
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "module.py").write_text("VALUE = 1\n")
+    job = tmp_path / "job"
+    command = sandbox.wrap([sys.executable, "-c", TAMPER, str(shared)], job / "opt" / "ml", "/opt/ml", tool=tool,
+                           read_only=[str(shared)])
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    tries = json.loads(proc.stdout)
+    assert tries["append"] == tries["add"] == "Read-only file system", tries
+    assert tries["umount"] != 0 and tries["remount"] != 0, tries
+    assert tries["after_umount"] == tries["after_remount"] == "Read-only file system", tries
+    assert tries["via_parent"] != "written", tries
+    assert tries["opt_ml"] == "written"  # the job's own folder stays writable
+    assert sorted(os.listdir(shared)) == ["module.py"] and (shared / "module.py").read_text() == "VALUE = 1\n"
+    assert (job / "opt" / "ml" / "out.txt").read_text() == "tampered\n"
+
+
+@each_tool
+def test_a_read_only_folder_holding_the_job_folder_is_left_writable(tmp_path, tool):
+    """A protected folder that holds the job's own folder (a cache set up inside
+    the workspace) is not made read-only: the job must write its outputs."""
+    command = sandbox.wrap(["/bin/sh", "-c", "echo ok > /opt/ml/out.txt"], tmp_path / "job" / "opt" / "ml", "/opt/ml",
+                           tool=tool, read_only=[str(tmp_path), str(tmp_path / "absent")])
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "job" / "opt" / "ml" / "out.txt").read_text() == "ok\n"
+
+
+@pytest.mark.skipif(not shutil.which("bwrap") or sandbox.try_tool(shutil.which("bwrap") or "") is not None,
+                    reason="bwrap is not installed or cannot make namespaces here")
+def test_the_probe_refuses_a_tool_that_leaves_read_only_folders_writable(tmp_path):
+    """A bwrap that drops every --ro-bind (as one too old to know an option
+    might): the job gets its /opt/ml but could change the shared folders, so
+    the probe must not pick it."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    fake = folder / "bwrap"
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import os, sys\n"
+                    "args, kept = sys.argv[1:], []\n"
+                    "while args:\n"
+                    "    if args[0] == '--ro-bind':\n"
+                    "        args = args[3:]\n"
+                    "    else:\n"
+                    "        kept.append(args.pop(0))\n"
+                    f"os.execv({shutil.which('bwrap')!r}, ['bwrap'] + kept)\n")
+    fake.chmod(0o755)
+    assert sandbox.try_tool(str(fake), f"{folder}:/usr/bin:/bin") == "the shared folder stays writable"

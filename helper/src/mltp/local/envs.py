@@ -15,6 +15,17 @@ the others discard their build), and an entry that fails verification is
 taken out of use and rebuilt. The virtualenv stays where it was built (the link
 points at it), so the scripts pip wrote into bin/ keep working.
 
+The environments are shared by every repo and build on the agent, so a job
+must not be able to change one for the next: jobs see them read-only
+(sandbox.py), and each is checked against the record of its files written
+when it was built (env_record.py) before every use, by `prepare` for a run and
+by `ensure` for each job; the runner also checks after each job where jobs
+run with no namespace. A changed environment is never used: it is taken out
+of use and built again, and the log names it and the file that changed. The
+packages of a build come through a pip cache of mltp's own (PIP_CACHE_DIR
+below the cache root), which jobs cannot write either, so a wheel planted in
+the user's pip cache does not end up in the next build.
+
 Where a pinned version has no build for the agent's Python (pandas 1.1.3 on
 Python 3.11, say), the nearest version that installs is used instead, and the
 run says so once.
@@ -36,20 +47,21 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import RunFailed
-from . import containers
+from . import containers, env_record
 
 # The toolkit SageMaker's framework containers start training with (`train`).
 # It is an sdist with a small C extension: the first build on an agent needs gcc.
 TOOLKIT = "sagemaker-training==5.1.4"
-FORMAT = 1  # bump when the layout of an entry changes
+FORMAT = 2  # bump when the layout of an entry changes (2: the install record, env_record.py)
 MARKER = "mltp-env.json"
 OVERLAY_PTH = "mltp-overlay.pth"
 STALE_BUILD_SECONDS = 24 * 3600
+PIP_CACHE = ".pip-cache"  # below the cache root: the builds' own pip cache
 _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
 
 
@@ -62,6 +74,13 @@ class Environment:
     requirements: Optional[str]  # sha256 of the requirements.txt installed in it, None when none was
     notes: Tuple[str, ...] = ()
     named: Optional[str] = None  # the interpreter messages name: --python's for an overlay
+    # What `ensure` checks against: the build the link pointed at when it was
+    # verified, its record as read then, and how to build it again.
+    build: Optional[str] = field(default=None, compare=False, repr=False)
+    record: Optional[env_record.Record] = field(default=None, compare=False, repr=False)
+    spec: tuple = field(default=(), compare=False, repr=False)
+    # Folders jobs must see read-only besides the cache: an overlay's interpreter's own site-packages.
+    protect: Tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def cache_root() -> Path:
@@ -115,27 +134,77 @@ def prepare(framework: str, version: Optional[str], requirements: Optional[Path]
     p = plan(framework, version, requirements, override)
     root = cache_root()
     link = root / p.name
-    marker = _verify(link, p.key)
+    marker, record, problem = _verify(link, p.key)
     if marker is None:
         if os.path.lexists(link):
-            say(f"local: the cached environment {link} failed verification; building it again")
+            say(f"local: the cached environment {link} failed verification ({problem}); building it again")
             _discard(link, root)
         what = (f"the Python at {override}" if override else
                 f"{framework} {version}" + ("" if p.row else " (no container table row: toolkit and requirements.txt only)"))
         say(f"local: building the environment for {what} in {link} (once; later runs reuse it)")
         started = time.time()
-        marker = _build(root, link, p, requirements)
+        marker, record = _build(root, link, p, requirements)
         say(f"local: environment ready in {time.time() - started:.0f} s")
     notes = tuple(marker.get("notes", []))
     for note in notes:
         say(f"local: {note}")
-    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override)
+    protect = tuple(p.interpreter.get("site", ())) if override else ()
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override,
+                       build=os.path.realpath(str(link)), record=record,
+                       spec=(framework, version, requirements, override), protect=protect)
+
+
+def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Environment, Optional[str]]:
+    """`env` as a job is about to use it, or has just used it, checked against
+    the record read when it was prepared (kept in memory: a job that rewrote
+    the record on disk as well is still caught), and what changed in it, if
+    anything. A changed environment is taken out of use and built again; where
+    that fails, RunFailed says so and nothing uses it."""
+    if env.record is None or not env.spec:
+        return env, None  # not one of ours (built elsewhere, or the runner's plain interpreter)
+    current = os.path.realpath(str(env.path))
+    if current != env.build:  # another run took it out of use and published a new build: check that one
+        return prepare(*env.spec, say=say), None
+    try:
+        env_record.check(Path(current), env.record)
+        return env, None
+    except env_record.Changed as exc:
+        changed = str(exc)
+    except OSError as exc:
+        changed = f"cannot read it: {exc}"
+    say(f"local: the environment {env.path} was changed ({changed}); taking it out of use and building it again")
+    _discard(Path(env.path), Path(env.path).parent)
+    try:
+        return prepare(*env.spec, say=say), changed
+    except RunFailed as exc:
+        raise RunFailed(f"the local environment {env.path} was changed ({changed}) and cannot be built again: {exc}")
+
+
+def protected_paths(environments: Sequence[Environment] = ()) -> List[str]:
+    """What jobs see read-only (sandbox.py), as real paths: the helper's cache
+    (the helper itself, its definitions, the environments and their pip cache),
+    the environments' folder where it lies elsewhere, the user's pip cache (a
+    wheel planted there would be installed by the next pip run on the agent),
+    and an overlay's interpreter's site-packages."""
+    from ..definition_cache import cache_dir
+
+    wanted = [str(cache_dir().parent), str(cache_root()),
+              os.environ.get("PIP_CACHE_DIR") or os.path.join(
+                  os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pip")]
+    for env in environments:
+        wanted += [os.path.realpath(str(env.path))] + list(env.protect)
+    out: List[str] = []
+    for path in wanted:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real != "/" and real not in out:
+            out.append(real)
+    return out
 
 
 # --------------------------------------------------------------------------- building
 
 
-def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> dict:
+def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> Tuple[dict, env_record.Record]:
     name, key, base, override, row, digest, interpreter = (p.name, p.key, p.base, p.override, p.row, p.digest,
                                                            p.interpreter)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,6 +234,8 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> dic
         marker = {"key": key, "packages": installed, "notes": notes, "requirements": installed_requirements,
                   "toolkit": TOOLKIT, "python": interpreter["version"]}
         (build / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+        _compile(python)
+        record = env_record.write(build)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -172,11 +243,23 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> dic
         os.symlink(build.name, str(link))  # relative: the cache may be reached through another path
     except FileExistsError:  # another build published first: use that one
         shutil.rmtree(build, ignore_errors=True)
-        published = _verify(link, key)
+        published, record, problem = _verify(link, key)
         if published is None:
-            raise RunFailed(f"cannot publish the local environment at {link}: another entry there does not verify")
-        return published
-    return marker
+            raise RunFailed(f"cannot publish the local environment at {link}: another entry there does not verify "
+                            f"({problem})")
+        return published, record
+    return marker, record
+
+
+def _compile(python: str) -> None:
+    """Every module of the environment compiled now, before it is recorded:
+    otherwise the first import of one that pip left uncompiled would write its
+    __pycache__ entry, an entry the record does not know (where jobs can
+    write at all). Modules that do not compile (test data of some packages)
+    stay as they are: nothing imports them."""
+    for site in _interpreter(python)["site"]:
+        subprocess.run([python, "-m", "compileall", "-q", "-q", "-j", "0", site], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
 
 
 def _install_container(python: str, row: Optional[dict], version: str, notes: List[str]) -> Dict[str, str]:
@@ -315,21 +398,35 @@ def _installed(python: str) -> Dict[str, str]:
 # --------------------------------------------------------------------------- the cache
 
 
-def _verify(link: Path, key: str) -> Optional[dict]:
-    """The entry's marker when it is whole: its key, its interpreter, the toolkit importable."""
+def _verify(link: Path, key: str) -> Tuple[Optional[dict], Optional[env_record.Record], str]:
+    """The entry's marker and record when it is whole: every file as its record
+    says (env_record.check), its key, its interpreter, the toolkit importable;
+    else None, None and what is wrong."""
+    if not os.path.lexists(str(link)):
+        return None, None, "it does not exist"
+    build = Path(os.path.realpath(str(link)))
     try:
-        marker = json.loads((link / MARKER).read_text(encoding="utf-8"))
+        record = env_record.load(build)
+        env_record.check(build, record)
+    except env_record.Changed as exc:
+        return None, None, str(exc)
+    except OSError as exc:
+        return None, None, f"cannot read it: {exc}"
+    try:
+        marker = json.loads((build / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return None, None, f"{MARKER} is unreadable"
     if not isinstance(marker, dict) or marker.get("key") != key:
-        return None
-    python = link / "bin" / "python"
-    try:
-        probe = subprocess.run([str(python), "-c", "import sagemaker_training, gethostname"],
+        return None, None, f"{MARKER} names another key"
+    python = build / "bin" / "python"
+    try:  # -B: the check itself must not add compiled modules to what it checks
+        probe = subprocess.run([str(python), "-B", "-c", "import sagemaker_training, gethostname"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return marker if probe.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, None, f"its Python does not start ({exc})"
+    if probe.returncode != 0:
+        return None, None, "its Python cannot import the training toolkit"
+    return marker, record, ""
 
 
 def _discard(link: Path, root: Path) -> None:
@@ -373,8 +470,9 @@ def _interpreter(python: str) -> dict:
 
 
 def _pip(python: str, args: Sequence[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PIP_CACHE_DIR=str(cache_root() / PIP_CACHE))
     return subprocess.run([python, *_PIP, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", cwd=str(cwd) if cwd else None)
+                          errors="replace", cwd=str(cwd) if cwd else None, env=env)
 
 
 def _run(command: Sequence[str], failure: str) -> None:

@@ -178,4 +178,7 @@ def literal_paths(config: Config) -> List[str]:
 def fallback_notice(config: Config, reason: str) -> Optional[str]:
     return (f"local: no private /opt/ml per job ({reason}): literal paths in the scripts will not work, among them "
             f"{', '.join(literal_paths(config))}, /opt/ml/model and /opt/ml/input/data; the MLTP_* and SM_* variables "
-            "point into .mltp/work/ instead")
+            "point into .mltp/work/ instead\n"
+            "local: with no namespace, jobs can write the shared local environments on this agent: each is checked "
+            "against its install record before and after every job, and one a job changed fails that job and is "
+            "built again before anything uses it")

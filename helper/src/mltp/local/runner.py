@@ -22,6 +22,13 @@ each job runs in a private mount namespace with that tree mounted at /opt/ml
 (`sandbox`), so the request's paths stay literal and scripts may use them;
 otherwise every /opt/ml path in the request (entry point, environment values)
 is mapped into the work folder.
+
+The local environments are shared by every repo on the agent: in a namespace
+jobs see them (and the rest of mltp's cache, and the pip cache) read-only.
+Before each job its environment is checked against the record of its files
+(envs.ensure); with no namespace the job could write it, so it is checked
+after the job as well, against the record read before it: a job that changed
+it fails, and the environment is built again before anything uses it.
 """
 
 import json
@@ -34,12 +41,15 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
+
+import click
 
 from .. import evaluation_guard, processing_entry
 from ..aws import Clients
+from ..errors import RunFailed
 from ..outcome import exception_line
-from . import sandbox
+from . import envs, sandbox
 
 CONTAINER_ROOT = "/opt/ml"
 # CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
@@ -54,6 +64,7 @@ LOCAL_HOST = "localhost"
 TOOLKIT_LOGGER = "sagemaker-training-toolkit"
 TOOLKIT_FAILURE = "Reporting training FAILURE"
 JOB_ROLES = {"prep": "preprocessing", "train": "training", "eval": "evaluation"}
+READ_ONLY_HINT = "the local environments are read-only to jobs: list the packages a script needs in requirements.txt"
 
 
 class JobFailed(Exception):
@@ -68,12 +79,14 @@ def split_s3(uri: str) -> Tuple[str, str]:
 class LocalJobRunner:
     def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
                  environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None,
-                 logs_dir: Optional[Path] = None):
+                 logs_dir: Optional[Path] = None, say: Callable[[str], None] = click.echo):
         """`environments`: step role -> envs.Environment, the interpreter of that
         step's jobs; `python` serves a step without one. `sandboxed`: None probes
         whether jobs can have a private /opt/ml (sandbox.probe). `logs_dir`: where
         each job's log is also kept as `<job>.log` as soon as the job ends (the run's
-        report folder, so the report written at the end links every log)."""
+        report folder, so the report written at the end links every log). `say`:
+        where lines about the environments go (a rebuild, a changed environment)."""
+        self.say = say
         self.clients = clients
         self.workdir = Path(workdir).resolve()
         self.python = python or sys.executable
@@ -113,12 +126,35 @@ class LocalJobRunner:
 
     def _environment(self, job_name: str) -> Tuple[str, Dict[str, str]]:
         """The interpreter of a job's step, and what its environment tells the job."""
-        role = JOB_ROLES.get(job_name.rsplit("-", 2)[-2] if job_name.count("-") >= 2 else "")
-        env = self.environments.get(role or "")
+        env = self._step_environment(job_name)
         if env is None:
             return self.python, {}
         installed = getattr(env, "requirements", None)
         return env.python, ({"MLTP_REQUIREMENTS_INSTALLED": installed} if installed else {})
+
+    def _step_environment(self, job_name: str):
+        role = JOB_ROLES.get(job_name.rsplit("-", 2)[-2] if job_name.count("-") >= 2 else "")
+        return self.environments.get(role or "")
+
+    def _ensure(self, job_name: str, after: bool = False) -> None:
+        """The job's environment checked against its record (envs.ensure), and
+        built again if it changed; every step that shares it gets the new one.
+        After a job (no namespace only) a change fails the job."""
+        env = self._step_environment(job_name)
+        if env is None:
+            return
+        try:
+            checked, changed = envs.ensure(env, say=self.say)
+        except RunFailed as exc:
+            raise JobFailed(f"ClientError: {exc}")
+        if checked is not env:
+            with self._lock:
+                for role, other in list(self.environments.items()):
+                    if other is env:
+                        self.environments[role] = checked
+        if after and changed:
+            raise JobFailed(f"AlgorithmError: {job_name} changed the shared local environment {env.path} ({changed}), "
+                            f"which was built again; {READ_ONLY_HINT}")
 
     def _named(self, python: str) -> str:
         """The interpreter a message names: the user's for an overlay of --python."""
@@ -226,10 +262,12 @@ class LocalJobRunner:
         limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
         log_path = self.workdir / f"{job_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure(job_name)
         started = time.time()
         launch, where = list(command), str(cwd)
         if self.sandboxed:  # the job's own /opt/ml; the working directory is set inside
-            launch = sandbox.wrap(command, self.workdir / job_name / CONTAINER_ROOT.lstrip("/"), str(cwd))
+            launch = sandbox.wrap(command, self.workdir / job_name / CONTAINER_ROOT.lstrip("/"), str(cwd),
+                                  read_only=envs.protected_paths(list(self.environments.values())))
             where = str(self.workdir)
         with self._lock:
             if self._stopped:
@@ -246,9 +284,11 @@ class LocalJobRunner:
             output, _ = proc.communicate()
             self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
+            self._checked_after(proc, job_name)
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
         self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)
+        self._checked_after(proc, job_name)
         if proc.returncode != 0:
             script = script or (command[1] if len(command) > 1 else command[0])
             written = None
@@ -257,10 +297,25 @@ class LocalJobRunner:
             raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
 
     def _keep_log(self, log_path: Path, output: str) -> None:
-        log_path.write_text(output, encoding="utf-8")
+        """The job's log in its work folder and, as a new file renamed into place
+        (never written through a link left there), beside the report."""
+        from .. import owned
+
+        data = output.encode("utf-8", errors="replace")
+        owned.write_atomic(log_path, data)
         if self.logs_dir is not None:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
-            (self.logs_dir / log_path.name).write_text(output, encoding="utf-8")
+            owned.write_atomic(self.logs_dir / log_path.name, data)
+
+    def _checked_after(self, proc: subprocess.Popen, job_name: str) -> None:
+        """With no namespace the job could write the shared environment: what is
+        left of its process group ends first (a child it left behind could
+        write later), then the environment is checked against the record read
+        before the job."""
+        if self.sandboxed:
+            return
+        _signal_job(proc, signal.SIGKILL)
+        self._ensure(job_name, after=True)
 
     def _publish_log(self, kind: str, job_name: str, output: str, started: float) -> None:
         """The job's output goes to CloudWatch Logs, where SageMaker puts it."""
@@ -370,8 +425,10 @@ def failure_reason(script: str, code: int, output: str, python: str, failure: Op
     kind = (failure or "").split(":", 1)[0].strip()
     if kind == "InstallRequirementsError":
         code_line = re.search(r"ExitCode (\S+)", failure or "")
+        reason = processing_entry.pip_reason(output)
+        hint = f"; {READ_ONLY_HINT}" if "Read-only file system" in reason else ""
         return (f"AlgorithmError: InstallRequirementsError: requirements.txt failed to install (pip exited with code "
-                f"{code_line.group(1) if code_line else code}: {processing_entry.pip_reason(output)})")
+                f"{code_line.group(1) if code_line else code}: {reason}){hint}")
     if failure and kind != "ExecuteUserScriptError":
         return "AlgorithmError: " + " ".join(failure.split())[:1000]
     # One line, like SageMaker's: the exception if the script died of one. The
@@ -385,4 +442,5 @@ def failure_reason(script: str, code: int, output: str, python: str, failure: Op
         output = "\n".join(line for line in output.splitlines() if TOOLKIT_LOGGER not in line)
     lines = output.strip().splitlines()
     died_of = exception_line(output) or next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-    return f"AlgorithmError: {name} exited with code {code}: {died_of}"
+    hint = f" ({READ_ONLY_HINT})" if "[Errno 30] Read-only file system" in died_of else ""
+    return f"AlgorithmError: {name} exited with code {code}: {died_of}{hint}"

@@ -1,0 +1,199 @@
+"""The install record of a local environment, and the check that it still holds.
+
+The local environments (envs.py) are shared by every repo and build on an
+agent. A job that could change one (append to `sklearn/__init__.py`, drop a
+`.pth` file into site-packages) would run its code in the next, unrelated
+repo's jobs. Jobs see them read-only where they run in a private namespace
+(sandbox.py); this record is what catches a change made any other way (a job
+without a namespace, anything else on the agent), before the environment is
+used again.
+
+When an environment is built, `write()` records every entry under it: for a
+file its size and SHA-256, for a symbolic link its target (`mltp-record.json`).
+Compiled modules (`__pycache__`) are part of it: Python loads them in place of
+their sources. An entry that appears later (a new `.pth` or `sitecustomize.py`
+is as good as an edited file) or goes missing is a change too.
+
+Hashing everything on every use would be the plain way; it costs a full read
+of the environment. scikit-learn's (the default framework's) holds about
+14,600 files and 390 MB: hashing it took 2.6 s from the page cache and 16 s
+from disk on a busy two-core agent, where listing and stat-ing every entry
+took 0.4 to 0.9 s. A run checks before each of its three jobs, so the full
+hash every time would add up to a minute. So the check has two levels:
+
+- quick, every use: the set of entries, and for each its (size, mtime_ns,
+  ctime_ns, inode) as seen at the last full check (`mltp-verified.json`).
+  Writing to a file changes its ctime, which unlike mtime cannot be set back
+  from user space; replacing it changes the inode;
+- full: the SHA-256 of every file against the record, when the quick check
+  sees any difference, when there is no earlier full check, and at least once
+  every FULL_EVERY_SECONDS (a day), so a change the quick check cannot see
+  (a clock set back, a file system without real ctimes) is found within a day.
+
+A full check that passes rewrites the quick record. A change is never
+repaired in place: the caller takes the environment out of use and builds it
+again (envs.py), naming the environment and the entry.
+
+The record is only as safe as the folder it lives in: on an agent where jobs
+run with no namespace they run as the agent's user and could rewrite the
+record as well. The runner therefore keeps the record it read before a job in
+memory and checks against that after the job (runner.py), and says once that
+jobs can write the shared environments there.
+"""
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+RECORD = "mltp-record.json"
+SEEN = "mltp-verified.json"
+FULL_EVERY_SECONDS = 24 * 3600
+FORMAT = 1
+# mltp's own bookkeeping beside the environment's files: not part of the record.
+_OWN_PREFIXES = (RECORD, SEEN)
+
+Stat = Tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+
+
+@dataclass
+class Record:
+    """What an environment held when built, and how its entries looked at the
+    last full check (`full_at`, epoch seconds; 0 when never)."""
+
+    entries: Dict[str, list]  # relative path -> ["f", size, sha256] or ["l", target]
+    seen: Dict[str, Stat] = field(default_factory=dict)
+    full_at: float = 0.0
+
+
+class Changed(Exception):
+    """The environment is not what was built: the message names the entry."""
+
+
+def write(root: Path) -> Record:
+    """Records every entry under `root` (a just-built environment), and the quick record with it."""
+    root = Path(root)
+    entries: Dict[str, list] = {}
+    for rel, info in _walk(root).items():
+        path = root / rel
+        if stat.S_ISLNK(info.st_mode):
+            entries[rel] = ["l", os.readlink(str(path))]
+        elif stat.S_ISREG(info.st_mode):
+            entries[rel] = ["f", info.st_size, _sha256(path)]
+        else:
+            raise Changed(f"{rel} is neither a file nor a symbolic link")
+    _write_json(root / RECORD, {"format": FORMAT, "entries": entries})
+    record = Record(entries)
+    _remember(root, record, _walk(root))
+    return record
+
+
+def load(root: Path) -> Record:
+    """The record written when `root` was built, with the quick record of its last full check."""
+    root = Path(root)
+    try:
+        data = json.loads((root / RECORD).read_text(encoding="utf-8"))
+        entries = data["entries"]
+        if data.get("format") != FORMAT or not isinstance(entries, dict):
+            raise ValueError("unknown format")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise Changed(f"its install record {RECORD} is missing or unreadable")
+    record = Record(entries)
+    try:
+        seen = json.loads((root / SEEN).read_text(encoding="utf-8"))
+        record.seen = {k: tuple(v) for k, v in seen["stats"].items()}
+        record.full_at = float(seen["full_at"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # no quick record: the next check is a full one
+    return record
+
+
+def check(root: Path, record: Record, full: bool = False, now: Optional[float] = None) -> str:
+    """Raises Changed naming the first entry that differs from `record`; else
+    says which level of check it took ('quick' or 'full'). A full check that
+    passes updates `record` and, where it can, the quick record on disk."""
+    root = Path(root)
+    now = time.time() if now is None else now
+    current = _walk(root)
+    added = sorted(set(current) - set(record.entries))
+    if added:
+        raise Changed(f"{added[0]} was added")
+    missing = sorted(set(record.entries) - set(current))
+    if missing:
+        raise Changed(f"{missing[0]} is missing")
+    if not full and record.full_at and now - record.full_at < FULL_EVERY_SECONDS and \
+            all(record.seen.get(rel) == _stat(info) for rel, info in current.items()):
+        return "quick"
+    for rel in sorted(current):
+        expected, info, path = record.entries[rel], current[rel], root / rel
+        if expected[0] == "l":
+            if not stat.S_ISLNK(info.st_mode) or os.readlink(str(path)) != expected[1]:
+                raise Changed(f"{rel} changed")
+        elif not stat.S_ISREG(info.st_mode) or info.st_size != expected[1] or _sha256(path) != expected[2]:
+            raise Changed(f"{rel} changed")
+    _remember(root, record, current, now)
+    return "full"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _walk(root: Path) -> Dict[str, os.stat_result]:
+    """Every entry under root but directories (and mltp's own bookkeeping), by
+    relative POSIX path, as lstat sees it: symbolic links are not followed."""
+    found: Dict[str, os.stat_result] = {}
+    pending = [("", str(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if not prefix and entry.name.startswith(_OWN_PREFIXES):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((rel + "/", entry.path))
+                else:
+                    found[rel] = entry.stat(follow_symlinks=False)
+    return found
+
+
+def _stat(info: os.stat_result) -> Stat:
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remember(root: Path, record: Record, current: Dict[str, os.stat_result], now: Optional[float] = None) -> None:
+    record.seen = {rel: _stat(info) for rel, info in current.items()}
+    record.full_at = time.time() if now is None else now
+    try:
+        _write_json(root / SEEN, {"full_at": record.full_at, "stats": record.seen})
+    except OSError:
+        pass  # a cache this process may read but not write: the next use checks in full again
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically: two runs checking the same environment may write at once."""
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", dir=str(path.parent))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, sort_keys=True)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, str(path))
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
