@@ -181,8 +181,8 @@ def _log_cell(step: out.StepRecord) -> str:
     """The CloudWatch stream on AWS; in a local run the job's log file beside the report."""
     if step.log_link:
         return _link("log stream", step.log_link)
-    if step.log_file:  # logs/<job name>.log, a path mltp makes (job names are [a-zA-Z0-9-])
-        return _Safe(f"[log file]({step.log_file})")
+    if step.log_file and re.fullmatch(r"logs/[A-Za-z0-9][A-Za-z0-9.-]*\.log", step.log_file):
+        return _Safe(f"[log file]({step.log_file})")  # logs/<job name>.log, a path mltp makes
     return "-"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -274,10 +275,12 @@ def log_href(step: Dict[str, Any]) -> Optional[str]:
     """Where a step's log is: its CloudWatch stream on AWS, or the job's log file
     beside the report in a local run (`logs/<job>.log`, a relative link that
     travels with the archived report folder)."""
-    if step.get("log_link") and str(step["log_link"]).startswith("https://"):
-        return str(step["log_link"])
-    if step.get("log_file"):
-        return str(step["log_file"])
+    target = console_link(step.get("log_link"))
+    if target:
+        return target
+    log_file = str(step.get("log_file") or "")
+    if re.fullmatch(r"logs/[A-Za-z0-9][A-Za-z0-9.-]*\.log", log_file) and ".." not in log_file:
+        return log_file
     return None
 
 
