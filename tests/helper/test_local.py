@@ -57,7 +57,11 @@ def test_tiny_model_passes_and_registers(tmp_path):
     for internal in ("ReadEvaluation", "ShouldRegister", "Registered", "MetricGateFailed"):
         assert internal not in proc.stdout
     markdown = (report / "report.md").read_text()
-    assert "unknown" not in markdown and "](" not in markdown  # no placeholder links
+    assert "unknown" not in markdown  # no placeholder text
+    # no placeholder links: the only links are the job logs kept beside the report
+    links = re.findall(r"\]\(([^)]*)\)", markdown)
+    assert len(links) == 3 and all(re.fullmatch(r"logs/tiny-model-(prep|train|eval)-\w+\.log", x) for x in links), links
+    assert all((report / x).is_file() for x in links)
     assert re.search(r"\| Started \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \|", markdown), markdown
     assert [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ") and " | succeeded | " in line
             or " | passed | " in line] == ["| Preprocessing", "| Training", "| Evaluation", "| Gate", "| Register"]
