@@ -210,7 +210,7 @@ def _task_needs(cfg, definition, execution_input, execution_id):
     from mltp import gate
 
     report = {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}
-    state = dict(execution_input, evaluation={"report": report}, gate={"values": gate.merged_entries(report)})
+    state = dict(execution_input, evaluation={"report": report, "ETag": '"0123456789abcdef0123456789abcdef"'}, gate={"values": gate.merged_entries(report)})
     ctx = asl.context(execution_input, execution_id, state)
     region, account = cfg.aws.region, cfg.aws.account_id
     needs = [(action, "*", {}) for action in iam_actions.LOG_DELIVERY_ACTIONS]  # the state machine's logging

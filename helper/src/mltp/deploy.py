@@ -110,7 +110,8 @@ def deploy(ctx: RunContext, clients: Clients, definition: Optional[str] = None) 
     if definition is None:
         from . import definition as definition_mod
 
-        definition = definition_mod.render(ctx.config)
+        # a branch's jobs run as aws.branch_sagemaker_role_arn when it is set
+        definition = definition_mod.render(naming.definition_config(ctx.config, ctx.state_machine))
     role = ctx.config.aws.states_role_arn
     logging = logging_configuration(log_group.ensure(ctx.config, clients).arn)
     wanted_tags = tags(ctx)

@@ -339,7 +339,7 @@ def _record_checksum(clients, result) -> None:
     from .errors import AwsRefused
 
     try:
-        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn)
+        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn, result.model_copy)
     except AwsRefused as exc:
         result.warnings.append(f"could not record the model's SHA-256 on {result.model_package_name}: {exc.message}")
 
