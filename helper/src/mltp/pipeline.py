@@ -126,7 +126,8 @@ def preflight_checked(ctx: RunContext):
     from .aws import Clients
     from .errors import AwsRefused
 
-    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS))
+    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS),
+                                     branch_build=not ctx.register)
     for check in checks:
         click.echo(f"preflight: {check.line()}")
     failed = [check.text for check in checks if check.status == preflight_mod.FAILED]
