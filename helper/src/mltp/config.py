@@ -602,8 +602,9 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         # written for "a/b" do not: one key, several spellings. Refused outright.
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
     branch_role, default_role = _get(data, "aws", "branch_sagemaker_role_arn"), _get(data, "aws", "sagemaker_role_arn")
-    if isinstance(branch_role, str) and isinstance(default_role, str) and \
-            branch_role.split(":")[1:5:3] != default_role.split(":")[1:5:3]:
+    role_arn = re.compile(r"^arn:[^:]+:iam::[0-9]{12}:role/")  # a malformed one is reported by the schema
+    if isinstance(branch_role, str) and isinstance(default_role, str) and role_arn.match(branch_role) and \
+            role_arn.match(default_role) and branch_role.split(":")[1:5:3] != default_role.split(":")[1:5:3]:
         # The state machine passes it with the states role, in the default role's account.
         add(("aws", "branch_sagemaker_role_arn"), "must be a role of the same account as aws.sagemaker_role_arn")
     out.extend(_retrain_problems(doc))
