@@ -148,6 +148,22 @@ def test_a_branch_state_machines_jobs_run_as_the_branch_role(cfg):
     assert default["Training"]["Parameters"]["RoleArn"] == cfg.aws.sagemaker_role_arn
 
 
+def test_an_admin_pins_the_branch_role_over_config_yaml(cfg):
+    """MLTP_BRANCH_SAGEMAKER_ROLE_ARN (set by an admin where a pull request cannot) wins
+    over whatever the pull request's config.yaml says, or leaves out."""
+    from mltp.errors import InvalidInput
+
+    pinned = cfg.aws.sagemaker_role_arn.rsplit("/", 1)[0] + "/SageMakerBranches"
+    env = {"BRANCH_NAME": "PR-7", "CHANGE_ID": "7", "MLTP_BRANCH_SAGEMAKER_ROLE_ARN": pinned}
+    ctx = make_context(cfg, env=env)
+    assert ctx.config.aws.branch_sagemaker_role_arn == pinned
+    assert naming.job_role_arn(ctx.config, ctx.state_machine) == pinned
+    assert make_context(cfg, env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"}).config is cfg
+    for bad in ("SageMakerBranches", "arn:aws:iam::999999999999:role/SageMakerBranches"):
+        with pytest.raises(InvalidInput, match="MLTP_BRANCH_SAGEMAKER_ROLE_ARN=.*must be an IAM role ARN in the account"):
+            make_context(cfg, env=dict(env, MLTP_BRANCH_SAGEMAKER_ROLE_ARN=bad))
+
+
 def test_run_artifacts_are_where_the_execution_input_puts_them(cfg):
     data = naming.execution_input(cfg, "fixture-model--dev", "run-9", "abc", register=False)
     artifacts = naming.run_artifacts(cfg, "fixture-model--dev", "run-9")

@@ -10,9 +10,10 @@ share a state machine.
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from .config import Config
+from .errors import InvalidInput
 
 STATE_MACHINE_MAX = 80
 EXECUTION_MAX = 80
@@ -109,6 +110,23 @@ def job_role_arn(config: Config, state_machine: Optional[str]) -> str:
     if branch_of(config, state_machine) and config.aws.branch_sagemaker_role_arn:
         return config.aws.branch_sagemaker_role_arn
     return config.aws.sagemaker_role_arn
+
+
+BRANCH_ROLE_VARIABLE = "MLTP_BRANCH_SAGEMAKER_ROLE_ARN"
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+
+
+def pinned_branch_role(config: Config, env: Mapping[str, str]) -> Config:
+    """The config with aws.branch_sagemaker_role_arn taken from MLTP_BRANCH_SAGEMAKER_ROLE_ARN
+    when that is set: an admin sets it on the Jenkins folder or agent, where a pull
+    request's config.yaml cannot drop or rewrite it (docs/trust.md)."""
+    pinned = env.get(BRANCH_ROLE_VARIABLE, "")
+    if not pinned:
+        return config
+    if not _ROLE_ARN.match(pinned) or pinned.split(":")[1:5:3] != config.aws.sagemaker_role_arn.split(":")[1:5:3]:
+        raise InvalidInput(f"{BRANCH_ROLE_VARIABLE}={pinned}: must be an IAM role ARN in the account of "
+                           f"aws.sagemaker_role_arn ({config.where('aws.sagemaker_role_arn')})")
+    return replace(config, aws=replace(config.aws, branch_sagemaker_role_arn=pinned))
 
 
 def definition_config(config: Config, state_machine: Optional[str]) -> Config:
