@@ -278,7 +278,7 @@ def tasks(tmp_path_factory):
         execution = naming.execution_input(cfg, cfg.name, "jenkins-1", "ab" * 32, True, "c0ffee", "https://j/1/")
         report = {"regression_metrics": {r.metric: {"value": 0.5} for r in cfg.gate},
                   "metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}
-        state = dict(execution.to_dict(), evaluation={"report": report}, gate={"values": gate.merged_entries(report)})
+        state = dict(execution.to_dict(), evaluation={"report": report, "ETag": '"0123456789abcdef0123456789abcdef"'}, gate={"values": gate.merged_entries(report)})
         ctx = asl.context(execution.to_dict(), f"arn:aws:states:{cfg.aws.region}:1:execution:{cfg.name}:jenkins-1", state)
         for name, task in asl.task_states(rendered):
             out.append((variant, name, task["Resource"], asl.resolve(task.get("Parameters", {}), ctx)))

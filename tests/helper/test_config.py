@@ -77,6 +77,21 @@ def test_environment_and_tags_become_strings(tmp_path):
     assert cfg.steps.training.environment == {"THREADS": "4", "DEBUG": "false"}
 
 
+def test_branch_sagemaker_role_is_optional_and_of_the_same_account(tmp_path):
+    assert config_mod.load(BASE).aws.branch_sagemaker_role_arn is None
+    base = (BASE / "config.yaml").read_text()
+    good = base.replace("  states_role_arn",
+                        "  branch_sagemaker_role_arn: arn:aws:iam::123456789012:role/SageMakerBranches\n  states_role_arn")
+    assert load_text(tmp_path, good).aws.branch_sagemaker_role_arn == "arn:aws:iam::123456789012:role/SageMakerBranches"
+    for value, says in (("arn:aws:iam::210987654321:role/Other", "must be a role of the same account as aws.sagemaker_role_arn"),
+                        ("SageMakerBranches", "must be an IAM role ARN")):
+        text = base.replace("  states_role_arn", f"  branch_sagemaker_role_arn: {value}\n  states_role_arn")
+        with pytest.raises(InvalidInput) as info:
+            load_text(tmp_path, text)
+        (detail,) = info.value.details
+        assert "config.yaml:7: aws.branch_sagemaker_role_arn: " in detail and says in detail, detail
+
+
 def test_alias_bomb_is_refused_quickly(tmp_path):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n"
     for prev, name in zip("abcdefgh", "bcdefghi"):

@@ -26,7 +26,7 @@ BASE = ROOT / "tests" / "fixtures" / "base"
 
 STATE_NAMES = {"Preprocessing", "Training", "Evaluation", "ReadEvaluation", "MetricSections", "GateMetrics",
                "Gate", "MetricGateFailed",
-               "ShouldRegister", "NotRegistered", "Register", "Registered"}
+               "ShouldRegister", "NotRegistered", "CopyModel", "CopyEvaluation", "Register", "Registered"}
 
 
 def _example() -> dict:
@@ -164,7 +164,8 @@ EXECUTION_ID = "arn:aws:states:ap-northeast-2:123456789012:execution:fraud-detec
 def sample_state(cfg, **overrides) -> dict:
     """The state data when Register runs: the input, plus evaluation.json with every gate metric."""
     data = sample_input(cfg, **overrides)
-    data["evaluation"] = {"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}}
+    data["evaluation"] = {"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}},
+                          "ETag": '"0123456789abcdef0123456789abcdef"'}  # ReadEvaluation keeps the object's ETag
     data["gate"] = {"values": gate.merged_entries(data["evaluation"]["report"])}  # what GateMetrics leaves
     return data
 
@@ -206,7 +207,7 @@ def test_task_parameters_are_valid_api_requests(rendered, name):
         params = asl.resolve(task["Parameters"], ctx)
         assert asl.api_errors(task["Resource"], params) == [], f"{state}:\n{asl.dumps(params)}"
         seen.add(asl.operation(task["Resource"]).name)
-    assert seen == {"CreateProcessingJob", "CreateTrainingJob", "GetObject", "CreateModelPackage"}
+    assert seen == {"CreateProcessingJob", "CreateTrainingJob", "GetObject", "CopyObject", "CreateModelPackage"}
 
 
 def test_the_api_check_catches_what_aws_would_refuse(rendered):
@@ -265,8 +266,10 @@ def test_only_execution_input_varies_between_runs(rendered, name):
                 walk(v)
 
     walk(definition["States"])
-    # Register: the Choice; Branch: for people; Champion: the Gate reads it as state data ($.Champion.Bars)
-    assert used == keys - {"Branch", "Register", "Champion"}
+    # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
+    # Register names only as its registry copy): for people; Champion: the Gate reads it
+    # as state data ($.Champion.Bars)
+    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri"}
     assert "$$.Execution.Input['Register']" in text
     sample = sample_input(cfg)
     for key in ("RunName", "PreprocessingJobName", "CodeS3Uri", "ModelArtifactS3Uri", "EvaluationKey"):
@@ -289,6 +292,7 @@ def test_flow_and_state_names(rendered):
     assert nxt["MetricSections"] == "GateMetrics" and nxt["GateMetrics"] == "Gate"
     for name in ("MetricSections", "GateMetrics"):  # as the local check merges them (gate.merge_states)
         assert {k: v for k, v in states[name].items() if k != "Next"} == gate.merge_states()[name]
+    assert nxt["CopyModel"] == "CopyEvaluation" and nxt["CopyEvaluation"] == "Register"
     assert nxt["Register"] == "Registered"
     gate_state = states["Gate"]
     assert gate_state["Type"] == "Choice" and len(gate_state["Choices"]) == 1
@@ -297,7 +301,7 @@ def test_flow_and_state_names(rendered):
     assert failed["Type"] == "Fail" and failed["Error"] == "MetricGateFailed"
     assert "auc >= 0.9" in failed["Cause"] and "false_positive_rate <= 0.05" in failed["Cause"]
     should = states["ShouldRegister"]
-    assert should["Choices"] == [{"Variable": "$$.Execution.Input['Register']", "BooleanEquals": True, "Next": "Register"}]
+    assert should["Choices"] == [{"Variable": "$$.Execution.Input['Register']", "BooleanEquals": True, "Next": "CopyModel"}]
     assert should["Default"] == "NotRegistered"
     assert states["NotRegistered"]["Type"] == states["Registered"]["Type"] == "Succeed"
 
@@ -315,11 +319,16 @@ def test_result_paths_keep_state_data_small_and_the_arn_in_the_output(rendered):
     assert s["ReadEvaluation"]["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
     assert s["ReadEvaluation"]["ResultPath"] == "$.evaluation"
     assert s["ReadEvaluation"]["ResultSelector"] == {"report.$": "States.StringToJson($.Body)",
-                                                     "sections": {name: {} for name in gate.SECTIONS}}
+                                                     "sections": {name: {} for name in gate.SECTIONS},
+                                                     "ETag.$": "$.ETag"}
     assert s["ReadEvaluation"]["Parameters"] == {"Bucket.$": "$$.Execution.Input['EvaluationBucket']",
                                                  "Key.$": "$$.Execution.Input['EvaluationKey']"}
     gate_paths = {c["Variable"] for rule in s["Gate"]["Choices"][0]["And"] for c in rule["And"]}
     assert gate_paths == {"$.gate.values.auc.value", "$.gate.values.false_positive_rate.value"}
+    for name, part in (("CopyModel", "model"), ("CopyEvaluation", "evaluation")):
+        assert s[name]["Resource"] == "arn:aws:states:::aws-sdk:s3:copyObject"
+        assert (s[name]["ResultPath"], s[name]["ResultSelector"]) == (
+            f"$.registry.{part}", {"ETag.$": "$.CopyObjectResult.ETag"})
     assert s["Register"]["ResultPath"] == "$.register" == definition_mod.REGISTER_PATH
     assert definition_mod.MODEL_PACKAGE_ARN_PATH == "$.register.ModelPackageArn"
 
@@ -496,7 +505,7 @@ def test_register(rendered):
     assert p["ModelPackageDescription"] == cfg.description
     (container,) = p["InferenceSpecification"]["Containers"]
     assert container["Image"] == "366743142698.dkr.ecr.ap-northeast-2.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-    assert container["ModelDataUrl.$"] == "$$.Execution.Input['ModelArtifactS3Uri']"
+    assert container["ModelDataUrl.$"] == "$$.Execution.Input['RegistryModelS3Uri']"  # the copy, not the run's
     assert container["Environment"] == {
         "SAGEMAKER_PROGRAM": "train.py", "SAGEMAKER_SUBMIT_DIRECTORY.$": "$$.Execution.Input['SourceDirS3Uri']",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": "ap-northeast-2"}
@@ -504,7 +513,7 @@ def test_register(rendered):
     assert p["InferenceSpecification"]["SupportedResponseMIMETypes"] == ["text/csv"]
     assert p["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.large"]
     assert p["ModelMetrics"] == {"ModelQuality": {"Statistics": {
-        "ContentType": "application/json", "S3Uri.$": "$$.Execution.Input['EvaluationS3Uri']"}}}
+        "ContentType": "application/json", "S3Uri.$": "$$.Execution.Input['RegistryEvaluationS3Uri']"}}}
     assert p["CustomerMetadataProperties"] == {"RunName.$": "$$.Execution.Input['RunName']",
                                                "GitCommit.$": "$$.Execution.Input['GitCommit']",
                                                "BuildUrl.$": "$$.Execution.Input['BuildUrl']",
@@ -519,6 +528,32 @@ def test_register(rendered):
     p = d["States"]["Register"]["Parameters"]
     assert p["ModelPackageGroupName"] == "fraud-models" and p["ModelApprovalStatus"] == "Approved"
     assert p["ModelPackageDescription"] == "Fraud model. Trained weekly; gated on FPR"
+
+
+def test_registration_copies_the_artifacts_out_of_the_jobs_reach(rendered):
+    """CopyModel and CopyEvaluation put the run's model.tar.gz and evaluation.json under
+    registry/<run>/ (only the states role writes there, policies.py); evaluation.json
+    only while it is still the object the Gate read (its ETag); with a KMS key the
+    copies are encrypted with it."""
+    cfg, d, _, _ = rendered["example"]
+    states = d["States"]
+    resolved = {name: asl.resolve(states[name]["Parameters"], asl.context(sample_input(cfg), EXECUTION_ID, sample_state(cfg)))
+                for name in ("CopyModel", "CopyEvaluation")}
+    data = sample_input(cfg)
+    assert resolved["CopyModel"] == {"Bucket": cfg.aws.bucket, "Key": data["RegistryModelKey"],
+                                     "CopySource": data["ModelArtifactCopySource"]}
+    assert resolved["CopyEvaluation"] == {"Bucket": cfg.aws.bucket, "Key": data["RegistryEvaluationKey"],
+                                          "CopySource": data["EvaluationCopySource"],
+                                          "CopySourceIfMatch": sample_state(cfg)["evaluation"]["ETag"]}
+    assert data["ModelArtifactCopySource"] == data["ModelArtifactS3Uri"][len("s3://"):]
+    assert data["RegistryModelS3Uri"] == f"s3://{cfg.aws.bucket}/{data['RegistryModelKey']}"
+    assert data["RegistryModelKey"] == f"{cfg.aws.prefix}/{cfg.name}/registry/{data['RunName']}/model.tar.gz"
+    for name in ("CopyModel", "CopyEvaluation"):
+        assert states[name]["Retry"][0]["ErrorEquals"] == ["S3.S3Exception", "S3.SdkClientException"]
+    kms_cfg, kms, _, _ = rendered["kms"]
+    for name in ("CopyModel", "CopyEvaluation"):
+        parameters = kms["States"][name]["Parameters"]
+        assert (parameters["ServerSideEncryption"], parameters["SSEKMSKeyId"]) == ("aws:kms", kms_cfg.aws.kms_key_id)
 
 
 def test_retries(rendered):
@@ -654,6 +689,8 @@ def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monke
                                           build_url="https://jenkins.example.com/job/x/1/", branch="main")
             body = {"metrics": {k: {"value": v} for k, v in metrics.items()}}
             s3.put_object(Bucket=data.EvaluationBucket, Key=data.EvaluationKey, Body=json.dumps(body).encode())
+            s3.put_object(Bucket=data.EvaluationBucket, Key=data.ModelArtifactCopySource.split("/", 1)[1],
+                          Body=b"model of " + run.encode())
             arn = sfn.start_execution(stateMachineArn=machine, name=run, input=json.dumps(data.to_dict()))["executionArn"]
             executions[run] = (arn, data)
         outcomes = {}
@@ -676,12 +713,25 @@ def test_an_interpreter_runs_the_definition_as_the_contract_says(rendered, monke
         # evaluation.json, with the sections it lacks as empty objects (MetricSections), held once.
         assert output["evaluation"] == {"report": {
             **{name: {} for name in gate.SECTIONS},
-            "metrics": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}}}
+            "metrics": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}},
+            "ETag": s3.head_object(Bucket=cfg.aws.bucket, Key=executions["at-bounds"][1].EvaluationKey)["ETag"]}
         assert output["gate"] == {"values": {"auc": {"value": 0.9}, "false_positive_rate": {"value": 0.05}}}
         assert set(output["jobs"]) == {"preprocessing", "training", "evaluation"}
         package = sm.describe_model_package(ModelPackageName=arn)
         assert package["CustomerMetadataProperties"]["RunName"] == "at-bounds"
-        assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == executions["at-bounds"][1].EvaluationS3Uri
+        # Registered from the registry copies, which hold the run's bytes; the copy's ETag is in the output.
+        passed = executions["at-bounds"][1]
+        assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == passed.RegistryEvaluationS3Uri
+        assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == passed.RegistryModelS3Uri
+        assert "/registry/at-bounds/" in passed.RegistryModelS3Uri
+        copy = s3.get_object(Bucket=cfg.aws.bucket, Key=passed.RegistryModelKey)
+        assert copy["Body"].read() == b"model of at-bounds"
+        assert output["registry"]["model"] == {"ETag": copy["ETag"]}
+        evaluation_copy = s3.get_object(Bucket=cfg.aws.bucket, Key=passed.RegistryEvaluationKey)
+        assert json.loads(evaluation_copy["Body"].read())["metrics"]["auc"] == {"value": 0.9}
+        assert output["registry"]["evaluation"] == {"ETag": evaluation_copy["ETag"]}
+        for run in ("missing", "branch"):  # nothing copied for a run that does not register
+            assert s3.list_objects_v2(Bucket=cfg.aws.bucket, Prefix=executions[run][1].RegistryModelKey)["KeyCount"] == 0
         branch = json.loads(outcomes["branch"]["output"])
         assert "register" not in branch
         history = sfn.get_execution_history(executionArn=executions["branch"][0])["events"]

@@ -405,7 +405,8 @@ def test_the_state_machine_reads_the_values_as_the_local_check_does(monkeypatch)
             arn = sfn.create_state_machine(name=f"formats-{index}", definition=json.dumps(definition),
                                            roleArn="arn:aws:iam::123456789012:role/StepFunctions")["stateMachineArn"]
             # What ReadEvaluation's ResultSelector leaves ($.evaluation), and no champion bars.
-            data = {"evaluation": {"report": report, "sections": gate.SECTION_DEFAULTS}, "Champion": {"Bars": {}}}
+            data = {"evaluation": {"report": report, "sections": gate.SECTION_DEFAULTS, "ETag": '"e"'},
+                    "Champion": {"Bars": {}}}
             execution = sfn.start_execution(stateMachineArn=arn, name="run", input=json.dumps(data))["executionArn"]
             started.append((case_id, rules, report, all(expected), execution))
         deadline = time.monotonic() + 60

@@ -64,7 +64,7 @@ def test_every_action_the_table_names_is_an_iam_action():
     named |= {a for actions in iam_actions.RENAMED.values() for a in actions}
     named |= {a for actions in iam_actions.EXTRA_FOR_MEMBER.values() for a in actions}
     for integration in iam_actions.INTEGRATIONS.values():
-        named |= set(integration.actions) | ({integration.tags_action} - {None})
+        named |= set(integration.actions) | set(integration.source_actions) | ({integration.tags_action} - {None})
     unknown = sorted(a for a in named if iam_check.iam_action(a) is None)
     assert not unknown, f"not IAM actions: {unknown}"
 
@@ -205,16 +205,21 @@ def _unquote(value):
 # --------------------------------------------------------------------------- states: the definition's tasks
 
 
+REGISTERING_STATES = ("CopyModel", "CopyEvaluation", "Register")  # reached only when the run's Register is true
+
+
 def _task_needs(cfg, definition, execution_input, execution_id):
     # The state data when the last Task (Register) runs: the input plus evaluation.json's gate metrics.
     from mltp import gate
 
     report = {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}}
-    state = dict(execution_input, evaluation={"report": report}, gate={"values": gate.merged_entries(report)})
+    state = dict(execution_input, evaluation={"report": report, "ETag": '"0123456789abcdef0123456789abcdef"'}, gate={"values": gate.merged_entries(report)})
     ctx = asl.context(execution_input, execution_id, state)
     region, account = cfg.aws.region, cfg.aws.account_id
     needs = [(action, "*", {}) for action in iam_actions.LOG_DELIVERY_ACTIONS]  # the state machine's logging
     for name, state in asl.task_states(definition):
+        if name in REGISTERING_STATES and not execution_input["Register"]:
+            continue
         integration = iam_actions.integration_of(state["Resource"])
         assert integration, f"{name}: no entry in iam_actions.INTEGRATIONS for {state['Resource']}"
         params = asl.resolve(state.get("Parameters", {}), ctx)
@@ -226,6 +231,10 @@ def _task_needs(cfg, definition, execution_input, execution_id):
             targets = [f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"]
             if cfg.aws.kms_key_id:  # the object was written with the key: reading decrypts it
                 needs.append(("kms:Decrypt", _key_resource(cfg), _key_context(cfg)))
+            if "CopySource" in params:  # CopyObject reads its source, and encrypts the copy with the key
+                needs += [(action, f"arn:aws:s3:::{params['CopySource']}", {}) for action in integration.source_actions]
+                if cfg.aws.kms_key_id:
+                    needs.append(("kms:GenerateDataKey", _key_resource(cfg), _key_context(cfg)))
         elif "ModelPackageGroupName" in params:
             group = params["ModelPackageGroupName"].lower()
             targets = [f"arn:aws:sagemaker:{region}:{account}:model-package-group/{group}",
@@ -272,6 +281,10 @@ def test_states_policy_covers_every_task_of_the_definition(configs, variant):
     assert len(needs) > 20
     gaps = iam_check.missing(document, needs)
     assert not gaps, "the states policy misses: " + "; ".join(gaps)
+    # A branch run's artifacts can never be copied into the registry, even were its Register set.
+    branch = naming.execution_input(cfg, naming.state_machine_name(cfg, "feature/x", False), "r1", "ab" * 32, True)
+    assert not iam_check.allows(document, "s3:GetObject", f"arn:aws:s3:::{branch.ModelArtifactCopySource}")
+    assert iam_check.allows(document, "s3:PutObject", f"arn:aws:s3:::{cfg.aws.bucket}/{branch.RegistryModelKey}")
 
 
 def test_a_missing_permission_is_named(configs):
@@ -402,7 +415,7 @@ def test_jenkins_policy_covers_the_features_calls(configs):
                      ("sagemaker", "UpdateModelPackage", {"ModelPackageArn": package})],
         "fetch": [("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
                   ("s3", "GetObject", {"Bucket": "mlops-artifacts",
-                                       "Key": "mltp/fraud-detection/runs/r1/model/fraud-detection-train-0123/output/model.tar.gz"})],
+                                       "Key": "mltp/fraud-detection/registry/r1/model.tar.gz"})],
         "trigger": [("s3", "GetBucketNotificationConfiguration", {"Bucket": "mlops-artifacts"}),
                     ("s3", "PutBucketNotificationConfiguration", {"Bucket": "mlops-artifacts"}),
                     *[("lambda", op, {"FunctionName": "mltp-trigger-fraud-detection"})
@@ -432,8 +445,9 @@ def test_jenkins_policy_covers_the_features_calls(configs):
 
 
 # Features whose calls the base Jenkins policy holds anyway: `wait` records the
-# registered model's SHA-256 with the very UpdateModelPackage approve/reject use.
-IN_THE_BASE_POLICY = {"approval"}
+# registered model's SHA-256 with the very UpdateModelPackage approve/reject use,
+# after reading the registry copy of model.tar.gz that fetch-model downloads.
+IN_THE_BASE_POLICY = {"approval", "fetch"}
 
 
 def test_prune_never_deletes_the_default_branch_state_machine_nor_another_model(configs):

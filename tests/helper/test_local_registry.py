@@ -56,6 +56,8 @@ def test_run_approve_run_fetch(tmp_path):
     assert [(v["version"], v["status"]) for v in versions] == [(2, "PendingManualApproval"), (1, "Approved")]
     assert versions[1]["metrics"] == {"auc": 0.93} and versions[1]["decided_by"] == "rm-ann"
     assert versions[0]["metrics"] == {"auc": 0.95}
+    # a version names the registry copy the state machine made, not the run's own folder (docs/trust.md)
+    assert versions[1]["model_data_url"].endswith("/tiny-model/registry/first/model.tar.gz"), versions[1]
 
     # 0.94 is better than the champion's 0.93, but not by 0.01 + a hair: the state machine refuses it.
     set_score(repo, 0.9399)

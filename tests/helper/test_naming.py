@@ -98,6 +98,72 @@ def test_metadata_values_are_safe_for_the_registry(cfg):
     assert data.BuildUrl == "https://ci.example.com/job/fraud/job/feature_252Fx/7/"
 
 
+@pytest.mark.parametrize("branch", HOSTILE)
+def test_a_branch_run_writes_under_its_own_prefix_never_the_default_branchs(cfg, branch):
+    """Issue 20: branch and pull request runs live under branches/<slug>/runs/<run>/,
+    a sibling of the default branch's runs/ and registry/: no branch name or run
+    name makes one reach into the other, nor one branch's into another's."""
+    machine = naming.state_machine_name(cfg, branch, False)
+    root = naming.model_prefix(cfg)
+    prefix = naming.run_prefix(cfg, "run-1", machine)
+    slug = naming.branch_of(cfg, machine)
+    assert prefix == f"{root}branches/{slug}/runs/run-1/" and "/" not in slug and slug not in ("", ".", "..")
+    data = naming.execution_input(cfg, machine, "run-1", "abc", register=False)
+    for key in ("TrainDataS3Uri", "ValidationDataS3Uri", "TestDataS3Uri", "ModelOutputS3Uri", "ModelArtifactS3Uri",
+                "EvaluationOutputS3Uri", "EvaluationS3Uri"):
+        assert getattr(data, key).startswith(f"s3://{cfg.aws.bucket}/{prefix}"), key
+    assert data.EvaluationKey.startswith(prefix) and data.ModelArtifactCopySource.startswith(f"{cfg.aws.bucket}/{prefix}")
+    others = {naming.run_prefix(cfg, "run-1", naming.state_machine_name(cfg, b, False)) for b in HOSTILE}
+    assert len(others) == len(HOSTILE)
+    assert not any(a != b and b.startswith(a) for a in others for b in others)  # no branch's prefix nests in another's
+    for run in ("branches", "run-1", "x" * 80):
+        default = naming.run_prefix(cfg, naming.run_name(run), cfg.name)
+        assert default.startswith(f"{root}runs/") and not prefix.startswith(default) and not default.startswith(prefix)
+
+
+def test_registered_artifacts_go_to_the_registry_prefix(cfg):
+    data = naming.execution_input(cfg, "fixture-model", "run-1", "abc", register=True)
+    assert data.RegistryModelKey == "mltp/fixture-model/registry/run-1/model.tar.gz"
+    assert data.RegistryEvaluationKey == "mltp/fixture-model/registry/run-1/evaluation.json"
+    assert data.RegistryModelS3Uri == f"s3://mlops-artifacts/{data.RegistryModelKey}"
+    assert data.ModelArtifactCopySource == data.ModelArtifactS3Uri[len("s3://"):]
+    assert data.EvaluationCopySource == f"{data.EvaluationBucket}/{data.EvaluationKey}"
+
+
+def test_a_branch_state_machines_jobs_run_as_the_branch_role(cfg):
+    from dataclasses import replace
+
+    from mltp import definition
+
+    assert naming.job_role_arn(cfg, "fixture-model--dev") == cfg.aws.sagemaker_role_arn  # no branch role set
+    assert naming.definition_config(cfg, "fixture-model--dev") is cfg
+    branch_role = cfg.aws.sagemaker_role_arn.rsplit("/", 1)[0] + "/SageMakerBranches"
+    two = replace(cfg, aws=replace(cfg.aws, branch_sagemaker_role_arn=branch_role))
+    assert naming.job_role_arn(two, "fixture-model") == cfg.aws.sagemaker_role_arn
+    assert naming.job_role_arn(two, "fixture-model--dev") == branch_role
+    states = definition.build_definition(naming.definition_config(two, "fixture-model--dev"))["States"]
+    roles = {states[name]["Parameters"]["RoleArn"] for name in ("Preprocessing", "Training", "Evaluation")}
+    assert roles == {branch_role}
+    default = definition.build_definition(naming.definition_config(two, "fixture-model"))["States"]
+    assert default["Training"]["Parameters"]["RoleArn"] == cfg.aws.sagemaker_role_arn
+
+
+def test_an_admin_pins_the_branch_role_over_config_yaml(cfg):
+    """MLTP_BRANCH_SAGEMAKER_ROLE_ARN (set by an admin where a pull request cannot) wins
+    over whatever the pull request's config.yaml says, or leaves out."""
+    from mltp.errors import InvalidInput
+
+    pinned = cfg.aws.sagemaker_role_arn.rsplit("/", 1)[0] + "/SageMakerBranches"
+    env = {"BRANCH_NAME": "PR-7", "CHANGE_ID": "7", "MLTP_BRANCH_SAGEMAKER_ROLE_ARN": pinned}
+    ctx = make_context(cfg, env=env)
+    assert ctx.config.aws.branch_sagemaker_role_arn == pinned
+    assert naming.job_role_arn(ctx.config, ctx.state_machine) == pinned
+    assert make_context(cfg, env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"}).config is cfg
+    for bad in ("SageMakerBranches", "arn:aws:iam::999999999999:role/SageMakerBranches"):
+        with pytest.raises(InvalidInput, match="MLTP_BRANCH_SAGEMAKER_ROLE_ARN=.*must be an IAM role ARN in the account"):
+            make_context(cfg, env=dict(env, MLTP_BRANCH_SAGEMAKER_ROLE_ARN=bad))
+
+
 def test_run_artifacts_are_where_the_execution_input_puts_them(cfg):
     data = naming.execution_input(cfg, "fixture-model--dev", "run-9", "abc", register=False)
     artifacts = naming.run_artifacts(cfg, "fixture-model--dev", "run-9")

@@ -80,6 +80,8 @@ def aws_run(tmp_path_factory):
                                 ("number-metric", {"metrics": {"auc": {"value": 0.95}}})):
             data = naming.execution_input(cfg, cfg.name, run, built.content_hash, True)
             s3.put_object(Bucket=data.EvaluationBucket, Key=data.EvaluationKey, Body=json.dumps(evaluation).encode())
+            # what the training job leaves, which CopyModel copies to the registry
+            s3.put_object(Bucket=data.EvaluationBucket, Key=data.ModelArtifactCopySource.split("/", 1)[1], Body=b"model")
             arn = sfn.start_execution(stateMachineArn=machine, name=run, input=json.dumps(data.to_dict()))["executionArn"]
             results[run] = (wait_for(sfn, arn), data)
         job = sm.describe_processing_job(ProcessingJobName=results["number-metric"][1].EvaluationJobName)

@@ -235,6 +235,54 @@ def test_sync_runs_preflight_first_unless_told_not_to(account, monkeypatch):
 # --------------------------------------------------------------------------- answers AWS documents, judged
 
 
+def warning_lines(result) -> list:
+    return [line for line in result.output.splitlines() if line.startswith("preflight: warning:")]
+
+
+def test_a_branch_build_without_a_branch_role_is_warned_once(account):
+    """Issue 20: what a pull request's jobs can reach is said, not failed."""
+    account.ready()
+    default = account.preflight(env={"BRANCH_NAME": "main"})
+    assert default.exit_code == 0 and warning_lines(default) == [], default.output
+    branch = account.preflight(env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"})
+    assert branch.exit_code == 0, branch.output
+    (line,) = warning_lines(branch)
+    assert f"jobs run as {account.sagemaker_role}, the default branch's role" in line
+    assert "read and overwrite the default branch's runs (runs/*)" in line and "aws.branch_sagemaker_role_arn" in line
+
+
+def test_a_branch_role_is_checked_and_one_equal_to_the_default_is_warned(account):
+    account.ready()
+    branch_role = unique("branches")
+    account.create_role(branch_role, "sagemaker.amazonaws.com")
+    account.set("  states_role_arn:", f"  branch_sagemaker_role_arn: arn:aws:iam::{ACCOUNT}:role/{branch_role}\n"
+                                      "  states_role_arn:")
+    result = account.preflight(env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"})
+    assert result.exit_code == 0 and warning_lines(result) == [], result.output
+    assert f"preflight: ok: role {branch_role} exists and trusts sagemaker.amazonaws.com" in result.output
+    assert f"whether role {account.states_role} may pass role {branch_role}" in result.output
+    account.set(f"role/{branch_role}", f"role/{account.sagemaker_role}")
+    same = account.preflight(env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"})
+    (line,) = warning_lines(same)
+    assert "aws.branch_sagemaker_role_arn is aws.sagemaker_role_arn (" in line and "config.yaml:" in line
+
+
+def test_a_job_role_broader_than_its_policy_is_warned():
+    """Where the simulator answers, a job role that may write registry/ (or, for the
+    branch role, the default branch's runs) is named."""
+    class Allowing(preflight.Preflight):
+        def _simulate(self, source, requests):
+            return [], None  # IAM's simulator allows everything asked
+
+    cfg = config_mod.load(Path(__file__).resolve().parents[2] / "examples" / "fraud-detection")
+    checks = Allowing(cfg, clients=None, branch_build=False)
+    checks.role_docs = {"sagemaker": {}}
+    checks._reach()
+    assert [c.line() for c in checks.checks] == [
+        "warning: role SageMakerExecution may write the registry (registry/*), which only the states role may write: "
+        "its policy is broader than `mltp iam-policy --role sagemaker`"]
+
+
 def test_trust_policy_as_iam_returns_it_url_encoded():
     doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal" \
           "%22%3A%7B%22Service%22%3A%5B%22states.amazonaws.com%22%5D%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D"

@@ -48,7 +48,7 @@ class Group:
         self.clients = Clients(REGION, endpoint)
 
     def register(self, run, auc, fpr=0.01, model=b"model bytes", checksum=True):
-        key = f"mltp/{self.name}/runs/{run}/model/output/model.tar.gz"
+        key = f"mltp/{self.name}/registry/{run}/model.tar.gz"  # the copy the Register step names
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=model)
         arn = self.sm.create_model_package(
             ModelPackageGroupName=self.name,
@@ -199,6 +199,43 @@ def test_fetch_without_a_recorded_checksum_is_5(group, tmp_path):
     group.run("approve", "--version", "1")
     result = group.run("fetch-model", "--to", tmp_path / "out")
     assert result.exit_code == 5 and "has no SHA-256 recorded" in result.output
+
+
+def test_the_checksum_is_of_the_bytes_the_run_copied(group, tmp_path):
+    """`wait` hashes the registry copy only while it holds what CopyModel copied (its
+    ETag, If-Match): a copy replaced after the run is never recorded, so fetch-model
+    refuses that version; a version naming another object than the copy neither."""
+    arn = group.register("run-1", 0.95, checksum=False)
+    uri = f"s3://{BUCKET}/mltp/{group.name}/registry/run-1/model.tar.gz"
+    key = uri[len(f"s3://{BUCKET}/"):]
+    etag = group.s3.head_object(Bucket=BUCKET, Key=key)["ETag"]
+    output = {"registry": {"model": {"ETag": etag}, "evaluation": {"ETag": '"e"'}}}
+    copy = registry.model_copy({"RegistryModelS3Uri": uri}, output)
+    assert copy == registry.ModelCopy(uri, etag)
+    assert registry.model_copy({"RegistryModelS3Uri": uri}, {"register": {}}) is None  # a run that copied nothing
+    assert registry.record_checksum(group.clients, arn, copy) == hashlib.sha256(b"model bytes").hexdigest()
+
+    swapped = group.register("run-2", 0.96, checksum=False)
+    key2 = f"mltp/{group.name}/registry/run-2/model.tar.gz"
+    copied = registry.ModelCopy(f"s3://{BUCKET}/{key2}", group.s3.head_object(Bucket=BUCKET, Key=key2)["ETag"])
+    group.s3.put_object(Bucket=BUCKET, Key=key2, Body=b"a pickle that runs code")
+    with pytest.raises(registry.AwsRefused, match="changed after the run copied it"):
+        registry.record_checksum(group.clients, swapped, copied)
+    assert "ModelSha256" not in group.sm.describe_model_package(ModelPackageName=swapped)["CustomerMetadataProperties"]
+    assert group.run("approve", "--version", "2", "--by", "alice").exit_code == 0
+    fetched = group.run("fetch-model", "--to", tmp_path / "out", "--version", "2")
+    assert fetched.exit_code == 5, fetched.output
+    with pytest.raises(registry.AwsRefused, match="not the registry copy"):
+        registry.record_checksum(group.clients, arn, registry.ModelCopy(f"s3://{BUCKET}/elsewhere/model.tar.gz", etag))
+
+
+def test_the_report_reads_the_registry_copy_of_evaluation_json():
+    data = {"EvaluationKey": "p/m/runs/r/evaluation/evaluation.json",
+            "RegistryEvaluationKey": "p/m/registry/r/evaluation.json"}
+    copied = {"registry": {"model": {"ETag": '"m"'}, "evaluation": {"ETag": '"e"'}}}
+    assert registry.evaluation_read_from(data, copied)["EvaluationKey"] == "p/m/registry/r/evaluation.json"
+    assert registry.evaluation_read_from(data, {"evaluation": {}})["EvaluationKey"] == data["EvaluationKey"]
+    assert registry.evaluation_read_from(data, None)["EvaluationKey"] == data["EvaluationKey"]
 
 
 def test_champion_input_is_the_newest_approved_with_bars(group):

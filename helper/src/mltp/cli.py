@@ -185,8 +185,9 @@ def schema() -> None:
 @main.command("iam-policy")
 @REPO
 @_config_option
-@click.option("--role", required=True, type=click.Choice(["jenkins", "states", "sagemaker", "trigger"]),
-              help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn or the retraining trigger.")
+@click.option("--role", required=True, type=click.Choice(["jenkins", "states", "sagemaker", "branch-sagemaker", "trigger"]),
+              help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn, "
+                   "branch_sagemaker_role_arn or the retraining trigger.")
 @click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs", "prune"]),
               help="Also allow a feature used outside config.yaml (repeatable). KMS and inputs come from config.yaml.")
 @click.option("--jenkins-arn", metavar="ARN",

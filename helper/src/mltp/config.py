@@ -126,6 +126,8 @@ class AwsConfig:
     states_role_arn: str
     kms_key_id: Optional[str]
     tags: Dict[str, str]
+    # The jobs' role for branch and pull request builds (docs/trust.md); None: sagemaker_role_arn.
+    branch_sagemaker_role_arn: Optional[str] = None
 
     @property
     def account_id(self) -> str:
@@ -612,6 +614,12 @@ def _semantic_problems(doc: Document) -> List[Problem]:
         # S3 keeps "a/../b" as written, but consoles, the CLI's sync and IAM policies
         # written for "a/b" do not: one key, several spellings. Refused outright.
         add(("aws", "prefix"), "must not contain '.', '..' or empty segments")
+    branch_role, default_role = _get(data, "aws", "branch_sagemaker_role_arn"), _get(data, "aws", "sagemaker_role_arn")
+    role_arn = re.compile(r"^arn:[^:]+:iam::[0-9]{12}:role/")  # a malformed one is reported by the schema
+    if isinstance(branch_role, str) and isinstance(default_role, str) and role_arn.match(branch_role) and \
+            role_arn.match(default_role) and branch_role.split(":")[1:5:3] != default_role.split(":")[1:5:3]:
+        # The state machine passes it with the states role, in the default role's account.
+        add(("aws", "branch_sagemaker_role_arn"), "must be a role of the same account as aws.sagemaker_role_arn")
     out.extend(_retrain_problems(doc))
     out.extend(retrain_loop.problems(doc))  # retraining on its own outputs would never stop
     out.extend(_container_path_problems(doc))
@@ -922,6 +930,7 @@ def _build(doc: Document, path: Path, repo: Path) -> Config:
             states_role_arn=aws["states_role_arn"],
             kms_key_id=aws["kms_key_id"],
             tags={str(k): _text(v) for k, v in aws["tags"].items()},
+            branch_sagemaker_role_arn=aws["branch_sagemaker_role_arn"],
         ),
         steps=Steps(*(_step_config(role, data["steps"][role]) for role in STEP_ROLES)),
         gate=_gate_rules(data["gate"]),

@@ -285,6 +285,12 @@ SCHEMA: Dict[str, Any] = {
                     "pattern": r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$",
                     "x-error": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/StepFunctionsExecution",
                 },
+                "branch_sagemaker_role_arn": {
+                    "type": ["string", "null"],
+                    "pattern": r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$",
+                    "x-error": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/SageMakerBranches",
+                    "default": None,
+                },
                 "kms_key_id": {
                     "type": ["string", "null"],
                     "pattern": r"^(alias/[a-zA-Z0-9/_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[a-zA-Z0-9/_-]+)$",

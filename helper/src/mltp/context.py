@@ -81,6 +81,7 @@ def make_context(
     env: Optional[Mapping[str, str]] = None,
 ) -> RunContext:
     env = os.environ if env is None else env
+    config = naming.pinned_branch_role(config, env)  # an admin's pin wins over config.yaml
     branch = env.get("BRANCH_NAME", "")
     default = is_default_branch(env)
     pull_request = bool(env.get("CHANGE_ID"))

@@ -1,8 +1,12 @@
 """The state machine definition (docs/contract.md, section 10), built from a config.
 
 Preprocessing -> Training -> Evaluation -> ReadEvaluation -> MetricSections ->
-GateMetrics -> Gate -> ShouldRegister -> Register -> Registered, with MetricGateFailed (Fail) when the gate is missed and
-NotRegistered (Succeed) when the run does not register (branches, pull requests).
+GateMetrics -> Gate -> ShouldRegister -> CopyModel -> CopyEvaluation -> Register ->
+Registered, with MetricGateFailed (Fail) when the gate is missed and NotRegistered
+(Succeed) when the run does not register (branches, pull requests). The two Copy
+states put the run's model.tar.gz and evaluation.json under `registry/<run>/`,
+which only the states role may write, and Register names those copies: a job
+(of any branch) can rewrite its run's folder, never a registered version.
 
 The states are built with the AWS Step Functions Data Science SDK (`stepfunctions`)
 and the job configurations with the SageMaker Python SDK v2 (image URIs, framework
@@ -58,10 +62,12 @@ GATE = "Gate"
 GATE_FAILED = "MetricGateFailed"
 SHOULD_REGISTER = "ShouldRegister"
 NOT_REGISTERED = "NotRegistered"
+COPY_MODEL = "CopyModel"
+COPY_EVALUATION = "CopyEvaluation"
 REGISTER = "Register"
 REGISTERED = "Registered"
 STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, METRIC_SECTIONS, GATE_METRICS, GATE, GATE_FAILED,
-          SHOULD_REGISTER, NOT_REGISTERED, REGISTER, REGISTERED)
+          SHOULD_REGISTER, NOT_REGISTERED, COPY_MODEL, COPY_EVALUATION, REGISTER, REGISTERED)
 
 GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.1)
 
@@ -69,6 +75,7 @@ GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.
 JOBS_PATH = "$.jobs"  # $.jobs.preprocessing.ProcessingJobArn, $.jobs.training.TrainingJobArn, ...
 EVALUATION_PATH = "$.evaluation"  # $.evaluation.report = evaluation.json, parsed
 METRICS_PATH = gate.VALUES_PATH  # each metric's entry, the sections merged (gate.merge_states)
+REGISTRY_PATH = "$.registry"  # $.registry.model.ETag, $.registry.evaluation.ETag: the copies (CopyObject)
 REGISTER_PATH = "$.register"  # the CreateModelPackage response
 MODEL_PACKAGE_ARN_PATH = "$.register.ModelPackageArn"
 
@@ -197,11 +204,26 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
         result_path=REGISTER_PATH,
     )
     registered = Succeed(REGISTERED, comment="Passed the gate and registered")
+    copy_model, copy_evaluation = (
+        Task(
+            name,
+            comment=comment,
+            resource=f"arn:{partition}:states:::aws-sdk:s3:copyObject",
+            parameters=_copy_parameters(config, inputs, source, key, condition),
+            result_path=f"{REGISTRY_PATH}.{part}",
+        )
+        for name, part, source, key, condition, comment in (
+            (COPY_MODEL, "model", "ModelArtifactCopySource", "RegistryModelKey", None,
+             "Copies model.tar.gz to registry/<run>/, where no job role can write, for Register to name"),
+            (COPY_EVALUATION, "evaluation", "EvaluationCopySource", "RegistryEvaluationKey", f"{EVALUATION_PATH}.ETag",
+             "Copies evaluation.json to registry/<run>/: the very bytes the Gate read (CopySourceIfMatch)"),
+        ))
 
     for step in (preprocessing, training, evaluation):
         for errors, interval, attempts, backoff in SAGEMAKER_JOB_RETRIES:
             step.add_retry(Retry(error_equals=list(errors), interval_seconds=interval, max_attempts=attempts, backoff_rate=backoff))
-    for step, policy in ((read_evaluation, S3_RETRIES), (register, REGISTER_RETRIES)):
+    for step, policy in ((read_evaluation, S3_RETRIES), (copy_model, S3_RETRIES), (copy_evaluation, S3_RETRIES),
+                         (register, REGISTER_RETRIES)):
         for errors, interval, attempts, backoff in policy:
             step.add_retry(Retry(error_equals=list(errors), interval_seconds=interval, max_attempts=attempts, backoff_rate=backoff))
 
@@ -213,8 +235,10 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     gate_metrics_state.next(gate_state)
     gate_state.add_choice(_AslRule.of(gate.choice_rule(rules, METRICS_PATH, gate.REPORT_PATH), sdk), should_register)
     gate_state.default_choice(gate_failed)
-    should_register.add_choice(ChoiceRule.BooleanEquals(variable=inputs["Register"].to_jsonpath(), value=True), register)
+    should_register.add_choice(ChoiceRule.BooleanEquals(variable=inputs["Register"].to_jsonpath(), value=True), copy_model)
     should_register.default_choice(not_registered)
+    copy_model.next(copy_evaluation)
+    copy_evaluation.next(register)
     register.next(registered)
 
     graph = Graph(
@@ -551,7 +575,7 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
     sagemaker_model = sdk.sagemaker.model
     container = {
         "Image": image_uri(training, config.aws.region, scope="inference", instance_type=inference.instance_types[0]),
-        "ModelDataUrl": inputs["ModelArtifactS3Uri"],
+        "ModelDataUrl": inputs["RegistryModelS3Uri"],  # the copy (CopyModel), not the run's object
         # What the SDK's framework models set (Model.prepare_container_def): the serving
         # container loads model_fn & co. from the training script in the code bundle.
         "Environment": {
@@ -574,7 +598,7 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
         },
         "ModelMetrics": {
             "ModelQuality": {
-                "Statistics": {"ContentType": "application/json", "S3Uri": inputs["EvaluationS3Uri"]},
+                "Statistics": {"ContentType": "application/json", "S3Uri": inputs["RegistryEvaluationS3Uri"]},
             },
         },
         "CustomerMetadataProperties": {
@@ -596,6 +620,24 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
         # uses the group's tags and takes no tag argument. aws.tags are on the group
         # (deploy.ensure_model_package_group); the run's metadata is above.
     }
+    return parameters
+
+
+def _copy_parameters(config: Config, inputs, source: str, key: str, if_match: Optional[str]) -> Dict[str, Any]:
+    """CopyObject of a run's artifact to its registry key. With aws.kms_key_id the
+    copy is encrypted with that key, as everything else mltp writes. `if_match`: a
+    state path holding the ETag the source must still have (else the copy fails:
+    the object changed after it was read)."""
+    parameters: Dict[str, Any] = {
+        "Bucket": inputs["EvaluationBucket"],
+        "Key": inputs[key],
+        "CopySource": inputs[source],
+    }
+    if if_match:
+        parameters["CopySourceIfMatch"] = _intrinsic(if_match)
+    if config.aws.kms_key_id:
+        parameters["ServerSideEncryption"] = "aws:kms"
+        parameters["SSEKMSKeyId"] = config.aws.kms_key_id
     return parameters
 
 
@@ -660,7 +702,11 @@ def _add_result_selectors(states: Dict[str, Any]) -> None:
     states[TRAINING]["ResultSelector"] = {"TrainingJobArn.$": "$.TrainingJobArn"}
     states[EVALUATION]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
     states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)",
-                                                 "sections": json.loads(json.dumps(gate.SECTION_DEFAULTS))}
+                                                 "sections": json.loads(json.dumps(gate.SECTION_DEFAULTS)),
+                                                 "ETag.$": "$.ETag"}
+    # The copy's ETag: `wait` hashes the registered model only while it still has it (If-Match).
+    states[COPY_MODEL]["ResultSelector"] = {"ETag.$": "$.CopyObjectResult.ETag"}
+    states[COPY_EVALUATION]["ResultSelector"] = {"ETag.$": "$.CopyObjectResult.ETag"}
 
 
 def _drop_nulls(value: Any) -> Any:

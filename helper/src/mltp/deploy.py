@@ -124,7 +124,8 @@ def _deploy_state_machine(ctx: RunContext, clients: Clients, definition: Optiona
     if definition is None:
         from . import definition as definition_mod
 
-        definition = definition_mod.render(ctx.config)
+        # a branch's jobs run as aws.branch_sagemaker_role_arn when it is set
+        definition = definition_mod.render(naming.definition_config(ctx.config, ctx.state_machine))
     role = ctx.config.aws.states_role_arn
     logging = logging_configuration(log_group.ensure(ctx.config, clients).arn)
     wanted_tags = tags(ctx)

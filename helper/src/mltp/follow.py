@@ -683,10 +683,15 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
 
     if status == "SUCCEEDED":
         result.status = out.PASSED
-        result.gate = _gate_checks(ctx, clients, execution_input, result, decided=True)
         output = _json(details.get("output") if "output" in details else description.get("output"))
+        # A registered run's report reads the registry copies, which the version names.
+        from . import registry
+
+        result.gate = _gate_checks(ctx, clients, registry.evaluation_read_from(execution_input, output), result,
+                                   decided=True)
         if result.register:
             _find_model_package(ctx, clients, output, result)
+            result.model_copy = registry.model_copy(execution_input, output)
         result.message = "passed"
         return
     if status == "FAILED" and error == GATE_ERROR:

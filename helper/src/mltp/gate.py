@@ -245,7 +245,8 @@ def merge_states() -> Dict[str, Dict[str, Any]]:
     MetricSections: the report becomes evaluation.json over an empty object per
     section (kept by ReadEvaluation at $.evaluation.sections), so every section is
     present: States.JsonMerge needs objects, and the evaluation guard has refused
-    a section that is not one. It replaces $.evaluation, so the file is held once.
+    a section that is not one. It replaces $.evaluation, so the file is held once;
+    the object's ETag, which CopyEvaluation copies on (definition.py), is kept.
     GateMetrics: the sections merged into one object at $.gate.values, the earlier
     section of `SECTIONS` winning (a shallow merge: an entry is taken whole).
     """
@@ -256,7 +257,8 @@ def merge_states() -> Dict[str, Dict[str, Any]]:
         "MetricSections": {
             "Type": "Pass",
             "Comment": "evaluation.json with each metric section present (an empty object when absent)",
-            "Parameters": {"report.$": "States.JsonMerge($.evaluation.sections, $.evaluation.report, false)"},
+            "Parameters": {"report.$": "States.JsonMerge($.evaluation.sections, $.evaluation.report, false)",
+                           "ETag.$": "$.evaluation.ETag"},
             "ResultPath": "$.evaluation",
         },
         "GateMetrics": {

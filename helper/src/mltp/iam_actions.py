@@ -75,12 +75,14 @@ class Integration:
     `actions` apply to the resource the task creates or reads; `events_rule`
     is the managed rule of a `.sync` job integration; `passes_role` means the
     task hands its RoleArn parameter to SageMaker; `tags_action` is needed when
-    the task's parameters carry Tags."""
+    the task's parameters carry Tags; `source_actions` apply to the object its
+    CopySource names (S3 CopyObject reads it)."""
 
     actions: Tuple[str, ...]
     events_rule: Optional[str] = None
     passes_role: bool = False
     tags_action: Optional[str] = None
+    source_actions: Tuple[str, ...] = ()
 
 
 INTEGRATIONS: Dict[str, Integration] = {
@@ -97,6 +99,8 @@ INTEGRATIONS: Dict[str, Integration] = {
         tags_action="sagemaker:AddTags",
     ),
     "aws-sdk:s3:getObject": Integration(("s3:GetObject",)),
+    # CopyObject: PutObject on the copy, GetObject on its source (S3's "Copying objects").
+    "aws-sdk:s3:copyObject": Integration(("s3:PutObject",), source_actions=("s3:GetObject",)),
     # No tags_action: a version in a group takes its group's tags (CreateModelPackage.Tags).
     "aws-sdk:sagemaker:createModelPackage": Integration(("sagemaker:CreateModelPackage",)),
 }

@@ -9,10 +9,11 @@ share a state machine.
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Mapping, Optional
 
 from .config import Config
+from .errors import InvalidInput
 
 STATE_MACHINE_MAX = 80
 EXECUTION_MAX = 80
@@ -64,19 +65,85 @@ def job_name(config: Config, state_machine: str, run: str, role: str) -> str:
     return f"{config.name}-{JOB_ABBREV[role]}-{run_id}"
 
 
+def model_prefix(config: Config) -> str:
+    """`<prefix>/<name>/`: everything of one model lives under it (docs/contract.md, 6)."""
+    return f"{config.aws.prefix}/{config.name}/"
+
+
+def branch_of(config: Config, state_machine: Optional[str]) -> Optional[str]:
+    """The branch slug of a branch's or pull request's state machine (`<name>--<slug>`),
+    None for the default branch's (`<name>`). Slugs hold only [a-z0-9-], never '/',
+    so `.../<slug>/` of two branches never nest and never reach outside `branches/`."""
+    if not state_machine or state_machine == config.name:
+        return None
+    return state_machine[len(config.name) + len(BRANCH_SEPARATOR):] or _digest(state_machine, 12)
+
+
 def code_prefix(config: Config, content_hash: str, state_machine: Optional[str] = None) -> str:
     """`<prefix>/<name>/code/<hash>/` for the default branch's state machine,
     `<prefix>/<name>/code/branches/<branch slug>/<hash>/` for any other: code a
     branch or pull request build uploads never lands where the default branch's
     scheduled retrain reads its code."""
-    if state_machine and state_machine != config.name:
-        branch = state_machine[len(config.name) + len(BRANCH_SEPARATOR):] or _digest(state_machine, 12)
-        return f"{config.aws.prefix}/{config.name}/code/branches/{branch}/{content_hash}/"
-    return f"{config.aws.prefix}/{config.name}/code/{content_hash}/"
+    branch = branch_of(config, state_machine)
+    if branch:
+        return f"{model_prefix(config)}code/branches/{branch}/{content_hash}/"
+    return f"{model_prefix(config)}code/{content_hash}/"
 
 
-def run_prefix(config: Config, run: str) -> str:
-    return f"{config.aws.prefix}/{config.name}/runs/{run}/"
+def run_prefix(config: Config, run: str, state_machine: Optional[str] = None) -> str:
+    """`<prefix>/<name>/runs/<run>/` for the default branch's runs,
+    `<prefix>/<name>/branches/<branch slug>/runs/<run>/` for a branch's or pull
+    request's. Each prefix is written by the jobs of its own kind of build only:
+    the default SageMaker role may write `runs/*`, the branch role
+    `branches/*/runs/*` (policies.py), so a pull request's job can neither read nor
+    overwrite what a default-branch run produces. `branches/` is a sibling of
+    `runs/`, not inside it: a run name can never make the two meet."""
+    branch = branch_of(config, state_machine)
+    if branch:
+        return f"{model_prefix(config)}branches/{branch}/runs/{run}/"
+    return f"{model_prefix(config)}runs/{run}/"
+
+
+def job_role_arn(config: Config, state_machine: Optional[str]) -> str:
+    """The role the jobs of this state machine run as: aws.branch_sagemaker_role_arn
+    for a branch's or pull request's when it is set, else aws.sagemaker_role_arn."""
+    if branch_of(config, state_machine) and config.aws.branch_sagemaker_role_arn:
+        return config.aws.branch_sagemaker_role_arn
+    return config.aws.sagemaker_role_arn
+
+
+BRANCH_ROLE_VARIABLE = "MLTP_BRANCH_SAGEMAKER_ROLE_ARN"
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+
+
+def pinned_branch_role(config: Config, env: Mapping[str, str]) -> Config:
+    """The config with aws.branch_sagemaker_role_arn taken from MLTP_BRANCH_SAGEMAKER_ROLE_ARN
+    when that is set: an admin sets it on the Jenkins folder or agent, where a pull
+    request's config.yaml cannot drop or rewrite it (docs/trust.md)."""
+    pinned = env.get(BRANCH_ROLE_VARIABLE, "")
+    if not pinned:
+        return config
+    if not _ROLE_ARN.match(pinned) or pinned.split(":")[1:5:3] != config.aws.sagemaker_role_arn.split(":")[1:5:3]:
+        raise InvalidInput(f"{BRANCH_ROLE_VARIABLE}={pinned}: must be an IAM role ARN in the account of "
+                           f"aws.sagemaker_role_arn ({config.where('aws.sagemaker_role_arn')})")
+    return replace(config, aws=replace(config.aws, branch_sagemaker_role_arn=pinned))
+
+
+def definition_config(config: Config, state_machine: Optional[str]) -> Config:
+    """The config the definition of this state machine is rendered from: its jobs'
+    role in aws.sagemaker_role_arn (the definition names that role in every job)."""
+    role = job_role_arn(config, state_machine)
+    if role == config.aws.sagemaker_role_arn:
+        return config
+    return replace(config, aws=replace(config.aws, sagemaker_role_arn=role))
+
+
+def registry_prefix(config: Config, run: str) -> str:
+    """`<prefix>/<name>/registry/<run>/`: where the state machine copies a registered
+    run's model.tar.gz and evaluation.json before registering them. Only the
+    states role writes here, no job role can: the version's artifacts cannot be
+    swapped after the gate passed them (docs/trust.md)."""
+    return f"{model_prefix(config)}registry/{run}/"
 
 
 @dataclass(frozen=True)
@@ -86,13 +153,19 @@ class RunArtifacts:
 
     model: str  # <runs>/model/<training job>/output/model.tar.gz
     evaluation: str  # <runs>/evaluation/evaluation.json
+    registry_model: str  # <registry>/model.tar.gz: the copy a registered version names
+    registry_evaluation: str  # <registry>/evaluation.json
 
 
 def run_artifacts(config: Config, state_machine: str, run: str) -> RunArtifacts:
-    runs = f"s3://{config.aws.bucket}/{run_prefix(config, run)}"
+    s3 = f"s3://{config.aws.bucket}/"
+    runs = f"{s3}{run_prefix(config, run, state_machine)}"
+    registry = f"{s3}{registry_prefix(config, run)}"
     training_job = job_name(config, state_machine, run, "training")
     return RunArtifacts(model=f"{runs}model/{training_job}/output/model.tar.gz",
-                        evaluation=f"{runs}evaluation/evaluation.json")
+                        evaluation=f"{runs}evaluation/evaluation.json",
+                        registry_model=f"{registry}model.tar.gz",
+                        registry_evaluation=f"{registry}evaluation.json")
 
 
 def metadata_value(text: str) -> str:
@@ -137,6 +210,15 @@ class ExecutionInput:
     EvaluationS3Uri: str  # .../evaluation.json
     EvaluationBucket: str
     EvaluationKey: str
+    # Registration copies the two artifacts out of the jobs' reach first (CopyObject,
+    # as the states role) and registers the copies: <bucket>/<key> sources, and
+    # the registry keys and URIs of the copies (registry_prefix).
+    ModelArtifactCopySource: str
+    EvaluationCopySource: str
+    RegistryModelKey: str
+    RegistryEvaluationKey: str
+    RegistryModelS3Uri: str
+    RegistryEvaluationS3Uri: str
     # The champion (newest Approved version of the group) as found at start:
     # {"Version", "Arn", "Metrics": {metric: value}, "Bars": {metric: value to reach}},
     # or {"Reason": why there is none}. The Gate reads $.Champion.Bars.
@@ -159,7 +241,7 @@ def execution_input(
 ) -> ExecutionInput:
     bucket = config.aws.bucket
     code = code_prefix(config, content_hash, state_machine)
-    runs = run_prefix(config, run)
+    runs = run_prefix(config, run, state_machine)
     s3 = f"s3://{bucket}/"
     jobs = {role: job_name(config, state_machine, run, role) for role in JOB_ABBREV}
     artifacts = run_artifacts(config, state_machine, run)
@@ -184,5 +266,11 @@ def execution_input(
         EvaluationS3Uri=artifacts.evaluation,
         EvaluationBucket=bucket,
         EvaluationKey=evaluation_key,
+        ModelArtifactCopySource=f"{bucket}/{artifacts.model[len(s3):]}",
+        EvaluationCopySource=f"{bucket}/{evaluation_key}",
+        RegistryModelKey=artifacts.registry_model[len(s3):],
+        RegistryEvaluationKey=artifacts.registry_evaluation[len(s3):],
+        RegistryModelS3Uri=artifacts.registry_model,
+        RegistryEvaluationS3Uri=artifacts.registry_evaluation,
         Champion=dict(champion or {}),
     )

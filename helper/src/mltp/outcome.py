@@ -219,6 +219,7 @@ class Outcome:
     champion: Optional[Dict[str, Any]] = None
     comparison: List[Dict[str, Any]] = field(default_factory=list)
     model_sha256: Optional[str] = None
+    model_copy: Optional[Any] = None  # registry.ModelCopy: what `wait` hashes (If-Match its ETag)
     message: str = ""  # one line: "passed", "metric gate failed: ...", "stopped: build aborted"
     warnings: List[str] = field(default_factory=list)
     # The gate metrics across the versions of the model package group (history.collect).

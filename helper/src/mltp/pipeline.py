@@ -123,7 +123,8 @@ def preflight_checked(ctx: RunContext):
     from .aws import Clients
     from .errors import AwsRefused
 
-    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS))
+    checks = preflight_mod.preflight(ctx.config, Clients(ctx.region, ctx.endpoint_url, max_attempts=PREFLIGHT_ATTEMPTS),
+                                     branch_build=not ctx.register)
     for check in checks:
         click.echo(f"preflight: {check.line()}")
     failed = [check.text for check in checks if check.status == preflight_mod.FAILED]
@@ -336,7 +337,7 @@ def _record_checksum(clients, result) -> None:
     from .errors import AwsRefused
 
     try:
-        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn)
+        result.model_sha256 = registry.record_checksum(clients, result.model_package_arn, result.model_copy)
     except AwsRefused as exc:
         result.warnings.append(f"could not record the model's SHA-256 on {result.model_package_name}: {exc.message}")
 

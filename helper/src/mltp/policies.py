@@ -3,7 +3,15 @@
 - jenkins: the identity the build runs as (sync, deploy, start, wait, stop);
 - states: `aws.states_role_arn`, which the state machine runs as;
 - sagemaker: `aws.sagemaker_role_arn`, which the jobs run as;
+- branch-sagemaker: `aws.branch_sagemaker_role_arn`, which the jobs of branch and
+  pull request builds run as when it is set;
 - trigger: the retraining trigger's Lambda function.
+
+Who may write where in S3 is the trust boundary between the default branch and
+the others (docs/trust.md): the default branch's jobs write `runs/*`, a branch's
+`branches/*/runs/*` (naming.run_prefix); with a branch role, neither role reaches
+the other's. No job role writes `registry/*`: the states role copies a registered
+run's artifacts there (naming.registry_prefix), and only from `runs/*`.
 
 Every resource is scoped to the model's names (`<name>`, `<name>--<branch>`,
 job names `<name>-prep|train|eval-<id>`) and its S3 prefix `<prefix>/<name>/`.
@@ -24,12 +32,13 @@ from . import iam_actions, log_group
 from .config import Config
 from .naming import BRANCH_SEPARATOR, JOB_ABBREV
 
-ROLES = ("jenkins", "states", "sagemaker", "trigger")
+ROLES = ("jenkins", "states", "sagemaker", "branch-sagemaker", "trigger")
 FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
 
 JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
-                   "sagemaker": "sagemaker.amazonaws.com", "trigger": "lambda.amazonaws.com"}
+                   "sagemaker": "sagemaker.amazonaws.com", "branch-sagemaker": "sagemaker.amazonaws.com",
+                   "trigger": "lambda.amazonaws.com"}
 
 ANY_RESOURCE = "AWS allows nothing narrower than \"*\" for {what}: IAM lists no resource type for it"
 
@@ -169,8 +178,25 @@ def _pass_role(sid: str, role_arn: str, service: str) -> Statement:
     return Statement(sid, ("iam:PassRole",), (role_arn,), {"StringEquals": {"iam:PassedToService": service}})
 
 
-def _evaluation_objects(arns: Arns) -> str:
-    return arns.s3_objects(f"{arns.model_prefix}runs/*/evaluation/evaluation.json")
+# The S3 key patterns of the layout (naming.py), under <prefix>/<name>/.
+DEFAULT_RUNS = "runs/*"
+BRANCH_RUNS = "branches/*/runs/*"
+BRANCH_CODE = "code/branches/*"
+REGISTRY = "registry/*"
+
+
+def _evaluation_objects(arns: Arns) -> Tuple[str, ...]:
+    """evaluation.json of every run, the default branch's and the branches'."""
+    return (arns.s3_objects(f"{arns.model_prefix}runs/*/evaluation/evaluation.json"),
+            arns.s3_objects(f"{arns.model_prefix}branches/*/runs/*/evaluation/evaluation.json"))
+
+
+def _job_roles(config: Config) -> Tuple[str, ...]:
+    """The roles the jobs run as: the default one, and the branch one when set."""
+    roles = [config.aws.sagemaker_role_arn]
+    if config.aws.branch_sagemaker_role_arn and config.aws.branch_sagemaker_role_arn not in roles:
+        roles.append(config.aws.branch_sagemaker_role_arn)
+    return tuple(roles)
 
 
 # --------------------------------------------------------------------------- the roles
@@ -178,14 +204,19 @@ def _evaluation_objects(arns: Arns) -> str:
 
 def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] = None) -> List[Statement]:
     cfg = arns.config
-    roles = (cfg.aws.states_role_arn, cfg.aws.sagemaker_role_arn)
+    roles = (cfg.aws.states_role_arn,) + _job_roles(cfg)
     out = [
         # sync uploads, verifies and repairs code prefixes (a repair deletes what differs)
         Statement("UploadCode", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"),
                   (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
         Statement("VerifyCode", ("s3:ListBucket",), (arns.s3_bucket(),),
                   {"StringLike": {"s3:prefix": [f"{arns.model_prefix}code/*"]}}),
-        Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
+        # wait: the gate table from the run's evaluation.json, or the registry copy a
+        # registered version names; the registered model.tar.gz, hashed for fetch-model
+        Statement("ReadEvaluation", ("s3:GetObject",),
+                  _evaluation_objects(arns) + (arns.s3_objects(f"{arns.model_prefix}registry/*/evaluation.json"),)),
+        Statement("HashRegisteredModel", ("s3:GetObject",),
+                  (arns.s3_objects(f"{arns.model_prefix}registry/*/model.tar.gz"),)),
         Statement("StateMachines",
                   ("states:CreateStateMachine", "states:UpdateStateMachine", "states:DescribeStateMachine",
                    "states:TagResource", "states:ListTagsForResource", "states:StartExecution"),
@@ -240,8 +271,8 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         out.append(Statement("NotifyTopic", ("sns:GetTopicAttributes",), (cfg.notify.topic_arn,)))
     if identity_arn:  # lets preflight ask the simulator whether Jenkins itself may pass the states role
         out.append(Statement("PreflightSelf", ("iam:SimulatePrincipalPolicy",), (identity_arn,)))
-    if "fetch" in features:
-        out.append(Statement("FetchModel", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}runs/*/model/*"),)))
+    # "fetch": fetch-model reads versions (ModelPackages) and downloads the registry copy a
+    # version names, which wait already hashes (HashRegisteredModel): nothing to add.
     if "trigger" in features:
         out += [
             Statement("TriggerNotifications", ("s3:GetBucketNotification", "s3:PutBucketNotification"),
@@ -289,12 +320,18 @@ def _states(arns: Arns) -> List[Statement]:
         Statement("TrainingJob", training.actions + (("sagemaker:AddTags",) if tagged else ()), arns.jobs("training")),
         Statement("SyncJobRules", iam_actions.EVENTS_RULE_ACTIONS,
                   (arns.events_rule(processing.events_rule), arns.events_rule(training.events_rule))),
-        _pass_role("PassSageMakerRole", cfg.aws.sagemaker_role_arn, "sagemaker.amazonaws.com"),
-        Statement("ReadEvaluation", ("s3:GetObject",), (_evaluation_objects(arns),)),
+        Statement("PassSageMakerRole", ("iam:PassRole",), _job_roles(cfg),
+                  {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        Statement("ReadEvaluation", ("s3:GetObject",), _evaluation_objects(arns)),
+        # CopyModel, CopyEvaluation: a registering run's artifacts, from the default
+        # branch's runs only, to registry/, which no job role may write
+        Statement("CopyRegisteredArtifacts", ("s3:GetObject",),
+                  (arns.s3_objects(f"{arns.model_prefix}runs/*/model/*"),)),
+        Statement("WriteRegistry", ("s3:PutObject",), (arns.s3_objects(f"{arns.model_prefix}{REGISTRY}"),)),
         Statement("Register", register.actions, (arns.package_group(), arns.packages())),
         _any("LogDelivery", iam_actions.LOG_DELIVERY_ACTIONS, "log deliveries, resource policies and listing log groups"),
     ]
-    out += _kms(arns, "ReadEncryptedEvaluation", ("kms:Decrypt",))
+    out += _kms(arns, "ArtifactKey", ("kms:Decrypt", "kms:GenerateDataKey"))
     return out
 
 
@@ -320,14 +357,26 @@ def _split_s3(uri: str) -> Tuple[str, str]:
     return bucket, key
 
 
-def _sagemaker(arns: Arns) -> List[Statement]:
+def _sagemaker(arns: Arns, branch: bool = False) -> List[Statement]:
+    """The jobs' role. The default one (`branch` False) reads the code and writes the
+    default branch's runs; when no branch role is configured, branch and pull request
+    jobs run as it too, so it also writes the branches' runs (and then a pull
+    request's job reaches the default branch's runs: docs/trust.md). The branch role
+    reads only branch code and writes only the branches' runs."""
     cfg = arns.config
+    root = arns.model_prefix
+    if branch:
+        code, runs = (BRANCH_CODE,), (BRANCH_RUNS,)
+    elif cfg.aws.branch_sagemaker_role_arn:
+        code, runs = ("code/*",), (DEFAULT_RUNS,)
+    else:
+        code, runs = ("code/*",), (DEFAULT_RUNS, BRANCH_RUNS)
     out = [
-        Statement("ReadCode", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}code/*"),)),
+        Statement("ReadCode", ("s3:GetObject",), tuple(arns.s3_objects(f"{root}{c}") for c in code)),
         Statement("RunData", ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
-                  (arns.s3_objects(f"{arns.model_prefix}runs/*"),)),
+                  tuple(arns.s3_objects(f"{root}{r}") for r in runs)),
         Statement("ListModelPrefix", ("s3:ListBucket",), (arns.s3_bucket(),),
-                  {"StringLike": {"s3:prefix": [f"{arns.model_prefix}*"]}}),
+                  {"StringLike": {"s3:prefix": [f"{root}{p}" for p in code + runs]}}),
     ]
     sources = [_split_s3(item.source) for item in cfg.steps.preprocessing.inputs]
     for index, (bucket, key) in enumerate(sorted(set(sources)), start=1):
@@ -379,14 +428,15 @@ def policy(config: Config, role: str, features: Iterable[str] = (), identity_arn
         raise ValueError(f"unknown role {role!r} or features {unknown}")  # the CLI's choices prevent this
     arns = Arns(config)
     builders = {"jenkins": lambda: _jenkins(arns, wanted, identity_arn), "states": lambda: _states(arns),
-                "sagemaker": lambda: _sagemaker(arns), "trigger": lambda: _trigger(arns)}
+                "sagemaker": lambda: _sagemaker(arns), "branch-sagemaker": lambda: _sagemaker(arns, branch=True),
+                "trigger": lambda: _trigger(arns)}
     return Policy(role, config.name, tuple(builders[role]()), role_arn(config, role))
 
 
 def role_arn(config: Config, role: str) -> Optional[str]:
     """The role's ARN where config.yaml (or mltp's naming, for the trigger) fixes it."""
     return {"states": config.aws.states_role_arn, "sagemaker": config.aws.sagemaker_role_arn,
-            "trigger": Arns(config).trigger_role()}.get(role)
+            "branch-sagemaker": config.aws.branch_sagemaker_role_arn, "trigger": Arns(config).trigger_role()}.get(role)
 
 
 def without_permissions(config: Config, role: str) -> Policy:
@@ -401,6 +451,6 @@ def trust(config: Config, role: str) -> Dict[str, Any]:
     arns = Arns(config)
     statement: Dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": TRUSTED_SERVICE[role]},
                                  "Action": "sts:AssumeRole"}
-    if role in ("states", "sagemaker", "trigger"):
+    if role in ("states", "sagemaker", "branch-sagemaker", "trigger"):
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": arns.account}}
     return {"Version": "2012-10-17", "Statement": [statement]}

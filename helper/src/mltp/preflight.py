@@ -24,7 +24,7 @@ from . import policies
 from .aws import Clients, error_code
 from .config import Config
 
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+OK, FAILED, SKIPPED, WARNING = "ok", "failed", "skipped", "warning"
 
 # An emulator without an API may answer with an HTML error page, which botocore
 # cannot parse (botocore.parsers.ResponseParserError is no BotoCoreError).
@@ -38,7 +38,7 @@ _UNSUPPORTED = ("NotImplemented", "InternalFailure", "InternalError", "500", "50
 
 @dataclass(frozen=True)
 class Check:
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | warning (a setting that leaves the default branch reachable)
     text: str
 
     def line(self) -> str:
@@ -169,6 +169,24 @@ def simulation_requests(policy: policies.Policy) -> List[dict]:
     return requests
 
 
+def reach_warnings(config: Config, branch_build: bool) -> List[str]:
+    """Settings that leave what the default branch produces within reach of a branch
+    or pull request build (docs/trust.md). Warnings, not failures: the run works."""
+    aws = config.aws
+    branch_role = aws.branch_sagemaker_role_arn
+    out = []
+    if branch_role and branch_role == aws.sagemaker_role_arn:
+        out.append(f"aws.branch_sagemaker_role_arn is aws.sagemaker_role_arn ({config.where('aws.branch_sagemaker_role_arn')}): "
+                   f"branch and pull request jobs can still read and overwrite the default branch's runs "
+                   f"(runs/*); give them a role of their own (`mltp iam-policy --role branch-sagemaker`)")
+    elif branch_build and not branch_role:
+        out.append(f"this branch build's jobs run as {role_name(aws.sagemaker_role_arn)}, the default branch's role "
+                   f"(no aws.branch_sagemaker_role_arn): they can read and overwrite the default branch's runs "
+                   f"(runs/*), a running default run's model and evaluation.json included (registered versions "
+                   f"stay out of reach under registry/); set aws.branch_sagemaker_role_arn, see docs/trust.md")
+    return out
+
+
 def caller_policy_source(arn: str) -> str:
     """The IAM entity behind a caller ARN (an assumed-role session -> its role)."""
     parts = arn.split(":")
@@ -181,9 +199,10 @@ def caller_policy_source(arn: str) -> str:
 
 
 class Preflight:
-    def __init__(self, config: Config, clients: Clients):
+    def __init__(self, config: Config, clients: Clients, branch_build: bool = False):
         self.config = config
         self.clients = clients
+        self.branch_build = branch_build
         self.checks: List[Check] = []
         self.caller: Optional[str] = None
 
@@ -200,7 +219,39 @@ class Preflight:
         self._model_package_group()
         self._notify_topic()
         self._simulate_roles()
+        self._reach()
         return self.checks
+
+    def _job_roles(self) -> List[Tuple[str, str, str]]:
+        """(role of `mltp iam-policy`, config key, ARN) of the roles jobs run as."""
+        aws = self.config.aws
+        out = [("sagemaker", "aws.sagemaker_role_arn", aws.sagemaker_role_arn)]
+        if aws.branch_sagemaker_role_arn and aws.branch_sagemaker_role_arn != aws.sagemaker_role_arn:
+            out.append(("branch-sagemaker", "aws.branch_sagemaker_role_arn", aws.branch_sagemaker_role_arn))
+        return out
+
+    def _reach(self) -> None:
+        """Warnings where a setting, or a job role's actual policy, lets a branch's
+        jobs reach the default branch's runs or any job role the registry."""
+        for text in reach_warnings(self.config, self.branch_build):
+            self._add(WARNING, text)
+        root = policies.Arns(self.config).s3_objects(f"{self.config.aws.prefix}/{self.config.name}/")
+        probes = [("sagemaker", "registry/mltp-preflight/model.tar.gz", "the registry (registry/*), which only the "
+                   "states role may write")]
+        if self.config.aws.branch_sagemaker_role_arn:
+            probes += [("branch-sagemaker", "registry/mltp-preflight/model.tar.gz", "the registry (registry/*), which "
+                        "only the states role may write"),
+                       ("branch-sagemaker", "runs/mltp-preflight/model/x/output/model.tar.gz",
+                        "the default branch's runs (runs/*)")]
+        arns = {role: arn for role, _, arn in self._job_roles()}
+        for role, key, what in probes:
+            arn = arns.get(role)
+            if not arn or role not in getattr(self, "role_docs", {}):
+                continue
+            denied, skipped = self._simulate(arn, [{"ActionNames": ["s3:PutObject"], "ResourceArns": [root + key]}])
+            if skipped is None and not denied:
+                self._add(WARNING, f"role {role_name(arn)} may write {what}: its policy is broader than "
+                                   f"`mltp iam-policy --role {role}`")
 
     def _identity(self) -> None:
         """Without a usable identity nothing else can be checked: this fails the way
@@ -234,9 +285,9 @@ class Preflight:
 
     def _roles(self) -> None:
         self.role_docs: Dict[str, Optional[dict]] = {}
-        for role, key, service in (("states", "aws.states_role_arn", "states.amazonaws.com"),
-                                   ("sagemaker", "aws.sagemaker_role_arn", "sagemaker.amazonaws.com")):
-            arn = getattr(self.config.aws, key.split(".")[1])
+        roles = [("states", "aws.states_role_arn", self.config.aws.states_role_arn, "states.amazonaws.com")]
+        roles += [(role, key, arn, "sagemaker.amazonaws.com") for role, key, arn in self._job_roles()]
+        for role, key, arn, service in roles:
             name = role_name(arn)
             fix = (f"create it with `mltp iam-policy --role {role} --trust` as trust policy and "
                    f"`mltp iam-policy --role {role}` as permissions, or fix {key} ({self.config.where(key)})")
@@ -273,8 +324,8 @@ class Preflight:
     def _pass_roles(self) -> None:
         """Jenkins passes the states role (deploy); the states role passes the SageMaker role (each job)."""
         cfg = self.config
-        pairs = [(self.caller and caller_policy_source(self.caller), cfg.aws.states_role_arn, "states.amazonaws.com", "jenkins"),
-                 (cfg.aws.states_role_arn, cfg.aws.sagemaker_role_arn, "sagemaker.amazonaws.com", "states")]
+        pairs = [(self.caller and caller_policy_source(self.caller), cfg.aws.states_role_arn, "states.amazonaws.com", "jenkins")]
+        pairs += [(cfg.aws.states_role_arn, arn, "sagemaker.amazonaws.com", "states") for _, _, arn in self._job_roles()]
         for source, target, service, role in pairs:
             if not source:
                 continue
@@ -392,8 +443,8 @@ class Preflight:
 
     def _simulate_roles(self) -> None:
         """What `mltp iam-policy` says each role needs, asked of IAM's policy simulator."""
-        for role in ("states", "sagemaker"):
-            arn = getattr(self.config.aws, f"{role}_role_arn")
+        roles = [("states", self.config.aws.states_role_arn)] + [(role, arn) for role, _, arn in self._job_roles()]
+        for role, arn in roles:
             if role not in getattr(self, "role_docs", {}):
                 continue  # missing or untrusting: already reported
             try:
@@ -411,5 +462,6 @@ class Preflight:
                 self._add(OK, f"role {role_name(arn)} has every permission `mltp iam-policy --role {role}` lists")
 
 
-def preflight(config: Config, clients: Clients) -> List[Check]:
-    return Preflight(config, clients).run()
+def preflight(config: Config, clients: Clients, branch_build: bool = False) -> List[Check]:
+    """`branch_build`: checked for a branch or pull request build (its warnings differ)."""
+    return Preflight(config, clients, branch_build).run()

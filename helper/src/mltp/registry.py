@@ -350,23 +350,70 @@ def decide(clients: Clients, version: Version, status: str, by: str, build_url: 
 # --------------------------------------------------------------------------- checksums
 
 
-def sha256_of_s3(clients: Clients, uri: str) -> str:
+def sha256_of_s3(clients: Clients, uri: str, if_match: Optional[str] = None) -> str:
+    """The object's SHA-256; with `if_match`, only while it still has that ETag (else
+    AwsRefused saying it changed)."""
     bucket, key = split_s3(uri)
     digest = hashlib.sha256()
-    with refused("GetObject", uri):
-        body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        for chunk in iter(lambda: body.read(1024 * 1024), b""):
-            digest.update(chunk)
+    request: Dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if if_match:
+        request["IfMatch"] = if_match
+    try:
+        with refused("GetObject", uri):
+            body = clients.s3.get_object(**request)["Body"]
+            for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                digest.update(chunk)
+    except AwsRefused as exc:
+        if if_match and "PreconditionFailed" in exc.message:
+            raise AwsRefused(f"{uri} changed after the run copied it (its ETag is no longer {if_match}): "
+                             f"its SHA-256 is not recorded, so fetch-model refuses this version") from None
+        raise
     return digest.hexdigest()
 
 
-def record_checksum(clients: Clients, arn: str) -> str:
+@dataclass(frozen=True)
+class ModelCopy:
+    """The registry copy of a run's model.tar.gz (the CopyModel state, definition.py):
+    where it is and the ETag CopyObject gave it."""
+
+    uri: str
+    etag: str
+
+
+def model_copy(execution_input: Mapping[str, Any], output: Any) -> Optional[ModelCopy]:
+    """The copy a registering run made, from its input and output; None when the run
+    made none (a branch, or a state machine deployed before the copy states)."""
+    copied = ((output or {}).get("registry") or {}).get("model") if isinstance(output, dict) else None
+    uri = execution_input.get("RegistryModelS3Uri")
+    if isinstance(copied, dict) and isinstance(copied.get("ETag"), str) and isinstance(uri, str):
+        return ModelCopy(uri, copied["ETag"])
+    return None
+
+
+def evaluation_read_from(execution_input: Mapping[str, Any], output: Any) -> Dict[str, Any]:
+    """The execution input with EvaluationKey naming what the report should read:
+    the registry copy of evaluation.json when the run made one (what the version
+    names), else the run's own."""
+    copied = ((output or {}).get("registry") or {}).get("evaluation") if isinstance(output, dict) else None
+    key = execution_input.get("RegistryEvaluationKey")
+    if isinstance(copied, dict) and isinstance(key, str):
+        return dict(execution_input, EvaluationKey=key)
+    return dict(execution_input)
+
+
+def record_checksum(clients: Clients, arn: str, copy: Optional[ModelCopy] = None) -> str:
     """Hash the registered model.tar.gz and record it on the version
-    (CustomerMetadataProperties ModelSha256), for `fetch-model` to verify."""
+    (CustomerMetadataProperties ModelSha256), for `fetch-model` to verify. With
+    `copy` (the run's registry copy), only when the version names that copy and the
+    object still has the copy's ETag: the recorded hash is of the bytes the state
+    machine copied after the gate, never of anything written later."""
     version = describe(clients, arn)
     if not version.model_data_url:
         raise AwsRefused(f"{version.name} names no model artifact (ModelDataUrl)")
-    digest = sha256_of_s3(clients, version.model_data_url)
+    if copy and version.model_data_url != copy.uri:
+        raise AwsRefused(f"{version.name} names {version.model_data_url}, not the registry copy {copy.uri} "
+                         f"its run made: its SHA-256 is not recorded")
+    digest = sha256_of_s3(clients, version.model_data_url, if_match=copy.etag if copy else None)
     if version.sha256 == digest:
         return digest
     properties = dict(version.properties, **{SHA256_KEY: digest})

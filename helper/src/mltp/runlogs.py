@@ -174,7 +174,7 @@ def show(ctx: RunContext, clients: Clients, run: Optional[str], follow: bool = F
 
 
 def default_destination(ctx: RunContext, run: str) -> str:
-    return f"s3://{ctx.config.aws.bucket}/{naming.run_prefix(ctx.config, run)}logs/"
+    return f"s3://{ctx.config.aws.bucket}/{naming.run_prefix(ctx.config, run, ctx.state_machine)}logs/"
 
 
 def _split(uri: str) -> Tuple[str, str]:

@@ -98,6 +98,8 @@ aws:
   # The two roles the work runs as on AWS (replace with yours; not needed for --local):
   sagemaker_role_arn: arn:aws:iam::123456789012:role/SageMakerExecution
   states_role_arn: arn:aws:iam::123456789012:role/StepFunctionsExecution
+  # Where pull requests build: a role of their own, kept away from the default branch's runs
+  # branch_sagemaker_role_arn: arn:aws:iam::123456789012:role/SageMakerBranches
 
 steps:
   preprocessing:

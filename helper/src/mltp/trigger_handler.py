@@ -157,6 +157,16 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         EvaluationBucket=bucket,
         EvaluationKey=f"{prefix}/{model}/runs/{run}/evaluation/evaluation.json",
     )
+    # Set even when the pointer predates them: the deployed definition copies to them.
+    registry = f"{prefix}/{model}/registry/{run}/"
+    body.update(
+        ModelArtifactCopySource=f"{bucket}/{prefix}/{model}/runs/{run}/model/{jobs['training']}/output/model.tar.gz",
+        EvaluationCopySource=f"{bucket}/{prefix}/{model}/runs/{run}/evaluation/evaluation.json",
+        RegistryModelKey=f"{registry}model.tar.gz",
+        RegistryEvaluationKey=f"{registry}evaluation.json",
+        RegistryModelS3Uri=f"s3://{bucket}/{registry}model.tar.gz",
+        RegistryEvaluationS3Uri=f"s3://{bucket}/{registry}evaluation.json",
+    )
     return body
 
 
