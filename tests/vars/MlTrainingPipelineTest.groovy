@@ -52,7 +52,7 @@ test('default branch: schedule trigger, validate/sync/deploy/start/wait, report,
 
     Map archive = h.callsOf('archiveArtifacts')[0]
     assert archive.args[0] == [artifacts: '.mltp/report/**', excludes: '.mltp/report/**/*.tar.gz', allowEmptyArchive: true]
-    assert archive.archived == ['.mltp/report/junit.xml', '.mltp/report/report.md', '.mltp/report/summary.txt']
+    assert archive.archived == ['.mltp/report/junit.xml', '.mltp/report/outcome.txt', '.mltp/report/report.md', '.mltp/report/summary.txt']
     assert h.callsOf('junit')[0].args[0] == [testResults: '.mltp/report/junit.xml', allowEmptyResults: true]
     assert h.currentBuild.description == 'fraud-detection: gate passed (auc 0.941 &gt;= 0.90), registered version 3'
 
@@ -356,7 +356,7 @@ test('run failed during wait: FAILURE with the reason, report published') { Pipe
     h.run()
     assert h.result == 'FAILURE'
     assert h.errors() == ['[mlTrainingPipeline] ' + reason]
-    assert h.callsOf('archiveArtifacts')[0].archived.size() == 3
+    assert h.callsOf('archiveArtifacts')[0].archived.size() == 4
 }
 
 test('start failing skips wait') { PipelineHarness h ->
