@@ -325,3 +325,18 @@ test('notification: hostile text from the run (HTML, control characters) stays i
     assert !args.subject.contains('\n') && !args.subject.contains('evil')
     assert args.to == 'rm@example.com'
 }
+
+test('readRunReport: numbers as numbers, empty as null, other text kept; a missing folder gives empty parts') { PipelineHarness h ->
+    Script runner = h.loadVar('mltpHelper')
+    Map values = ['metric.auc': '0.941', 'metric.loss': '1e-05', 'metric.delta': '-2.5', 'metric.recall': '', 'metric.odd': 'nan',
+                  'metric.': 'no name', 'champion.auc': '0.93', status: 'passed']
+    Map metrics = runner.numbers(values, 'metric.')
+    assert metrics == [auc: 0.941G, loss: new BigDecimal('1E-5'), delta: -2.5G, recall: null, odd: 'nan']
+    assert metrics.auc instanceof BigDecimal
+    assert runner.numbers(values, 'champion.') == [auc: 0.93G]
+
+    Map report = null
+    h.invokeStep('node', [{ -> report = runner.readRunReport(h.workspace.path + '/.mltp/report') }] as Object[])
+    assert report == [status: null, runName: null, summary: null, gate: '', metrics: [:], champion: null, modelPackageArn: null,
+                      modelPackageGroup: null, version: null, approvalStatus: null, sha256: null]
+}
