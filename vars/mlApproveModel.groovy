@@ -13,17 +13,22 @@ import groovy.transform.Field
 
 @Field final String PREFIX = '[mlApproveModel] '
 
+// Returns the decision: [version:, run: (as given), status: 'Approved'|'Rejected',
+// approver: (by, else BUILD_USER_ID, else null: the agent's OS user), note:].
 def call(Map options = [:]) {
     Map cfg = mltpHelper.resolveOptions('mlApproveModel', options)
+    Map decision = null
     mltpHelper.onAgent(cfg.agent) {
-        decide(cfg, PREFIX, '')
+        decision = decide(cfg, PREFIX, '')
     }
+    return decision
 }
 
 // Records the decision on the current agent: `mltp approve|reject` (cfg.decision)
 // of cfg.version or cfg.run, in the repo's registry (checked out from scm) or in
 // cfg.modelPackageGroup. A failure ends the build with prefix + lead + the reason.
-def decide(Map cfg, String prefix, String lead) {
+// Returns what was decided (see call).
+Map decide(Map cfg, String prefix, String lead) {
     if (!cfg.modelPackageGroup) {
         checkout(scm)   // the model repo: its config.yaml names the group and region
     }
@@ -47,18 +52,21 @@ def decide(Map cfg, String prefix, String lead) {
     if (rc != 0) {
         error(prefix + lead + mltpHelper.readReason(prefix, errorFile, cfg.decision, rc))
     }
+    return [version: cfg.version != null ? String.valueOf(cfg.version) : null, run: cfg.run,
+            status: cfg.decision == 'reject' ? 'Rejected' : 'Approved', approver: cfg.by ?: (env.BUILD_USER_ID ?: null),
+            note: cfg.note ?: null]
 }
 
 // ---------------------------------------------------------------------------
 // The question after a training run (mlTrainingPipeline's approval option)
 // ---------------------------------------------------------------------------
 
-// What the question needs, read on the agent while it is still held: the
-// registered version (registration.txt) and the gate and champion tables
-// (gate.txt), both written by `mltp wait`. ask=false with the reason when there
-// is nothing to decide. registers: the helper's verdict for this build.
-Map facts(String mode, boolean registers, String reportDir) {
-    Map facts = [ask: false]
+// What the question needs, from the run's report (mltpHelper.readRunReport, read on
+// the agent: the registered version, the gate and champion tables, the metrics and
+// the report's link). ask=false with the reason when there is nothing to decide.
+// registers: the helper's verdict for this build.
+Map facts(String mode, boolean registers, Map report) {
+    Map facts = [ask: false, report: report ?: [:]]
     if (mode != 'aws') {
         facts.why = "mode '${mode}' registers nothing to approve in the registry"
         return facts
@@ -71,15 +79,14 @@ Map facts(String mode, boolean registers, String reportDir) {
         facts.why = 'the run did not pass'
         return facts
     }
-    Map registration = mltpHelper.readKeyValues(reportDir + '/registration.txt')
-    if (!registration.model_package_arn) {
+    if (!facts.report.modelPackageArn) {
         facts.why = 'no registered model package was found'
         return facts
     }
-    facts.arn = registration.model_package_arn
-    facts.name = registration.group + '/' + registration.version
-    facts.status = registration.approval_status
-    facts.gate = fileExists(reportDir + '/gate.txt') ? readFile(reportDir + '/gate.txt').trim() : ''
+    facts.arn = facts.report.modelPackageArn
+    facts.name = facts.report.modelPackageGroup + '/' + facts.report.version
+    facts.status = facts.report.approvalStatus
+    facts.gate = facts.report.gate ?: ''
     if (facts.status != 'PendingManualApproval') {
         facts.why = "${facts.name} is ${facts.status} already"
         return facts
@@ -91,11 +98,17 @@ Map facts(String mode, boolean registers, String reportDir) {
 // Asks, outside any node and any credentials, and records the answer on a new
 // agent. cfg: the training step's options (approval, agent, config, region, ...);
 // prefix: the training step's, which these lines belong to.
-def ask(Map cfg, Map facts, String prefix) {
+// Returns the approval's part of the outcome: [asked:, why: (when not asked or no
+// answer), version:, modelPackageArn:, status:, approver:, note:].
+Map ask(Map cfg, Map facts, String prefix) {
+    Map result = [asked: false, why: facts?.why ?: 'nothing was registered', version: facts?.name, modelPackageArn: facts?.arn,
+                  status: facts?.status, approver: null, note: null]
     if (facts == null || !facts.ask) {
-        echo(prefix + 'no approval asked: ' + (facts?.why ?: 'nothing was registered'))
-        return
+        echo(prefix + 'no approval asked: ' + result.why)
+        return result
     }
+    result.asked = true
+    result.why = null
     Map approval = cfg.approval
     Map answer = null
     stage('Approval') {
@@ -104,6 +117,7 @@ def ask(Map cfg, Map facts, String prefix) {
             echo(facts.gate)   // the question's tables, also readable in the log
         }
         echo(prefix + "waiting up to ${approval.timeoutHours} h for ${approval.submitter ?: 'anyone allowed to build'} to approve or reject ${facts.name}")
+        notifyApprovers(cfg, facts, prefix)
         try {
             timeout(time: approval.timeoutHours, unit: 'HOURS') {
                 Map inputOptions = [id: 'MltpApproval', message: question, ok: 'Submit', submitterParameter: 'approver',
@@ -125,6 +139,7 @@ def ask(Map cfg, Map facts, String prefix) {
             echo(prefix + "no decision within ${approval.timeoutHours} h: ${facts.name} stays PendingManualApproval " +
                  '(approve it later with mlApproveModel or mltp approve)')
             describe("approval timed out: ${facts.name} stays PendingManualApproval")
+            result.why = "no decision within ${approval.timeoutHours} h"
             return
         }
         String verb = answer.decision == 'Reject' ? 'reject' : 'approve'
@@ -139,7 +154,60 @@ def ask(Map cfg, Map facts, String prefix) {
         String done = (verb == 'approve' ? 'approved' : 'rejected') + " ${facts.name}" + (approver ? " (by ${approver})" : '')
         echo(prefix + done + (reason ? ': ' + reason : ''))
         describe(done)
+        result.status = verb == 'approve' ? 'Approved' : 'Rejected'
+        result.approver = approver ?: null
+        result.note = reason ?: null
     }
+    return result
+}
+
+// Tells the approvers that a question waits, outside any agent and credentials: the
+// notifyApprovers closure, else the mail step to approverEmails (Mailer plugin), else
+// nothing. A missing plugin or a failure is one line; the question is asked anyway.
+def notifyApprovers(Map cfg, Map facts, String prefix) {
+    if (cfg.notifyApprovers == null && !cfg.approverEmails) {
+        return
+    }
+    Map report = facts.report ?: [:]
+    Map message = [version: facts.name, modelPackageArn: facts.arn, metrics: report.metrics ?: [:], champion: report.champion,
+                   gate: mltpHelper.plainText(facts.gate), summary: mltpHelper.plainText(report.summary) ?: null,
+                   reportUrl: report.reportUrl, inputUrl: env.BUILD_URL ? env.BUILD_URL + 'input/' : null,
+                   submitter: cfg.approval.submitter, timeoutHours: cfg.approval.timeoutHours]
+    message.subject = mltpHelper.plainText("Approve ${facts.name}? (${env.JOB_NAME ?: 'mltp'} #${env.BUILD_NUMBER ?: '?'})").replace('\n', ' ')
+    message.text = messageText(message)
+    if (cfg.notifyApprovers != null) {
+        mltpHelper.optionalStep(prefix, 'notify the approvers', 'notifyApprovers called a step this Jenkins does not have') {
+            cfg.notifyApprovers.call(message)
+        }
+        return
+    }
+    String sent = mltpHelper.optionalStep(prefix, 'mail the approvers', 'no mail step (Mailer plugin): the approvers are not mailed') {
+        mail(to: cfg.approverEmails, subject: message.subject, body: message.text, mimeType: 'text/plain', charset: 'UTF-8')
+    }
+    if (sent == 'ok') {
+        echo(prefix + 'mailed the question to ' + cfg.approverEmails)
+    }
+}
+
+// The notification as plain text: the version, the run's summary, the gate and
+// champion tables, the links. Text from the run has its control characters dropped.
+String messageText(Map message) {
+    List lines = ["${message.version} waits for a decision: approve or reject it within ${message.timeoutHours} h" +
+                  (message.submitter ? " (${message.submitter})." : '.'), '']
+    if (message.summary) {
+        lines.add(message.summary)
+        lines.add('')
+    }
+    if (message.gate) {
+        lines.add(message.gate)
+        lines.add('')
+    }
+    lines.add('Decide: ' + (message.inputUrl ?: 'the build\'s page in Jenkins'))
+    if (message.reportUrl) {
+        lines.add('Report: ' + message.reportUrl)
+    }
+    lines.add('Model package: ' + message.modelPackageArn)
+    return mltpHelper.plainText(lines.join('\n')) + '\n'
 }
 
 // Adds a part to the build description, escaped: it holds a model name and a person's id.

@@ -25,29 +25,61 @@ import groovy.transform.Field
 // ---------------------------------------------------------------------------
 
 // Options: the table in vars/mltpHelper.groovy (OPTIONS), shared with the other steps.
+// Returns the outcome (docs/contract.md 9.4): [result: passed|gate_missed|failed|invalid|aborted,
+// message:, runName:, summary:, modelPackageArn:, modelPackageGroup:, version:, approvalStatus:,
+// metrics:, champion:, reportUrl:, approval:]. A failed build still throws, as always;
+// onOutcome is called with the same map in either case, outside any agent.
 def call(Map options = [:]) {
     Map cfg = mltpHelper.resolveOptions('mlTrainingPipeline', options)
     long started = System.currentTimeMillis()
-    Map ctx = null
-    timeout(time: cfg.timeoutMinutes, unit: 'MINUTES') {
-        ctx = mltpHelper.onAgent(cfg.agent) {
-            runOnAgent(cfg, started)
+    Map outcome = [result: null, message: null, runName: null, summary: null, modelPackageArn: null, modelPackageGroup: null,
+                   version: null, approvalStatus: null, metrics: [:], champion: null, reportUrl: null, approval: null]
+    boolean finished = false
+    try {
+        Map ctx = null
+        timeout(time: cfg.timeoutMinutes, unit: 'MINUTES') {
+            ctx = mltpHelper.onAgent(cfg.agent) {
+                runOnAgent(cfg, started, outcome)
+            }
+        }
+        // The agent (and any credentials) is released before the question: a release
+        // manager may take days, and the build holds nothing while it waits.
+        if (cfg.approval != null && ctx != null) {
+            outcome.approval = mlApproveModel.ask(cfg, ctx.approval, PREFIX)
+            outcome.approvalStatus = outcome.approval.status ?: outcome.approvalStatus
+        }
+        outcome.result = outcome.result ?: 'passed'
+        finished = true
+    } catch (InterruptedException interruption) {
+        outcome.result = 'aborted'
+        outcome.message = 'the build was aborted or timed out'
+        throw interruption
+    } catch (Exception problem) {   // groovylint-disable-line CatchException
+        outcome.result = outcome.result ?: 'failed'
+        String line = String.valueOf(problem.getMessage())
+        outcome.message = outcome.message ?: (line.startsWith(PREFIX) ? line.substring(PREFIX.length()) : line)
+        throw problem
+    } finally {
+        if (!finished && outcome.result == null) {
+            outcome.result = 'failed'
+        }
+        if (cfg.onOutcome != null) {
+            mltpHelper.optionalStep(PREFIX, 'run onOutcome', 'onOutcome called a step this Jenkins does not have') {
+                cfg.onOutcome.call(outcome)
+            }
         }
     }
-    // The agent (and any credentials) is released before the question: a release
-    // manager may take days, and the build holds nothing while it waits.
-    if (cfg.approval != null && ctx != null) {
-        mlApproveModel.ask(cfg, ctx.approval, PREFIX)
-    }
+    return outcome
 }
 
-def runOnAgent(Map cfg, long started) {
+def runOnAgent(Map cfg, long started, Map outcome) {
     if (!isUnix()) {
         error(PREFIX + 'needs a Unix agent with sh; choose one with the agent option')
     }
     Map ctx = null
     stage('Validate') {
         ctx = prepareAgent(cfg)
+        ctx.outcome = outcome
         runHelper(ctx, 'validate', false)
         // Only after validate: it refuses a committed `.mltp` symlink, through which
         // deleteDir() would empty a folder outside the workspace.
@@ -56,6 +88,7 @@ def runOnAgent(Map cfg, long started) {
         }
         Map info = mltpHelper.readKeyValues(ctx.infoFile)
         ctx.runName = info.run_name
+        outcome.runName = info.run_name ?: null
         ctx.stateMachine = info.state_machine
         ctx.info = info
         applyJobProperties(cfg, info)
@@ -75,16 +108,16 @@ def runOnAgent(Map cfg, long started) {
             train(ctx, started)
         }
         installTrigger(ctx)
-        if (cfg.approval != null) {
-            ctx.approval = mlApproveModel.facts(cfg.mode, registers(mltpHelper.readKeyValues(ctx.infoFile)),
-                                                ctx.workspace + '/' + REPORT_DIR)
-        }
     } finally {
         if (trainReached) {
             stage('Report') {
                 publishReport(ctx)
+                readOutcome(ctx)
             }
         }
+    }
+    if (cfg.approval != null) {
+        ctx.approval = mlApproveModel.facts(cfg.mode, registers(mltpHelper.readKeyValues(ctx.infoFile)), ctx.report)
     }
     return ctx
 }
@@ -236,8 +269,12 @@ def checkExit(Map ctx, String verb, int rc) {
         return
     }
     String reason = mltpHelper.readReason(PREFIX, ctx.errorFile, verb, rc)
+    Map outcome = ctx.outcome ?: [:]
+    outcome.result = rc == 2 ? 'invalid' : (rc == 3 ? 'gate_missed' : 'failed')
+    outcome.message = reason
     if (rc == 3) {
-        String message = PREFIX + (reason.toLowerCase().startsWith('metric gate failed') ? reason : 'metric gate failed: ' + reason)
+        outcome.message = reason.toLowerCase().startsWith('metric gate failed') ? reason : 'metric gate failed: ' + reason
+        String message = PREFIX + outcome.message
         if (ctx.cfg.onGateFailure == 'UNSTABLE') {
             markUnstable(message)
             return
@@ -346,6 +383,22 @@ def publishReport(Map ctx) {
         }
     }
     pruneOnSchedule(ctx)
+}
+
+// The run's part of the outcome, read on the agent from the report folder; ctx.report
+// keeps it (with the link) for the approval.
+def readOutcome(Map ctx) {
+    String dir = ctx.workspace + '/' + REPORT_DIR
+    Map report = mltpHelper.readRunReport(dir)
+    if (env.BUILD_URL && fileExists(dir + '/' + HTML_REPORT)) {
+        report.reportUrl = env.BUILD_URL + 'artifact/' + REPORT_DIR + '/' + HTML_REPORT
+    }
+    List keys = ['summary', 'modelPackageArn', 'modelPackageGroup', 'version', 'approvalStatus', 'metrics', 'champion', 'reportUrl']
+    for (int i = 0; i < keys.size(); i++) {
+        ctx.outcome[keys[i]] = report[keys[i]]
+    }
+    ctx.outcome.runName = report.runName ?: ctx.outcome.runName
+    ctx.report = report
 }
 
 // A link to the archived report.html (a link with the Safe HTML markup formatter).

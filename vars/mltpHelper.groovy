@@ -218,7 +218,7 @@ List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
 //           number, numeric strings too, from min to max; cap: a larger one is
 //           lowered to max with a line in the log), 'version' (a number or a
 //           string), 'map' (with fields, a table of its own), 'text' (any value,
-//           trimmed, blank = null)
+//           trimmed, blank = null), 'closure' (a { } block the step calls)
 //   oneOf   the accepted values of a string; fold: 'lower'|'upper' first
 //   pattern with patternDoc: what the string must look like
 @Field final Map OPTIONS = [
@@ -261,6 +261,13 @@ List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
                                   timeoutHours: [default: 72, type: 'whole', unit: 'hours', min: 1, max: 24 * 30]],
                          steps: ['mlTrainingPipeline'],
                          doc: 'ask for a decision after a registered run on the default branch; null = no question'],
+    notifyApprovers   : [default: null, type: 'closure', steps: ['mlTrainingPipeline'],
+                         doc: 'with approval: { m -> ... } called once the question is asked (version, metrics, links); null = no call'],
+    approverEmails    : [default: null, pattern: /[^\s,@]+@[^\s,@]+(\s*,\s*[^\s,@]+@[^\s,@]+)*/,
+                         patternDoc: 'e-mail addresses separated by commas', steps: ['mlTrainingPipeline'],
+                         doc: 'with approval, without notifyApprovers: mail the question to them (Mailer plugin); null = no mail'],
+    onOutcome         : [default: null, type: 'closure', steps: ['mlTrainingPipeline'],
+                         doc: '{ r -> ... } called with the outcome at the end, also when the build fails, outside any agent'],
     version           : [default: null, type: 'version', steps: ['mlApproveModel', 'mlFetchModel'],
                          doc: 'N, group/N or a model package ARN; mlFetchModel: null = the newest Approved'],
     run               : [default: null, steps: ['mlApproveModel'],
@@ -316,6 +323,12 @@ Map resolveOptions(String step, Map given) {
     if (cfg.modelPackageGroup && !cfg.region) {
         problems.add('modelPackageGroup needs region (there is no config.yaml to read it from)')
     }
+    if ((cfg.notifyApprovers != null || cfg.approverEmails) && cfg.approval == null) {
+        problems.add('notifyApprovers and approverEmails need approval')
+    }
+    if (cfg.notifyApprovers != null && cfg.approverEmails) {
+        problems.add('give notifyApprovers or approverEmails, not both (the closure may call mail itself)')
+    }
     if (step == 'mlApproveModel' && (cfg.version == null) == (cfg.run == null)) {
         problems.add('give version or run (one of them)')
     }
@@ -335,6 +348,13 @@ def checkValue(String prefix, String name, Map spec, Object given, List problems
     }
     if (type == 'text') {
         return String.valueOf(value).trim() ?: null
+    }
+    if (type == 'closure') {
+        if (value instanceof Closure) {
+            return value
+        }
+        problems.add("${name} must be a closure like { r -> echo r.result }")
+        return spec.default
     }
     if (type == 'boolean') {
         if (value instanceof Boolean) {
@@ -540,6 +560,58 @@ String escapeHtml(String text) {
         }
     }
     return out.toString()
+}
+
+// Text from the run for a plain-text message (mail, a chat): control characters other
+// than line breaks and invisible format ones dropped, nothing else changed.
+String plainText(String text) {
+    if (text == null) {
+        return ''
+    }
+    StringBuilder out = new StringBuilder()
+    for (int i = 0; i < text.length(); i++) {
+        char c = text.charAt(i)
+        if (c == '\n' || (!Character.isISOControl(c) && Character.getType(c) != Character.FORMAT)) {
+            out.append(c)
+        }
+    }
+    return out.toString()
+}
+
+// What a run's report folder (docs/contract.md 9.3) tells a Jenkinsfile, read on the
+// agent from the key=value files and the two text files (no JSON in CPS Groovy):
+// [status:, runName:, summary:, gate:, metrics: [name: value], champion: [name:, metrics:]
+// or null, modelPackageArn:, modelPackageGroup:, version:, approvalStatus:, sha256:]; a
+// missing file leaves its parts null or empty.
+Map readRunReport(String reportDir) {
+    Map values = readKeyValues(reportDir + '/outcome.txt')
+    Map registration = readKeyValues(reportDir + '/registration.txt')
+    Map report = [status: values.status ?: null, runName: values.run ?: null,
+                  summary: fileExists(reportDir + '/summary.txt') ? (firstLine(readFile(reportDir + '/summary.txt')) ?: null) : null,
+                  gate: fileExists(reportDir + '/gate.txt') ? readFile(reportDir + '/gate.txt').trim() : '',
+                  metrics: numbers(values, 'metric.'), champion: null,
+                  modelPackageArn: registration.model_package_arn ?: null, modelPackageGroup: registration.group ?: null,
+                  version: registration.version ?: null, approvalStatus: registration.approval_status ?: null,
+                  sha256: registration.sha256 ?: null]
+    if (values.champion) {
+        report.champion = [name: values.champion, metrics: numbers(values, 'champion.')]
+    }
+    return report
+}
+
+// The entries of values whose key starts with prefix, without it: a number when the
+// value is one, null when empty, else the text.
+Map numbers(Map values, String prefix) {
+    Map result = [:]
+    List keys = new ArrayList(values.keySet())
+    for (int i = 0; i < keys.size(); i++) {
+        String key = keys[i]
+        if (key.startsWith(prefix) && key.length() > prefix.length()) {
+            String value = values[key]
+            result[key.substring(prefix.length())] = value ==~ /-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?/ ? new BigDecimal(value) : (value ?: null)
+        }
+    }
+    return result
 }
 
 @Field final Map HTML_ESCAPES = ['&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;']

@@ -111,6 +111,26 @@ def test_summary_is_one_line_for_the_build_description(tmp_path):
         assert "\n" not in report.summary(outcome)
 
 
+def test_outcome_txt_gives_the_jenkins_steps_status_run_and_values_as_key_value_lines(tmp_path):
+    report.write(make(), tmp_path)
+    assert (tmp_path / "outcome.txt").read_text() == (
+        "status=passed\nrun=jenkins-x-42\nchampion=\nmetric.auc=0.962\nmetric.false_positive_rate=0.0007\n")
+    # a missed gate: a missing value is empty; a metric with a champion rule is listed once
+    missed = gate_failed()
+    missed.gate.append(out.GateCheck("auc", "beats champion", 0.85, False, "champion 0.93"))
+    missed.champion = {"Version": 2, "Arn": "arn:aws:sagemaker:r:1:model-package/fraud-detection/2", "Metrics": {"auc": 0.93}}
+    missed.comparison = [{"metric": "auc", "champion": 0.93, "challenger": 0.85, "delta": -0.08, "verdict": "worse"},
+                         {"metric": "recall", "champion": None, "challenger": None, "delta": None, "verdict": "n/a"}]
+    report.write(missed, tmp_path / "g")
+    lines = (tmp_path / "g" / "outcome.txt").read_text().splitlines()
+    assert lines == ["status=gate_failed", "run=jenkins-x-42", "champion=fraud-detection/2", "metric.auc=0.85",
+                     "metric.false_positive_rate=0.0007", "metric.recall=", "champion.auc=0.93", "champion.recall="]
+    report.write(step_failed(), tmp_path / "f")
+    assert (tmp_path / "f" / "outcome.txt").read_text().splitlines()[0] == "status=failed"
+    for text in ((tmp_path / d / "outcome.txt").read_text() for d in ("", "g", "f")):
+        assert all(line.count("=") >= 1 and "\x1b" not in line for line in text.splitlines())
+
+
 def test_junit_has_one_case_per_rule(tmp_path):
     root = junit_of(make(), tmp_path)
     suite = root.find("testsuite")

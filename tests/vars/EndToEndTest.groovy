@@ -64,4 +64,13 @@ test('end to end: bundled helper, cached venv, example model run locally') { Pip
     assert again.log.any { it.startsWith('mltp helper: cached in') && it.endsWith('(verified)') }
     assert !again.log.any { it.contains('installing into') }
     assert again.shFor('run').env.MLTP == h.shFor('run').env.MLTP
+
+    // What the step returned, from the real report folder (outcome.txt needs a bundle
+    // built with it: `make bundle` after a change of the helper's report writer).
+    Map outcome = h.returned
+    assert outcome.result == 'passed' && outcome.message == null
+    assert outcome.runName == 'jenkins-ml-pipeline-main-7'
+    assert outcome.summary.startsWith('fraud-detection run jenkins-ml-pipeline-main-7: PASSED')
+    assert outcome.reportUrl == h.env.BUILD_URL + 'artifact/.mltp/report/report.html'
+    assert outcome.metrics.auc instanceof BigDecimal && outcome.metrics.auc >= 0.9
 }

@@ -52,7 +52,7 @@ test('default branch: schedule trigger, validate/sync/deploy/start/wait, report,
 
     Map archive = h.callsOf('archiveArtifacts')[0]
     assert archive.args[0] == [artifacts: '.mltp/report/**', excludes: '.mltp/report/**/*.tar.gz', allowEmptyArchive: true]
-    assert archive.archived == ['.mltp/report/junit.xml', '.mltp/report/report.md', '.mltp/report/summary.txt']
+    assert archive.archived == ['.mltp/report/junit.xml', '.mltp/report/outcome.txt', '.mltp/report/report.md', '.mltp/report/summary.txt']
     assert h.callsOf('junit')[0].args[0] == [testResults: '.mltp/report/junit.xml', allowEmptyResults: true]
     assert h.currentBuild.description == 'fraud-detection: gate passed (auc 0.941 &gt;= 0.90), registered version 3'
 
@@ -356,7 +356,7 @@ test('run failed during wait: FAILURE with the reason, report published') { Pipe
     h.run()
     assert h.result == 'FAILURE'
     assert h.errors() == ['[mlTrainingPipeline] ' + reason]
-    assert h.callsOf('archiveArtifacts')[0].archived.size() == 3
+    assert h.callsOf('archiveArtifacts')[0].archived.size() == 4
 }
 
 test('start failing skips wait') { PipelineHarness h ->
@@ -819,20 +819,46 @@ test('source: every sh call uses a constant script; no JsonSlurper, no @NonCPS')
     assert accepted.replace('\\', ' ').split(/\s*\|\s*/).collect { it.trim() } as Set == h.loadVar('mltpHelper').@VERBS as Set
 }
 
-test('Jenkinsfile.example parses and its options are accepted') { PipelineHarness h ->
-    List<Map> seen = []
+// Runs Jenkinsfile.example with mlTrainingPipeline run by the harness h; returns what it echoed.
+List<String> runExample(PipelineHarness h, List<Map> seen) {
+    List<String> echoed = []
     Binding b = new Binding()
-    b.setVariable('mlTrainingPipeline', { Map opts -> seen.add(opts) })
-    new GroovyShell(PipelineHarness.classLoader, b).evaluate(new File(ROOT, 'Jenkinsfile.example'))
-    assert seen.size() == 1
-    Map options = seen[0]
-    if (options.credentialsId) {
-        h.awsCredentials[options.credentialsId] = [ACCESS_KEY, SECRET_KEY]
+    b.setVariable('mlTrainingPipeline', { Map opts ->
+        seen.add(opts)
+        if (opts.credentialsId) {
+            h.awsCredentials[opts.credentialsId] = [ACCESS_KEY, SECRET_KEY]
+        }
+        h.run(opts)
+        if (h.thrown) {
+            throw h.thrown
+        }
+        return h.returned
+    })
+    b.setVariable('echo', { Object s -> echoed.add(String.valueOf(s)) })
+    b.setVariable('env', [JOB_NAME: 'ml-pipeline/main'])
+    try {
+        new GroovyShell(PipelineHarness.classLoader, b).evaluate(new File(ROOT, 'Jenkinsfile.example'))
+    } catch (hudson.AbortException expected) {
+        echoed.add('threw: ' + expected.message)
     }
+    return echoed
+}
+
+test('Jenkinsfile.example parses, its options are accepted, and it reads the outcome') { PipelineHarness h ->
+    List<Map> seen = []
     h.branch('main', true)
     h.fakeHelper()
-    h.run(options)
+    List<String> echoed = runExample(h, seen)
+    assert seen.size() == 1
     assert h.result == 'SUCCESS'
+    assert echoed == ['result passed, version none, auc 0.941']
+
+    // a failed build: the onOutcome closure sees it, then the step throws
+    PipelineHarness failed = newHarness()
+    failed.branch('main', true)
+    failed.fakeHelper(rc: [wait: 4], errors: [wait: 'run failed at Training'])
+    List<String> failedEchoed = runExample(failed, [])
+    assert failedEchoed == ['training failed: run failed at Training ', 'threw: [mlTrainingPipeline] run failed at Training']
 }
 
 // ------------------------------------------------------------------ a lost agent

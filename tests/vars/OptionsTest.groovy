@@ -76,7 +76,7 @@ test('options: each help page lists exactly the table\'s options of its step, wi
         assert documented.keySet() == expected.keySet(), step
         assert documented == expected, step
     }
-    assert runner.optionNames('mlTrainingPipeline').size() == 17
+    assert runner.optionNames('mlTrainingPipeline').size() == 20
 }
 
 test('options: docs/contract.md 9.4 lists exactly the table\'s options of each step, with the same defaults') { PipelineHarness h ->
@@ -90,7 +90,7 @@ test('options: docs/contract.md 9.4 lists exactly the table\'s options of each s
 
 test('options: every entry of the table is well formed') { PipelineHarness h ->
     Map options = h.loadVar('mltpHelper').@OPTIONS
-    List types = ['string', 'boolean', 'whole', 'version', 'map', 'text']
+    List types = ['string', 'boolean', 'whole', 'version', 'map', 'text', 'closure']
     options.each { String name, Map spec ->
         assert spec.containsKey('default') && spec.doc && spec.steps, name
         assert spec.steps.every { it in STEPS }, name

@@ -4,6 +4,7 @@ report.json  machine-readable: everything in the Outcome
 report.md    for release managers: verdict, summary, gate, steps, package, links
 junit.xml    one test case per gate rule, so Jenkins shows the gate as tests
 summary.txt  one line, for the build description
+outcome.txt  key=value: status, run, gate and champion values, for the Jenkins steps (no JSON in CPS Groovy)
 report.html  the same with charts: step timeline, gate metrics across versions (report_html)
 report.css   report.html's stylesheet (Jenkins serves archived pages with `style-src 'self'`)
 """
@@ -20,11 +21,11 @@ from . import owned
 from .neutral import console_link, md, plain, visible
 from .outcome import Outcome, format_duration, format_value
 
-FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "report.html", "report.css")
+FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "outcome.txt", "report.html", "report.css")
 
 
 def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
-    """Write the five files (atomically each) and return their paths by name."""
+    """Write the files of FILES (atomically each) and return their paths by name."""
     from . import report_html
 
     report_dir = Path(report_dir)
@@ -38,6 +39,7 @@ def write(outcome: Outcome, report_dir: Path) -> Dict[str, Path]:
         "report.md": markdown(outcome),
         "junit.xml": junit(outcome),
         "summary.txt": summary(outcome) + "\n",
+        "outcome.txt": key_values(outcome),
     }
     paths = {}
     for name, text in contents.items():
@@ -75,6 +77,31 @@ def _summary(outcome: Outcome) -> str:
             return f"{text}; {outcome.registration_text()}"
         return f"{text}; not registered"
     return f"{head}: {out.one_line(outcome.message)}"
+
+
+# --------------------------------------------------------------------------- outcome.txt
+
+
+def _number(value) -> str:
+    """repr of a float ('0.941', '1e-05'); empty when there is none (missing, not a number)."""
+    return repr(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+
+def key_values(outcome: Outcome) -> str:
+    """What the Jenkins steps return to a Jenkinsfile, as key=value lines they read
+    without JSON: status, run, metric.<name>= per gate metric, and the champion's
+    name and champion.<name>= values. Metric names are letters, digits, _ and -."""
+    champion = outcome.champion or {}
+    name = champion_heading(outcome)[len("champion "):-len(" vs this run")] if champion.get("Version") is not None else ""
+    lines = [f"status={outcome.status}", f"run={' '.join(str(outcome.run_name).split())}", f"champion={name}"]
+    seen = set()
+    for check in outcome.gate:
+        if check.metric not in seen:   # a threshold and a champion rule of one metric read one value
+            seen.add(check.metric)
+            lines.append(f"metric.{check.metric}={_number(check.value)}")
+    for row in outcome.comparison:
+        lines.append(f"champion.{row['metric']}={_number(row.get('champion'))}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- console

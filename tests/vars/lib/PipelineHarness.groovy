@@ -44,6 +44,7 @@ class PipelineHarness {
     Closure inputHandler = null                 // answers `input` (gets its options; may throw); null: input fails the test
     String result
     Throwable thrown
+    Object returned                             // what the step returned (null when it threw)
 
     private final List<Map> shRules = []
     private final List<Map> envLayers = []      // [kind: 'withEnv'|'credentials', vars: Map, id: credentialsId]
@@ -110,6 +111,7 @@ class PipelineHarness {
      *   info:   [key: value]           written to $MLTP_INFO_FILE by validate
      *   report: true                   wait/run write summary.txt, junit.xml, report.md
      *   summary: 'text'                summary.txt line
+     *   outcomeLines: 'text'           outcome.txt (default: status, run, champion, metric.auc, champion.auc)
      *   approvalFiles: true            wait also writes gate.txt, and registration.txt when it passes on a
      *                                  registering branch, as `mltp wait` does (off by default: other tests
      *                                  count the archived files)
@@ -154,6 +156,10 @@ class PipelineHarness {
                 write(dir + '/summary.txt', summary + '\n')
                 write(dir + '/report.md', '# report\n')
                 write(dir + '/model.tar.gz', 'model bytes')
+                write(dir + '/outcome.txt', opts.outcomeLines != null ? opts.outcomeLines :
+                      "status=${rc == 0 ? 'passed' : (rc == 3 ? 'gate_failed' : 'failed')}\nrun=${ctx.env.BUILD_TAG}\n" +
+                      "champion=fraud-detection/2\nmetric.auc=${rc == 3 ? '0.812' : '0.941'}\nmetric.false_positive_rate=\n" +
+                      'champion.auc=0.93\n')
                 write(dir + '/junit.xml', rc == 3 ? '<testsuite><testcase name="auc"><failure/></testcase></testsuite>'
                                                   : '<testsuite><testcase name="auc"/></testsuite>')
             }
@@ -219,7 +225,7 @@ class PipelineHarness {
     PipelineHarness run(Map config = [:], String var = 'mlTrainingPipeline') {
         Script script = loadVar(var)
         try {
-            script.invokeMethod('call', config == null ? [null] as Object[] : [config] as Object[])
+            returned = script.invokeMethod('call', config == null ? [null] as Object[] : [config] as Object[])
             result = currentBuild.result ?: 'SUCCESS'
         } catch (FlowInterruptedException e) {
             thrown = e
@@ -303,7 +309,7 @@ class PipelineHarness {
     static final List<String> STEPS = [
         'archiveArtifacts', 'buildDiscarder', 'catchError', 'checkout', 'choice', 'cron', 'deleteDir', 'dir',
         'disableConcurrentBuilds', 'echo', 'error', 'fileExists', 'input', 'isUnix', 'junit', 'libraryResource',
-        'logRotator', 'node', 'pipelineTriggers', 'properties', 'publishHTML', 'pwd', 'readFile', 'sh', 'stage',
+        'logRotator', 'mail', 'node', 'pipelineTriggers', 'properties', 'publishHTML', 'pwd', 'readFile', 'sh', 'stage',
         'text', 'timeout', 'unstable', 'withCredentials', 'withEnv', 'writeFile',
     ]
 
@@ -329,6 +335,9 @@ class PipelineHarness {
                 String message = named ? named.message : args[0]
                 log.add('WARNING: ' + message)
                 currentBuild.result = 'UNSTABLE'
+                return null
+            case 'mail':             // Mailer plugin: recorded only
+                log.add('mail to ' + named.to + ': ' + named.subject)
                 return null
             case 'isUnix':
                 return unix
