@@ -185,7 +185,7 @@ def test_wait_writes_the_report_for_every_known_outcome(example_repo, aws_env, c
             model.wait(ctx, clock=follow.ManualClock(), report_dir=str(target))
         except MltpError:
             pass
-        # plus what the Jenkins approval reads (pipeline.write_approval_files): registration.txt once registered
+        # plus what the Jenkins approval reads (commands.wait.write_approval_files): registration.txt once registered
         approval = ["gate.txt"] + (["registration.txt"] if status == "passed" else [])
         assert sorted(p.name for p in target.iterdir()) == sorted(list(report.FILES) + approval)
         assert json.loads((target / "report.json").read_text())["status"] == status
