@@ -76,7 +76,8 @@ def main(repo: Path, run_name: str) -> dict:
 
     server, endpoint = emulator.start_local_moto()
     try:
-        inv = invocation.load(repo, None, run_name=run_name, report_dir=str(repo / ".mltp" / "parity-aws-report"))
+        inv = invocation.load(repo, None, run_name=run_name, report_dir=str(repo / ".mltp" / "parity-aws-report"),
+                              check=True)
         validated = validate(inv)
         ctx = validated.context
         clients = Clients(ctx.region, endpoint)

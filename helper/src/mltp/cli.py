@@ -159,12 +159,13 @@ def main() -> None:
 
 
 def _invocation(repo: Path, config: Optional[str], run_name: Optional[str] = None, region: Optional[str] = None,
-                endpoint_url: Optional[str] = None, report_dir: Optional[str] = None):
-    """The verb's one Invocation: the config loaded once (exit 2 on a bad one), the run context made once."""
+                endpoint_url: Optional[str] = None, report_dir: Optional[str] = None, check: bool = False):
+    """The verb's one Invocation: the config loaded once (exit 2 on a bad one),
+    with `check` the repo checked (the verbs that ship it), the run context made once."""
     from . import invocation
 
     return invocation.load(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
-                           report_dir=report_dir, echo=click.echo)
+                           report_dir=report_dir, echo=click.echo, check=check)
 
 
 def _aws(inv):
@@ -222,7 +223,7 @@ def validate(repo: Path, config: Optional[str], info_file: Optional[str]) -> Non
     """Check config.yaml and the model repo; no AWS call, no network."""
     from .commands.validate import validate
 
-    click.echo(validate(_invocation(repo, config), info_file=info_file).summary())
+    click.echo(validate(_invocation(repo, config, check=True), info_file=info_file).summary())
 
 
 @main.command()
@@ -313,7 +314,7 @@ def sync(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
     """Upload the code bundle to S3 (nothing when that content is there already); runs preflight first."""
     from .commands.sync import sync
 
-    inv = _invocation(repo, config, **aws)
+    inv = _invocation(repo, config, check=True, **aws)
     click.echo(sync(inv, _aws(inv), preflight=not no_preflight).summary())
 
 
@@ -325,7 +326,7 @@ def deploy(repo: Path, config: Optional[str], **aws) -> None:
     """Create or update the state machine; prints created, updated or unchanged."""
     from .commands.deploy import deploy
 
-    inv = _invocation(repo, config, **aws)
+    inv = _invocation(repo, config, check=True, **aws)
     click.echo(deploy(inv, _aws(inv)).summary())
 
 
@@ -338,7 +339,7 @@ def publish(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> Non
     """sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first."""
     from .commands.publish import publish
 
-    inv = _invocation(repo, config, **aws)
+    inv = _invocation(repo, config, check=True, **aws)
     click.echo(publish(inv, _aws(inv), preflight=not no_preflight).summary())
 
 
@@ -350,7 +351,7 @@ def start(repo: Path, config: Optional[str], **aws) -> None:
     """Start the run (or re-attach to the run of that name)."""
     from .commands.start import start
 
-    inv = _invocation(repo, config, **aws)
+    inv = _invocation(repo, config, check=True, **aws)
     _echo_all(start(inv, _aws(inv)).lines())
 
 
@@ -410,7 +411,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         if no_wait:
             raise InvalidInput("--no-wait cannot be used with --local: the emulator lives only as long as mltp runs")
         # Bad input fails fast, before anything starts; --endpoint-url is the emulator's.
-        inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir)
+        inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
         checked = validate(inv)
         with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs) as clients:
             # The same validated repo, now pointed at the emulator.
@@ -420,7 +421,8 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         return
     if inputs or fetch_inputs:
         raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
-    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url, report_dir=report_dir)
+    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                      report_dir=report_dir, check=True)
     checked = validate(inv)
     click.echo(checked.summary())
     run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
@@ -531,8 +533,9 @@ def clean(repo: Path) -> None:
 def prune(repo: Path, config: Optional[str], older_than: str, yes: bool, **aws) -> None:
     """List branch state machines with no recent execution (never the default
     branch's) and code prefixes no kept run references; delete them with --yes."""
-    from .commands.housekeeping import prune
+    from .commands.housekeeping import age_of, prune
 
+    age_of(older_than)
     inv = _invocation(repo, config, **aws)
     prune(inv, _aws(inv), older_than=older_than, yes=yes)
 

@@ -1,5 +1,6 @@
 """`mltp clean` and `mltp prune` (docs/contract.md, 9.6)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from ..config import display
@@ -14,13 +15,20 @@ def clean(repo: Path) -> str:
     return f"clean: emptied {display(Path(repo) / housekeeping.WORK_DIR)} ({freed / 1e6:.1f} MB freed)"
 
 
+def age_of(older_than: str) -> timedelta:
+    """--older-than as a timedelta; a bad one is invalid input, said before the config is read."""
+    from .. import housekeeping
+
+    return housekeeping.parse_age(older_than)
+
+
 def prune(inv: Invocation, clients, older_than: str = "30d", yes: bool = False):
     """List (and with `yes`, delete) branch state machines and code prefixes
     nothing needs any more; lines go to `inv.echo` as deletions happen."""
     from .. import housekeeping
     from ..aws import refused
 
-    age = housekeeping.parse_age(older_than)
+    age = age_of(older_than)
     cfg, echo = inv.config, inv.echo
     with refused("list", f"state machines and s3://{cfg.aws.bucket} code of {cfg.name}"):
         stale = housekeeping.find_stale(cfg, clients, age)

@@ -7,8 +7,7 @@ from typing import List, Optional, Tuple
 from .. import repo as repo_mod
 from ..config import Config, display
 from ..context import RunContext
-from ..errors import InvalidInput
-from ..invocation import Invocation
+from ..invocation import Invocation, check_repo
 
 
 @dataclass(frozen=True)
@@ -49,13 +48,10 @@ class Validated:
 
 
 def validate(inv: Invocation, info_file: Optional[str] = None) -> Validated:
-    """Repo checks on the loaded config; every problem at once; raises InvalidInput (exit 2)."""
-    skipped: List[str] = []
-    files, problems = repo_mod.check(inv.config, skipped)
-    if problems:
-        where = "" if display(inv.repo) == "." else f" {display(inv.repo)}"
-        raise InvalidInput(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the model repo{where}", problems)
-    result = Validated(inv.config, files, inv.run, tuple(skipped))
+    """The repo checks on the loaded config (done already when the CLI made the
+    invocation with check=True); every problem at once; raises InvalidInput (exit 2)."""
+    files, skipped = (inv.files, inv.skipped) if inv.files is not None else check_repo(inv.config, inv.repo)
+    result = Validated(inv.config, list(files), inv.run, skipped)
     if info_file:
         Path(info_file).parent.mkdir(parents=True, exist_ok=True)
         Path(info_file).write_text(result.info_lines(), encoding="utf-8")
