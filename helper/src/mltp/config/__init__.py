@@ -1,5 +1,5 @@
 """config.yaml version 1: the typed config objects (model.py), loading and
-building them (load.py), the schema's checks (schema.py) and the ones a schema
+building them (loading.py), the schema's checks (schema.py) and the ones a schema
 cannot express (checks.py), and how paths and values appear in messages
 (display.py). `from mltp.config import X` keeps working for all of them.
 
@@ -11,7 +11,7 @@ together as one InvalidInput whose lines name file, line and key.
 
 from .checks import _INSTANCE_SHAPES, _instance_type_lists, _instance_types, cron_problem, framework_versions
 from .display import HIDDEN, display, repr_q, shown, utf8_error_line
-from .load import load, parse, resolve_config_path
+from .loading import load, parse, resolve_config_path
 from .model import (CODE_DIR, DEFAULT_QUIET_MINUTES, INPUT_DIR, OUTPUT_DIR, SPLITS, STEP_ROLES, AwsConfig, Config,
                     GateRule, InferenceConfig, InputConfig, LogsConfig, RegistryConfig, RetrainConfig, Scalar,
                     StepConfig, Steps)

@@ -1,5 +1,5 @@
 """The typed config objects: what config.yaml version 1 says, once loaded and
-checked (load.py), with the schema's defaults filled in."""
+checked (loading.py), with the schema's defaults filled in."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
