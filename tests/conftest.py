@@ -169,6 +169,7 @@ def _install_recorder() -> None:
     import botocore.session
 
     import mltp.config
+    import mltp.config.loading
 
     original_init = botocore.session.Session.__init__
 
@@ -186,7 +187,8 @@ def _install_recorder() -> None:
             AWS_CALLS[_CURRENT["test"]]["configs"].append(text)
         return result
 
-    mltp.config.parse = parse
+    # load() calls parse() of its own module (mltp/config/loading.py); callers of mltp.config.parse get it too.
+    mltp.config.loading.parse = mltp.config.parse = parse
 
 
 def pytest_configure(config):

@@ -2,7 +2,7 @@
 `python parity_aws.py REPO RUN_NAME` prints {"exit_code", "error"} as JSON.
 
 It runs what `mltp run REPO` runs on AWS (validate, sync, deploy, start, wait:
-`pipeline.run_checked`, not the local path) against moto in server mode, whose
+`commands.run.run` with clients of its own, not the local session) against moto in server mode, whose
 Step Functions interpreter executes the rendered definition. SageMaker's jobs
 are executed by a stand-in that runs each job's own request (its container
 entrypoint or script-mode program, on the code synced to S3) and reports a
@@ -42,8 +42,10 @@ def main(repo: Path, run_name: str) -> dict:
         os.environ.pop(var, None)
     os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "parity"
 
-    from mltp import pipeline
+    from mltp import invocation
     from mltp.aws import Clients
+    from mltp.commands.run import run
+    from mltp.commands.validate import validate
     from mltp.cli import _one_line
     from mltp.errors import MltpError
     from mltp.local import emulator, step_environments
@@ -74,7 +76,9 @@ def main(repo: Path, run_name: str) -> dict:
 
     server, endpoint = emulator.start_local_moto()
     try:
-        validated = pipeline.validate(repo, None, run_name=run_name)
+        inv = invocation.load(repo, None, run_name=run_name, report_dir=str(repo / ".mltp" / "parity-aws-report"),
+                              check=True)
+        validated = validate(inv)
         ctx = validated.context
         clients = Clients(ctx.region, endpoint)
         # The scripts run where a local run runs them: the framework's local environment
@@ -88,10 +92,10 @@ def main(repo: Path, run_name: str) -> dict:
         if ctx.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
         clients.s3.create_bucket(**kwargs)  # on AWS the bucket exists (docs/contract.md, 2.2)
-        validated = replace(validated, context=replace(ctx, endpoint_url=endpoint))
+        inv = inv.pointed_at(endpoint)
+        validated = replace(validated, context=inv.run)
         try:
-            pipeline.run_checked(validated, repo, None, report_dir=str(repo / ".mltp" / "parity-aws-report"),
-                                 poll_seconds=0.2)
+            run(inv, clients, validated, preflight=False, poll_seconds=0.2)
         except MltpError as exc:
             return {"exit_code": exc.exit_code, "error": redact(_one_line(exc))}
         finally:

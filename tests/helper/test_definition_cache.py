@@ -103,7 +103,8 @@ def test_turned_off_by_the_environment(cache, cfg, monkeypatch):
 def test_a_hit_imports_neither_sdk(tmp_path):
     """What makes an unchanged deploy fast: the SDKs are not even imported."""
     env = {"MLTP_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    probe = ("import sys; from mltp import pipeline; text = pipeline.render(sys.argv[1], None); "
+    probe = ("import sys; from mltp import config; from mltp.commands.render import render; "
+             "text = render(config.load(sys.argv[1], None)); "
              "print(sorted(m for m in ('sagemaker', 'stepfunctions') if m in sys.modules))")
     cold = subprocess.run([sys.executable, "-c", probe, str(EXAMPLE)], env=env, capture_output=True, text=True)
     assert cold.returncode == 0, cold.stderr

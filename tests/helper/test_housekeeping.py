@@ -308,9 +308,9 @@ def test_owned_remove_acts_only_inside_its_root(tmp_path, outside):
 
 
 def test_clean_and_trimming_leave_the_folder_of_a_run_in_progress(tmp_path):
-    """A local run of the repo holds its name (local/locks.py): another run's
+    """A local run of the repo holds its name (locks.py): another run's
     trimming and `mltp clean` (other processes) leave its folder alone."""
-    from mltp.local import locks
+    from mltp import locks
 
     work = make_runs(tmp_path, 3)
     name, lock = locks.claim_run(tmp_path, "run-0", explicit=True)  # the oldest: first to go otherwise
@@ -340,7 +340,7 @@ def test_a_run_reusing_a_name_starts_from_a_fresh_work_folder(tmp_path, outside)
 
 
 def test_a_lock_file_that_is_a_link_is_exit_2_and_never_written(tmp_path, outside):
-    from mltp.local import locks
+    from mltp import locks
 
     (tmp_path / ".mltp" / "locks").mkdir(parents=True)
     os.symlink(outside / "notes.txt", tmp_path / ".mltp" / "locks" / "run-r1.lock")

@@ -14,7 +14,7 @@ from typing import List
 import pytest
 from click.testing import CliRunner
 
-from mltp import follow, log_group, pipeline, runlogs
+from mltp import follow, log_group, runlogs
 from mltp.aws import Clients
 from mltp.cli import main
 import test_wait

@@ -20,7 +20,7 @@ from test_wait import Model, classic_sfn, pipeline_script, script_execution  # n
 T0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
 PACKAGE = "arn:aws:sagemaker:ap-northeast-2:123456789012:model-package/fraud-detection/3"
 ARN = "arn:aws:states:ap-northeast-2:123456789012:execution:fraud-detection:jenkins-x-42"
-# The console addresses mltp builds (follow._console): the only links report.md makes.
+# The console addresses mltp builds (follow.links._console): the only links report.md makes.
 CONSOLE = "https://ap-northeast-2.console.aws.amazon.com"
 
 
@@ -208,7 +208,7 @@ def test_wait_writes_the_report_for_every_known_outcome(example_repo, aws_env, c
             model.wait(ctx, clock=follow.ManualClock(), report_dir=str(target))
         except MltpError:
             pass
-        # plus what the Jenkins approval reads (pipeline.write_approval_files): registration.txt once registered
+        # plus what the Jenkins approval reads (commands.wait.write_approval_files): registration.txt once registered
         approval = ["gate.txt"] + (["registration.txt"] if status == "passed" else [])
         assert sorted(p.name for p in target.iterdir()) == sorted(list(report.FILES) + approval)
         assert json.loads((target / "report.json").read_text())["status"] == status

@@ -33,9 +33,10 @@ from moto.core.config import default_user_config
 from moto.stepfunctions.models import Execution
 
 from mltp import config as config_mod
-from mltp import follow, naming, pipeline
+from mltp import follow, invocation, naming
 from mltp import outcome as out
 from mltp.aws import Clients
+from mltp.commands import wait as wait_cmd
 from mltp.context import make_context
 from mltp.errors import AwsRefused, GateFailed, RunFailed
 
@@ -268,11 +269,22 @@ class Model:
         return self.sfn.describe_execution(executionArn=arn)["status"]
 
     def wait(self, ctx, **kwargs):
-        """pipeline.wait as the CLI calls it, with the test's clock and an echo that collects lines."""
+        """`mltp wait` as the CLI calls it, with the test's clock and an echo that collects lines."""
         lines: List[str] = kwargs.pop("lines", [])
-        return pipeline.wait(self.repo, None, run_name=ctx.run_name, region=None, endpoint_url=self.endpoint,
+        return wait_verb(self.repo, run_name=ctx.run_name, region=None, endpoint_url=self.endpoint,
                              report_dir=kwargs.pop("report_dir", None), timeout=kwargs.pop("timeout", None),
                              echo=lines.append, **kwargs)
+
+
+def wait_verb(repo: Path, *, run_name: str, endpoint_url: str, region: Optional[str] = None,
+              report_dir: Optional[str] = None, timeout: Optional[float] = None, clock=None,
+              clients: Optional[Clients] = None, echo: Callable[[str], None] = print, **kwargs):
+    """`mltp wait` as the CLI runs it: one Invocation (the config loaded once) and
+    one set of clients (the test's own, when given), then commands.wait.wait."""
+    inv = invocation.load(repo, None, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                          report_dir=report_dir, echo=echo)
+    clients = clients or Clients(inv.run.region, inv.run.endpoint_url)
+    return wait_cmd.wait(inv, clients, timeout=timeout, clock=clock, **kwargs)
 
 
 @pytest.fixture
@@ -517,7 +529,7 @@ def test_wait_follows_a_whole_run_and_reports_the_registered_package(model, monk
         lines.append(line)
         shown.append((clock.now(), line))
 
-    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint, clock=clock, echo=echo)
+    result = wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint, clock=clock, echo=echo)
     assert result.status == out.PASSED and result.exit_code == 0
     assert result.model_package_arn == package and result.approval_status == "PendingManualApproval"
     assert [(c.metric, c.value, c.passed) for c in result.gate] == [("auc", 0.962, True), ("false_positive_rate", 0.0007, True)]
@@ -558,7 +570,7 @@ def test_branch_builds_are_not_registered(model, monkeypatch):
     assert ctx.state_machine.startswith(f"{model.name}--") and not data.Register
     model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
     lines: List[str] = []
-    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+    result = wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint,
                            clock=follow.ManualClock(), echo=lines.append)
     assert result.status == out.PASSED and result.model_package_arn is None
     assert "model package: not registered (branch build)" in lines
@@ -571,7 +583,7 @@ def test_a_passed_default_branch_run_is_what_retraining_runs_next(model):
     ctx, data, arn = model.start()
     model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
     lines: List[str] = []
-    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+    wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint,
                   clock=follow.ManualClock(), echo=lines.append)
     key = f"mltp/{model.name}/trigger/last-good.json"
     assert f"retrain code: s3://{model.bucket}/{key}" in lines
@@ -586,12 +598,12 @@ def test_branch_and_failed_runs_record_no_retrain_code(model, monkeypatch):
     model.put_evaluation(data, auc=0.85, false_positive_rate=0.01)  # misses the gate
     script_execution(arn, pipeline_script(lambda: 1e9, data, end="gate"))
     with pytest.raises(GateFailed):
-        pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+        wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint,
                       clock=follow.ManualClock(), echo=lambda line: None)
     monkeypatch.setenv("BRANCH_NAME", "feature/x")
     ctx, data, arn = model.start(env={"BRANCH_NAME": "feature/x"})
     model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
-    pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
+    wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint,
                   clock=follow.ManualClock(), echo=lambda line: None)
     assert model.s3.list_objects_v2(Bucket=model.bucket, Prefix=key).get("KeyCount") == 0
 
@@ -755,7 +767,7 @@ def test_a_throttling_storm_does_not_fail_the_run(model, proxy, fast_retries):
     # More throttles in a row than botocore's 10 attempts: a poll fails, the next one goes on.
     proxy.plan("GetExecutionHistory", "throttle", 25)
     lines: List[str] = []
-    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock,
+    result = wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock,
                            echo=lines.append)
     assert result.status == out.PASSED
     assert proxy.faults["throttle"] == 25
@@ -779,7 +791,7 @@ def test_a_dropped_connection_is_survived(model, proxy, fast_retries):
     clock.on_sleep = drop_mid_wait
     clients = Clients(REGION, proxy.url, max_attempts=4)
     lines: List[str] = []
-    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock,
+    result = wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock,
                            clients=clients, echo=lines.append)
     assert result.status == out.PASSED
     assert proxy.faults["drop"] == 15
@@ -793,7 +805,7 @@ def test_polls_failing_for_too_long_give_up_with_exit_5(model, proxy, fast_retri
     proxy.plan("GetExecutionHistory", "throttle", 10_000)
     clients = Clients(REGION, proxy.url, max_attempts=2)
     with pytest.raises(AwsRefused) as caught:
-        pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock, clients=clients,
+        wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=proxy.url, clock=clock, clients=clients,
                       echo=lambda line: None)
     assert "GetExecutionHistory" in caught.value.message and "ThrottlingException" in caught.value.message
     assert clock.now() >= follow.DEFAULT_POLICY.transient_limit
@@ -802,7 +814,7 @@ def test_polls_failing_for_too_long_give_up_with_exit_5(model, proxy, fast_retri
 def test_a_missing_execution_is_refused(model):
     ctx, data, arn = model.start()
     with pytest.raises(AwsRefused) as caught:
-        pipeline.wait(model.repo, None, run_name=unique("never-started"), endpoint_url=model.endpoint,
+        wait_verb(model.repo, run_name=unique("never-started"), endpoint_url=model.endpoint,
                       clock=follow.ManualClock(), echo=lambda line: None)
     assert "DescribeExecution" in caught.value.message and caught.value.exit_code == 5
 
@@ -872,8 +884,8 @@ def test_an_unreadable_earlier_version_never_costs_a_run_its_report_or_pointer(m
                                                       "S3Uri": f"s3://{model.bucket}/{key}"}}})
     ctx, data, arn = model.start()
     model.put_evaluation(data, auc=0.95, false_positive_rate=0.01)
-    result = pipeline.wait(model.repo, None, run_name=ctx.run_name, endpoint_url=model.endpoint,
-                           clock=follow.ManualClock(), echo=lambda line: None)
+    result = wait_verb(model.repo, run_name=ctx.run_name, endpoint_url=model.endpoint,
+                       clock=follow.ManualClock(), echo=lambda line: None)
     assert result.status == out.PASSED
     report = json.loads((ctx.report_dir / "report.json").read_text())
     assert "skipped v1: its evaluation.json" in report["history"]["note"], report["history"]

@@ -56,8 +56,16 @@ class Clients:
         )
         self._clients: Dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._account: Optional[str] = None
-        self._caller = ""
+        # Who is calling, asked once per invocation: shared with with_attempts()'s clients.
+        self._identity: Dict[str, str] = {}
+
+    def with_attempts(self, max_attempts: int) -> "Clients":
+        """The same session, region, endpoint and caller, with fewer (or more)
+        retries: the preflight asks once and moves on, without a second boto3
+        session or a second STS lookup."""
+        other = Clients(self.region, self.endpoint_url, max_attempts=max_attempts, session=self._session)
+        other._identity = self._identity
+        return other
 
     def client(self, service: str):
         with self._lock:
@@ -116,7 +124,7 @@ class Clients:
         bucket of that name in someone else's account is refused. So this fails
         fast (exit 5) and says why."""
         with self._lock:
-            if self._account is None:
+            if "account" not in self._identity:
                 sts = self._session.client(
                     "sts", region_name=self.region, endpoint_url=self.endpoint_url,
                     config=botocore.config.Config(
@@ -125,13 +133,13 @@ class Clients:
                 )
                 with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
                     identity = sts.get_caller_identity()
-                self._account, self._caller = identity["Account"], identity.get("Arn", "")
-            return self._account
+                self._identity.update(account=identity["Account"], caller=identity.get("Arn", ""))
+            return self._identity["account"]
 
     def caller_arn(self) -> str:
         """Who is calling (asked with the account, once): preflight checks what it may pass."""
         self.account_id()
-        return self._caller
+        return self._identity["caller"]
 
 
 def error_code(exc: BaseException) -> str:

@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import BinaryIO, List, Sequence, Tuple
 
 from . import __version__
+# HASH_LENGTH hex digits: 128 bits. The hash names the code prefix a later run trusts;
+# 64 bits were within reach of a birthday search by anyone who can push a branch.
+from .code_keys import HASH_LENGTH, MANIFEST, TARBALL  # noqa: F401  (names the bundle makes)
 from .repo import RepoFile
 
-# hex digits: 128 bits. The hash names the code prefix a later run trusts; 64
-# bits were within reach of a birthday search by anyone who can push a branch.
-HASH_LENGTH = 32
-TARBALL = "sourcedir.tar.gz"
-MANIFEST = "manifest.json"
 # 1980-01-02, not 0: SageMaker pip-installs a sourcedir that has a setup.py, and
 # zip (wheels) cannot store times before 1980; one day of margin for time zones.
 FIXED_MTIME = 315619200

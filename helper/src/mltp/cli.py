@@ -1,11 +1,17 @@
-"""The `mltp` command. Commands only parse options and delegate to `pipeline`;
-this module also turns errors into the contract's exit codes (docs/contract.md, 4.1).
+"""The `mltp` command. Commands only parse options and delegate to
+`mltp.commands.<verb>` (mltp/verbs.py is the table); this module is the edge
+that chooses the environment: it makes the one Invocation (repo, loaded config,
+run context, output) and the one set of AWS clients, real AWS or the local
+emulator (`mltp.local.session.LocalAws`, which nothing below imports), hands
+them down, and prints what the verbs return. It also turns errors into the
+contract's exit codes (docs/contract.md, 4.1).
 
 Every option can also come from the environment (MLTP_CONFIG, MLTP_RUN_NAME,
 ...): that is how the Jenkins step passes values without quoting them into
 shell text.
 """
 
+import contextlib
 import gc
 import os
 import signal
@@ -13,13 +19,14 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import click
 
 from . import __version__
-from .errors import MltpError
+from .errors import InvalidInput, MltpError
 from .redaction import redact
+from .verbs import SHORT_VERBS
 
 # boto3 warns on every start under Python 3.9 that its support ends; agents with
 # the OS's 3.9 (Amazon Linux 2023) would see it before every verb's output. The
@@ -86,15 +93,13 @@ def _sigterm(signum, frame):  # pragma: no cover - exercised through subprocess 
     raise KeyboardInterrupt("SIGTERM")
 
 
-# Verbs that end within seconds. Python's cyclic garbage collector runs every
-# few hundred new objects, and a verb's imports and botocore's service models
-# create hundreds of thousands that live until the process ends: with the
-# collector off, `validate`, `publish` and `start` each start some 50 ms
-# sooner. Reference counting still frees everything else; the little cyclic
-# garbage a short verb makes goes with the process. The long verbs (wait, run,
-# logs, ...) keep it on.
-SHORT_VERBS = frozenset({"validate", "render", "schema", "iam-policy", "preflight", "sync", "deploy", "publish",
-                         "start", "stop", "init", "clean", "models", "approve", "reject"})
+# Verbs that end within seconds (SHORT_VERBS, from the verb table). Python's
+# cyclic garbage collector runs every few hundred new objects, and a verb's
+# imports and botocore's service models create hundreds of thousands that live
+# until the process ends: with the collector off, `validate`, `publish` and
+# `start` each start some 50 ms sooner. Reference counting still frees
+# everything else; the little cyclic garbage a short verb makes goes with the
+# process. The long verbs (wait, run, logs, ...) keep it on.
 
 
 class _Group(click.Group):
@@ -150,6 +155,65 @@ def main() -> None:
     """
 
 
+# --------------------------------------------------------------------------- the environment, chosen here
+
+
+def _invocation(repo: Path, config: Optional[str], run_name: Optional[str] = None, region: Optional[str] = None,
+                endpoint_url: Optional[str] = None, report_dir: Optional[str] = None, check: bool = False):
+    """The verb's one Invocation: the config loaded once (exit 2 on a bad one),
+    with `check` the repo checked (the verbs that ship it), the run context made once."""
+    from . import invocation
+
+    return invocation.load(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                           report_dir=report_dir, echo=click.echo, check=check)
+
+
+def _aws(inv):
+    """Real AWS (or the endpoint given): one set of clients for the whole verb."""
+    from .aws import Clients
+
+    return Clients(inv.run.region, inv.run.endpoint_url)
+
+
+def _local_aws():
+    """The local emulator's session class; its absence (an install without the
+    local support) is invalid input, said before anything starts."""
+    try:
+        from .local.session import LocalAws
+    except ImportError as exc:
+        raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
+    return LocalAws
+
+
+@contextlib.contextmanager
+def _registry(repo: Path, config: Optional[str], local: bool, region: Optional[str], endpoint_url: Optional[str],
+              group: Optional[str]):
+    """The group and clients for the registry commands: from the repo's config,
+    or from --group and --region alone (a deployment job without the model repo).
+    With `local`, an emulator holding the repo's local registry, saved back when
+    the command ends."""
+    from . import config as config_mod
+    from .commands import registry as registry_cmd
+
+    cfg = None if group else config_mod.load(repo, config)
+    where = registry_cmd.target(repo, cfg, local=local, region=region, group=group)
+    if local:
+        with _local_aws()(cfg, region=where.region) as clients:
+            yield where, clients
+        return
+    from .aws import Clients
+
+    yield where, Clients(where.region, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def _echo_all(lines) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+# --------------------------------------------------------------------------- verbs without AWS
+
+
 @main.command()
 @REPO
 @_config_option
@@ -157,9 +221,9 @@ def main() -> None:
               help="Also write key=value lines (name, schedule, state_machine, register) for the Jenkins step.")
 def validate(repo: Path, config: Optional[str], info_file: Optional[str]) -> None:
     """Check config.yaml and the model repo; no AWS call, no network."""
-    from . import pipeline
+    from .commands.validate import validate
 
-    click.echo(pipeline.validate(repo, config, info_file=info_file).summary())
+    click.echo(validate(_invocation(repo, config, check=True), info_file=info_file).summary())
 
 
 @main.command()
@@ -167,19 +231,18 @@ def validate(repo: Path, config: Optional[str], info_file: Optional[str]) -> Non
 @_config_option
 def render(repo: Path, config: Optional[str]) -> None:
     """Print the state machine definition (deterministic JSON)."""
-    from . import pipeline
+    from . import config as config_mod
+    from .commands.render import render
 
-    click.echo(pipeline.render(repo, config), nl=False)
+    click.echo(render(config_mod.load(repo, config)), nl=False)
 
 
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of config.yaml (for editors)."""
-    import json
+    from .commands.schema import schema
 
-    from .config_schema import json_schema
-
-    click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    click.echo(schema())
 
 
 @main.command("iam-policy")
@@ -198,9 +261,10 @@ def schema() -> None:
 def iam_policy(repo: Path, config: Optional[str], role: str, features, jenkins_arn: Optional[str], trust: bool,
                fmt: str) -> None:
     """Print the least-privilege IAM policy of a role, derived from config.yaml; no AWS call."""
-    from . import pipeline
+    from . import config as config_mod
+    from .commands.iam_policy import iam_policy
 
-    text, notes = pipeline.iam_policy(repo, config, role, features, trust, fmt, jenkins_arn)
+    text, notes = iam_policy(config_mod.load(repo, config), role, features, trust, fmt, jenkins_arn)
     for note in notes:
         click.echo(note, err=True)
     click.echo(text, nl=False)
@@ -220,83 +284,102 @@ def _preflight_option(f: Callable) -> Callable:
 @click.option("--bucket", help="S3 bucket for code and artifacts. Default: <name>-mltp.")
 def init(directory: Path, name: Optional[str], framework: str, region: Optional[str], bucket: Optional[str]) -> None:
     """Start a model repo in DIRECTORY that `mltp run DIRECTORY --local` passes as it is."""
-    from . import scaffold
+    from .commands.init import init
 
-    written = scaffold.init(directory, name=name, framework=framework, region=region, bucket=bucket)
-    for path in written:
+    for path in init(directory, name=name, framework=framework, region=region, bucket=bucket):
         click.echo(f"wrote {path}")
     click.echo(f"next: mltp run {directory} --local")
 
 
-def _verb(name: str, summary: str, *extra: Callable) -> None:
-    """An AWS verb: REPO, --config and the AWS options, delegated to pipeline.<name>."""
-
-    def command(repo: Path, config: Optional[str], **options) -> None:
-        from . import pipeline
-
-        getattr(pipeline, name)(repo, config, **options)
-
-    command.__doc__ = summary
-    for decorate in reversed((REPO, _config_option, _aws_options) + extra):
-        command = decorate(command)
-    main.command(name=name)(command)
-
-
-_verb("preflight", "Read-only checks of the AWS account: bucket, roles, PassRole, quotas, KMS key, registry.")
-_verb("sync", "Upload the code bundle to S3 (nothing when that content is there already); runs preflight first.",
-      _preflight_option)
-_verb("deploy", "Create or update the state machine; prints created, updated or unchanged.")
-_verb("publish", "sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first.",
-      _preflight_option)
-_verb("start", "Start the run (or re-attach to the run of that name).")
-_verb("wait", "Follow the run to its end, write the report; the exit code tells the outcome.",
-      _report_option, _timeout_option)
-_verb("stop", "Stop the run (used when a build is aborted).")
-
-
-@main.group()
-def trigger() -> None:
-    """Retraining when new data lands: an S3 notification starts a default-branch
-    run (Lambda), on the code of the last successful default-branch run."""
-
-
-def _trigger_verb(verb: str, summary: str, *extra: Callable) -> None:
-    def command(repo: Path, config: Optional[str], **options) -> None:
-        from . import pipeline
-
-        pipeline.trigger(verb, repo, config, **options)
-
-    command.__doc__ = summary
-    for decorate in reversed((REPO, _config_option, _aws_options) + extra):
-        command = decorate(command)
-    trigger.command(name=verb)(command)
-
-
-_trigger_verb("install", "Create or update the trigger (default branch only); prints created, updated or unchanged.",
-              click.option("--role-arn", envvar="MLTP_TRIGGER_ROLE_ARN", metavar="ARN",
-                           help="Use this execution role for the function (see `mltp trigger policy`) "
-                                "instead of creating mltp-trigger-<name>."))
-_trigger_verb("remove", "Remove the trigger; other notifications on the buckets stay.")
-_trigger_verb("status", "Show the trigger, the code a retrain would run, and pending data.")
-_trigger_verb("policy", "Print the IAM policy the trigger function's role needs.")
+# --------------------------------------------------------------------------- the AWS verbs
 
 
 @main.command()
 @REPO
 @_config_option
-@click.option("--run", "run", envvar="MLTP_RUN_NAME", metavar="NAME", help="The run. Default: the newest run.")
-@click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")
-@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL", help="Send AWS calls to this endpoint (an emulator).")
-@click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing until the run ends.")
-@click.option("--export", "export", is_flag=False, flag_value="", default=None, metavar="[S3_URI]",
-              help="Export the run's logs to S3 (CreateExportTask) and print where they are. "
-                   "Default place: <prefix>/<name>/runs/<run>/logs/ in the config's bucket.")
-@click.option("--local", is_flag=True, help="A local run's logs, from the files it keeps under REPO/.mltp/runs/.")
-def logs(repo: Path, config: Optional[str], **options) -> None:
-    """Print a run's Step Functions events and SageMaker job logs, merged by time and labelled by step."""
-    from . import pipeline
+@_aws_options
+def preflight(repo: Path, config: Optional[str], **aws) -> None:
+    """Read-only checks of the AWS account: bucket, roles, PassRole, quotas, KMS key, registry."""
+    from .commands.preflight import preflight
 
-    pipeline.logs(repo, config, **options)
+    inv = _invocation(repo, config, **aws)
+    preflight(inv, _aws(inv))
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_preflight_option
+def sync(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+    """Upload the code bundle to S3 (nothing when that content is there already); runs preflight first."""
+    from .commands.sync import sync
+
+    inv = _invocation(repo, config, check=True, **aws)
+    click.echo(sync(inv, _aws(inv), preflight=not no_preflight).summary())
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def deploy(repo: Path, config: Optional[str], **aws) -> None:
+    """Create or update the state machine; prints created, updated or unchanged."""
+    from .commands.deploy import deploy
+
+    inv = _invocation(repo, config, check=True, **aws)
+    click.echo(deploy(inv, _aws(inv)).summary())
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_preflight_option
+def publish(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+    """sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first."""
+    from .commands.publish import publish
+
+    inv = _invocation(repo, config, check=True, **aws)
+    click.echo(publish(inv, _aws(inv), preflight=not no_preflight).summary())
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def start(repo: Path, config: Optional[str], **aws) -> None:
+    """Start the run (or re-attach to the run of that name)."""
+    from .commands.start import start
+
+    inv = _invocation(repo, config, check=True, **aws)
+    _echo_all(start(inv, _aws(inv)).lines())
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_report_option
+@_timeout_option
+def wait(repo: Path, config: Optional[str], timeout: Optional[float], **aws) -> None:
+    """Follow the run to its end, write the report; the exit code tells the outcome."""
+    from .commands.wait import wait
+
+    inv = _invocation(repo, config, **aws)
+    wait(inv, _aws(inv), timeout=timeout)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+def stop(repo: Path, config: Optional[str], **aws) -> None:
+    """Stop the run (used when a build is aborted)."""
+    from .commands.stop import stop
+
+    inv = _invocation(repo, config, **aws)
+    click.echo(stop(inv, _aws(inv)).summary())
 
 
 @main.command()
@@ -315,20 +398,137 @@ def logs(repo: Path, config: Optional[str], **options) -> None:
               help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
 @click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",
               help="With --local: copy inputs that have no local data from S3 first, with your AWS credentials.")
-def run(repo: Path, config: Optional[str], **options) -> None:
+def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
+        python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, run_name: Optional[str],
+        region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
     """validate, sync, deploy, start and wait, in order."""
-    from . import pipeline
+    from dataclasses import replace
 
-    pipeline.run(repo, config, **options)
+    from .commands.run import run
+    from .commands.validate import validate
+
+    if local:
+        local_aws = _local_aws()
+        if no_wait:
+            raise InvalidInput("--no-wait cannot be used with --local: the emulator lives only as long as mltp runs")
+        # Bad input fails fast, before anything starts; --endpoint-url is the emulator's.
+        inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
+        checked = validate(inv)
+        from .local.session import claim_run
+
+        claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
+        try:
+            inv = replace(inv, run=claimed)
+            with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs) as clients:
+                # The same validated repo, now pointed at the emulator.
+                inv = inv.pointed_at(clients.endpoint_url)
+                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight=False,
+                    poll_seconds=local_aws.poll_seconds)
+        finally:
+            run_lock.release()
+        return
+    if inputs or fetch_inputs:
+        raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
+    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                      report_dir=report_dir, check=True)
+    checked = validate(inv)
+    click.echo(checked.summary())
+    run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
+
+
+# --------------------------------------------------------------------------- trigger (retraining on new data)
+
+
+@main.group()
+def trigger() -> None:
+    """Retraining when new data lands: an S3 notification starts a default-branch
+    run (Lambda), on the code of the last successful default-branch run."""
+
+
+@trigger.command()
+@REPO
+@_config_option
+@_aws_options
+@click.option("--role-arn", envvar="MLTP_TRIGGER_ROLE_ARN", metavar="ARN",
+              help="Use this execution role for the function (see `mltp trigger policy`) "
+                   "instead of creating mltp-trigger-<name>.")
+def install(repo: Path, config: Optional[str], role_arn: Optional[str], **aws) -> None:
+    """Create or update the trigger (default branch only); prints created, updated or unchanged."""
+    from .commands.trigger import install
+
+    inv = _invocation(repo, config, **aws)
+    click.echo(install(inv, _aws(inv), role_arn=role_arn).summary())
+
+
+@trigger.command()
+@REPO
+@_config_option
+@_aws_options
+def remove(repo: Path, config: Optional[str], **aws) -> None:
+    """Remove the trigger; other notifications on the buckets stay."""
+    from .commands.trigger import remove
+
+    inv = _invocation(repo, config, **aws)
+    click.echo(remove(inv, _aws(inv)).summary())
+
+
+@trigger.command()
+@REPO
+@_config_option
+@_aws_options
+def status(repo: Path, config: Optional[str], **aws) -> None:
+    """Show the trigger, the code a retrain would run, and pending data."""
+    from .commands.trigger import status
+
+    inv = _invocation(repo, config, **aws)
+    _echo_all(status(inv, _aws(inv)))
+
+
+@trigger.command()
+@REPO
+@_config_option
+@_aws_options
+def policy(repo: Path, config: Optional[str], **aws) -> None:
+    """Print the IAM policy the trigger function's role needs."""
+    from .commands.trigger import policy
+
+    inv = _invocation(repo, config, **aws)
+    click.echo(policy(inv, _aws(inv)))
+
+
+# --------------------------------------------------------------------------- logs, housekeeping
+
+
+@main.command()
+@REPO
+@_config_option
+@click.option("--run", "run", envvar="MLTP_RUN_NAME", metavar="NAME", help="The run. Default: the newest run.")
+@click.option("--region", envvar="MLTP_REGION", help="AWS region. Default: aws.region of the config.")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", metavar="URL", help="Send AWS calls to this endpoint (an emulator).")
+@click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--export", "export", is_flag=False, flag_value="", default=None, metavar="[S3_URI]",
+              help="Export the run's logs to S3 (CreateExportTask) and print where they are. "
+                   "Default place: <prefix>/<name>/runs/<run>/logs/ in the config's bucket.")
+@click.option("--local", is_flag=True, help="A local run's logs, from the files it keeps under REPO/.mltp/runs/.")
+def logs(repo: Path, config: Optional[str], run: Optional[str], region: Optional[str], endpoint_url: Optional[str],
+         follow: bool, export: Optional[str], local: bool) -> None:
+    """Print a run's Step Functions events and SageMaker job logs, merged by time and labelled by step."""
+    from .commands.logs import logs, logs_local
+
+    if local:
+        logs_local(repo, run, click.echo)
+        return
+    inv = _invocation(repo, config, region=region, endpoint_url=endpoint_url)
+    logs(inv, _aws(inv), run, follow=follow, export=export)
 
 
 @main.command()
 @REPO
 def clean(repo: Path) -> None:
     """Empty REPO/.mltp/work/, the job folders of local runs (reports stay)."""
-    from . import pipeline
+    from .commands.housekeeping import clean
 
-    click.echo(pipeline.clean(repo))
+    click.echo(clean(repo))
 
 
 @main.command()
@@ -338,12 +538,17 @@ def clean(repo: Path) -> None:
 @click.option("--older-than", "older_than", envvar="MLTP_OLDER_THAN", default="30d", show_default=True, metavar="AGE",
               help="Unused for this long: 30d, 12h, 2w.")
 @click.option("--yes", is_flag=True, envvar="MLTP_YES", help="Delete what is listed (without it, only list).")
-def prune(repo: Path, config: Optional[str], **options) -> None:
+def prune(repo: Path, config: Optional[str], older_than: str, yes: bool, **aws) -> None:
     """List branch state machines with no recent execution (never the default
     branch's) and code prefixes no kept run references; delete them with --yes."""
-    from . import pipeline
+    from .commands.housekeeping import age_of, prune
 
-    pipeline.prune(repo, config, **options)
+    age_of(older_than)
+    inv = _invocation(repo, config, **aws)
+    prune(inv, _aws(inv), older_than=older_than, yes=yes)
+
+
+# --------------------------------------------------------------------------- after the gate: models, approve, fetch
 
 
 def _registry_options(f: Callable) -> Callable:
@@ -362,21 +567,16 @@ def _registry_options(f: Callable) -> Callable:
 @_registry_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many versions.")
-def models(repo: Path, config: Optional[str], **options) -> None:
+def models(repo: Path, config: Optional[str], as_json: bool, limit: int, **where) -> None:
     """The versions of the model package group, newest first: status, gate metrics, commit, build, decision."""
-    from . import pipeline
+    from .commands.registry import models, models_lines
 
-    pipeline.models(repo, config, **options)
+    with _registry(repo, config, **where) as (target, clients):
+        versions = models(target, clients, limit=limit)
+    _echo_all(models_lines(target.group, versions, as_json=as_json))
 
 
-def _decision_command(name: str, status: str) -> None:
-    def command(repo: Path, config: Optional[str], **options) -> None:
-        from . import pipeline
-
-        pipeline.decide(repo, config, status, **options)
-
-    command.__doc__ = (f"Set a version's status to {status} (UpdateModelPackage), recording who, when, "
-                       f"the build and the note.")
+def _decision_options(f: Callable) -> Callable:
     for decorate in reversed((
         _registry_options,
         click.option("--version", "version", envvar="MLTP_MODEL_VERSION", metavar="N",
@@ -386,12 +586,34 @@ def _decision_command(name: str, status: str) -> None:
         click.option("--by", envvar="MLTP_APPROVER", metavar="ID",
                      help="Who decides. Default: Jenkins' BUILD_USER_ID, else the OS user."),
     )):
-        command = decorate(command)
-    main.command(name=name)(command)
+        f = decorate(f)
+    return f
 
 
-_decision_command("approve", "Approved")
-_decision_command("reject", "Rejected")
+@main.command()
+@_decision_options
+def approve(repo: Path, config: Optional[str], version: Optional[str], run: Optional[str], note: Optional[str],
+            by: Optional[str], **where) -> None:
+    """Set a version's status to Approved (UpdateModelPackage), recording who, when, the build and the note."""
+    from .commands.registry import approve, check_choice
+
+    check_choice(version, run)
+    with _registry(repo, config, **where) as (target, clients):
+        result = approve(target, clients, version=version, run=run, note=note, by=by)
+    click.echo(result.summary())
+
+
+@main.command()
+@_decision_options
+def reject(repo: Path, config: Optional[str], version: Optional[str], run: Optional[str], note: Optional[str],
+           by: Optional[str], **where) -> None:
+    """Set a version's status to Rejected (UpdateModelPackage), recording who, when, the build and the note."""
+    from .commands.registry import check_choice, reject
+
+    check_choice(version, run)
+    with _registry(repo, config, **where) as (target, clients):
+        result = reject(target, clients, version=version, run=run, note=note, by=by)
+    click.echo(result.summary())
 
 
 @main.command(name="fetch-model")
@@ -401,11 +623,16 @@ _decision_command("reject", "Rejected")
 @click.option("--to", "to", envvar="MLTP_FETCH_DIR", metavar="DIR", help="Where model.tar.gz and model-package.json go. Default: REPO/.mltp/model.")
 @click.option("--info-file", envvar="MLTP_INFO_FILE", metavar="FILE",
               help="Also write key=value lines (arn, group, version, status, model, sha256) for the Jenkins step.")
-def fetch_model(repo: Path, config: Optional[str], **options) -> None:
+def fetch_model(repo: Path, config: Optional[str], version: Optional[str], to: Optional[str],
+                info_file: Optional[str], **where) -> None:
     """Download a version's model.tar.gz, verified against the SHA-256 recorded at registration."""
-    from . import pipeline
+    from .commands.registry import fetch_lines, fetch_model, write_fetch_info
 
-    pipeline.fetch_model(repo, config, **options)
+    with _registry(repo, config, **where) as (target, clients):
+        result = fetch_model(target, clients, version=version, to=to)
+    _echo_all(fetch_lines(result))
+    if info_file:
+        write_fetch_info(result, info_file)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,7 +50,7 @@ def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = N
     counts as the newest, whether it exists yet or not). Returns what went.
     A symlinked `.mltp` or `.mltp/work` is refused (exit 2), and a link inside
     is not a run folder: nothing outside the repo's own folder is deleted."""
-    from .local.locks import run_in_progress
+    from .locks import run_in_progress
 
     work = owned.owned_dir(repo, "work")
     if not work.is_dir():
@@ -58,7 +58,7 @@ def trim_work(repo: Path, keep: int = KEEP_WORK_RUNS, current: Optional[str] = N
     runs = sorted((p for p in work.iterdir() if p.is_dir() and not p.is_symlink() and p.name != current),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     room = keep - 1 if current else keep
-    # Another local run of the repo still working in its folder keeps it (local/locks.py).
+    # Another local run of the repo still working in its folder keeps it (locks.py).
     gone = [p for p in runs[max(0, room):] if not run_in_progress(repo, p.name)]
     for path in gone:
         owned.remove(path, work)
@@ -79,7 +79,7 @@ def clean(repo: Path) -> int:
     """Empty `.mltp/work/` but for the folders of local runs in progress; returns
     the bytes freed. A symlinked `.mltp` or `.mltp/work` is refused (exit 2);
     links inside are removed, not followed."""
-    from .local.locks import run_in_progress
+    from .locks import run_in_progress
 
     work = owned.owned_dir(repo, "work")
     if not work.is_dir():

@@ -30,12 +30,13 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from . import iam_actions, log_group
 from .config import Config
+from .jobs import LOG_GROUPS
 from .naming import BRANCH_SEPARATOR, JOB_ABBREV
 
 ROLES = ("jenkins", "states", "sagemaker", "branch-sagemaker", "trigger")
 FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
 
-JOB_LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
+JOB_LOG_GROUPS = LOG_GROUPS  # SageMaker's job log groups (jobs.py)
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
                    "sagemaker": "sagemaker.amazonaws.com", "branch-sagemaker": "sagemaker.amazonaws.com",
                    "trigger": "lambda.amazonaws.com"}

@@ -295,19 +295,20 @@ def longest_prefixes(config: Config) -> Tuple[str, str]:
     branch and for any run name: a branch's slug and a run name at their
     longest (naming). Judging keys by them keeps `validate`'s answer the same on
     every branch."""
-    from . import bundle, naming
+    from . import code_keys, naming
 
     room = naming.STATE_MACHINE_MAX - len(config.name) - len(naming.BRANCH_SEPARATOR)
     branch_machine = f"{config.name}{naming.BRANCH_SEPARATOR}{'x' * max(room, 1)}"
-    code = naming.code_prefix(config, "0" * bundle.HASH_LENGTH, branch_machine)
-    return code, naming.run_prefix(config, "x" * naming.EXECUTION_MAX)
+    code = naming.code_prefix(config, "0" * code_keys.HASH_LENGTH, branch_machine)
+    # a branch's runs live under branches/<slug>/runs/: longer than the default branch's
+    return code, naming.run_prefix(config, "x" * naming.EXECUTION_MAX, branch_machine)
 
 
 def key_length_problems(config: Config, files: Sequence[RepoFile]) -> List[str]:
     """S3 refuses a key longer than 1,024 bytes of UTF-8, and would do so in the
     middle of an upload: every key the shipped files make (`<code prefix>src/<path>`)
     and the keys mltp writes under the run's prefix must fit, before anything is sent."""
-    from . import bundle, naming
+    from . import code_keys, naming
 
     code, runs = longest_prefixes(config)
     problems: List[str] = []
@@ -318,7 +319,7 @@ def key_length_problems(config: Config, files: Sequence[RepoFile]) -> List[str]:
                             f"code prefix takes up to {len((code + 'src/').encode('utf-8'))}); shorten the path or "
                             f"add it to {IGNORE_FILE}")
     training_job = naming.job_name(config, config.name, "x", "training")
-    for key in (f"{code}{bundle.TARBALL}", f"{code}{bundle.MANIFEST}",
+    for key in (f"{code}{code_keys.TARBALL}", f"{code}{code_keys.MANIFEST}",
                 f"{runs}model/{training_job}/output/model.tar.gz", f"{runs}evaluation/evaluation.json"):
         size = len(key.encode("utf-8"))
         if size > MAX_KEY_BYTES:

@@ -22,7 +22,7 @@ from . import log_group, naming, runs
 from .aws import Clients, error_code, refused
 from .context import RunContext
 from .errors import AwsRefused, InvalidInput
-from .follow import JOB_STATES, LOG_GROUPS
+from .jobs import JOB_STATES, LOG_GROUPS
 
 Echo = Callable[[str], None]
 RUN_LABEL = "run"

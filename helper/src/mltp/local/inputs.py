@@ -9,7 +9,7 @@ AWS. The data comes from, in this order:
 2. the input's `local` key in config.yaml (relative to the repo, or absolute);
 3. with `--fetch-inputs`, a copy of the real `source`, made with the user's
    own credentials into `.mltp/inputs/<name>/` *before* the emulator starts
-   and before `run_local` swaps the credentials for the emulator's dummies:
+   and before `session.LocalAws` swaps the credentials for the emulator's dummies:
    the emulator never sees the real ones.
 
 An input with none of these stops the run at validation (exit 2), naming the

@@ -48,13 +48,13 @@ import click
 from .. import evaluation_guard, processing_entry
 from ..aws import Clients
 from ..errors import RunFailed
+# CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
+# a failed job's log from there, on AWS and locally alike.
+from ..jobs import LOG_GROUPS
 from ..outcome import exception_line
 from . import envs, sandbox
 
 CONTAINER_ROOT = "/opt/ml"
-# CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
-# a failed job's log from there, on AWS and locally alike.
-LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
 # The toolkit's entry, as the containers' `train` command runs it.
 TOOLKIT_MAIN = "sagemaker_training.cli.train"

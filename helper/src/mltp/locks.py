@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import naming, owned
-from ..errors import InvalidInput
+from . import naming, owned
+from .errors import InvalidInput
 
 LOCKS = "locks"
 # How many default run names a run tries ('<name>', '<name>-2', ...) before giving up.

@@ -1,0 +1,16 @@
+"""The SageMaker jobs of the pipeline, in one place: which states run them, where
+their names travel in the execution input (naming.ExecutionInput), and the
+CloudWatch log group each kind of job writes to (SageMaker's own names), which
+`wait`, `logs`, the IAM policies and the local job runner all use."""
+
+from typing import Dict, Tuple
+
+# The states of the definition that run SageMaker jobs, and where their job
+# names travel in the execution input (naming.ExecutionInput).
+JOB_STATES: Dict[str, Tuple[str, str]] = {
+    "Preprocessing": ("PreprocessingJobName", "processing"),
+    "Training": ("TrainingJobName", "training"),
+    "Evaluation": ("EvaluationJobName", "processing"),
+}
+# The log group of each kind of job (SageMaker's), one stream per job and instance: <job>/<instance>.
+LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}

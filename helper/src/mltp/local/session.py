@@ -1,0 +1,237 @@
+"""The local AWS: an in-process emulator that the CLI enters instead of real
+AWS (`mltp run --local`, `mltp models|approve|reject|fetch-model --local`).
+
+`LocalAws` clears the real credentials, builds the step environments, starts
+the emulator, stages the inputs and restores the repo's local registry; it
+yields the emulator's `Clients`, and on the way out keeps the run's artifacts
+and saves the registry back. The verbs below the CLI only see the clients.
+"""
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import click
+
+from ..aws import Clients
+from ..context import RunContext
+from ..errors import InvalidInput, MltpError
+from . import LOCAL_POLL_SECONDS, _collector_paused, step_environments
+
+
+class LocalAws:
+    """`with LocalAws(config, python, inputs, run=ctx) as clients:` the emulator for one run.
+
+    With `run` (the run context), the pipeline's session: the step
+    environments are built, the inputs staged, SageMaker's jobs executed by the
+    local job runner, the artifacts kept beside the report. Without it, a
+    registry session (the registry commands): only the repo's local registry,
+    restored and, when the command succeeds, saved back."""
+
+    poll_seconds = LOCAL_POLL_SECONDS
+
+    def __init__(self, config, python: Optional[str] = None, inputs: Sequence[str] = (), *,
+                 run: Optional[RunContext] = None, fetch_inputs: bool = False, region: Optional[str] = None,
+                 say: Callable[[str], None] = click.echo):
+        self.config = config
+        self.python = python
+        self.inputs = tuple(inputs)
+        self.run = run
+        self.fetch_inputs = fetch_inputs
+        self.region = region or (run.region if run else None) or config.aws.region
+        self.say = say
+        self._session = None
+
+    def __enter__(self) -> Clients:
+        self._session = self._run_session() if self.run is not None else self._registry_session()
+        return self._session.__enter__()
+
+    def __exit__(self, *exc) -> Optional[bool]:
+        session, self._session = self._session, None
+        return session.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def _run_session(self) -> Iterator[Clients]:
+        ctx = self.run
+        config = ctx.config
+        from . import inputs as local_inputs
+
+        # Every input needs local data (exit 2 before anything starts); --fetch-inputs
+        # copies the rest from real S3 now, while the user's own credentials are still
+        # the process's: _local_credentials() replaces them before the emulator starts.
+        staged, to_fetch = local_inputs.resolve(config, local_inputs.parse_overrides(self.inputs), self.fetch_inputs)
+        emulator, runner_mod = _import_emulator()
+        if to_fetch:
+            staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config.repo)
+
+        _local_credentials()
+
+        from ..housekeeping import fresh_run_folder, gitignore_note, trim_work
+
+        trim_work(config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
+        fresh_run_folder(config.repo, ctx.run_name)
+        note = gitignore_note(config.repo)
+        if note:
+            self.say(note)
+        environments = step_environments(config, self.python)  # before the emulator: a build may take a minute
+        server, endpoint = emulator.start_local_moto()
+        clients = Clients(ctx.region, endpoint)
+        runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
+                                           python=self.python, environments=environments,
+                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say)
+        emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
+        emulator.install_sagemaker_backend_hook(runner)
+        pythons = sorted({env.python for env in environments.values()})
+        self.say(f"local: AWS emulator at {endpoint}; jobs run as local processes with {', '.join(pythons)}")
+        if not runner.sandboxed:
+            self.say(local_inputs.fallback_notice(config, runner.sandbox_reason))
+        group = config.registry.model_package_group
+        restored = False
+        registry_lock = None
+        try:
+            _create_bucket(clients, config.aws.bucket, ctx.region)
+            local_inputs.stage(clients, staged, ctx.region, existing=[config.aws.bucket])
+            from .. import locks
+
+            # From restore to save the local registry is this run's: another run meanwhile
+            # would register the same version number, and one of the two would be lost.
+            registry_lock = locks.registry(config.repo, group, self.say)
+            _restore_registry(clients, config, self.say)
+            restored = True
+            yield clients
+        finally:
+            try:
+                _keep_artifacts(clients, ctx)
+                _notifications(clients, ctx, self.say)
+            except MltpError:
+                pass
+            runner.stop()
+            try:
+                if restored:  # never overwrite the store with a half-restored registry
+                    from . import registry_store
+
+                    registry_store.save(clients, config.repo, group)
+            finally:
+                if registry_lock is not None:
+                    registry_lock.release()
+                emulator.stop_local_moto(server)
+
+    @contextlib.contextmanager
+    def _registry_session(self) -> Iterator[Clients]:
+        """Clients of a fresh emulator holding the repo's local registry, saved back
+        on the way out: what `mltp models|approve|reject|fetch-model --local` use."""
+        config = self.config
+        emulator, _ = _import_emulator(runner=False)
+        from . import registry_store
+
+        from .. import locks
+
+        _local_credentials()
+        server, endpoint = emulator.start_local_moto()
+        clients = Clients(self.region, endpoint)
+        try:
+            # The registry is this session's from restore to save (locks.py).
+            with locks.registry(config.repo, config.registry.model_package_group, self.say):
+                _create_bucket(clients, config.aws.bucket, clients.region)
+                registry_store.restore(clients, config.repo, config.registry.model_package_group,
+                                       config.description or "")
+                yield clients
+                registry_store.save(clients, config.repo, config.registry.model_package_group)
+        finally:
+            emulator.stop_local_moto(server)
+
+
+def _import_emulator(runner: bool = True):
+    """The emulator (and the job runner), imported with the collector paused;
+    moto is the optional `local` extra, so its absence is invalid input."""
+    try:
+        with _collector_paused():
+            from . import emulator
+            if runner:
+                from . import runner as runner_mod
+            else:
+                runner_mod = None
+    except ImportError as exc:
+        raise InvalidInput(f"--local needs the emulator: pip install 'mltp[local]' ({exc})")
+    return emulator, runner_mod
+
+
+def _local_credentials() -> None:
+    """The emulator must never see real credentials, nor this process reach real AWS."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+
+
+def _restore_registry(clients, config, say: Callable[[str], None]) -> None:
+    from . import registry_store
+
+    count = registry_store.restore(clients, config.repo, config.registry.model_package_group,
+                                   config.description or "")
+    if count:
+        say(f"local: restored {count} version{'s' if count != 1 else ''} of model package group "
+            f"{config.registry.model_package_group} from .mltp/registry/{config.registry.model_package_group}/")
+
+
+def _create_bucket(clients, bucket: str, region: str) -> None:
+    """On AWS the bucket exists already (docs/contract.md, 2.2); the fresh emulator has none."""
+    kwargs = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    clients.s3.create_bucket(**kwargs)
+
+
+def claim_run(run: RunContext, explicit: bool, report_dir: Optional[str],
+              say: Callable[[str], None] = click.echo):
+    """The run name is this run's alone while it lives (locks.py): a second local run
+    of the repo with the same --run-name (or MLTP_RUN_NAME) is exit 2, one with a
+    default name takes the next free name. Returns the run context to use and the
+    lock to release when the run ends."""
+    from dataclasses import replace
+
+    from .. import locks
+
+    name, lock = locks.claim_run(run.config.repo, run.run_name, explicit)
+    if name != run.run_name:
+        say(f"local: another local run of this repo is named {run.run_name}; this one is {name}")
+        reports = run.report_dir if report_dir else run.config.repo / ".mltp" / "runs" / name
+        run = replace(run, run_name=name, report_dir=reports)
+    return run, lock
+
+
+def _notifications(clients, ctx, say: Callable[[str], None]) -> None:
+    """With `notify`, what the run would have sent on AWS: notifications.json in
+    the report folder, and one line each."""
+    if getattr(ctx.config, "notify", None) is None:
+        return
+    from .. import notifications
+
+    sent = notifications.local_notifications(ctx.config, Path(ctx.report_dir), ctx.region, clients.account_id())
+    for line in notifications.lines(sent) or ["notify: nothing would have been sent for this run"]:
+        say(line)
+
+
+def _keep_artifacts(clients, ctx) -> None:
+    """The model and evaluation.json land beside the report (docs/contract.md, 8.3), since
+    the emulator's S3 vanishes with it."""
+    from .. import naming
+    from .runner import split_s3
+
+    target = Path(ctx.report_dir)
+    artifacts = naming.run_artifacts(ctx.config, ctx.state_machine, ctx.run_name)
+    for uri, name in ((artifacts.model, "model.tar.gz"), (artifacts.evaluation, "evaluation.json")):
+        bucket, key = split_s3(uri)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            clients.s3.download_file(bucket, key, str(target / name))
+        except Exception:  # not produced: the run stopped before that step
+            continue
+    work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
+    if work.is_dir():
+        logs = target / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in work.glob("*.log"):
+            shutil.copyfile(log, logs / log.name)
