@@ -94,7 +94,7 @@ def reject(where: RegistryTarget, clients, **choice):
 
 def fetch_model(where: RegistryTarget, clients, version: Optional[str] = None, to: Optional[str] = None):
     """Download the newest Approved (or the named) version's model.tar.gz, verified."""
-    from .. import fetch
+    from .. import fetch, owned
 
     folder = Path(to) if to else owned.owned_dir(where.repo, "model")
     return fetch.fetch(clients, where.group, folder, version)
