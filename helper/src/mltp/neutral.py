@@ -79,3 +79,13 @@ def console_link(url: Any) -> Optional[str]:
     if not any(host == domain or host.endswith("." + domain) for domain in _CONSOLE_HOSTS):
         return None
     return url
+
+
+_LOG_FILE = re.compile(r"logs/[A-Za-z0-9][A-Za-z0-9.-]*\.log")
+
+
+def log_file_link(path: Any) -> Optional[str]:
+    """A local run's job log beside the report (`logs/<job name>.log`, a path mltp
+    makes) as a relative link, or None for anything else."""
+    text = str(path or "")
+    return text if _LOG_FILE.fullmatch(text) and ".." not in text else None

@@ -395,8 +395,9 @@ def local_notifications(config, report_dir: Path, region: str, account: str) -> 
         return []
     report = json.loads(report_path.read_text(encoding="utf-8"))
     sent = []
+    wanted = wanted_rules(config, region, account)
     for event in events_of_run(report, region, account):
-        for rule in wanted_rules(config, region, account):
+        for rule in wanted:
             if matches(rule.pattern, event):
                 sent.append({"event": rule.event, "rule": rule.name, "topic_arn": config.notify.topic_arn,
                              "message": render(rule, event)})

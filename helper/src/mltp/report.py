@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence
 
 from . import outcome as out
 from . import owned
-from .neutral import console_link, md, plain, visible
+from .neutral import console_link, log_file_link, md, plain, visible
 from .outcome import Outcome, format_duration, format_value
 
 FILES = ("report.json", "report.md", "junit.xml", "summary.txt", "outcome.txt", "report.html", "report.css")
@@ -208,8 +208,9 @@ def _log_cell(step: out.StepRecord) -> str:
     """The CloudWatch stream on AWS; in a local run the job's log file beside the report."""
     if step.log_link:
         return _link("log stream", step.log_link)
-    if step.log_file and re.fullmatch(r"logs/[A-Za-z0-9][A-Za-z0-9.-]*\.log", step.log_file):
-        return _Safe(f"[log file]({step.log_file})")  # logs/<job name>.log, a path mltp makes
+    target = log_file_link(step.log_file)
+    if target:
+        return _Safe(f"[log file]({target})")
     return "-"
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .neutral import console_link, visible
+from .neutral import console_link, log_file_link, visible
 from .outcome import HEADLINES, format_duration, format_value, step_status_text
 
 # Colours: GitHub's palette, readable on white and for most colour-blind readers
@@ -275,13 +274,7 @@ def log_href(step: Dict[str, Any]) -> Optional[str]:
     """Where a step's log is: its CloudWatch stream on AWS, or the job's log file
     beside the report in a local run (`logs/<job>.log`, a relative link that
     travels with the archived report folder)."""
-    target = console_link(step.get("log_link"))
-    if target:
-        return target
-    log_file = str(step.get("log_file") or "")
-    if re.fullmatch(r"logs/[A-Za-z0-9][A-Za-z0-9.-]*\.log", log_file) and ".." not in log_file:
-        return log_file
-    return None
+    return console_link(step.get("log_link")) or log_file_link(step.get("log_file"))
 
 
 def _steps_table(steps: List[Dict[str, Any]]) -> str:
