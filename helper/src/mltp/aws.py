@@ -8,7 +8,7 @@ names mltp so AWS-side logs show who called.
 
 import contextlib
 import threading
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import boto3
 import botocore.config
@@ -58,6 +58,9 @@ class Clients:
         self._lock = threading.Lock()
         # Who is calling, asked once per invocation: shared with with_attempts()'s clients.
         self._identity: Dict[str, str] = {}
+        # What the run's own environment said that its report keeps (a local run's
+        # framework versions, local/versions.py): `wait` adds them to the warnings.
+        self.notes: List[str] = []
 
     def with_attempts(self, max_attempts: int) -> "Clients":
         """The same session, region, endpoint and caller, with fewer (or more)

@@ -398,9 +398,13 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
               help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
 @click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",
               help="With --local: copy inputs that have no local data from S3 first, with your AWS credentials.")
+@click.option("--allow-nearest", is_flag=True, envvar="MLTP_ALLOW_NEAREST",
+              help="With --local: where the framework's own package has no build of the container's major version "
+                   "for this Python, use the nearest version that installs instead of stopping (exit 2).")
 def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
-        python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, run_name: Optional[str],
-        region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
+        python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, allow_nearest: bool,
+        run_name: Optional[str], region: Optional[str], endpoint_url: Optional[str],
+        report_dir: Optional[str]) -> None:
     """validate, sync, deploy, start and wait, in order."""
     from dataclasses import replace
 
@@ -419,7 +423,8 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
         try:
             inv = replace(inv, run=claimed)
-            with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs) as clients:
+            with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs,
+                           allow_nearest=allow_nearest) as clients:
                 # The same validated repo, now pointed at the emulator.
                 inv = inv.pointed_at(clients.endpoint_url)
                 run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight=False,

@@ -25,6 +25,7 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     if poll_seconds:
         policy = follow.PollPolicy(initial=poll_seconds, factor=1.0, cap=poll_seconds)
     result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
+    result.warnings[:0] = list(getattr(clients, "notes", None) or ())  # said at the start of a local run
     if result.passed and result.model_package_arn:
         _record_checksum(clients, result)
     result.history = history.collect(ctx.config.registry.model_package_group, clients, result)

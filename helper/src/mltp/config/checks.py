@@ -89,6 +89,22 @@ def framework_versions(framework: str) -> Optional[Dict[str, Any]]:
     return None
 
 
+def framework_row_problem(framework: str, version: str) -> Optional[str]:
+    """Why a version SageMaker lists is still refused: it runs no scripts, or
+    mltp has no row of what its container holds (framework_containers.py), so
+    a local run could not mirror it. None when it has a row."""
+    from .. import framework_containers
+
+    reason = framework_containers.not_a_container(framework, version)
+    if reason:
+        return f"{framework} {version} {reason}"
+    if framework_containers.row(framework, version) is None:
+        listed = [v for (f, v) in framework_containers.ROWS if f == framework]
+        return (f"{framework} {version}: mltp has no record of what that container holds, so a local run could not "
+                f"mirror it; versions with one: {', '.join(listed[-6:])}")
+    return None
+
+
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _RESERVED_ENV = ("MLTP_", "SM_")
 
@@ -141,6 +157,8 @@ def _step_problems(doc: Document) -> List[Problem]:
                     listed = sorted(table["versions"])[-6:]
                     add(base + ("framework_version",),
                         f"{framework} has no SageMaker container version '{version}'{_suggest(version, known)}; recent ones: {', '.join(listed)}")
+                elif framework_row_problem(framework, version):
+                    add(base + ("framework_version",), framework_row_problem(framework, version))
                 elif isinstance(region, str) and version in table["versions"]:
                     registries = table["versions"][version].get("registries")
                     if registries and region not in registries:

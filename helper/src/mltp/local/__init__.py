@@ -18,20 +18,32 @@ import click
 LOCAL_POLL_SECONDS = 0.2
 
 
-def step_environments(config, python: Optional[str] = None) -> dict:
+def step_environments(config, python: Optional[str] = None, allow_nearest: bool = False,
+                      notes: Optional[list] = None) -> dict:
     """Step role -> the local environment its jobs run in (envs.py): one per
     (framework, framework_version), or, with --python / MLTP_PYTHON, that
-    interpreter with the toolkit and requirements.txt added beside it."""
-    from . import envs
+    interpreter with the toolkit and requirements.txt added beside it.
+
+    Which version of each framework's own package installs on this Python is
+    decided for every step first (versions.py): a version that cannot be had
+    stops the run (exit 2) before anything is built. What was said about the
+    versions goes to `notes` too, for the run's report."""
+    from . import envs, versions
 
     requirements = config.repo / "requirements.txt"
+    choices = {} if python else versions.choose_for_run(config, requirements, allow_nearest, say=click.echo)
+    if notes is not None:
+        notes.extend(versions.notes(list(choices.values())))
     built = {}
     out = {}
     for step in config.steps.all():
         key = ("override", python) if python else (step.framework, step.framework_version)
         if key not in built:
+            choice = choices.get((step.framework, step.framework_version or ""))
             built[key] = envs.prepare(step.framework, step.framework_version, requirements, override=python,
-                                      say=click.echo)
+                                      say=click.echo, row=choice.row if choice else None)
+            if notes is not None:
+                notes.extend(built[key].notes)
         out[step.role] = built[key]
     return out
 

@@ -52,11 +52,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import RunFailed
-from . import containers, env_record
+from . import containers, env_record, toolkit
 
-# The toolkit SageMaker's framework containers start training with (`train`).
+# The toolkit SageMaker's framework containers start training with (`train`),
+# for Python 3.8 and later (toolkit.py picks an older release for 3.7).
 # It is an sdist with a small C extension: the first build on an agent needs gcc.
-TOOLKIT = "sagemaker-training==5.1.4"
+TOOLKIT = toolkit.NEWEST
 FORMAT = 2  # bump when the layout of an entry changes (2: the install record, env_record.py)
 MARKER = "mltp-env.json"
 OVERLAY_PTH = "mltp-overlay.pth"
@@ -107,17 +108,22 @@ class Plan:
     row: Optional[dict]
     digest: Optional[str]
     interpreter: dict
+    toolkit: str = TOOLKIT
 
 
-def plan(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None) -> Plan:
-    """The cache key of a step's environment: its content, nothing else."""
+def plan(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None,
+         row: Optional[dict] = None) -> Plan:
+    """The cache key of a step's environment: its content, nothing else.
+    `row`: the container row as versions.py chose it (its main package may
+    differ from the container's), else the table's."""
     base = override or sys.executable
     interpreter = _interpreter(base)
-    row = None if override else containers.container(framework, version)
+    row = None if override else (row or containers.container(framework, version))
     digest = requirements_digest(requirements)
+    kit = toolkit.for_python(interpreter["version"], named=f"--python {override}" if override else "")
     spec = {
         "format": FORMAT,
-        "toolkit": TOOLKIT,
+        "toolkit": kit,
         "python": interpreter if override else {k: interpreter[k] for k in ("version", "implementation", "machine")},
         "container": None if override else {"framework": framework, "version": version, "row": row},
         "requirements": digest,
@@ -125,13 +131,26 @@ def plan(framework: str, version: Optional[str], requirements: Optional[Path], o
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     label = "overlay" if override else f"{framework}-{version or 'none'}"
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{label}-py{interpreter['version']}-{key}")
-    return Plan(name, key, base, override, row, digest, interpreter)
+    return Plan(name, key, base, override, row, digest, interpreter, kit)
+
+
+def built_version(framework: str, version: Optional[str], requirements: Optional[Path], package: str) -> Optional[str]:
+    """The version of `package` in the environment already built for the
+    container's row, read from its marker (not verified: prepare does that);
+    None when there is none. Lets versions.py decide without the index."""
+    try:
+        link = cache_root() / plan(framework, version, requirements).name
+        marker = json.loads((link / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RunFailed):
+        return None
+    found = (marker.get("packages") or {}).get(package) if isinstance(marker, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def prepare(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None,
-            say: Callable[[str], None] = print) -> Environment:
-    """The cached environment for a step, built first if need be."""
-    p = plan(framework, version, requirements, override)
+            say: Callable[[str], None] = print, row: Optional[dict] = None) -> Environment:
+    """The cached environment for a step, built first if need be (`row`: as for plan)."""
+    p = plan(framework, version, requirements, override, row)
     root = cache_root()
     link = root / p.name
     marker, record, problem = _verify(link, p.key)
@@ -151,7 +170,7 @@ def prepare(framework: str, version: Optional[str], requirements: Optional[Path]
     protect = tuple(p.interpreter.get("site", ())) if override else ()
     return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override,
                        build=os.path.realpath(str(link)), record=record,
-                       spec=(framework, version, requirements, override), protect=protect)
+                       spec=(framework, version, requirements, override, row), protect=protect)
 
 
 def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Environment, Optional[str]]:
@@ -163,8 +182,9 @@ def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Enviro
     if env.record is None or not env.spec:
         return env, None  # not one of ours (built elsewhere, or the runner's plain interpreter)
     current = os.path.realpath(str(env.path))
+    framework, version, requirements, override, row = env.spec
     if current != env.build:  # another run took it out of use and published a new build: check that one
-        return prepare(*env.spec, say=say), None
+        return prepare(framework, version, requirements, override, say=say, row=row), None
     try:
         env_record.check(Path(current), env.record)
         return env, None
@@ -175,7 +195,7 @@ def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Enviro
     say(f"local: the environment {env.path} was changed ({changed}); taking it out of use and building it again")
     _discard(Path(env.path), Path(env.path).parent)
     try:
-        return prepare(*env.spec, say=say), changed
+        return prepare(framework, version, requirements, override, say=say, row=row), changed
     except RunFailed as exc:
         raise RunFailed(f"the local environment {env.path} was changed ({changed}) and cannot be built again: {exc}")
 
@@ -220,7 +240,7 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> Tup
             site = _interpreter(python)["site"]
             Path(site[0], OVERLAY_PTH).write_text("".join(f"{p}\n" for p in interpreter["site"]), encoding="utf-8")
         installed = _install_container(python, row, interpreter["version"], notes)
-        _install_toolkit(python, notes)
+        _install_toolkit(python, notes, p.toolkit)
         installed_requirements = None
         if digest is not None and requirements is not None:
             copy = build / "requirements.txt"
@@ -232,7 +252,7 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> Tup
                 notes.append(f"requirements.txt did not install ({_pip_error(result.stdout)}); "
                              "the jobs will try again and fail as on AWS")
         marker = {"key": key, "packages": installed, "notes": notes, "requirements": installed_requirements,
-                  "toolkit": TOOLKIT, "python": interpreter["version"]}
+                  "toolkit": p.toolkit, "python": interpreter["version"]}
         (build / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
         _compile(python)
         record = env_record.write(build)
@@ -297,22 +317,22 @@ def _install_container(python: str, row: Optional[dict], version: str, notes: Li
     return chosen
 
 
-def _install_toolkit(python: str, notes: List[str]) -> None:
+def _install_toolkit(python: str, notes: List[str], kit: str = TOOLKIT) -> None:
     """The toolkit is published as source only, with one C extension
     (`gethostname`). That extension is preloaded only for multi-host training
     (MPI, smdataparallel); a local run is one host. So where the agent has no C
     compiler, as on a fresh agent with only python3, the toolkit is built with a
     pure-Python module of that name instead, and the log says so once."""
     if _c_compiler() is None:
-        _install_toolkit_without_extension(python)
-        notes.append(f"no C compiler here: {TOOLKIT} is installed without its gethostname extension, "
+        _install_toolkit_without_extension(python, kit)
+        notes.append(f"no C compiler here: {kit} is installed without its gethostname extension, "
                      "which only multi-host (MPI) training uses")
         return
     # --use-pep517: an isolated build with current setuptools and wheel; the pip
     # that Python 3.9/3.10 bundle would otherwise try `setup.py bdist_wheel` without them.
-    result = _pip(python, ["install", "--prefer-binary", "--use-pep517", TOOLKIT])
+    result = _pip(python, ["install", "--prefer-binary", "--use-pep517", kit])
     if result.returncode != 0:
-        raise RunFailed(f"local environment: cannot install {TOOLKIT}: {_pip_error(result.stdout)}")
+        raise RunFailed(f"local environment: cannot install {kit}: {_pip_error(result.stdout)}")
 
 
 def _c_compiler() -> Optional[str]:
@@ -334,12 +354,12 @@ _GETHOSTNAME_STANDIN = (
 )
 
 
-def _install_toolkit_without_extension(python: str) -> None:
+def _install_toolkit_without_extension(python: str, kit: str = TOOLKIT) -> None:
     with tempfile.TemporaryDirectory(prefix="mltp-toolkit-") as scratch:
-        fetched = _pip(python, ["download", "--no-deps", "--no-binary", ":all:", "--dest", scratch, TOOLKIT])
+        fetched = _pip(python, ["download", "--no-deps", "--no-binary", ":all:", "--dest", scratch, kit])
         archives = sorted(Path(scratch).glob("*.tar.gz"))
         if fetched.returncode != 0 or not archives:
-            raise RunFailed(f"local environment: cannot download {TOOLKIT}: {_pip_error(fetched.stdout)}")
+            raise RunFailed(f"local environment: cannot download {kit}: {_pip_error(fetched.stdout)}")
         with tarfile.open(archives[0]) as tar:
             members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
             if any(m.name.startswith(("/", "..")) or "/../" in m.name for m in members):
@@ -349,7 +369,7 @@ def _install_toolkit_without_extension(python: str) -> None:
         setup = source / "setup.py"
         text = setup.read_text(encoding="utf-8")
         if "ext_modules=[gethostname]" not in text:
-            raise RunFailed(f"local environment: {TOOLKIT} changed its build; install a C compiler "
+            raise RunFailed(f"local environment: {kit} changed its build; install a C compiler "
                             "(e.g. apt-get install gcc) to build it")
         setup.write_text(text.replace("ext_modules=[gethostname]", "ext_modules=[]"), encoding="utf-8")
         # setup.py names its top-level modules after src/*.py but, with no package_dir
@@ -358,7 +378,7 @@ def _install_toolkit_without_extension(python: str) -> None:
             (where / "gethostname.py").write_text(_GETHOSTNAME_STANDIN, encoding="utf-8")
         result = _pip(python, ["install", "--prefer-binary", "--use-pep517", str(source)])
         if result.returncode != 0:
-            raise RunFailed(f"local environment: cannot install {TOOLKIT}: {_pip_error(result.stdout)}")
+            raise RunFailed(f"local environment: cannot install {kit}: {_pip_error(result.stdout)}")
 
 
 def _has_wheel(python: str, name: str, version: str) -> bool:

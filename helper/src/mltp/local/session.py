@@ -34,9 +34,10 @@ class LocalAws:
 
     def __init__(self, config, python: Optional[str] = None, inputs: Sequence[str] = (), *,
                  run: Optional[RunContext] = None, fetch_inputs: bool = False, region: Optional[str] = None,
-                 say: Callable[[str], None] = click.echo):
+                 say: Callable[[str], None] = click.echo, allow_nearest: bool = False):
         self.config = config
         self.python = python
+        self.allow_nearest = allow_nearest  # --allow-nearest: another major version of a framework may stand in
         self.inputs = tuple(inputs)
         self.run = run
         self.fetch_inputs = fetch_inputs
@@ -75,9 +76,11 @@ class LocalAws:
         note = gitignore_note(config.repo)
         if note:
             self.say(note)
-        environments = step_environments(config, self.python)  # before the emulator: a build may take a minute
+        notes: list = []  # the versions the environments differ in, for the report
+        environments = step_environments(config, self.python, self.allow_nearest, notes)  # before the emulator
         server, endpoint = emulator.start_local_moto()
         clients = Clients(ctx.region, endpoint)
+        clients.notes = [f"local environment: {note}" for note in notes]
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
                                            logs_dir=Path(ctx.report_dir) / "logs", say=self.say)
