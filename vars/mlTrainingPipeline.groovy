@@ -319,6 +319,9 @@ List helperEnv(Map ctx, Object scmVars) {
     if (cfg.scriptPython) {
         result.add('MLTP_PYTHON=' + cfg.scriptPython)
     }
+    if (cfg.allowNearest) {
+        result.add('MLTP_ALLOW_NEAREST=1')
+    }
     if (cfg.preflight == false) {
         result.add('MLTP_NO_PREFLIGHT=1')
     }
