@@ -587,6 +587,24 @@ test('mode local: scriptPython reaches the helper as MLTP_PYTHON, never in shell
     assert !h.shScripts().any { it.contains('/opt/ml env') }
 }
 
+test('mode local: allowNearest reaches the helper as MLTP_ALLOW_NEAREST=1; unset, nothing is passed') { PipelineHarness h ->
+    h.branch('main', true)
+    h.fakeHelper()
+    h.run(mode: 'local', allowNearest: true)
+    assert h.result == 'SUCCESS'
+    assert h.shFor('run').env.MLTP_ALLOW_NEAREST == '1'
+    assert h.shFor('run').withEnv.contains('MLTP_ALLOW_NEAREST=1')
+    assert h.loadVar('mltpHelper').@OPTIONS.allowNearest.doc.contains('use the nearest that installs instead of failing')
+    assert new File(ROOT, 'vars/mlTrainingPipeline.txt').text.contains('<code>allowNearest</code> (default <code>false</code>)')
+
+    PipelineHarness h2 = newHarness()
+    h2.branch('main', true)
+    h2.fakeHelper()
+    h2.run(mode: 'local')
+    assert h2.result == 'SUCCESS'
+    assert !h2.shFor('run').env.containsKey('MLTP_ALLOW_NEAREST')
+}
+
 test('mode local: gate failure and abort (no stop: nothing runs on AWS)') { PipelineHarness h ->
     h.fakeHelper(rc: [run: 3], errors: [run: GATE_REASON])
     h.run(mode: 'local', onGateFailure: 'UNSTABLE')
