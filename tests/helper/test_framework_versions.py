@@ -198,14 +198,15 @@ def test_no_index_and_nothing_kept_says_it_could_not_check():
 class _Index:
     """A package index of our own on loopback: a PEP 691 JSON page, or a PEP 503 HTML one."""
 
-    def __init__(self, tmp_path, html=False):
+    def __init__(self, tmp_path, html=False, files=None):
         import http.server
         import threading
 
-        files = [{"filename": "scikit_learn-1.2.1-cp311-cp311-manylinux_2_17_x86_64.whl", "requires-python": ">=3.8",
-                  "url": "x", "hashes": {}},
-                 {"filename": "scikit_learn-0.20.0-cp37-cp37m-manylinux1_x86_64.whl", "url": "x", "hashes": {},
-                  "yanked": False}]
+        files = files or [
+            {"filename": "scikit_learn-1.2.1-cp311-cp311-manylinux_2_17_x86_64.whl", "requires-python": ">=3.8",
+             "url": "x", "hashes": {}},
+            {"filename": "scikit_learn-0.20.0-cp37-cp37m-manylinux1_x86_64.whl", "url": "x", "hashes": {},
+             "yanked": False}]
         self.hits = []
         hits = self.hits
 
@@ -340,3 +341,60 @@ def test_a_local_run_of_a_version_that_cannot_be_had_stops_before_anything_start
 
 def _line(repo: Path, key: str) -> int:
     return next(i for i, line in enumerate((repo / "config.yaml").read_text().splitlines(), 1) if key in line)
+
+
+def test_a_local_run_with_python_3_7(tmp_path):
+    """--python with a Python 3.7: its overlay gets sagemaker-training 4.6.1 (5.x
+    needs protobuf 5, which needs 3.8) and the whole pipeline passes with it:
+    processing through mltp's entry, training through that toolkit. The overlay
+    is built once (a minute and a half) and kept in the shared test cache."""
+    py37 = _pyenv("3.7")
+    if not py37:
+        pytest.skip("no Python 3.7 on this agent")
+    repo = tmp_path / "tiny"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny", repo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRANCH_", "CHANGE_", "BUILD_", "MLTP_"))}
+    env["MLTP_CACHE_DIR"] = os.environ["MLTP_CACHE_DIR"]
+    proc = subprocess.run([sys.executable, "-m", "mltp.cli", "run", ".", "--local", "--run-name", "py37",
+                           "--python", py37], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tiny-model run py37: PASSED" in proc.stdout
+    overlay = envs.plan("image", None, None, override=py37)
+    marker = json.loads((envs.cache_root() / overlay.name / envs.MARKER).read_text())
+    assert marker["toolkit"] == "sagemaker-training==4.6.1" and marker["python"].startswith("3.7.")
+
+
+def test_a_stand_in_of_the_same_major_is_said_at_the_start_and_in_the_report(tmp_path, monkeypatch):
+    """A container whose scikit-learn (1.2.0 here) has no build for this Python,
+    while 1.2.1 has one: the run uses 1.2.1, says so before anything starts, and
+    its report keeps the line. (With 1.2.1 standing in, the environment is the
+    default sklearn 1.2-1 one, already built: no build in this test.)"""
+    from mltp.local import versions as versions_mod
+
+    row = framework_containers.ROWS[("sklearn", "1.2-1")]
+    monkeypatch.setitem(framework_containers.ROWS, ("sklearn", "1.2-1"),
+                        dict(row, packages=dict(row["packages"], **{"scikit-learn": "1.2.0"})))
+    monkeypatch.setattr(versions_mod, "index_cache", lambda: tmp_path / "index-cache")
+    index = _Index(tmp_path, files=[
+        {"filename": "scikit_learn-1.2.0-cp37-cp37m-manylinux1_x86_64.whl", "url": "x", "hashes": {}},
+        {"filename": "scikit_learn-1.2.1-py3-none-any.whl", "url": "x", "hashes": {}}])
+    repo = tmp_path / "tiny"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny", repo)
+    for name in [k for k in os.environ if k.startswith(("BRANCH_", "CHANGE_", "BUILD_", "AWS_ENDPOINT"))
+                 or (k.startswith("MLTP_") and k != "MLTP_CACHE_DIR")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_INDEX_URL", index.url)
+    monkeypatch.chdir(repo)
+    try:
+        result = CliRunner().invoke(main, ["run", ".", "--local", "--run-name", "stand-in"])
+    finally:
+        index.close()
+    assert result.exit_code == 0, result.output
+    said = ("sklearn 1.2-1: the container has scikit-learn 1.2.0 (Python 3.9), which does not install on this agent's "
+            f"Python {'%d.%d.%d' % sys.version_info[:3]}; using scikit-learn 1.2.1, the nearest 1.x release that does")
+    lines = result.output.splitlines()
+    assert f"local: {said}" in lines
+    assert lines.index(f"local: {said}") < next(i for i, line in enumerate(lines) if "emulator at" in line)
+    report = json.loads((repo / ".mltp" / "runs" / "stand-in" / "report.json").read_text())
+    assert f"local environment: {said}" in report["warnings"]
+    assert f"local environment: {said}" in (repo / ".mltp" / "runs" / "stand-in" / "report.md").read_text()

@@ -110,7 +110,7 @@ def choose_for_run(config, requirements: Optional[Path], allow_nearest: bool,
         installed = envs.built_version(step.framework, step.framework_version, requirements, package)
         releases = None
         if installed is None or not _same(installed, row["packages"][package]):
-            releases = package_index.releases(package, envs.cache_root() / ".index",
+            releases = package_index.releases(package, index_cache(),
                                               say=lambda text: say(f"local: {text}"))
         choice = choose(step.framework, step.framework_version or "", row, releases, python=python,
                         allow_nearest=allow_nearest, installed=installed,
@@ -120,6 +120,13 @@ def choose_for_run(config, requirements: Optional[Path], allow_nearest: bool,
         if choice.note:
             say(f"local: {choice.note}")
     return out
+
+
+def index_cache() -> Path:
+    """Where the index's pages are kept: beside the environments, read-only to jobs."""
+    from . import envs
+
+    return envs.cache_root() / ".index"
 
 
 def notes(choices: Sequence[Choice]) -> List[str]:
