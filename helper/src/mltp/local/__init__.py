@@ -27,7 +27,8 @@ def step_environments(config, python: Optional[str] = None, allow_nearest: bool 
     Which version of each framework's own package installs on this Python is
     decided for every step first (versions.py): a version that cannot be had
     stops the run (exit 2) before anything is built. What was said about the
-    versions goes to `notes` too, for the run's report."""
+    framework's own package goes to `notes` too, for the run's report (the
+    supporting packages' nearest versions are said in the log only)."""
     from . import envs, versions
 
     requirements = config.repo / "requirements.txt"
@@ -42,8 +43,6 @@ def step_environments(config, python: Optional[str] = None, allow_nearest: bool 
             choice = choices.get((step.framework, step.framework_version or ""))
             built[key] = envs.prepare(step.framework, step.framework_version, requirements, override=python,
                                       say=click.echo, row=choice.row if choice else None)
-            if notes is not None:
-                notes.extend(built[key].notes)
         out[step.role] = built[key]
     return out
 
