@@ -28,7 +28,9 @@ the user's pip cache does not end up in the next build.
 
 Where a pinned version has no build for the agent's Python (pandas 1.1.3 on
 Python 3.11, say), the nearest version that installs is used instead, and the
-run says so once.
+run says so once. The framework's own package is decided before that, by
+versions.py, which hands prepare the row to build (`row`). The toolkit's
+release follows the interpreter (toolkit.py: an older one for Python 3.7).
 
 With `--python` (MLTP_PYTHON, the step's scriptPython) the user's interpreter
 is kept: mltp builds an *overlay*, a virtualenv of that interpreter whose path
