@@ -202,7 +202,7 @@ class _Index:
         import http.server
         import threading
 
-        files = files or [
+        files = files if files is not None else [
             {"filename": "scikit_learn-1.2.1-cp311-cp311-manylinux_2_17_x86_64.whl", "requires-python": ">=3.8",
              "url": "x", "hashes": {}},
             {"filename": "scikit_learn-0.20.0-cp37-cp37m-manylinux1_x86_64.whl", "url": "x", "hashes": {},
@@ -398,3 +398,22 @@ def test_a_stand_in_of_the_same_major_is_said_at_the_start_and_in_the_report(tmp
     report = json.loads((repo / ".mltp" / "runs" / "stand-in" / "report.json").read_text())
     assert f"local environment: {said}" in report["warnings"]
     assert f"local environment: {said}" in (repo / ".mltp" / "runs" / "stand-in" / "report.md").read_text()
+
+
+def test_an_index_page_that_lists_nothing_counts_as_unreachable(tmp_path, monkeypatch):
+    index = _Index(tmp_path, files=[{"filename": "README.txt", "url": "x", "hashes": {}}])
+    try:
+        monkeypatch.setenv("PIP_INDEX_URL", index.url)
+        said = []
+        got = package_index.releases("scikit-learn", tmp_path / "idx", say=said.append)
+        assert got is not None and got.installable(tags=CP311, python="3.11.7") == set()  # a page with files: read
+    finally:
+        index.close()
+    empty = _Index(tmp_path, files=[])
+    try:
+        monkeypatch.setenv("PIP_INDEX_URL", empty.url)
+        said = []
+        assert package_index.releases("numpy", tmp_path / "idx2", say=said.append) is None
+        assert said == ["cannot read numpy's page of the package index (it lists no files)"]
+    finally:
+        empty.close()

@@ -94,6 +94,8 @@ def releases(name: str, cache: Path, say=None) -> Optional[Releases]:
         return kept[1]
     try:
         fresh = Releases(key, tuple(_fetch(key)))
+        if not fresh.files:  # a page that lists nothing says nothing: as if unreachable
+            raise ValueError("it lists no files")
     except (OSError, ValueError) as exc:
         if say is not None and kept is None:
             say(f"cannot read {key}'s page of the package index ({_reason(exc)})")
@@ -128,7 +130,12 @@ def index_url() -> str:
 def _fetch(name: str) -> Iterable[File]:
     url = index_url().rstrip("/") + f"/{name}/"
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "mltp"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (the index pip uses)
+    context = None
+    if url.startswith("https:") and os.path.isfile(os.environ.get("PIP_CERT", "")):
+        import ssl
+
+        context = ssl.create_default_context(cafile=os.environ["PIP_CERT"])  # the CA bundle pip is told to trust
+    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS, context=context) as response:  # noqa: S310
         kind = response.headers.get("Content-Type", "")
         body = response.read().decode("utf-8", errors="replace")
     if "json" in kind:
