@@ -276,9 +276,9 @@ def test_an_empty_output_is_one_line_naming_the_output_and_the_step(tmp_path, re
 
     cfg = _load(tmp_path, "  training:\n    channels:\n      valid: validation\n      train: train\n")
     assert empty_output(cfg, "Training", reason) == (
-        "preprocessing left its output 'validation' empty (/opt/ml/processing/output/validation; nothing at "
-        "s3://b/mltp/chan-model/runs/r1/preprocessing/validation/): training reads it as channel 'valid'; write at "
-        "least one file there, or leave the output out of steps.preprocessing.outputs")
+        "preprocessing left its output 'validation' empty (/opt/ml/processing/output/validation), and training "
+        "reads it as channel 'valid': write at least one file there, or drop the output; nothing at "
+        "s3://b/mltp/chan-model/runs/r1/preprocessing/validation/")
     test_reason = reason.replace("validation/", "test/")
     assert "evaluation reads it as its test data" in empty_output(cfg, "Evaluation", test_reason)
     assert empty_output(cfg, "Preprocessing", reason) is None

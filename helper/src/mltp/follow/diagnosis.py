@@ -149,8 +149,8 @@ def empty_output(config, step: Optional[str], reason: Optional[str]) -> Optional
         reader = f"training reads it as channel '{readers[0]}'" if readers else "training reads it"
     else:
         reader = "evaluation reads it as its test data"
-    return (f"preprocessing left its output '{name}' empty ({outputs[name]}; nothing at {found.group(1)}): "
-            f"{reader}; write at least one file there, or leave the output out of steps.preprocessing.outputs")
+    return (f"preprocessing left its output '{name}' empty ({outputs[name]}), and {reader}: "
+            f"write at least one file there, or drop the output; nothing at {found.group(1)}")
 
 
 def _job_failure_reason(clients: Clients, step: out.StepRecord, result: out.Outcome) -> Optional[str]:
