@@ -314,7 +314,10 @@ def _needs_namespaces():
 def test_a_forest_trained_on_train_and_test_channels_and_one_from_s3_runs_unchanged(tmp_path):
     """fit({"train", "test"}) as SageMaker's random-forest notebooks call it, plus an
     S3 channel with its content type: SM_CHANNEL_TEST and SM_CHANNEL_COLUMNS are set,
-    SM_CHANNELS lists the three, inputdataconfig.json carries the ContentType."""
+    SM_CHANNELS lists the three, inputdataconfig.json carries the ContentType. The
+    test channel and the evaluation read the output `holdout`, whose folder in S3 the
+    state machine makes from PreprocessingS3Uri: had it gone elsewhere, training
+    would have found no data there."""
     proc, report, logs = _run_local(tmp_path, "forest-channels")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "local: input 'columns': 1 file from data/extra" in proc.stdout
