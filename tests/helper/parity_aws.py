@@ -58,8 +58,16 @@ def main(repo: Path, run_name: str) -> dict:
             try:
                 super().__call__(kind, job_name, request, job)
             except JobFailed as exc:
+                empty = re.match(r"ClientError: no data found at (s3://(\S+?)/\S*)$", str(exc))
+                if empty:  # SageMaker's words for a channel with no object under its prefix
+                    raise JobFailed(
+                        f'ClientError: No S3 objects found under S3 URL "{empty.group(1)}" given in input data '
+                        f'source. Please ensure that the bucket exists in the selected region ({ctx.region}), that '
+                        'objects exist under that S3 prefix, and that the role '
+                        f'"{request.get("RoleArn", "")}" has "s3:ListBucket" permissions on bucket '
+                        f'"{empty.group(2)}".') from None
                 if not str(exc).startswith("AlgorithmError"):
-                    raise  # ClientError (no data), MaxRuntimeExceeded, Stopped: SageMaker's own words already
+                    raise  # MaxRuntimeExceeded, Stopped: SageMaker's own words already
                 if kind == "processing":
                     raise JobFailed("AlgorithmError: See job logs for more information") from None
                 log = (self.workdir / f"{job_name}.log").read_text(encoding="utf-8", errors="replace")

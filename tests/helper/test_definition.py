@@ -4,6 +4,7 @@ gate and registration behave as docs/contract.md section 10 says when an interpr
 Every variant is rendered once (module fixture): the SageMaker SDK import costs
 about 3 s, a render afterwards well under 0.1 s."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -102,6 +103,15 @@ def _china(d):
         d["aws"][key] = d["aws"][key].replace("arn:aws:", "arn:aws-cn:")
 
 
+def _channels(d):
+    """Outputs, channels and test data as a SageMaker notebook may set them."""
+    d["steps"]["preprocessing"]["outputs"] = {"train": None, "test": "/opt/ml/processing/test", "baseline": None}
+    d["steps"]["training"]["channels"] = {
+        "train": "train", "holdout": "test",
+        "lookup": {"source": "s3://mlops-data/fraud/lookup/", "content_type": "text/csv"}}
+    d["steps"]["evaluation"]["test_from"] = "baseline"
+
+
 VARIANTS = {
     "example": _example(),
     "kms": _variant(_kms),
@@ -113,6 +123,7 @@ VARIANTS = {
     "four gate rules": _variant(_gate_rules),
     "max only": _variant(_max_only),
     "china partition": _variant(_china),
+    "channels": _variant(_channels),
 }
 
 
@@ -269,7 +280,15 @@ def test_only_execution_input_varies_between_runs(rendered, name):
     # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
     # Register names only as its registry copy): for people; Champion: the Gate reads it
     # as state data ($.Champion.Bars)
-    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri"}
+    # The folder of each default output has its own key, used when it is an output;
+    # PreprocessingS3Uri holds the folders of any other.
+    unused = {"Branch", "Register", "Champion", "EvaluationS3Uri"}
+    outputs = set(cfg.steps.preprocessing.outputs)
+    keys_of = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
+    unused |= {key for name, key in keys_of.items() if name not in outputs}
+    if outputs <= set(keys_of):
+        unused.add("PreprocessingS3Uri")
+    assert used == keys - unused
     assert "$$.Execution.Input['Register']" in text
     sample = sample_input(cfg)
     for key in ("RunName", "PreprocessingJobName", "CodeS3Uri", "ModelArtifactS3Uri", "EvaluationKey"):
@@ -447,6 +466,47 @@ def test_training_job(rendered):
     resolved = asl.resolve(p, ctx)["HyperParameters"]
     assert json.loads(resolved["sagemaker_submit_directory"]) == sample_input(cfg)["SourceDirS3Uri"]
     assert json.loads(resolved["sagemaker_job_name"]) == sample_input(cfg)["TrainingJobName"]
+
+
+def test_outputs_channels_and_test_data_follow_the_config(rendered):
+    """One ProcessingOutput per output, one Channel per channel (ContentType when
+    given; an s3:// source as is), evaluation's test data from test_from; at run
+    time each output's folder is <run>/preprocessing/<name>/."""
+    cfg, d, _, _ = rendered["channels"]
+    ctx = asl.context(sample_input(cfg), EXECUTION_ID)
+    run = sample_input(cfg)["PreprocessingS3Uri"]
+    assert run.endswith("/runs/jenkins-fraud-detection-main-42/preprocessing/")
+    pre = asl.resolve(d["States"]["Preprocessing"]["Parameters"], ctx)
+    assert [(o["OutputName"], o["S3Output"]["LocalPath"], o["S3Output"]["S3Uri"])
+            for o in pre["ProcessingOutputConfig"]["Outputs"]] == [
+        ("train", "/opt/ml/processing/output/train", run + "train/"),
+        ("test", "/opt/ml/processing/test", run + "test/"),
+        ("baseline", "/opt/ml/processing/output/baseline", run + "baseline/")]
+    training = asl.resolve(d["States"]["Training"]["Parameters"], ctx)
+    assert training["InputDataConfig"] == [
+        {"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated", "S3Uri": run + "train/"}}},
+        {"ChannelName": "holdout", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated", "S3Uri": run + "test/"}}},
+        {"ChannelName": "lookup", "ContentType": "text/csv", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated",
+            "S3Uri": "s3://mlops-data/fraud/lookup/"}}}]
+    evaluation = asl.resolve(d["States"]["Evaluation"]["Parameters"], ctx)
+    test = [i for i in evaluation["ProcessingInputs"] if i["InputName"] == "test"]
+    assert [(i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in test] == [
+        (run + "baseline/", "/opt/ml/processing/input/test")]
+
+
+def test_default_outputs_and_channels_render_as_before(rendered):
+    """A config that spells the defaults out renders the bytes of one that does not."""
+    from mltp import definition
+
+    cfg = rendered["example"][0]
+    spelled = dataclasses.replace(cfg, steps=dataclasses.replace(cfg.steps, evaluation=dataclasses.replace(
+        cfg.steps.evaluation, test_from="test")))
+    assert definition.render_fresh(spelled) == rendered["example"][2]
+    assert [c.name for c in cfg.steps.training.channels] == ["train", "validation"]
+    assert cfg.steps.evaluation.test_from == "test"
 
 
 def test_kms_and_tags_only_when_set(rendered):

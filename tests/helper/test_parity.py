@@ -75,6 +75,9 @@ CASES = [
     ("requirements.txt that fails to install", {}, None, "mltp-parity-no-such-package==0.0.0\n", 4,
      "requirements.txt"),
     ("empty model", {"training": "no-model"}, None, None, 4, "the training script wrote no model"),
+    ("empty preprocessing output", {"preprocessing": "empty-validation"}, None, None, 4,
+     "preprocessing left its output 'validation' empty (/opt/ml/processing/output/validation), and training reads "
+     "it as channel 'validation': write at least one file there"),
     ("model-quality format, per-rule path", {"evaluation": "model-quality"},
      lambda t: t + "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n", None, 0, ""),
 ]

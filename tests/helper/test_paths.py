@@ -115,15 +115,15 @@ def test_the_requests_with_configured_paths_are_valid_api_calls(literal):
 @pytest.mark.parametrize("change, key, message", [
     (lambda s: s["evaluation"].update(test_destination="/opt/ml/processing/model"), "steps.evaluation.test_destination",
      "is the same folder as steps.evaluation.model_destination"),
-    (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input/code/train"}),
+    (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input/code/train", "test": None}),
      "steps.preprocessing.outputs.train", "lies inside the code folder /opt/ml/processing/input/code"),
-    (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input"}),
+    (lambda s: s["preprocessing"].update(outputs={"train": "/opt/ml/processing/input", "test": None}),
      "steps.preprocessing.outputs.train", "contains the code folder /opt/ml/processing/input/code"),
     (lambda s: s["preprocessing"].update(inputs=[
         {"name": "a", "source": "s3://mlops-data/a/", "destination": "/opt/ml/processing/input"},
         {"name": "b", "source": "s3://mlops-data/b/"}]),
      "steps.preprocessing.inputs[0].destination", "contains steps.preprocessing.inputs[1].destination"),
-    (lambda s: s["preprocessing"].update(outputs={"test": "/opt/ml/processing/output"}),
+    (lambda s: s["preprocessing"].update(outputs={"train": None, "test": "/opt/ml/processing/output"}),
      "steps.preprocessing.outputs.test", "contains steps.preprocessing.outputs.train"),
     (lambda s: s["evaluation"].update(output="/opt/ml/processing/./evaluation"), "steps.evaluation.output",
      "must be a normalised path"),
@@ -159,7 +159,7 @@ def test_an_input_may_hold_the_code_folder_as_on_sagemaker(tmp_path):
 def test_paths_of_different_steps_may_coincide(tmp_path):
     """Each job has its own container: only folders of one step must be apart."""
     data = _example()
-    data["steps"]["preprocessing"]["outputs"] = {"test": "/opt/ml/processing/test"}
+    data["steps"]["preprocessing"]["outputs"] = {"train": None, "test": "/opt/ml/processing/test"}
     data["steps"]["evaluation"]["test_destination"] = "/opt/ml/processing/test"
     cfg = config_mod.load(_repo(tmp_path, data))
     assert cfg.steps.preprocessing.outputs["test"] == cfg.steps.evaluation.test_destination

@@ -147,12 +147,82 @@ _INPUTS = {
     },
 }
 
+# Preprocessing's outputs, as SageMaker's ProcessingOutput list: a name (which the
+# training channels and the evaluation's test data refer to, and the run's S3
+# folder preprocessing/<name>/) and the container folder uploaded when the job
+# ends. A mapping name -> path (null: the default path), or a list of names with
+# the default paths. Either form names the whole set (docs/contract.md, 3.2).
+OUTPUT_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+_OUTPUT_NAME_ERROR = "must be 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter (it names a folder and a channel)"
+DEFAULT_OUTPUTS = ("train", "validation", "test")
+MAX_OUTPUTS = 10  # SageMaker takes 10 processing outputs
+MAX_CHANNELS = 20  # SageMaker's InputDataConfig takes 20 channels
+_OUTPUT_NAME = {"type": "string", "pattern": OUTPUT_NAME_PATTERN, "x-error": _OUTPUT_NAME_ERROR}
+
 _SPLIT_OUTPUTS = {
-    "type": "object",
-    "additionalProperties": False,
-    "default": {},
-    "description": "Where preprocessing writes each split; each folder is uploaded when the job ends.",
-    "properties": {split: _container_path(f"{PROCESSING_ROOT}/output/{split}") for split in ("train", "validation", "test")},
+    "type": ["object", "array"],
+    "default": {name: f"{PROCESSING_ROOT}/output/{name}" for name in DEFAULT_OUTPUTS},
+    "description": "The folders preprocessing writes, each uploaded when the job ends: a mapping of output name to "
+                   "container path (null: /opt/ml/processing/output/<name>), or a list of output names with those "
+                   "default paths. Names the whole set; default train, validation and test.",
+    "propertyNames": {"pattern": OUTPUT_NAME_PATTERN, "x-error": _OUTPUT_NAME_ERROR},
+    "additionalProperties": dict(_container_path(), type=["string", "null"]),
+    "minProperties": 1,
+    "maxProperties": MAX_OUTPUTS,
+    "items": _OUTPUT_NAME,
+    "minItems": 1,
+    "maxItems": MAX_OUTPUTS,
+    "uniqueItems": True,
+}
+
+# Training's channels: which preprocessing outputs (or which S3 data preprocessing
+# does not produce) arrive as /opt/ml/input/data/<channel>, as SageMaker's
+# estimator.fit({...}) takes them (docs/contract.md, 3.3).
+_CHANNEL_SOURCE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1024,
+    "pattern": r"^([a-z][a-z0-9_-]{0,63}|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?${}\x00-\x1f\x7f]*)?)$",
+    "x-error": "must be the name of a preprocessing output, or an S3 URI such as s3://bucket/prefix/ "
+               "without *, ?, $, { or } (IAM wildcards and policy variables)",
+}
+_CHANNELS = {
+    "type": ["object", "array"],
+    "description": "The training job's input channels: a list of preprocessing output names, or a mapping of "
+                   "channel name to an output name, an s3:// URI, or {source, content_type}. "
+                   "Default: every preprocessing output except test.",
+    "propertyNames": {"pattern": OUTPUT_NAME_PATTERN, "x-error": _OUTPUT_NAME_ERROR},
+    # A source (string) or {source, content_type}: one schema, as each keyword
+    # applies to its own type, so an error names the key instead of "anyOf".
+    "additionalProperties": dict(
+        _CHANNEL_SOURCE,
+        type=["string", "object"],
+        additionalProperties=False,
+        required=["source"],
+        properties={
+            "source": _CHANNEL_SOURCE,
+            "content_type": {
+                "type": "string",
+                "maxLength": 256,
+                "pattern": r"^[\w.+-]+/[\w.+-]+( *; *[\w.+-]+=[\w.+-]+)*$",
+                "x-error": "must be a MIME type such as text/csv or application/x-parquet",
+            },
+            "local": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1024,
+                "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+                "x-error": "must be a file or folder path, relative to the model repo or absolute",
+                "description": "What a local run serves at an s3:// source instead of the real data.",
+            },
+        },
+    ),
+    "minProperties": 1,
+    "maxProperties": MAX_CHANNELS,
+    "items": _OUTPUT_NAME,
+    "minItems": 1,
+    "maxItems": MAX_CHANNELS,
+    "uniqueItems": True,
 }
 
 _ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 100, "default": []}
@@ -337,7 +407,8 @@ SCHEMA: Dict[str, Any] = {
                             "additionalProperties": {"type": ["string", "number", "boolean"]},
                             "maxProperties": 95,  # SageMaker takes 100; script mode adds 5 of its own
                             "default": {},
-                        }
+                        },
+                        "channels": _CHANNELS,
                     },
                 ),
                 "evaluation": _step(
@@ -350,6 +421,8 @@ SCHEMA: Dict[str, Any] = {
                                                  description="Where the preprocessing test split is put."),
                         "output": dict(_container_path(f"{PROCESSING_ROOT}/output"),
                                        description="The folder evaluation.json is written to; all of it is uploaded."),
+                        "test_from": dict(_OUTPUT_NAME, description="The preprocessing output put at "
+                                          "test_destination. Default: test."),
                     },
                 ),
             },

@@ -416,15 +416,27 @@ def _entrypoint(step: StepConfig) -> List[str]:
 
 def container_paths(step: StepConfig) -> Dict[str, str]:
     """The folders of a processing step inside its container: config.yaml's
-    (docs/contract.md, 2.3) or the defaults. Preprocessing: train, validation,
-    test; evaluation: model, test, output."""
+    (docs/contract.md, 2.3) or the defaults. Preprocessing: one per output
+    (train, validation, test by default); evaluation: model, test, output."""
     if step.role == "evaluation":
         return {
             "model": step.model_destination or MODEL_DIR,
             "test": step.test_destination or f"{INPUT_DIR}/test",
             "output": step.output or OUTPUT_DIR,
         }
-    return {split: step.outputs.get(split) or f"{OUTPUT_DIR}/{split}" for split in SPLITS}
+    return dict(step.outputs) or {split: f"{OUTPUT_DIR}/{split}" for split in SPLITS}
+
+
+# The execution input keys of the default outputs (kept as they were); any other
+# output's folder is <PreprocessingS3Uri><name>/.
+_OUTPUT_KEYS = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
+
+
+def output_s3_uri(name: str, inputs):
+    """Where preprocessing's output `name` is uploaded, as the run's execution input gives it."""
+    if name in _OUTPUT_KEYS:
+        return inputs[_OUTPUT_KEYS[name]]
+    return _intrinsic(f"States.Format('{{}}{name}/', {execution_input_path('PreprocessingS3Uri')})")
 
 
 def _volume_kms_key(config: Config, step: StepConfig, sdk: _Sdk) -> Optional[str]:
@@ -467,15 +479,16 @@ def _processing_step(state_id: str, config: Config, step: StepConfig, inputs, se
     if is_evaluation:
         # S3Prefix on the object's key is how SageMaker downloads a single file.
         job_inputs.append(sdk.ProcessingInput(source=inputs["ModelArtifactS3Uri"], destination=paths["model"], input_name="model", **s3_prefix))
-        job_inputs.append(sdk.ProcessingInput(source=inputs["TestDataS3Uri"], destination=paths["test"], input_name="test", **s3_prefix))
+        if config.steps.evaluation.test_from:  # validation refuses a config without one
+            job_inputs.append(sdk.ProcessingInput(source=output_s3_uri(config.steps.evaluation.test_from, inputs),
+                                                  destination=paths["test"], input_name="test", **s3_prefix))
         outputs = [sdk.ProcessingOutput(source=paths["output"], destination=inputs["EvaluationOutputS3Uri"], output_name="evaluation", s3_upload_mode="EndOfJob")]
     else:
         for item in step.inputs:
             job_inputs.append(sdk.ProcessingInput(source=item.source, destination=item.path, input_name=item.name, **s3_prefix))
-        split_keys = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
         outputs = [
-            sdk.ProcessingOutput(source=paths[split], destination=inputs[split_keys[split]], output_name=split, s3_upload_mode="EndOfJob")
-            for split in SPLITS
+            sdk.ProcessingOutput(source=path, destination=output_s3_uri(name, inputs), output_name=name, s3_upload_mode="EndOfJob")
+            for name, path in paths.items()
         ]
 
     job = "PreprocessingJobName" if state_id == PREPROCESSING else "EvaluationJobName"
@@ -540,10 +553,13 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
     step = config.steps.training
     estimator = _estimator(config, step, session, sdk)
     channels = {}
-    for name, key in (("train", "TrainDataS3Uri"), ("validation", "ValidationDataS3Uri")):
-        channel = sdk.sagemaker.inputs.TrainingInput(_PLACEHOLDER + name, s3_data_type="S3Prefix", distribution="FullyReplicated")
-        channel.config["DataSource"]["S3DataSource"]["S3Uri"] = inputs[key]  # rendered as S3Uri.$
-        channels[name] = channel
+    for item in step.channels:
+        # One Channel per channel, as estimator.fit({name: TrainingInput(...)}) gives it.
+        channel = sdk.sagemaker.inputs.TrainingInput(item.s3_uri or _PLACEHOLDER + item.name, s3_data_type="S3Prefix",
+                                                     distribution="FullyReplicated", content_type=item.content_type)
+        if item.output:
+            channel.config["DataSource"]["S3DataSource"]["S3Uri"] = output_s3_uri(item.output, inputs)  # S3Uri.$
+        channels[item.name] = channel
     model = sdk.sagemaker.model
     return TrainingStep(
         TRAINING,

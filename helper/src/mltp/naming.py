@@ -219,6 +219,9 @@ class ExecutionInput:
     RegistryEvaluationKey: str
     RegistryModelS3Uri: str
     RegistryEvaluationS3Uri: str
+    # The folder of every preprocessing output: <PreprocessingS3Uri><output name>/
+    # (train, validation and test also have their keys above, as before).
+    PreprocessingS3Uri: str = ""
     # The champion (newest Approved version of the group) as found at start:
     # {"Version", "Arn", "Metrics": {metric: value}, "Bars": {metric: value to reach}},
     # or {"Reason": why there is none}. The Gate reads $.Champion.Bars.
@@ -260,6 +263,7 @@ def execution_input(
         TrainDataS3Uri=f"{s3}{runs}preprocessing/train/",
         ValidationDataS3Uri=f"{s3}{runs}preprocessing/validation/",
         TestDataS3Uri=f"{s3}{runs}preprocessing/test/",
+        PreprocessingS3Uri=f"{s3}{runs}preprocessing/",
         ModelOutputS3Uri=f"{s3}{runs}model/",
         ModelArtifactS3Uri=artifacts.model,
         EvaluationOutputS3Uri=f"{s3}{runs}evaluation/",

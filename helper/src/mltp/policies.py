@@ -19,7 +19,8 @@ A statement uses Resource "*" only for actions IAM's service authorization data
 gives no resource type (AWS allows nothing narrower); it then carries a note
 saying so, which the output formats show as a comment.
 
-Features change what the roles need. KMS and the preprocessing inputs come from
+Features change what the roles need. KMS, the preprocessing inputs and the
+training channels with an s3:// source come from
 config.yaml; features built outside config.yaml (approval, fetch, trigger, logs, prune)
 are named with `--feature`, because a role must hold their permissions before
 they are first used.
@@ -379,7 +380,9 @@ def _sagemaker(arns: Arns, branch: bool = False) -> List[Statement]:
         Statement("ListModelPrefix", ("s3:ListBucket",), (arns.s3_bucket(),),
                   {"StringLike": {"s3:prefix": [f"{root}{p}" for p in code + runs]}}),
     ]
+    # Preprocessing's inputs and the training channels that read S3 directly.
     sources = [_split_s3(item.source) for item in cfg.steps.preprocessing.inputs]
+    sources += [_split_s3(channel.s3_uri) for channel in cfg.steps.training.channels if channel.s3_uri]
     for index, (bucket, key) in enumerate(sorted(set(sources)), start=1):
         out.append(Statement(f"ReadInput{index}", ("s3:GetObject",), (arns.s3_objects(f"{key}*", bucket),)))
         out.append(Statement(f"ListInput{index}", ("s3:ListBucket",), (arns.s3_bucket(bucket),),

@@ -150,6 +150,7 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         TrainDataS3Uri=f"{runs}preprocessing/train/",
         ValidationDataS3Uri=f"{runs}preprocessing/validation/",
         TestDataS3Uri=f"{runs}preprocessing/test/",
+        PreprocessingS3Uri=f"{runs}preprocessing/",
         ModelOutputS3Uri=f"{runs}model/",
         ModelArtifactS3Uri=f"{runs}model/{jobs['training']}/output/model.tar.gz",
         EvaluationOutputS3Uri=f"{runs}evaluation/",

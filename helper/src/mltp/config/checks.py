@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import retrain_loop
+from . import channels
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT
 from ..yaml_source import Document, Problem, key_path
 from .display import _HIDE_VALUES, _show, _suggest, repr_q, shown
@@ -125,7 +126,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     out: List[Problem] = []
     for check in (_step_problems, _gate_problems, _inference_problems, _prefix_problems, _branch_role_problems,
                   _retrain_problems, retrain_loop.problems, _container_path_problems, _notify_problems,
-                  _schedule_problems):
+                  _schedule_problems, channels.problems):
         out.extend(check(doc))
     return out
 
@@ -409,9 +410,12 @@ def _processing_paths(data: Any, role: str) -> List[Tuple[Tuple[Any, ...], str, 
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 one(("inputs", index, "destination"), item.get("destination"), f"{INPUT_DIR}/{item['name']}")
         outputs = step.get("outputs")
-        outputs = outputs if isinstance(outputs, dict) else {}
-        for split in SPLITS:
-            one(("outputs", split), outputs.get(split), f"{OUTPUT_DIR}/{split}")
+        if isinstance(outputs, list):  # names only: every one at its default path
+            outputs = {name: None for name in outputs if isinstance(name, str)}
+        elif not isinstance(outputs, dict):
+            outputs = {name: None for name in SPLITS}
+        for name, path in outputs.items():
+            one(("outputs", name), path, f"{OUTPUT_DIR}/{name}")
     else:
         one(("model_destination",), step.get("model_destination"), f"{PROCESSING_ROOT}/model")
         one(("test_destination",), step.get("test_destination"), f"{INPUT_DIR}/test")

@@ -4,6 +4,7 @@ InvalidInput whose lines name file, line and key), then built into the typed
 objects (model.py) with the schema's defaults filled in."""
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -11,6 +12,7 @@ from .. import yaml_source
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, SCHEMA
 from ..errors import InvalidInput
 from ..yaml_source import Document, Problem, key_path
+from . import channels
 from .checks import _semantic_problems
 from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
@@ -111,11 +113,20 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
                      for i in raw.get("inputs", [])),
         arguments=tuple(_text(a) for a in raw.get("arguments", [])),
         hyperparameters=dict(raw.get("hyperparameters", {})),
-        outputs=dict(raw["outputs"]) if "outputs" in raw else {},
+        outputs=channels.output_paths(raw["outputs"]) if "outputs" in raw else {},
         model_destination=raw.get("model_destination"),
         test_destination=raw.get("test_destination"),
         output=raw.get("output"),
     )
+
+
+def _steps(raw: Dict[str, Any]) -> Steps:
+    """The three steps; training's channels and evaluation's test data are
+    resolved against preprocessing's outputs (channels.py)."""
+    pre, training, evaluation = (_step_config(role, raw[role]) for role in STEP_ROLES)
+    training = dataclasses.replace(training, channels=channels.channels(raw["training"].get("channels"), pre.outputs))
+    evaluation = dataclasses.replace(evaluation, test_from=channels.test_from(raw["evaluation"].get("test_from"), pre.outputs))
+    return Steps(pre, training, evaluation)
 
 
 def _retrain_config(data: Dict[str, Any]) -> Optional[RetrainConfig]:
@@ -168,7 +179,7 @@ def _build(doc: Document, path: Path, repo: Path) -> Config:
             tags={str(k): _text(v) for k, v in aws["tags"].items()},
             branch_sagemaker_role_arn=aws["branch_sagemaker_role_arn"],
         ),
-        steps=Steps(*(_step_config(role, data["steps"][role]) for role in STEP_ROLES)),
+        steps=_steps(data["steps"]),
         gate=_gate_rules(data["gate"]),
         registry=RegistryConfig(
             model_package_group=registry.get("model_package_group") or data["name"],

@@ -34,6 +34,19 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class ChannelConfig:
+    """One input channel of the training job (steps.training.channels): the data of
+    a preprocessing output (`output`) or of an S3 prefix preprocessing does not
+    produce (`s3_uri`), at /opt/ml/input/data/<name>."""
+
+    name: str
+    output: Optional[str] = None
+    s3_uri: Optional[str] = None
+    content_type: Optional[str] = None
+    local: Optional[str] = None  # what a local run serves at s3_uri (like inputs[].local)
+
+
+@dataclass(frozen=True)
 class StepConfig:
     role: str  # preprocessing | training | evaluation
     script: str
@@ -54,6 +67,10 @@ class StepConfig:
     model_destination: Optional[str] = None
     test_destination: Optional[str] = None
     output: Optional[str] = None
+    # Training: its input channels (docs/contract.md, 3.3); evaluation: the
+    # preprocessing output put at test_destination (None: no test data).
+    channels: Tuple[ChannelConfig, ...] = ()
+    test_from: Optional[str] = None
 
 
 @dataclass(frozen=True)

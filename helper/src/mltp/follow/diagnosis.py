@@ -122,7 +122,35 @@ def _failure(ctx: RunContext, clients: Clients, tracker: Tracker, cause: Optiona
         reason = parsed.get("FailureReason") if isinstance(parsed, dict) else None
         reason = reason or step.cause
     failure.reason = reason or cause or error
+    empty = empty_output(ctx.config, failure.step, failure.reason)
+    if empty:
+        failure.reason = empty
     return failure
+
+
+# SageMaker's words for a channel or processing input with no object under its
+# prefix, and the local runner's (runner._download): both name the URI.
+_NO_DATA = re.compile(r'(?:No S3 objects found under S3 URL|no data found at)\s*"?(s3://[^"\s]+)')
+_OUTPUT_FOLDER = re.compile(r"/preprocessing/([a-z][a-z0-9_-]*)/?$")
+
+
+def empty_output(config, step: Optional[str], reason: Optional[str]) -> Optional[str]:
+    """'preprocessing left its output 'validation' empty ...': the one line for a
+    Training or Evaluation job that found no data where a preprocessing output
+    should be, the same whether SageMaker or the local runner said so."""
+    found = _NO_DATA.search(reason or "")
+    folder = _OUTPUT_FOLDER.search(found.group(1)) if found else None
+    outputs = config.steps.preprocessing.outputs if config is not None else {}
+    if not folder or folder.group(1) not in outputs or step not in ("Training", "Evaluation"):
+        return None
+    name = folder.group(1)
+    if step == "Training":
+        readers = [c.name for c in config.steps.training.channels if c.output == name]
+        reader = f"training reads it as channel '{readers[0]}'" if readers else "training reads it"
+    else:
+        reader = "evaluation reads it as its test data"
+    return (f"preprocessing left its output '{name}' empty ({outputs[name]}), and {reader}: "
+            f"write at least one file there, or drop the output; nothing at {found.group(1)}")
 
 
 def _job_failure_reason(clients: Clients, step: out.StepRecord, result: out.Outcome) -> Optional[str]:

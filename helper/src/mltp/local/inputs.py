@@ -63,20 +63,23 @@ def resolve(config: Config, overrides: Dict[str, str], fetch: bool) -> Tuple[Lis
     found: List[LocalInput] = []
     to_fetch: List[InputConfig] = []
     problems: List[str] = []
-    for item in items:
-        if item.name in overrides:
+    for item, key in [(item, f"steps.preprocessing.inputs[{index}]") for index, item in enumerate(items)] + \
+            _channel_inputs(config):
+        if key.startswith("steps.preprocessing.") and item.name in overrides:
             path, origin, where = Path(overrides[item.name]).expanduser(), "--input", f"--input {item.name}"
         elif item.local:
             path = Path(item.local).expanduser()
             path = path if path.is_absolute() else config.repo / path
-            origin = where = config.where(f"steps.preprocessing.inputs[{names.index(item.name)}].local")
+            origin = where = config.where(f"{key}.local")
         elif fetch:
             to_fetch.append(item)
             continue
         else:
-            key = f"steps.preprocessing.inputs[{names.index(item.name)}]"
-            problems.append(f"{config.where(key + '.source')}: {key}: input '{item.name}' ({item.source}) has no data "
-                            f"for a local run: set {key}.local, pass --input {item.name}=PATH, or --fetch-inputs "
+            what = "input" if key.startswith("steps.preprocessing.") else "channel"
+            override = f", pass --input {item.name}=PATH" if what == "input" else ""
+            source_key = f"{key}.source" if config.line_of(f"{key}.source") else key
+            problems.append(f"{config.where(source_key)}: {key}: {what} '{item.name}' ({item.source}) has no data "
+                            f"for a local run: set {key}.local{override}, or --fetch-inputs "
                             "to copy it from S3 with your AWS credentials")
             continue
         if not (path.is_file() or path.is_dir()):
@@ -88,6 +91,13 @@ def resolve(config: Config, overrides: Dict[str, str], fetch: bool) -> Tuple[Lis
             raise InvalidInput(problems[0])
         raise InvalidInput(f"{len(problems)} inputs have no local data", problems)
     return found, to_fetch
+
+
+def _channel_inputs(config: Config) -> List[Tuple[InputConfig, str]]:
+    """The training channels that read S3 directly (steps.training.channels with an
+    s3:// source), as inputs of their own: a local run serves them the same way."""
+    return [(InputConfig(channel.name, channel.s3_uri, local=channel.local), f"steps.training.channels.{channel.name}")
+            for channel in config.steps.training.channels if channel.s3_uri]
 
 
 def fetch(clients, items: Sequence[InputConfig], repo: Path) -> List[LocalInput]:
