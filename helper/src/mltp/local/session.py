@@ -87,6 +87,9 @@ class LocalAws:
         self.say(f"local: AWS emulator at {endpoint}; jobs run as local processes with {', '.join(pythons)}")
         if not runner.sandboxed:
             self.say(local_inputs.fallback_notice(config, runner.sandbox_reason))
+            from .sandbox import NO_NAMESPACE_ROOT
+
+            self.say(NO_NAMESPACE_ROOT)
         group = config.registry.model_package_group
         restored = False
         registry_lock = None
@@ -162,8 +165,10 @@ def _local_credentials() -> None:
     """The emulator must never see real credentials, nor this process reach real AWS."""
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(var, None)
-    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+    from .job_env import EMULATOR_KEY_ID, EMULATOR_SECRET
+
+    os.environ["AWS_ACCESS_KEY_ID"] = EMULATOR_KEY_ID
+    os.environ["AWS_SECRET_ACCESS_KEY"] = EMULATOR_SECRET
 
 
 def _restore_registry(clients, config, say: Callable[[str], None]) -> None:
