@@ -32,6 +32,15 @@ from typing import Dict, Mapping, Optional
 EMULATOR_KEY_ID = "mltp-local"
 EMULATOR_SECRET = "mltp-local"
 
+# Where botocore finds credentials other than the keys: what mltp's own process
+# drops before the emulator starts (session._local_credentials); jobs drop every AWS_*.
+CREDENTIAL_SOURCES = (
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+
 # Dropped by prefix: the agent's AWS setup, mltp's own settings, SageMaker's
 # variables of an enclosing job (the toolkit sets the job's own).
 DROPPED_PREFIXES = ("AWS_", "MLTP_", "SM_")

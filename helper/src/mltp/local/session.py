@@ -162,13 +162,17 @@ def _import_emulator(runner: bool = True):
 
 
 def _local_credentials() -> None:
-    """The emulator must never see real credentials, nor this process reach real AWS."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        os.environ.pop(var, None)
-    from .job_env import EMULATOR_KEY_ID, EMULATOR_SECRET
+    """The emulator must never see real credentials, nor this process reach real AWS:
+    no profile, token, role or container credentials of the agent's, and its AWS
+    config and credentials files not read (job_env gives the jobs the same)."""
+    from .job_env import CREDENTIAL_SOURCES, EMULATOR_KEY_ID, EMULATOR_SECRET
 
+    for var in CREDENTIAL_SOURCES:
+        os.environ.pop(var, None)
     os.environ["AWS_ACCESS_KEY_ID"] = EMULATOR_KEY_ID
     os.environ["AWS_SECRET_ACCESS_KEY"] = EMULATOR_SECRET
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def _restore_registry(clients, config, say: Callable[[str], None]) -> None:
