@@ -42,7 +42,7 @@ AGENT_VALUES = {v for k, v in AGENT.items() if k not in ("PATH", "HOME")}
 def test_the_job_gets_the_emulator_and_nothing_of_the_agents_aws():
     env = job_env.job_environment(AGENT, "/envs/sk/bin/python", "http://127.0.0.1:5123", "eu-west-2")
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5123"
-    assert env["AWS_ACCESS_KEY_ID"] == env["AWS_SECRET_ACCESS_KEY"] == "mltp-local"
+    assert env["AWS_ACCESS_KEY_ID"] == "mltp-local-job" and env["AWS_SECRET_ACCESS_KEY"] == "mltp-local"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-2"
     assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
     assert env["AWS_EC2_METADATA_DISABLED"] == "true"
@@ -105,7 +105,7 @@ def test_a_processing_job_reads_and_writes_the_emulated_s3_never_with_the_agents
                     {"StoppingCondition": {"MaxRuntimeInSeconds": 120}})
     log = (runner.workdir / f"{job}.log").read_text()
     seen = json.loads(log.strip().splitlines()[-1])
-    assert seen["key"] == "mltp-local" and seen["region"] == "eu-west-2", seen
+    assert seen["key"] == "mltp-local-job" and seen["region"] == "eu-west-2", seen
     assert seen["body"] == "from the emulator" and seen["endpoint"] == moto_endpoint
     assert s3.get_object(Bucket=bucket, Key="out/written-by-job.txt")["Body"].read() == b"FROM THE EMULATOR"
     assert not any(value in log for value in AGENT_VALUES), log
@@ -188,7 +188,7 @@ def test_scripts_that_call_s3_and_rely_on_slash_run_locally_unchanged(tmp_path):
     assert sorted(logs) == ["eval", "prep", "train"]
     assert ("downloaded s3://boto3-and-root-data/raw/points.csv rows 60 counts "
             "{'train': 30, 'validation': 15, 'test': 15}") in logs["prep"]
-    assert "aws region eu-west-2 key id mltp-local" in logs["prep"]
+    assert "aws region eu-west-2 key id mltp-local-job" in logs["prep"]
     if AVAILABLE:
         assert "working directory / PYTHONPATH (unset)" in logs["prep"]
         assert re.search(r"^mse [0-9.]+ working directory /$", logs["eval"], re.M), logs["eval"]
@@ -202,3 +202,81 @@ def test_scripts_that_call_s3_and_rely_on_slash_run_locally_unchanged(tmp_path):
     for secret in AGENT_VALUES | {"AKIAAGENTPROFILEKEY1", "agent-profile-secret", str(aws)}:
         assert not any(secret in text for text in logs.values()), secret
     assert not os.path.exists("/linear-model")
+
+
+# --------------------------------------------------------------------------- what a job may call (job_access)
+
+
+def test_a_job_key_reaches_s3_and_sts_only_and_mltps_own_key_everything():
+    """A server of its own with the guard installed, called over HTTP as a job
+    and as mltp: the job's SageMaker, Step Functions, Logs and IAM calls are
+    refused with each protocol's AccessDenied, its S3 and STS calls answered."""
+    from botocore.exceptions import ClientError
+    from moto.server import ThreadedMotoServer
+
+    from mltp.local import job_access
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        job_access.install(server, job_env.JOB_KEY_ID)
+        endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
+
+        def client(service, key):
+            return boto3.client(service, endpoint_url=endpoint, region_name="eu-west-2", aws_access_key_id=key,
+                                aws_secret_access_key="mltp-local")
+
+        job, own = job_env.JOB_KEY_ID, job_env.EMULATOR_KEY_ID
+        client("s3", job).create_bucket(Bucket="job-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+        client("s3", job).put_object(Bucket="job-bucket", Key="a.txt", Body=b"a")
+        url = client("s3", job).generate_presigned_url("get_object", Params={"Bucket": "job-bucket", "Key": "a.txt"})
+        import urllib.request
+
+        assert urllib.request.urlopen(url).read() == b"a"
+        assert client("sts", job).get_caller_identity()["Account"]
+        refused = {}
+        for service, call in (("sagemaker", lambda c: c.list_model_package_groups()),
+                              ("stepfunctions", lambda c: c.list_state_machines()),
+                              ("logs", lambda c: c.describe_log_groups()),
+                              ("iam", lambda c: c.list_roles())):
+            with pytest.raises(ClientError) as caught:
+                call(client(service, job))
+            refused[service] = caught.value.response["Error"]["Code"]
+            assert "S3 and STS only" in caught.value.response["Error"]["Message"]
+            call(client(service, own))  # mltp's own key: answered
+        assert refused == {"sagemaker": "AccessDeniedException", "stepfunctions": "AccessDeniedException",
+                           "logs": "AccessDeniedException", "iam": "AccessDenied"}
+    finally:
+        server.stop()
+
+
+def test_an_environment_whose_botocore_ignores_the_endpoint_is_named_once(tmp_path):
+    """botocore before 1.31 does not read AWS_ENDPOINT_URL: the run says so, naming
+    the interpreter and the version found in its virtualenv (or, for an
+    overlay of --python, in that interpreter's site-packages)."""
+    from mltp.local.envs import Environment
+
+    def env(name, venv_botocore=None, base_botocore=None):
+        venv = tmp_path / name
+        site = venv / "lib" / "python3.9" / "site-packages"
+        site.mkdir(parents=True)
+        if venv_botocore:
+            (site / f"botocore-{venv_botocore}.dist-info").mkdir()
+        protect = ()
+        if base_botocore:
+            base = tmp_path / f"{name}-base"
+            (base / f"botocore-{base_botocore}.dist-info").mkdir(parents=True)
+            protect = (str(base),)
+        return Environment(python=str(venv / "bin" / "python"), path=venv, requirements=None, protect=protect,
+                           named=f"/usr/bin/{name}" if base_botocore else None)
+
+    recent, old, overlay, none = (env("recent", "1.44.8"), env("old", "1.29.165"),
+                                  env("python3.7", base_botocore="1.20.112"), env("none"))
+    assert job_env.botocore_version(recent) == "1.44.8" and job_env.botocore_version(none) is None
+    assert job_env.botocore_version(overlay) == "1.20.112"
+    assert job_env.old_sdk_notice([recent, none]) is None
+    assert job_env.old_sdk_notice([recent, old, old, overlay]) == (
+        f"local: {old.python} has botocore 1.29.165, /usr/bin/python3.7 has botocore 1.20.112, which ignores "
+        "AWS_ENDPOINT_URL: a script's own boto3 calls would go to real AWS instead of the emulator (and be refused "
+        "there); list boto3>=1.28 in requirements.txt")
+    assert job_env.old_sdk_notice([env("edge", "1.31.0")]) is None

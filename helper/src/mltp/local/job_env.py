@@ -5,7 +5,9 @@ region, so a script that calls AWS itself (boto3.resource("s3") downloading
 the object its arguments name, say) reaches the account's S3. Locally the
 account is the run's emulator: the job gets the emulator's endpoint
 (`AWS_ENDPOINT_URL`, honoured by botocore 1.31 / boto3 1.28 and later), its
-dummy credentials and the config's region, and nothing of the agent's own AWS
+dummy credentials (a key id of the jobs' own, which the emulator lets call
+S3 and STS only, as the job role on AWS: job_access) and the config's
+region, and nothing of the agent's own AWS
 setup: every `AWS_*` variable of the agent is dropped (keys, session tokens,
 profiles, web identity and container credential variables) and the config and
 credentials files point at nothing, so no credential chain inside the job ends
@@ -26,11 +28,14 @@ container and the toolkit reads for `SM_TRAINING_ENV`'s `job_name`.
 
 import os
 import sys
-from typing import Dict, Mapping, Optional
+from typing import Dict, Iterable, Mapping, Optional
 
-# The emulator accepts any key; these say where they come from.
+# The emulator accepts any key; these say where they come from. mltp's own
+# process uses the first; jobs sign with theirs, which the emulator lets call
+# S3 and STS only (job_access).
 EMULATOR_KEY_ID = "mltp-local"
 EMULATOR_SECRET = "mltp-local"
+JOB_KEY_ID = "mltp-local-job"
 
 # Where botocore finds credentials other than the keys: what mltp's own process
 # drops before the emulator starts (session._local_credentials); jobs drop every AWS_*.
@@ -57,7 +62,7 @@ def aws_variables(endpoint: str, region: str) -> Dict[str, str]:
     """The AWS a local job talks to: its run's emulator, in the config's region."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": EMULATOR_KEY_ID,
+        "AWS_ACCESS_KEY_ID": JOB_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET,
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
@@ -99,3 +104,47 @@ def _path(path: str, python: str, virtual_env: Optional[str]) -> str:
         if entry and entry not in kept and os.path.realpath(entry) not in own:
             kept.append(entry)
     return os.pathsep.join(kept)
+
+
+# botocore reads AWS_ENDPOINT_URL from this release on (boto3 1.28).
+ENDPOINT_BOTOCORE = (1, 31)
+
+
+def botocore_version(env) -> Optional[str]:
+    """The botocore a job of `env` (envs.Environment) imports, from the
+    distributions installed in it: its virtualenv first, then an overlay's
+    interpreter's site-packages. None when it has none."""
+    from pathlib import Path
+
+    folders = sorted(Path(env.path).glob("lib/python*/site-packages")) + [Path(p) for p in env.protect]
+    for folder in folders:
+        for dist in sorted(folder.glob("botocore-*.dist-info")):
+            return dist.name[len("botocore-"):-len(".dist-info")]
+    return None
+
+
+def old_sdk_notice(environments: Iterable) -> Optional[str]:
+    """One line for the run's log when a step's environment has a botocore
+    that ignores AWS_ENDPOINT_URL: a script's own boto3 calls would then go to
+    real AWS with the emulator's dummy key (and be refused there)."""
+    old = []
+    for env in environments:
+        version = botocore_version(env)
+        if version and _release(version) < ENDPOINT_BOTOCORE and (env.named or env.python, version) not in old:
+            old.append((env.named or env.python, version))
+    if not old:
+        return None
+    which = ", ".join(f"{python} has botocore {version}" for python, version in old)
+    return (f"local: {which}, which ignores AWS_ENDPOINT_URL: a script's own boto3 calls would go to real AWS "
+            f"instead of the emulator (and be refused there); list boto3>=1.28 in requirements.txt")
+
+
+def _release(version: str) -> tuple:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece else ""
+        if not digits or digits != piece:
+            parts.append(int(digits or 0))
+            break
+        parts.append(int(digits))
+    return tuple(parts)

@@ -19,9 +19,15 @@ local environment (envs.py).
 
 Each job's /opt/ml tree lives under a work folder. Where the machine allows it,
 each job runs in a private mount namespace with that tree mounted at /opt/ml
-(`sandbox`), so the request's paths stay literal and scripts may use them;
+and a / of its own (`sandbox`), so the request's paths stay literal and scripts
+may use them, and processing scripts start in / as in SageMaker's images;
 otherwise every /opt/ml path in the request (entry point, environment values)
-is mapped into the work folder.
+is mapped into the work folder, and processing scripts start in the folder
+that would have been their /.
+
+Each job's process environment is the container's (`job_env`): the run's
+emulator as its AWS, none of the agent's credentials or Python paths, and
+TRAINING_JOB_NAME for training.
 
 The local environments are shared by every repo on the agent: in a namespace
 jobs see them (and the rest of mltp's cache, and the pip cache) read-only.
@@ -289,6 +295,8 @@ class LocalJobRunner:
             self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
             self._checked_after(proc, job_name)
+            if self.sandboxed:
+                sandbox.tidy(self.workdir / job_name / CONTAINER_ROOT.lstrip("/"))
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
         self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)

@@ -76,7 +76,15 @@ class LocalAws:
         if note:
             self.say(note)
         environments = step_environments(config, self.python)  # before the emulator: a build may take a minute
+        from .job_env import old_sdk_notice
+
+        sdk_note = old_sdk_notice(environments.values())  # scripts calling AWS need AWS_ENDPOINT_URL honoured
+        if sdk_note:
+            self.say(sdk_note)
         server, endpoint = emulator.start_local_moto()
+        from . import job_access, job_env
+
+        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach S3 and STS, as their role on AWS
         clients = Clients(ctx.region, endpoint)
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
