@@ -19,9 +19,15 @@ local environment (envs.py).
 
 Each job's /opt/ml tree lives under a work folder. Where the machine allows it,
 each job runs in a private mount namespace with that tree mounted at /opt/ml
-(`sandbox`), so the request's paths stay literal and scripts may use them;
+and a / of its own (`sandbox`), so the request's paths stay literal and scripts
+may use them, and processing scripts start in / as in SageMaker's images;
 otherwise every /opt/ml path in the request (entry point, environment values)
-is mapped into the work folder.
+is mapped into the work folder, and processing scripts start in the folder
+that would have been their /.
+
+Each job's process environment is the container's (`job_env`): the run's
+emulator as its AWS, none of the agent's credentials or Python paths, and
+TRAINING_JOB_NAME for training.
 
 The local environments are shared by every repo on the agent: in a namespace
 jobs see them (and the rest of mltp's cache, and the pip cache) read-only.
@@ -52,7 +58,7 @@ from ..errors import RunFailed
 # a failed job's log from there, on AWS and locally alike.
 from ..jobs import LOG_GROUPS
 from ..outcome import exception_line
-from . import envs, sandbox
+from . import envs, job_env, sandbox
 
 CONTAINER_ROOT = "/opt/ml"
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
@@ -186,7 +192,7 @@ class LocalJobRunner:
         while len(scripts) > 1 and scripts[0].endswith(entries):
             scripts = scripts[1:]
         script = scripts[0] if scripts else (command[-1] if command else "")
-        self._execute("processing", job_name, command, env, Path(script).parent, request, script=script,
+        self._execute("processing", job_name, command, env, self._processing_cwd(root), request, script=script,
                       python=python)
         for item in outputs:
             local = self._local(root, item["S3Output"]["LocalPath"])
@@ -241,7 +247,9 @@ class LocalJobRunner:
         env["SAGEMAKER_BASE_DIR"] = CONTAINER_ROOT if self.sandboxed else str(base)
         env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
         command = [python, "-m", TOOLKIT_MAIN]
-        self._execute("training", job_name, command, env, code, request, script=program, python=python,
+        # The toolkit starts the script in the code folder, as on SageMaker.
+        cwd = Path(CONTAINER_ROOT) / "code" if self.sandboxed else code
+        self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
                       failure_file=failure)
         packed = root / "model.tar.gz"
         with tarfile.open(packed, "w:gz") as tar:
@@ -256,7 +264,9 @@ class LocalJobRunner:
     def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
                  request: dict, script: Optional[str] = None, python: Optional[str] = None,
                  failure_file: Optional[Path] = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "SM_"))}
+        # The container's environment: the emulator as its AWS, no agent paths (job_env).
+        env = job_env.job_environment(os.environ, python or self.python, self.clients.endpoint_url,
+                                      self.clients.region, training_job=job_name if kind == "training" else None)
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
@@ -285,10 +295,14 @@ class LocalJobRunner:
             self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
             self._checked_after(proc, job_name)
+            if self.sandboxed:
+                sandbox.tidy(self.workdir / job_name / CONTAINER_ROOT.lstrip("/"))
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
         self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)
         self._checked_after(proc, job_name)
+        if self.sandboxed:
+            sandbox.tidy(self.workdir / job_name / CONTAINER_ROOT.lstrip("/"))
         if proc.returncode != 0:
             script = script or (command[1] if len(command) > 1 else command[0])
             written = None
@@ -337,6 +351,16 @@ class LocalJobRunner:
             logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[start:start + 1000])
 
     # -------------------------------------------------------------- S3 and paths
+
+    def _processing_cwd(self, root: Path) -> Path:
+        """Where a processing script starts: / as in SageMaker's images (the
+        job's own / in its namespace); with no namespace, the folder that would
+        be its / (sandbox.root_folder), so what it writes there stays the job's."""
+        if self.sandboxed:
+            return Path("/")
+        folder = sandbox.root_folder(root / CONTAINER_ROOT.lstrip("/"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _local(self, root: Path, container_path: str) -> Path:
         if not container_path.startswith(CONTAINER_ROOT):

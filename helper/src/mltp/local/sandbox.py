@@ -24,9 +24,23 @@ job keeps the PID that `runner.LocalJobRunner.stop()` terminates:
   folder itself lies under /opt (it is hidden by the tmpfs until bound back);
 - no /opt at all: not supported; the probe fails and the run falls back.
 
+Before that the job gets a / of its own, as a container has: SageMaker's
+images start processing scripts in /, and a script may write there (AWS's
+churn evaluation extracts the model to `..` and opens it from its working
+directory). The job's root folder (`<job>/root`, beside `<job>/opt/ml`) is
+bound onto itself, every top-level entry of the host's / is bound onto an
+empty entry of the same name there (links recreated; `_skeleton` makes them
+beforehand, `tidy` removes them afterwards), and `pivot_root` makes it the
+root, the host's / detached. A file a script writes to / thus lands in the
+job's root folder, and /usr, /home, /tmp and the rest are the host's as
+before. The entry that holds the root folder is bound first, while nothing is
+mounted below it yet, so its copy does not carry the other entries again.
+bwrap does the same with `--bind <root> /` and a `--dev-bind` per entry.
+
 Where `unshare` may not make user namespaces but bubblewrap may (Ubuntu 24.04's
 AppArmor lets only profiled programs such as `bwrap` create them; older
-distributions ship bwrap setuid), `bwrap` does the same: `--dev-bind / /`, a
+distributions ship bwrap setuid), `bwrap` does the same: the job's root
+folder at / with the host's entries bound into it, a
 `--tmpfs /opt` with every original entry bound back, the job's folder bound at
 /opt/ml, `--chdir` and `--die-with-parent`. bwrap stays the job's parent, so
 the PID Popen returns is bwrap's; terminating it kills the job (the job's
@@ -70,14 +84,45 @@ from typing import List, Optional, Sequence, Tuple
 CONTAINER_ML = "/opt/ml"
 DISABLE_VARIABLE = "MLTP_NO_SANDBOX"
 STAGING = ".host-opt"  # inside the job's folder: where the host's /opt is bound while /opt is rebuilt
+JOB_ROOT = "root"  # inside the job's folder (beside opt/): what the job sees as /
+# Said once at the start of a run whose jobs get no namespace (see runner).
+NO_NAMESPACE_ROOT = ("local: with no namespace a job has no / of its own: processing scripts start in their job's "
+                     f"folder .mltp/work/<run>/<job>/{JOB_ROOT}/ instead of /, and a file a script writes to / or "
+                     "reads from there is this machine's")
 
 # Arguments: $1 the job's folder to appear at /opt/ml, $2 the staging folder,
 # $3 the working directory (inside the namespace), $4 the folders to make
-# read-only (one per line), $5 unshare's path (the locking step); then the command.
+# read-only (one per line), $5 unshare's path (the locking step), $6 the
+# folder to become the job's / (its mount points made by `_skeleton`), $7 the
+# host's top-level entry that holds it; then the command.
 _SETUP = r"""
 set -e
-ml=$1; stage=$2; cwd=$3; read_only=$4; relock=$5; shift 5
+ml=$1; stage=$2; cwd=$3; read_only=$4; relock=$5; new_root=$6; holder=$7; shift 7
 job_path=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH  # mount & co., whatever the job's PATH
+# A private /: the job's root folder with every top-level entry of the host's /
+# bound onto its mount point (first the entry that holds that folder, while
+# nothing is mounted below it yet), made the root; the host's / is detached.
+bind_entry() {
+  if [ -z "$1" ] || [ -L "/$1" ] || [ ! -e "/$1" ]; then
+    return 0  # a link is recreated by _skeleton; a pattern that matched nothing
+  elif [ -d "/$1" ]; then
+    mount --rbind "/$1" "$new_root/$1"
+  else
+    mount --bind "/$1" "$new_root/$1"
+  fi
+}
+mount --bind "$new_root" "$new_root"
+cd /
+bind_entry "$holder"
+for name in * .[!.]* ..?*; do
+  [ "$name" = "$holder" ] || bind_entry "$name"
+done
+cd "$new_root"
+mkdir -p .mltp-host
+pivot_root . .mltp-host
+umount -l /.mltp-host
+rmdir /.mltp-host
+cd /
 if [ -d /opt/ml ]; then
   mount --bind "$ml" /opt/ml
 elif [ -d /opt ]; then
@@ -139,13 +184,72 @@ def wrap(command: Sequence[str], ml_dir: Path, cwd: str, tool: Optional[str] = N
     ml_dir = Path(ml_dir)
     ml_dir.mkdir(parents=True, exist_ok=True)
     read_only = _folders(read_only, ml_dir)
+    new_root = root_folder(ml_dir)
+    _skeleton(new_root)
     if Path(tool).name == "bwrap":
-        return _bwrap(tool, command, ml_dir, cwd, read_only)
+        return _bwrap(tool, command, ml_dir, cwd, read_only, new_root)
     stage = ml_dir.parent / STAGING
     stage.mkdir(parents=True, exist_ok=True)
+    holder = os.path.realpath(str(new_root)).lstrip("/").split("/", 1)[0]
     return [tool, "--user", "--map-root-user", "--mount", "--propagation", "private",
             "/bin/sh", "-c", _SETUP, "mltp-sandbox", str(ml_dir), str(stage), str(cwd), "\n".join(read_only), tool,
-            *command]
+            str(new_root), holder, *command]
+
+
+def root_folder(ml_dir: Path) -> Path:
+    """The folder a job sees as / (beside its opt/ml): what a script writes to
+    / or to `..` from / lands there, in the job's own folder."""
+    return Path(ml_dir).parent.parent / JOB_ROOT
+
+
+def _host_entries() -> List[os.DirEntry]:
+    return sorted(os.scandir("/"), key=lambda e: e.name)
+
+
+def _skeleton(new_root: Path) -> None:
+    """The mount points of the job's / in its root folder: an empty folder or
+    file for each top-level entry of the host's /, its links as links. Made
+    here, for unshare and bwrap alike; `tidy` removes them after the job."""
+    new_root.mkdir(parents=True, exist_ok=True)
+    for entry in _host_entries():
+        target = new_root / entry.name
+        try:
+            if entry.is_symlink():
+                link = os.readlink(entry.path)
+                if target.is_symlink() and os.readlink(str(target)) == link:
+                    continue
+                if target.is_symlink() or target.is_file():
+                    target.unlink()
+                os.symlink(link, str(target))
+            elif entry.is_dir():
+                if target.is_symlink() or target.is_file():
+                    target.unlink()
+                target.mkdir(exist_ok=True)
+            elif not target.exists():
+                target.touch()
+        except OSError:
+            continue  # the bind fails and says so: the job (or the probe) stops
+
+
+def tidy(ml_dir: Path) -> None:
+    """After the job: the mount points `_skeleton` made are taken out of its
+    root folder (where nothing is mounted outside the job's namespace), so it
+    keeps only what the job wrote to /."""
+    new_root = root_folder(ml_dir)
+    if not new_root.is_dir():
+        return
+    for entry in _host_entries():
+        target = new_root / entry.name
+        try:
+            if target.is_symlink():
+                if entry.is_symlink() and os.readlink(str(target)) == os.readlink(entry.path):
+                    target.unlink()
+            elif target.is_dir():
+                target.rmdir()  # only an empty one
+            elif target.is_file() and target.stat().st_size == 0:
+                target.unlink()
+        except OSError:
+            continue
 
 
 def _folders(read_only: Sequence[str], ml_dir: Path) -> List[str]:
@@ -164,12 +268,18 @@ def _folders(read_only: Sequence[str], ml_dir: Path) -> List[str]:
     return out
 
 
-def _bwrap(tool: str, command: Sequence[str], ml_dir: Path, cwd: str, read_only: Sequence[str] = ()) -> List[str]:
+def _bwrap(tool: str, command: Sequence[str], ml_dir: Path, cwd: str, read_only: Sequence[str],
+           new_root: Path) -> List[str]:
     """bwrap's arguments for the layout `_SETUP` makes with unshare. Sources of
     --bind are looked up outside the new tree, so the entries of the host's /opt
     stay reachable after the tmpfs hides them."""
-    args = [tool, "--unshare-user-try", "--cap-drop", "ALL", "--dev-bind", "/", "/"]
-    if not os.path.isdir(CONTAINER_ML):
+    args = [tool, "--unshare-user-try", "--cap-drop", "ALL", "--bind", str(new_root), "/"]
+    opt_rebuilt = not os.path.isdir(CONTAINER_ML)
+    for entry in _host_entries():
+        if entry.is_symlink() or (entry.name == "opt" and opt_rebuilt):
+            continue  # links are in the skeleton; /opt is rebuilt below
+        args += ["--dev-bind", entry.path, entry.path]
+    if opt_rebuilt:
         args += ["--tmpfs", "/opt"]
         for entry in sorted(os.scandir("/opt"), key=lambda e: e.name):
             target = f"/opt/{entry.name}"
@@ -194,19 +304,27 @@ def try_tool(tool: str, path: str = os.defpath) -> Optional[str]:
         shared = Path(tmp) / "shared"
         shared.mkdir()
         (shared / "file").write_text("ok")
+        # A file written to / must land in the job's root folder, not on the host.
+        marker = f"mltp-probe-{os.getpid()}-{os.urandom(4).hex()}"
         check = (f'test -f /opt/ml/probe && test "$(pwd)" = /opt/ml || exit 1; (umount "$0") 2> /dev/null; '
                  f'if (echo changed >> "$0/file") 2> /dev/null; then echo "the shared folder stays writable" >&2; '
-                 f'exit 1; fi')
+                 f'exit 1; fi; echo ok > /{marker}')
         command = wrap(["/bin/sh", "-c", check, str(shared)], ml, CONTAINER_ML, tool=tool, read_only=[str(shared)])
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=20,
                                   env={"PATH": path, "LC_ALL": "C"})
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"{Path(tool).name} could not run ({exc})"
+        leaked = os.path.join("/", marker)
+        if os.path.lexists(leaked):
+            os.unlink(leaked)
+            return f"{Path(tool).name} gives the job the machine's / instead of its own"
         if proc.returncode != 0:
             return " ".join((proc.stderr or proc.stdout).split())[:200] or f"exit code {proc.returncode}"
         if (shared / "file").read_text() != "ok":
             return f"{Path(tool).name} leaves read-only folders writable"
+        if not (root_folder(ml) / marker).is_file():
+            return f"{Path(tool).name} gives the job no / of its own"
     return None
 
 

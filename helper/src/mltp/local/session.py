@@ -78,7 +78,15 @@ class LocalAws:
             self.say(note)
         notes: list = []  # the versions the environments differ in, for the report
         environments = step_environments(config, self.python, self.allow_nearest, notes)  # before the emulator
+        from .job_env import old_sdk_notice
+
+        sdk_note = old_sdk_notice(environments.values())  # scripts calling AWS need AWS_ENDPOINT_URL honoured
+        if sdk_note:
+            self.say(sdk_note)
         server, endpoint = emulator.start_local_moto()
+        from . import job_access, job_env
+
+        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach S3 and STS, as their role on AWS
         clients = Clients(ctx.region, endpoint)
         clients.notes = [f"local environment: {note}" for note in notes]
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
@@ -90,6 +98,9 @@ class LocalAws:
         self.say(f"local: AWS emulator at {endpoint}; jobs run as local processes with {', '.join(pythons)}")
         if not runner.sandboxed:
             self.say(local_inputs.fallback_notice(config, runner.sandbox_reason))
+            from .sandbox import NO_NAMESPACE_ROOT
+
+            self.say(NO_NAMESPACE_ROOT)
         group = config.registry.model_package_group
         restored = False
         registry_lock = None
@@ -162,11 +173,17 @@ def _import_emulator(runner: bool = True):
 
 
 def _local_credentials() -> None:
-    """The emulator must never see real credentials, nor this process reach real AWS."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    """The emulator must never see real credentials, nor this process reach real AWS:
+    no profile, token, role or container credentials of the agent's, and its AWS
+    config and credentials files not read (job_env gives the jobs the same)."""
+    from .job_env import CREDENTIAL_SOURCES, EMULATOR_KEY_ID, EMULATOR_SECRET
+
+    for var in CREDENTIAL_SOURCES:
         os.environ.pop(var, None)
-    os.environ["AWS_ACCESS_KEY_ID"] = "mltp-local"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "mltp-local"
+    os.environ["AWS_ACCESS_KEY_ID"] = EMULATOR_KEY_ID
+    os.environ["AWS_SECRET_ACCESS_KEY"] = EMULATOR_SECRET
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def _restore_registry(clients, config, say: Callable[[str], None]) -> None:
