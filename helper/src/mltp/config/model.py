@@ -54,6 +54,10 @@ class StepConfig:
     model_destination: Optional[str] = None
     test_destination: Optional[str] = None
     output: Optional[str] = None
+    # A SageMaker built-in algorithm (training only; mltp/algorithms): no script
+    # (`script` is ""), `framework` is the algorithm's framework, whose
+    # framework_version picks the image.
+    algorithm: Optional[str] = None
 
 
 @dataclass(frozen=True)

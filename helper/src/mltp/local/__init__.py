@@ -29,8 +29,11 @@ def step_environments(config, python: Optional[str] = None) -> dict:
     out = {}
     for step in config.steps.all():
         key = ("override", python) if python else (step.framework, step.framework_version)
+        # A built-in algorithm's container installs no requirements.txt: neither does its environment.
+        needs = None if getattr(step, "algorithm", None) else requirements
+        key += (needs is not None and needs.is_file(),)
         if key not in built:
-            built[key] = envs.prepare(step.framework, step.framework_version, requirements, override=python,
+            built[key] = envs.prepare(step.framework, step.framework_version, needs, override=python,
                                       say=click.echo)
         out[step.role] = built[key]
     return out
