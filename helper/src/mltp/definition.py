@@ -375,6 +375,10 @@ def image_uri(step: StepConfig, region: str, scope: str = "training", instance_t
     if step.framework == "image":
         assert step.image_uri, "framework 'image' needs image_uri (config validation ensures it)"
         return step.image_uri
+    if step.algorithm:  # a built-in algorithm's image trains and serves (mltp/algorithms)
+        from . import algorithms
+
+        return algorithms.image_uri(step.algorithm, step.framework_version, region)
     return _framework_image(step.framework, step.framework_version, region, scope, instance_type or step.instance_type)
 
 
@@ -587,10 +591,8 @@ def _algorithm_training_step(config: Config, inputs, session, sdk: _Sdk):
     each as text, as the SDK hands a generic estimator's values to SageMaker."""
     from stepfunctions.steps import TrainingStep
 
-    from . import algorithms
-
     step = config.steps.training
-    image = algorithms.image_uri(step.algorithm, step.framework_version, config.aws.region)
+    image = image_uri(step, config.aws.region)
     estimator = sdk.sagemaker.estimator.Estimator(
         image_uri=image,
         output_path=_PLACEHOLDER,  # replaced by ModelOutputS3Uri (output_data_config_path)
@@ -645,10 +647,7 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
         },
     }
     if training.algorithm:  # the algorithm's image serves its own model: no script to name
-        from . import algorithms
-
-        container = {"Image": algorithms.image_uri(training.algorithm, training.framework_version, config.aws.region),
-                     "ModelDataUrl": inputs["RegistryModelS3Uri"]}
+        del container["Environment"]
     description = " ".join((config.description or f"{config.name}, trained and gated by mltp").split())[:1024]
     parameters: Dict[str, Any] = {
         "ModelPackageGroupName": config.registry.model_package_group,
