@@ -14,6 +14,8 @@ which would let newlines and tabs into names AWS later refuses.
 import copy
 from typing import Any, Dict
 
+from .algorithms import ALGORITHMS
+
 # SageMaker framework containers mltp knows how to pick an image for.
 FRAMEWORKS = ["sklearn", "xgboost", "pytorch", "image"]
 
@@ -398,6 +400,11 @@ SCHEMA: Dict[str, Any] = {
                 "training": _step(
                     {"script": "train.py", "instance_type": "ml.m5.xlarge", "max_runtime_minutes": 120, "max_runtime_limit": _TRAINING_LIMIT},
                     {
+                        "algorithm": {
+                            "enum": sorted(ALGORITHMS),
+                            "description": "A SageMaker built-in algorithm trained from data and hyperparameters "
+                                           "alone, instead of `script` (framework_version picks its image).",
+                        },
                         "hyperparameters": {
                             "type": "object",
                             "propertyNames": {

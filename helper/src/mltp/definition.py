@@ -375,6 +375,10 @@ def image_uri(step: StepConfig, region: str, scope: str = "training", instance_t
     if step.framework == "image":
         assert step.image_uri, "framework 'image' needs image_uri (config validation ensures it)"
         return step.image_uri
+    if step.algorithm:  # a built-in algorithm's image trains and serves (mltp/algorithms)
+        from . import algorithms
+
+        return algorithms.image_uri(step.algorithm, step.framework_version, region)
     return _framework_image(step.framework, step.framework_version, region, scope, instance_type or step.instance_type)
 
 
@@ -551,6 +555,8 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
     from stepfunctions.steps import TrainingStep
 
     step = config.steps.training
+    if step.algorithm:
+        return _algorithm_training_step(config, inputs, session, sdk)
     estimator = _estimator(config, step, session, sdk)
     channels = {}
     for item in step.channels:
@@ -585,6 +591,61 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
     )
 
 
+def _training_channels(inputs, sdk: _Sdk) -> Dict[str, Any]:
+    channels = {}
+    for name, key in (("train", "TrainDataS3Uri"), ("validation", "ValidationDataS3Uri")):
+        channel = sdk.sagemaker.inputs.TrainingInput(_PLACEHOLDER + name, s3_data_type="S3Prefix", distribution="FullyReplicated")
+        channel.config["DataSource"]["S3DataSource"]["S3Uri"] = inputs[key]  # rendered as S3Uri.$
+        channels[name] = channel
+    return channels
+
+
+def _algorithm_training_step(config: Config, inputs, session, sdk: _Sdk):
+    """A built-in algorithm (steps.training.algorithm): the SDK's generic
+    Estimator on the algorithm's image, as a notebook trains one. No script-mode
+    hyperparameters (no code bundle, no sagemaker_program): the algorithm's own,
+    each as text, as the SDK hands a generic estimator's values to SageMaker."""
+    from stepfunctions.steps import TrainingStep
+
+    step = config.steps.training
+    image = image_uri(step, config.aws.region)
+    estimator = sdk.sagemaker.estimator.Estimator(
+        image_uri=image,
+        output_path=_PLACEHOLDER,  # replaced by ModelOutputS3Uri (output_data_config_path)
+        role=config.aws.sagemaker_role_arn,
+        instance_count=step.instance_count,
+        instance_type=step.instance_type,
+        volume_size=step.volume_size_gb,
+        max_run=step.max_runtime_minutes * 60,
+        input_mode="File",
+        hyperparameters={name: algorithm_text(value) for name, value in step.hyperparameters.items()},
+        volume_kms_key=_volume_kms_key(config, step, sdk),
+        output_kms_key=config.aws.kms_key_id,
+        sagemaker_session=session,
+        debugger_hook_config=False,
+        disable_profiler=True,
+    )
+    return TrainingStep(
+        TRAINING,
+        estimator=estimator,
+        job_name=inputs["TrainingJobName"],
+        data=_training_channels(inputs, sdk),
+        output_data_config_path=inputs["ModelOutputS3Uri"],
+        tags=_tags(config) or None,
+        parameters={"Environment": dict(step.environment)} if step.environment else None,
+        result_path=f"{JOBS_PATH}.training",
+        comment=f"SageMaker training job of the built-in algorithm {step.algorithm} {step.framework_version}",
+    )
+
+
+def algorithm_text(value: Any) -> str:
+    """A built-in algorithm's hyperparameter as SageMaker gets it: text, booleans
+    as the algorithms spell them (true, false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
     training = config.steps.training
     inference = config.registry.inference
@@ -601,6 +662,8 @@ def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:
             sagemaker_model.SAGEMAKER_REGION_PARAM_NAME.upper(): config.aws.region,
         },
     }
+    if training.algorithm:  # the algorithm's image serves its own model: no script to name
+        del container["Environment"]
     description = " ".join((config.description or f"{config.name}, trained and gated by mltp").split())[:1024]
     parameters: Dict[str, Any] = {
         "ModelPackageGroupName": config.registry.model_package_group,

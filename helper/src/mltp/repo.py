@@ -267,6 +267,8 @@ def check(config: Config, skipped: Optional[List[str]] = None) -> Tuple[List[Rep
     shipped = {f.relpath for f in files}
     spec = ignore_spec(repo)
     for step in config.steps.all():
+        if getattr(step, "algorithm", None):
+            continue  # a built-in algorithm: no script (config/algorithm_checks.py)
         key = f"steps.{step.role}.script"
         where = config.where(key)
         path = repo / step.script

@@ -23,9 +23,12 @@ class Validated:
         registration = "registers on success" if ctx.register else "gate only, no registration"
         rules = ", ".join(f"{r.metric} {r.describe()}" for r in cfg.gate)
         skipped = repo_mod.skipped_note(self.skipped)
+        scripts = sum(1 for step in cfg.steps.all() if not getattr(step, "algorithm", None))
+        algorithm = "".join(f", training with the built-in algorithm {step.algorithm} {step.framework_version}"
+                            for step in cfg.steps.all() if getattr(step, "algorithm", None))
         return (
             f"ok: {display(cfg.path)} valid; {len(self.files)} files to ship ({size / 1024:.1f} KiB){skipped}, "
-            f"3 scripts parse; state machine {ctx.state_machine} ({registration}); gate: {rules}"
+            f"{scripts} scripts parse{algorithm}; state machine {ctx.state_machine} ({registration}); gate: {rules}"
         )
 
     def info_lines(self) -> str:

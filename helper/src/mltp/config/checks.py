@@ -15,6 +15,7 @@ from .. import retrain_loop
 from . import channels
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT
 from ..yaml_source import Document, Problem, key_path
+from .algorithm_checks import algorithm_problems
 from .display import _HIDE_VALUES, _show, _suggest, repr_q, shown
 from .model import CODE_DIR, INPUT_DIR, OUTPUT_DIR, SPLITS, STEP_ROLES
 
@@ -126,7 +127,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     out: List[Problem] = []
     for check in (_step_problems, _gate_problems, _inference_problems, _prefix_problems, _branch_role_problems,
                   _retrain_problems, retrain_loop.problems, _container_path_problems, _notify_problems,
-                  _schedule_problems, channels.problems):
+                  _schedule_problems, channels.problems, algorithm_problems):
         out.extend(check(doc))
     return out
 
@@ -150,6 +151,8 @@ def _step_problems(doc: Document) -> List[Problem]:
         if framework in DEFAULT_FRAMEWORK_VERSIONS and step.get("image_uri"):
             add(base + ("image_uri",), f"image_uri is only used with framework: image (this step uses {framework})")
         version = step.get("framework_version")
+        if isinstance(step.get("algorithm"), str):
+            version = None  # a built-in algorithm's versions are its own (algorithm_checks.py)
         if framework in DEFAULT_FRAMEWORK_VERSIONS and isinstance(version, str):
             table = framework_versions(framework)
             if table is not None:

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .. import yaml_source
+from .. import algorithms, yaml_source
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, SCHEMA
 from ..errors import InvalidInput
 from ..yaml_source import Document, Problem, key_path
@@ -98,11 +98,16 @@ def _text(value: Scalar) -> str:
 
 def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
     framework = raw["framework"]
+    default_version = DEFAULT_FRAMEWORK_VERSIONS.get(framework)
+    script = raw["script"]
+    algorithm = algorithms.get(raw.get("algorithm"))
+    if algorithm is not None:  # no script; the algorithm's framework and image versions
+        script, framework, default_version = "", algorithm.framework, algorithm.default_version
     return StepConfig(
         role=role,
-        script=raw["script"],
+        script=script,
         framework=framework,
-        framework_version=raw.get("framework_version") or DEFAULT_FRAMEWORK_VERSIONS.get(framework),
+        framework_version=raw.get("framework_version") or default_version,
         image_uri=raw.get("image_uri"),
         instance_type=raw["instance_type"],
         instance_count=raw["instance_count"],
@@ -117,6 +122,7 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         model_destination=raw.get("model_destination"),
         test_destination=raw.get("test_destination"),
         output=raw.get("output"),
+        algorithm=algorithm.name if algorithm is not None else None,
     )
 
 

@@ -71,6 +71,10 @@ class StepConfig:
     # preprocessing output put at test_destination (None: no test data).
     channels: Tuple[ChannelConfig, ...] = ()
     test_from: Optional[str] = None
+    # A SageMaker built-in algorithm (training only; mltp/algorithms): no script
+    # (`script` is ""), `framework` is the algorithm's framework, whose
+    # framework_version picks the image.
+    algorithm: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,12 @@ def step_environments(config, python: Optional[str] = None, allow_nearest: bool 
     out = {}
     for step in config.steps.all():
         key = ("override", python) if python else (step.framework, step.framework_version)
+        # A built-in algorithm's container installs no requirements.txt: neither does its environment.
+        needs = None if getattr(step, "algorithm", None) else requirements
+        key += (needs is not None and needs.is_file(),)
         if key not in built:
             choice = choices.get((step.framework, step.framework_version or ""))
-            built[key] = envs.prepare(step.framework, step.framework_version, requirements, override=python,
+            built[key] = envs.prepare(step.framework, step.framework_version, needs, override=python,
                                       say=click.echo, row=choice.row if choice else None)
         out[step.role] = built[key]
     return out

@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import click
 
-from .. import evaluation_guard, processing_entry
+from .. import algorithms, evaluation_guard, processing_entry
 from ..aws import Clients
 from ..errors import RunFailed
 # CloudWatch Logs groups SageMaker writes job logs to: `wait` reads the tail of
@@ -205,15 +205,20 @@ class LocalJobRunner:
         decoded = {k: _decode(v) for k, v in raw.items()}
         program = decoded.get("sagemaker_program")
         submit = decoded.get("sagemaker_submit_directory")
-        if not program or not submit:
+        # No script: a built-in algorithm, known by its image (mltp/algorithms), as
+        # its container runs in algorithm mode when no entry point is given.
+        algorithm = None if program and submit else algorithms.from_image(
+            request.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
+        if algorithm is None and (not program or not submit):
             raise JobFailed("ClientError: the training job names no sagemaker_program / sagemaker_submit_directory")
         base = self._local(root, CONTAINER_ROOT)
         code = base / "code"
-        archive = root / "sourcedir.tar.gz"
-        self._download(submit, archive.parent, single_name=archive.name)
-        code.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:  # the toolkit finds the code in place and does not download it
-            _safe_extract(tar, code)
+        if algorithm is None:
+            archive = root / "sourcedir.tar.gz"
+            self._download(submit, archive.parent, single_name=archive.name)
+            code.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive) as tar:  # the toolkit finds the code in place and does not download it
+                _safe_extract(tar, code)
         data_config = {}
         for channel in request.get("InputDataConfig", []):
             name = channel["ChannelName"]
@@ -246,11 +251,14 @@ class LocalJobRunner:
         # In a private namespace the job's folder is /opt/ml: the SM_* paths read as on SageMaker.
         env["SAGEMAKER_BASE_DIR"] = CONTAINER_ROOT if self.sandboxed else str(base)
         env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
-        command = [python, "-m", TOOLKIT_MAIN]
-        # The toolkit starts the script in the code folder, as on SageMaker.
-        cwd = Path(CONTAINER_ROOT) / "code" if self.sandboxed else code
-        self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
-                      failure_file=failure)
+        if algorithm is not None:
+            self._run_algorithm(job_name, request, algorithm, base, python, env, failure)
+        else:
+            command = [python, "-m", TOOLKIT_MAIN]
+            # The toolkit starts the script in the code folder, as on SageMaker.
+            cwd = Path(CONTAINER_ROOT) / "code" if self.sandboxed else code
+            self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
+                          failure_file=failure)
         packed = root / "model.tar.gz"
         with tarfile.open(packed, "w:gz") as tar:
             for path in sorted(model_dir.rglob("*")):
@@ -258,6 +266,23 @@ class LocalJobRunner:
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         bucket, key = split_s3(f"{output_path}/{job_name}/output/model.tar.gz")
         self.clients.s3.upload_file(str(packed), bucket, key)
+
+    def _run_algorithm(self, job_name: str, request: dict, found, base: Path, python: str, env: Dict[str, str],
+                       failure: Path) -> None:
+        """A built-in algorithm's local implementation (mltp/algorithms), with the
+        job's /opt/ml as its base; its FailureReason is the line it wrote to
+        output/failure (ClientError or AlgorithmError), as on SageMaker."""
+        algorithm, version = found
+        seen = CONTAINER_ROOT if self.sandboxed else str(base)
+        command = [python, str(algorithm.program_path()), seen, version]
+        try:
+            self._execute("training", job_name, command, env, base, request, script=algorithm.program, python=python,
+                          failure_file=failure)
+        except JobFailed:
+            written = failure.read_text(encoding="utf-8", errors="replace").strip() if failure.is_file() else ""
+            if written.startswith(("ClientError:", "AlgorithmError:")):
+                raise JobFailed(" ".join(written.split())[:1000]) from None
+            raise
 
     # -------------------------------------------------------------- running a script
 
