@@ -27,7 +27,7 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     result = follow.follow(ctx, clients, timeout_minutes=timeout, clock=clock, echo=echo, policy=policy)
     if result.passed and result.model_package_arn:
         _record_checksum(clients, result)
-    result.history = history.collect(ctx.config.registry.model_package_group, clients, result)
+    result.history = history.collect(ctx.config.registry.model_package_group, clients, result, rules=ctx.config.gate)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)

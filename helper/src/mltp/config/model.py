@@ -34,6 +34,15 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class MetricDefinition:
+    """A metric read from the training job's log (SageMaker's MetricDefinition):
+    the regex's first group is the value; the last match is the metric's value."""
+
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
 class StepConfig:
     role: str  # preprocessing | training | evaluation
     script: str
@@ -54,6 +63,8 @@ class StepConfig:
     model_destination: Optional[str] = None
     test_destination: Optional[str] = None
     output: Optional[str] = None
+    # Training only: metrics read from the job's log (AlgorithmSpecification.MetricDefinitions).
+    metric_definitions: Tuple[MetricDefinition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,9 @@ class GateRule:
     # Where in evaluation.json the value is, dotted like JsonGet ('regression_metrics.mse.value');
     # None: metrics.<metric>.value, else SageMaker's model-quality sections (gate.SECTIONS).
     path: Optional[str] = None
+    # Where the value comes from: 'evaluation' (evaluation.json) or 'training' (the
+    # training job's metrics, steps.training.metric_definitions; gate.TRAINING).
+    source: str = "evaluation"
 
     def describe(self) -> str:
         if self.beat_champion:
