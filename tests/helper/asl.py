@@ -51,19 +51,24 @@ def context(execution_input: Dict[str, Any], execution_id: str, state: Any = Non
             "State": execution_input if state is None else state}
 
 
-_STATE_STEP = re.compile(r"\.(?P<dot>[A-Za-z_][A-Za-z0-9_]*)|\['(?P<bracket>[^']+)'\]")
+_STATE_STEP = re.compile(r"\.(?P<dot>[A-Za-z_][A-Za-z0-9_]*)|\['(?P<bracket>[^']+)'\]|\[(?P<index>[0-9]+)\]")
 
 
 def state_value(path: str, state: Any) -> Any:
-    """A `$.a.b['c-d'].e` path into the state data."""
+    """A `$.a.b['c-d'].e[0]` path into the state data."""
     assert path.startswith("$"), path
     rest, value = path[1:], state
     while rest:
         match = _STATE_STEP.match(rest)
         assert match, f"unsupported state path {path}"
-        key = match["dot"] or match["bracket"]
-        assert isinstance(value, dict) and key in value, f"{path}: no {key} in the state data"
-        value = value[key]
+        if match["index"] is not None:
+            index = int(match["index"])
+            assert isinstance(value, list) and index < len(value), f"{path}: no item {index} in the state data"
+            value = value[index]
+        else:
+            key = match["dot"] or match["bracket"]
+            assert isinstance(value, dict) and key in value, f"{path}: no {key} in the state data"
+            value = value[key]
         rest = rest[match.end():]
     return value
 

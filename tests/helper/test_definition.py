@@ -20,6 +20,7 @@ import asl
 from mltp import config as config_mod
 from mltp import gate
 from mltp import naming
+from mltp import training_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fraud-detection"
@@ -97,6 +98,15 @@ def _max_only(d):
     d["description"] = "Fraud model.\nTrained weekly;\n\tgated on FPR"
 
 
+def _training_metrics(d):
+    d["steps"]["training"]["metric_definitions"] = [
+        {"name": "train_loss", "regex": r"train_loss=([0-9.eE+-]+)"},
+        {"name": "validation:auc", "regex": r"validation auc: ([0-9.]+)"},
+        {"name": "train-acc", "regex": r"acc=([0-9.]+)"}]
+    d["gate"] += [{"metric": "train_loss", "source": "training", "max": 0.3},
+                  {"metric": "train-acc", "source": "training", "min": 0.5}]
+
+
 def _china(d):
     d["aws"]["region"] = "cn-north-1"
     for key in ("sagemaker_role_arn", "states_role_arn"):
@@ -124,6 +134,7 @@ VARIANTS = {
     "max only": _variant(_max_only),
     "china partition": _variant(_china),
     "channels": _variant(_channels),
+    "training metrics": _variant(_training_metrics),
 }
 
 
@@ -178,6 +189,8 @@ def sample_state(cfg, **overrides) -> dict:
     data["evaluation"] = {"report": {"metrics": {r.metric: {"value": 0.5} for r in cfg.gate}},
                           "ETag": '"0123456789abcdef0123456789abcdef"'}  # ReadEvaluation keeps the object's ETag
     data["gate"] = {"values": gate.merged_entries(data["evaluation"]["report"])}  # what GateMetrics leaves
+    # What the Training task's ResultSelector leaves for rules with source: training.
+    data["jobs"] = {"training": {"metrics": {m: [0.25] for m in training_metrics.gated(cfg.gate)}}}
     return data
 
 
@@ -193,9 +206,15 @@ needs_statelint = pytest.mark.skipif(sys.version_info < (3, 10), reason="stateli
 def test_statelint_finds_no_problem(rendered, name):
     from statelint.linter import Linter
 
-    _, definition, text, _ = rendered[name]
-    assert Linter.validate(definition) == []
-    assert Linter.validate(text) == []
+    cfg, definition, text, _ = rendered[name]
+    # statelint's path grammar has no filter expressions, which Step Functions takes in
+    # Parameters and ResultSelector paths (its Paths page: `$.jar[?(@.a >= 5)]`); the
+    # Training task picks gated training metrics with one each (training_metrics.selector_path).
+    # Only those fields' complaints are set aside, each by its exact field name.
+    known = {f'Field "{name}.$" of ResultSelector at "State Machine.States.Training.metrics" is not a JSONPath '
+             f'or intrinsic function expression' for name in training_metrics.gated(cfg.gate)}
+    assert [p for p in Linter.validate(definition) if p not in known] == []
+    assert [p for p in Linter.validate(text) if p not in known] == []
 
 
 @needs_statelint
@@ -820,3 +839,32 @@ def test_a_rule_with_a_path_reads_it_in_the_gate_and_in_register(tmp_path):
     metadata = d["States"]["Register"]["Parameters"]["CustomerMetadataProperties"]
     assert metadata["metric:mse.$"] == "States.Format('{}', $.evaluation.report.regression_metrics.mse.value)"
     assert metadata["metric:auc.$"] == "States.Format('{}', $.gate.values.auc.value)"
+
+
+def test_training_metrics_are_passed_through_and_gated_by_name(rendered):
+    """metric_definitions reach CreateTrainingJob as AlgorithmSpecification.MetricDefinitions
+    (botocore's shape checks them in test_task_parameters_are_valid_api_requests); a rule
+    with source: training reads its metric from FinalMetricDataList by name, through the
+    Training task's ResultSelector, and Register records the value the Gate read."""
+    cfg, d, _, _ = rendered["training metrics"]
+    states = d["States"]
+    training = states["Training"]
+    assert training["Parameters"]["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "train_loss", "Regex": r"train_loss=([0-9.eE+-]+)"},
+        {"Name": "validation:auc", "Regex": r"validation auc: ([0-9.]+)"},
+        {"Name": "train-acc", "Regex": r"acc=([0-9.]+)"}]
+    assert training["ResultSelector"] == {
+        "TrainingJobArn.$": "$.TrainingJobArn",
+        "metrics": {"train_loss.$": "$..FinalMetricDataList[?(@.MetricName == 'train_loss')].Value",
+                    "train-acc.$": "$..FinalMetricDataList[?(@.MetricName == 'train-acc')].Value"}}
+    rules = states["Gate"]["Choices"][0]["And"]
+    assert [rule["And"][0]["Variable"] for rule in rules] == [
+        "$.gate.values.auc.value", "$.gate.values.false_positive_rate.value",
+        "$.jobs.training.metrics.train_loss[0]", "$.jobs.training.metrics['train-acc'][0]"]
+    assert rules[2]["And"][-1] == {"Variable": "$.jobs.training.metrics.train_loss[0]", "NumericLessThanEquals": 0.3}
+    properties = states["Register"]["Parameters"]["CustomerMetadataProperties"]
+    assert properties["metric:train-acc.$"] == "States.Format('{}', $.jobs.training.metrics['train-acc'][0])"
+    # Without metric definitions nothing changes: no MetricDefinitions, the selector as before.
+    _, plain, _, _ = rendered["example"]
+    assert "MetricDefinitions" not in plain["States"]["Training"]["Parameters"]["AlgorithmSpecification"]
+    assert plain["States"]["Training"]["ResultSelector"] == {"TrainingJobArn.$": "$.TrainingJobArn"}

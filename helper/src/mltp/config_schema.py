@@ -229,6 +229,32 @@ _CHANNELS = {
 
 _ARGUMENTS = {"type": "array", "items": {"type": ["string", "number"]}, "maxItems": 100, "default": []}
 
+# SageMaker's MetricDefinition (AlgorithmSpecification.MetricDefinitions): a name of
+# 1 to 255 characters and a regex of 1 to 500, each one line (the API's `.+`), at
+# most 40 of them. Whether a regex compiles and has a group is checked in
+# config/checks.py (`_metric_definition_problems`): a pattern cannot say it.
+METRIC_DEFINITIONS_MAX = 40
+_ONE_LINE = "^[^\r\n\u0085\u2028\u2029]+$"
+_METRIC_DEFINITIONS = {
+    "type": "array",
+    "default": [],
+    "maxItems": METRIC_DEFINITIONS_MAX,
+    "description": "Metrics read from the training job's log, as SageMaker's metric_definitions: each regex's "
+                   "first group is the value; the last value of each is kept (the report, gate rules with "
+                   "source: training).",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "regex"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _ONE_LINE,
+                     "x-error": "must be one line of text (SageMaker's metric name rule)"},
+            "regex": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": _ONE_LINE,
+                      "x-error": "must be a one-line regular expression (SageMaker's metric regex rule)"},
+        },
+    },
+}
+
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                   3288, 3653]
@@ -416,6 +442,7 @@ SCHEMA: Dict[str, Any] = {
                             "default": {},
                         },
                         "channels": _CHANNELS,
+                        "metric_definitions": _METRIC_DEFINITIONS,
                     },
                 ),
                 "evaluation": _step(
@@ -457,6 +484,11 @@ SCHEMA: Dict[str, Any] = {
                         "description": "Where the metric's value is in evaluation.json, dotted like SageMaker "
                                        "Pipelines' JsonGet. Default: metrics.<metric>.value, else the metric in "
                                        "SageMaker's model-quality sections (docs/contract.md#35-evaluationjson-and-the-gate).",
+                    },
+                    "source": {
+                        "enum": ["evaluation", "training"],
+                        "description": "Where the metric's value comes from: evaluation.json (default) or "
+                                       "the training job's metrics (steps.training.metric_definitions).",
                     },
                     "min": {"type": "number"},
                     "max": {"type": "number"},

@@ -46,7 +46,7 @@ from dataclasses import fields
 from functools import lru_cache
 from typing import Any, Dict, Iterator, List, Optional
 
-from . import gate
+from . import gate, training_metrics
 from .config import Config, StepConfig
 from .naming import ExecutionInput
 
@@ -246,7 +246,7 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
         comment=f"mltp: {config.name}: preprocessing, training, evaluation, metric gate, registration",
     )
     definition = graph.to_dict()
-    _add_result_selectors(definition["States"])
+    _add_result_selectors(definition["States"], config.gate)
     return _drop_nulls(definition)
 
 
@@ -529,11 +529,18 @@ def _estimator(config: Config, step: StepConfig, session, sdk: _Sdk):
         debugger_hook_config=False,
         disable_profiler=True,
     )
+    if step.metric_definitions:  # AlgorithmSpecification.MetricDefinitions, as config.yaml gives them
+        common["metric_definitions"] = metric_definitions(step)
     if step.framework == "image":
         return _image_framework(sdk)(image_uri=step.image_uri, **common)
     estimator = sdk.estimators[step.framework]
     py_version = _py_version(step.framework, step.framework_version, "training") or "py3"
     return estimator(framework_version=step.framework_version, py_version=py_version, **common)
+
+
+def metric_definitions(step: StepConfig) -> List[Dict[str, str]]:
+    """steps.training.metric_definitions as CreateTrainingJob takes them."""
+    return [{"Name": m.name, "Regex": m.regex} for m in step.metric_definitions]
 
 
 def _image_framework(sdk: _Sdk):
@@ -769,7 +776,7 @@ class _AslRule:
 # --------------------------------------------------------------------------- post-processing
 
 
-def _add_result_selectors(states: Dict[str, Any]) -> None:
+def _add_result_selectors(states: Dict[str, Any], rules=()) -> None:
     """Keep the state data small: only what the report needs goes into $.jobs.
 
     The selected fields are in both the Create* response and the Describe* response
@@ -779,6 +786,12 @@ def _add_result_selectors(states: Dict[str, Any]) -> None:
     """
     states[PREPROCESSING]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
     states[TRAINING]["ResultSelector"] = {"TrainingJobArn.$": "$.TrainingJobArn"}
+    # The training metrics gate rules read (source: training): each picked by name out of
+    # the job's FinalMetricDataList (DescribeTrainingJob, the .sync result) into
+    # $.jobs.training.metrics.<name> as [value], [] when the job has none (training_metrics).
+    selected = training_metrics.result_selector(rules)
+    if selected:
+        states[TRAINING]["ResultSelector"]["metrics"] = selected
     states[EVALUATION]["ResultSelector"] = {"ProcessingJobArn.$": "$.ProcessingJobArn"}
     states[READ_EVALUATION]["ResultSelector"] = {"report.$": "States.StringToJson($.Body)",
                                                  "sections": json.loads(json.dumps(gate.SECTION_DEFAULTS)),

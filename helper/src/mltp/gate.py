@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from . import training_metrics
 from .config import GateRule
 from .errors import RunFailed
 
@@ -98,10 +99,16 @@ def closest_first(name: str, candidates: Iterable[str], limit: int = 10) -> List
     return sorted(candidates, key=lambda c: (-score(c), c))[:limit]
 
 
-def missing_reason(metric: str, available: Iterable[str]) -> str:
-    """'missing from evaluation.json, which has: roc_auc, accuracy' (closest first)."""
+def missing_reason(metric: str, available: Iterable[str], where: str = "evaluation.json") -> str:
+    """'missing from evaluation.json, which has: roc_auc, accuracy' (closest first).
+    `where` names the source: evaluation.json, or the training job's metrics."""
     names = closest_first(metric, available)
-    return "missing from evaluation.json" + (f", which has: {', '.join(names)}" if names else ", which has no metric")
+    return f"missing from {where}" + (f", which has: {', '.join(names)}" if names else ", which has no metric")
+
+
+def source_name(rule: GateRule) -> str:
+    """Where a rule's value comes from, as messages say it."""
+    return training_metrics.WHERE if rule.source == training_metrics.TRAINING else "evaluation.json"
 
 
 def _check_champion(rule: GateRule, value: Any, present: bool, champion: Optional[Mapping[str, Any]]) -> RuleResult:
@@ -119,7 +126,7 @@ def _check_champion(rule: GateRule, value: Any, present: bool, champion: Optiona
                           f"no champion to beat: {why}")
     if not present:
         where = f" (path {rule.path})" if rule.path else ""
-        return RuleResult(rule.metric, None, text, False, f"missing from evaluation.json{where}")
+        return RuleResult(rule.metric, None, text, False, f"missing from {source_name(rule)}{where}")
     if not is_number(value):
         return RuleResult(rule.metric, None, text, False,
                           not_finite(value) or f"{json.dumps(value, default=str)} is not a number")
@@ -158,7 +165,7 @@ def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] =
     if not present and rule.path:
         return RuleResult(rule.metric, None, text, False, f"missing from evaluation.json (path {rule.path})")
     if not present:
-        return RuleResult(rule.metric, None, text, False, missing_reason(rule.metric, available))
+        return RuleResult(rule.metric, None, text, False, missing_reason(rule.metric, available, source_name(rule)))
     if not is_number(value):
         return RuleResult(rule.metric, None, text, False,
                           not_finite(value) or f"{json.dumps(value, default=str)} is not a number")
@@ -171,19 +178,35 @@ def _check(rule: GateRule, value: Any, present: bool, available: Sequence[str] =
 
 
 def evaluate(rules: Iterable[GateRule], metrics: Mapping[str, Any],
-             champion: Optional[Mapping[str, Any]] = None) -> List[RuleResult]:
+             champion: Optional[Mapping[str, Any]] = None,
+             training: Optional[Mapping[str, Any]] = None) -> List[RuleResult]:
     """One result per rule, in rule order. `metrics` maps a metric name to its value
     (what `parse_evaluation` returns); any value that is not a number fails its rule.
     `champion` is the execution input's Champion ({"Version", "Metrics", ...} or
-    {"Reason"}), for champion rules."""
+    {"Reason"}), for champion rules. `training`: the training job's metrics (name ->
+    value), which rules with `source: training` read instead of `metrics`."""
+    rules = list(rules)
     results = []
     for rule in rules:
-        value, present = metrics.get(rule.metric), rule.metric in metrics
+        if rule.source == training_metrics.TRAINING:
+            source: Mapping[str, Any] = training or {}
+            available = list(source)
+        else:
+            source = metrics
+            available = [m for m in metrics if m not in _path_metrics(rules)]
+        value, present = source.get(rule.metric), rule.metric in source
         if rule.beat_champion:
             results.append(_check_champion(rule, value, present, champion))
         else:
-            results.append(_check(rule, value, present, [m for m in metrics if m not in _path_metrics(rules)]))
+            results.append(_check(rule, value, present, available))
     return results
+
+
+def training_values(rules: Iterable[GateRule], training: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The values of the metrics rules read from training (name -> value), for
+    what reads one metrics mapping (gate.compare)."""
+    names = training_metrics.gated(rules)
+    return {name: value for name, value in (training or {}).items() if name in names}
 
 
 def _path_metrics(rules: Iterable[GateRule]) -> List[str]:
@@ -231,7 +254,12 @@ def path_of(metric: str, rules: Iterable[GateRule]) -> Optional[str]:
 def value_path(metric: str, rules: Iterable[GateRule], values_path: str = VALUES_PATH,
                report_path: str = REPORT_PATH) -> str:
     """JSONPath of the value the Gate checks for `metric` (and Register records):
-    the rule's path under the report, else the metric's merged entry."""
+    a training metric's first (only) item of its list under
+    training_metrics.STATE_PATH, else the rule's path under the report, else the
+    metric's merged entry."""
+    rules = list(rules)
+    if metric in training_metrics.gated(rules):
+        return member_path(training_metrics.STATE_PATH, metric) + "[0]"
     path = path_of(metric, rules)
     return dotted_path(report_path, path) if path else metric_path(values_path, metric)
 
@@ -426,7 +454,9 @@ def report_values(data: Mapping[str, Any], rules: Iterable[GateRule] = ()) -> Di
     values = {name: entry["value"] for name, entry in merged_entries(data).items()
               if isinstance(entry, dict) and "value" in entry}
     for rule in rules:
-        if rule.path:
+        if rule.source == training_metrics.TRAINING:
+            values.pop(rule.metric, None)  # read from the training job (evaluate's `training`)
+        elif rule.path:
             present, value = at_path(data, rule.path)
             values.pop(rule.metric, None)
             if present:

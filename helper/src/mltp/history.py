@@ -15,12 +15,14 @@ skipped, and the note names the version and why.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import botocore.exceptions
 
-from . import gate
+from . import gate, training_metrics
 from .aws import Clients
+from .config import GateRule
+from .definition import metric_property
 from .errors import MltpError
 from .outcome import Outcome
 
@@ -36,15 +38,28 @@ def _split_s3(uri: str):
 SHOWN_SKIPPED = 3  # versions named in the note; more are counted
 
 
-def _version_metrics(clients: Clients, description: Dict[str, Any]) -> Optional[Dict[str, float]]:
+def _version_metrics(clients: Clients, description: Dict[str, Any],
+                     rules: Sequence[GateRule] = ()) -> Optional[Dict[str, float]]:
     """The version's metrics, None without an evaluation.json; EvaluationError
-    (an MltpError) when it cannot be read."""
+    (an MltpError) when it cannot be read. Read as the gate reads them: a rule's
+    `path` where it points (evaluation.json keeping `accuracy` at the top level,
+    say), and a training metric (source: training) from the value the Register step
+    recorded with the version (CustomerMetadataProperties, metric:<name>)."""
     uri = ((((description.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}).get("S3Uri"))
     if not uri or not str(uri).startswith("s3://"):
         return None
     bucket, key = _split_s3(uri)
     body = gate.read_evaluation(clients.s3.get_object(Bucket=bucket, Key=key)["Body"], "its evaluation.json")
-    return gate.parse_evaluation(body, source="its evaluation.json")
+    if not any(rule.path or rule.source == training_metrics.TRAINING for rule in rules):
+        return gate.parse_evaluation(body, source="its evaluation.json")
+    values = {name: float(value) for name, value in gate.metric_values(body, "its evaluation.json", rules).items()
+              if gate.is_number(value)}
+    recorded = description.get("CustomerMetadataProperties") or {}
+    for name in training_metrics.gated(rules):
+        value = training_metrics.number(recorded.get(metric_property(name)))
+        if value is not None:
+            values[name] = value
+    return values
 
 
 def _skipped_note(skipped: List[str]) -> str:
@@ -53,8 +68,10 @@ def _skipped_note(skipped: List[str]) -> str:
     return f"skipped {shown}" + (f"; and {more} more version(s)" if more > 0 else "")
 
 
-def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -> Dict[str, Any]:
-    """{"group", "versions": [{"version", "arn", "created", "run", "metrics", "this_run"}], "note"}, oldest first."""
+def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT,
+            rules: Sequence[GateRule] = ()) -> Dict[str, Any]:
+    """{"group", "versions": [{"version", "arn", "created", "run", "metrics", "this_run"}], "note"}, oldest first.
+    `rules`: the gate's, so each version's values are read where the gate reads them."""
     versions: List[Dict[str, Any]] = []
     note = ""
     unreadable = 0
@@ -77,7 +94,7 @@ def collect(group: str, clients: Clients, result: Outcome, limit: int = LIMIT) -
             description = clients.sagemaker.describe_model_package(ModelPackageName=arn)
             number = description.get("ModelPackageVersion") or summary.get("ModelPackageVersion")
             try:
-                metrics = _version_metrics(clients, description)
+                metrics = _version_metrics(clients, description, rules)
             except _AWS_ERRORS:
                 metrics = None
             except MltpError as exc:  # a version's file must never cost the report

@@ -224,6 +224,9 @@ class Outcome:
     warnings: List[str] = field(default_factory=list)
     # The gate metrics across the versions of the model package group (history.collect).
     history: Optional[Dict[str, Any]] = None
+    # The training job's metrics (steps.training.metric_definitions): [{"name", "value"}]
+    # in config order, the last value of each (None: the log never matched); None without definitions.
+    training_metrics: Optional[List[Dict[str, Any]]] = None
 
     @property
     def exit_code(self) -> int:
@@ -329,6 +332,7 @@ class Outcome:
             "registration": self.registration_text(),
             "history": self.history,
             "comparison": self.comparison_table(),
+            "training_metrics": [dict(row) for row in self.training_metrics] if self.training_metrics is not None else None,
         }
 
 

@@ -121,6 +121,12 @@ def _signed(value) -> str:
     return "-" if value is None else f"{value:+.4g}"
 
 
+def training_metric_rows(outcome: Outcome) -> List[List[str]]:
+    """metric, last value ('no value' when no line of the log matched its regex)."""
+    return [[row["name"], format_value(row["value"]) if row.get("value") is not None else "no value"]
+            for row in outcome.training_metrics or []]
+
+
 def champion_rows(outcome: Outcome) -> List[List[str]]:
     """metric, champion, challenger, delta, better/worse/same."""
     return [[r["metric"], format_value(r["champion"]) if r["champion"] is not None else "-",
@@ -151,6 +157,9 @@ def console_lines(outcome: Outcome) -> List[str]:
     lines = ["", f"{outcome.model} run {outcome.run_name}: {outcome.headline}"]
     if outcome.gate:
         lines += _table(["metric", "value", "rule", "result"], gate_rows(outcome))
+    if outcome.training_metrics:
+        lines += ["training metrics (last value in the training log)"]
+        lines += _table(["metric", "last value"], training_metric_rows(outcome))
     lines += champion_lines(outcome)
     if outcome.status == out.PASSED:
         if outcome.model_package_arn:
@@ -248,6 +257,10 @@ def markdown(outcome: Outcome) -> str:
     notes = [c for c in outcome.gate if c.note and c.passed is not None]
     lines += [f"- {md(c.metric, cell=False)} {md(c.rule, cell=False)}: {md(c.note, cell=False)}"
               for c in notes] + ([""] if notes else [])
+    if outcome.training_metrics:
+        lines += ["## Training metrics", "", "The last value of each in the training job's log "
+                  "(steps.training.metric_definitions).", ""]
+        lines += _md_table(["Metric", "Last value"], training_metric_rows(outcome)) + [""]
     if outcome.champion is not None:
         lines += ["## Champion", "", md(champion_heading(outcome), cell=False), ""]
         if outcome.comparison:

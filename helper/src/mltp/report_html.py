@@ -173,6 +173,11 @@ def render(data: Dict[str, Any]) -> str:
         "<h2>Gate</h2>",
         _gate_table(data),
     ]
+    training = data.get("training_metrics")
+    if training:
+        parts += ["<h2>Training metrics</h2>",
+                  '<p class="note">The last value of each in the training job\'s log '
+                  "(<code>steps.training.metric_definitions</code>).</p>", _training_table(training)]
     comparison = data.get("comparison")
     if comparison:
         parts += ["<h2>Champion vs challenger</h2>", _comparison_table(comparison)]
@@ -268,6 +273,17 @@ def _gate_table(data: Dict[str, Any]) -> str:
         rows.append((_e(check.get("metric")), _e(format_value(value) if value is not None else "n/a"), _e(check.get("rule")),
                      f'<span class="{css}"><font color="{colour}"><b>{_e(verdict)}</b></font></span>'))
     return _table(["Metric", "Value", "Rule", "Result"], rows, "gate")
+
+
+def _training_table(rows: List[Dict[str, Any]]) -> str:
+    """report.json's training_metrics: one row per metric definition, its last value."""
+    cells = []
+    for row in rows:
+        value = row.get("value")
+        shown = _e(format_value(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+            '<span class="muted">no value</span>'
+        cells.append((_e(row.get("name")), shown))
+    return _table(["Metric", "Last value"], cells, "training-metrics")
 
 
 def log_href(step: Dict[str, Any]) -> Optional[str]:

@@ -28,7 +28,7 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     result.warnings[:0] = list(getattr(clients, "notes", None) or ())  # said at the start of a local run
     if result.passed and result.model_package_arn:
         _record_checksum(clients, result)
-    result.history = history.collect(ctx.config.registry.model_package_group, clients, result)
+    result.history = history.collect(ctx.config.registry.model_package_group, clients, result, rules=ctx.config.gate)
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)

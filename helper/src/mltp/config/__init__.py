@@ -13,11 +13,11 @@ from .checks import _INSTANCE_SHAPES, _instance_type_lists, _instance_types, cro
 from .display import HIDDEN, display, repr_q, shown, utf8_error_line
 from .loading import load, parse, resolve_config_path
 from .model import (CODE_DIR, DEFAULT_QUIET_MINUTES, INPUT_DIR, OUTPUT_DIR, SPLITS, STEP_ROLES, AwsConfig, Config,
-                    GateRule, InferenceConfig, InputConfig, LogsConfig, NotifyConfig, RegistryConfig, RetrainConfig, Scalar,
+                    GateRule, InferenceConfig, InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar,
                     StepConfig, Steps)
 
 __all__ = ["CODE_DIR", "DEFAULT_QUIET_MINUTES", "HIDDEN", "INPUT_DIR", "OUTPUT_DIR", "SPLITS", "STEP_ROLES",
-           "AwsConfig", "Config", "GateRule", "InferenceConfig", "InputConfig", "LogsConfig", "NotifyConfig", "RegistryConfig",
+           "AwsConfig", "Config", "GateRule", "InferenceConfig", "InputConfig", "LogsConfig", "MetricDefinition", "NotifyConfig", "RegistryConfig",
            "RetrainConfig", "Scalar", "StepConfig", "Steps", "cron_problem", "display", "framework_versions", "load",
            "parse", "repr_q", "resolve_config_path", "shown", "utf8_error_line",
            "_INSTANCE_SHAPES", "_instance_type_lists", "_instance_types"]

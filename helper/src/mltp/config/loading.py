@@ -16,7 +16,7 @@ from . import channels
 from .checks import _semantic_problems
 from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
-                    InputConfig, LogsConfig, NotifyConfig, RegistryConfig, RetrainConfig, Scalar, StepConfig, Steps)
+                    InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar, StepConfig, Steps)
 from .schema import _schema_problems
 
 
@@ -123,6 +123,7 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         test_destination=raw.get("test_destination"),
         output=raw.get("output"),
         algorithm=algorithm.name if algorithm is not None else None,
+        metric_definitions=tuple(MetricDefinition(m["name"], m["regex"]) for m in raw.get("metric_definitions", [])),
     )
 
 
@@ -154,14 +155,17 @@ def _gate_rules(raw: List[Dict[str, Any]]) -> Tuple[GateRule, ...]:
     only_max = {r["metric"] for r in raw if "max" in r and "min" not in r and not r.get("beat_champion")}
     # A path belongs to the metric: given on one of its rules, it applies to both (validation: they agree).
     paths = {r["metric"]: r["path"] for r in raw if r.get("path")}
+    # So does a source (validation: the rules of one metric agree).
+    sources = {r["metric"]: r["source"] for r in raw if r.get("source")}
     rules = []
     for r in raw:
+        source = sources.get(r["metric"], "evaluation")
         if r.get("beat_champion"):
             better = r.get("better") or ("lower" if r["metric"] in only_max else "higher")
             rules.append(GateRule(r["metric"], beat_champion=True, by=float(r.get("by", 0)), better=better,
-                                  path=paths.get(r["metric"])))
+                                  path=paths.get(r["metric"]), source=source))
         else:
-            rules.append(GateRule(r["metric"], r.get("min"), r.get("max"), path=paths.get(r["metric"])))
+            rules.append(GateRule(r["metric"], r.get("min"), r.get("max"), path=paths.get(r["metric"]), source=source))
     return tuple(rules)
 
 

@@ -44,6 +44,12 @@ class ChannelConfig:
     s3_uri: Optional[str] = None
     content_type: Optional[str] = None
     local: Optional[str] = None  # what a local run serves at s3_uri (like inputs[].local)
+class MetricDefinition:
+    """A metric read from the training job's log (SageMaker's MetricDefinition):
+    the regex's first group is the value; the last match is the metric's value."""
+
+    name: str
+    regex: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class StepConfig:
     # (`script` is ""), `framework` is the algorithm's framework, whose
     # framework_version picks the image.
     algorithm: Optional[str] = None
+    # Training only: metrics read from the job's log (AlgorithmSpecification.MetricDefinitions).
+    metric_definitions: Tuple[MetricDefinition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,9 @@ class GateRule:
     # Where in evaluation.json the value is, dotted like JsonGet ('regression_metrics.mse.value');
     # None: metrics.<metric>.value, else SageMaker's model-quality sections (gate.SECTIONS).
     path: Optional[str] = None
+    # Where the value comes from: 'evaluation' (evaluation.json) or 'training' (the
+    # training job's metrics, steps.training.metric_definitions; gate.TRAINING).
+    source: str = "evaluation"
 
     def describe(self) -> str:
         if self.beat_champion:

@@ -63,6 +63,7 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
     result.ended = description.get("stopDate")
     champion = execution_input.get("Champion")
     result.champion = dict(champion) if isinstance(champion, dict) else {"Reason": "the run was started without a champion lookup"}
+    training = _training_metrics(ctx, clients, execution_input, result)
 
     if status == "SUCCEEDED":
         result.status = out.PASSED
@@ -71,7 +72,7 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
         from .. import registry
 
         result.gate = _gate_checks(ctx, clients, registry.evaluation_read_from(execution_input, output), result,
-                                   decided=True)
+                                   decided=True, training=training)
         if result.register:
             _find_model_package(ctx, clients, output, result)
             result.model_copy = registry.model_copy(execution_input, output)
@@ -79,7 +80,7 @@ def _conclude(ctx: RunContext, clients: Clients, tracker: Tracker, arn: str,
         return
     if status == "FAILED" and error == GATE_ERROR:
         result.status = out.GATE_FAILED
-        result.gate = _gate_checks(ctx, clients, execution_input, result, decided=False)
+        result.gate = _gate_checks(ctx, clients, execution_input, result, decided=False, training=training)
         missed = result.failed_checks
         result.message = ("metric gate failed: " + "; ".join(c.miss_message() for c in missed)) if missed else \
             "metric gate failed" + (f": {out.one_line(cause)}" if cause else "")
@@ -104,10 +105,36 @@ def _rule_text(result: Any) -> str:
     return text[len(result.metric):].strip() if text.startswith(result.metric + " ") else text
 
 
+def _training_metrics(ctx: RunContext, clients: Clients, execution_input: Dict[str, Any],
+                      result: out.Outcome) -> Optional[Dict[str, float]]:
+    """The training job's metrics (steps.training.metric_definitions): its
+    FinalMetricDataList, which the state machine's Gate read too, on AWS and
+    locally alike (training_metrics). Kept in the report, one row per definition;
+    None without definitions or when the job cannot be described (never ran)."""
+    from .. import training_metrics
+
+    definitions = ctx.config.steps.training.metric_definitions
+    job = execution_input.get("TrainingJobName")
+    if not definitions or not job:
+        return None
+    try:
+        described = clients.sagemaker.describe_training_job(TrainingJobName=job)
+    except _AWS_ERRORS as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        if code not in ("ValidationException", "ResourceNotFound"):  # a job that never started: nothing to say
+            result.warnings.append(f"could not read the training job's metrics: {_describe_error(exc)}")
+        return None
+    values = training_metrics.from_metric_data(described.get("FinalMetricDataList"))
+    result.training_metrics = training_metrics.table(definitions, values)
+    return values
+
+
 def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, Any],
-                 result: out.Outcome, decided: bool) -> List[out.GateCheck]:
-    """The gate table from evaluation.json. `decided` is what the state machine's
-    Gate said (True: passed), used for every rule when the file cannot be read."""
+                 result: out.Outcome, decided: bool,
+                 training: Optional[Dict[str, float]] = None) -> List[out.GateCheck]:
+    """The gate table from evaluation.json, and the training job's metrics for rules
+    with source: training. `decided` is what the state machine's Gate said (True:
+    passed), used for every rule when the file cannot be read."""
     from .. import gate
 
     bucket, key = execution_input.get("EvaluationBucket"), execution_input.get("EvaluationKey")
@@ -126,11 +153,12 @@ def _gate_checks(ctx: RunContext, clients: Clients, execution_input: Dict[str, A
         result.warnings.append(f"s3://{bucket}/{key} is not a valid evaluation.json: {exc}")
         return unknown
     champion = execution_input.get("Champion") if isinstance(execution_input.get("Champion"), dict) else {}
-    results = gate.evaluate(ctx.config.gate, metrics, champion)
+    results = gate.evaluate(ctx.config.gate, metrics, champion, training=training)
     checks = [out.GateCheck(r.metric, _rule_text(r), r.value, bool(r.passed),
                             r.reason if (r.value is None or rule.beat_champion) else "")
               for r, rule in zip(results, ctx.config.gate)]
-    result.comparison = gate.compare(ctx.config.gate, metrics, champion)
+    result.comparison = gate.compare(ctx.config.gate, {**metrics, **gate.training_values(ctx.config.gate, training)},
+                                     champion)
     if decided and not all(c.passed for c in checks):
         result.warnings.append("the state machine passed the gate, but evaluation.json as read now misses it")
     return checks

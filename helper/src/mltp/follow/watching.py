@@ -310,7 +310,8 @@ class Tracker:
 
         if not self.rules or self.gate_metrics is None:
             return ""
-        results = gate.evaluate(self.rules, self.gate_metrics)
+        # Training metrics are in the same mapping (_metrics_of), under their own names.
+        results = gate.evaluate(self.rules, self.gate_metrics, training=self.gate_metrics)
         shown = [r for r in results if not r.passed] if failed else results
         return ", ".join(_rule_result_text(r, rule) for r, rule in zip(results, self.rules) if r in shown)
 
@@ -395,8 +396,9 @@ class Tracker:
 
 def _metrics_of(output: Any, rules: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
     """The values the Gate looked at, from its state output: evaluation.json
-    ($.evaluation.report) read as the Gate reads it (gate.report_values)."""
-    from .. import gate
+    ($.evaluation.report) read as the Gate reads it (gate.report_values), and
+    the training metrics rules with source: training read ($.jobs.training.metrics)."""
+    from .. import gate, training_metrics
 
     data = _json(output)
     try:
@@ -405,7 +407,7 @@ def _metrics_of(output: Any, rules: Sequence[Any] = ()) -> Optional[Dict[str, An
         return None
     if not isinstance(report, dict):
         return None
-    return gate.report_values(report, rules)
+    return {**gate.report_values(report, rules), **training_metrics.state_values(data, rules)}
 
 
 def _rule_result_text(result: Any, rule: Any) -> str:

@@ -18,7 +18,9 @@ definition is parsed then and again in each execution's worker thread:
     JSON-safe (s3:getObject Body as text, datetimes as ISO strings) as Step
     Functions does. It also applies `fix_jsonpath_keyword_prefixes()`: older
     jsonpath-ng (the one Python < 3.11 gets) cannot parse a path whose member
-    name starts with `true` or `false`, e.g. `$.metrics.false_positive_rate`.
+    name starts with `true` or `false`, e.g. `$.metrics.false_positive_rate`;
+    and `fix_indefinite_path_misses()`: a filter or deep scan that matches
+    nothing gives [], as on AWS, where moto raises.
 
 These reach into moto internals, so the `local` extra pins moto's minor version.
 """
@@ -312,6 +314,49 @@ def fix_jsonpath_keyword_prefixes() -> bool:
     return True
 
 
+def _indefinite(path: str) -> bool:
+    """A JSONPath that can match any number of nodes: a deep scan, a filter or a wildcard."""
+    return ".." in path or "[?" in path or "[*]" in path
+
+
+def fix_indefinite_path_misses() -> bool:
+    """Make an indefinite JSONPath that matches nothing give [], as on AWS.
+
+    Step Functions evaluates paths with Jayway JsonPath, which answers an
+    indefinite path (a deep scan `$..x`, a filter `[?(...)]`) with the list of its
+    matches: [] when there is none. moto's interpreter raises "could not be found"
+    instead (States.Runtime), except for slices and wildcards. The Training task's
+    ResultSelector picks gated training metrics with such paths
+    (training_metrics.selector_path): a metric the log never printed must reach the
+    Gate as [], where the rule misses it (exit 3) as on AWS, instead of failing the
+    execution. Definite paths (a Choice rule's Variable) keep moto's answer.
+    Rebinds `extract_json` in the interpreter's modules that imported it; returns
+    whether any was patched."""
+    import sys
+
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = getattr(json_path, "_mltp_original_extract_json", json_path.extract_json)
+
+    def extract_json(path, data):
+        try:
+            return original(path, data)
+        except json_path.NoSuchJsonPathError:
+            if isinstance(path, str) and _indefinite(path):
+                return []
+            raise
+
+    json_path._mltp_original_extract_json = original
+    patched = False
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "extract_json", None) in (
+                original, getattr(json_path, "_mltp_extract_json", None)):
+            module.extract_json = extract_json
+            patched = True
+    json_path._mltp_extract_json = extract_json
+    return patched
+
+
 def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
     task_factory_mod._mltp_orig_for = orig
@@ -330,6 +375,8 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     aws_sdk_mod._SERVICE_ERROR_NAMES.update({"sagemaker": "SageMaker", "s3": "S3"})
     # `$.….false_positive_rate.value` must parse (old jsonpath-ng lexes `false` as a boolean)
     fix_jsonpath_keyword_prefixes()
+    # `$..FinalMetricDataList[?(...)]` with no match is [] on AWS, an error in moto
+    fix_indefinite_path_misses()
     # the parser logs every exception with a full repr of the state tree at ERROR/WARNING
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 

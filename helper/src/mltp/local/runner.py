@@ -114,7 +114,10 @@ class LocalJobRunner:
         if kind == "processing":
             self._processing(job_name, request, root)
         else:
-            self._training(job_name, request, root)
+            try:
+                self._training(job_name, request, root)
+            finally:
+                self._record_metrics(job_name, request, job)
 
     def stop(self) -> None:
         """Ends every job process (the run was stopped or mltp is exiting)."""
@@ -283,6 +286,27 @@ class LocalJobRunner:
             if written.startswith(("ClientError:", "AlgorithmError:")):
                 raise JobFailed(" ".join(written.split())[:1000]) from None
             raise
+
+    def _record_metrics(self, job_name: str, request: dict, job: object) -> None:
+        """What SageMaker does with AlgorithmSpecification.MetricDefinitions: the
+        job's log read with each regex, the last value of each kept as the job's
+        FinalMetricDataList (what DescribeTrainingJob shows, the state machine's
+        Gate and the report read). With no definitions the list is empty (the
+        emulator's job otherwise holds a made-up one)."""
+        from .. import training_metrics
+
+        definitions = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+        log = self.workdir / f"{job_name}.log"
+        values: Dict[str, float] = {}
+        if definitions and log.is_file():
+            with open(log, encoding="utf-8", errors="replace") as lines:
+                values = training_metrics.last_values(definitions, lines)
+        if job is not None and hasattr(job, "final_metric_data_list"):
+            import datetime
+
+            when = getattr(job, "creation_time", None) or datetime.datetime.now(datetime.timezone.utc)
+            names = [d.get("Name") for d in definitions]
+            job.final_metric_data_list = training_metrics.metric_data_list(values, names, when)
 
     # -------------------------------------------------------------- running a script
 
