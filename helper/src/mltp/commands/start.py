@@ -24,9 +24,25 @@ def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=
 
     if checked is None:
         checked = validate(inv)
+    from .plan import for_run
+
     champion = find_champion(checked.config, clients)
-    result = runs.start(checked.context, clients, bundle or bundle_mod.make(checked.files), champion=champion)
+    bundle = bundle or bundle_mod.make(checked.files)
+    overrides = for_run(inv, clients, bundle) if not _exists(checked.context, clients) else None
+    result = runs.start(checked.context, clients, bundle, champion=champion, overrides=overrides)
     return Started(result, "" if result.attached else champion_line(champion, checked.config))
+
+
+def _exists(ctx, clients) -> bool:
+    """The run was started before (start re-attaches): no new plan for it."""
+    import botocore.exceptions
+
+    from .. import runs
+
+    try:
+        return runs.describe_execution(clients, runs.execution_arn(ctx, clients)) is not None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return False  # runs.start says what AWS refuses
 
 
 def find_champion(cfg: Config, clients) -> dict:

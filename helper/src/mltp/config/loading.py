@@ -115,6 +115,8 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         model_destination=raw.get("model_destination"),
         test_destination=raw.get("test_destination"),
         output=raw.get("output"),
+        cache=bool(raw.get("cache", False)),
+        cache_expire_days=int(raw.get("cache_expire_days", 30)),
     )
 
 

@@ -54,6 +54,10 @@ class StepConfig:
     model_destination: Optional[str] = None
     test_destination: Optional[str] = None
     output: Optional[str] = None
+    # The step cache (step_cache.py): reuse the outputs of the newest successful
+    # run with the same key, for at most cache_expire_days.
+    cache: bool = False
+    cache_expire_days: int = 30
 
 
 @dataclass(frozen=True)

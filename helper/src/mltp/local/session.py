@@ -43,6 +43,7 @@ class LocalAws:
         self.region = region or (run.region if run else None) or config.aws.region
         self.say = say
         self._session = None
+        self.staged: list = []  # the inputs' local data (inputs.LocalInput), once the run's session started
 
     def __enter__(self) -> Clients:
         self._session = self._run_session() if self.run is not None else self._registry_session()
@@ -65,6 +66,7 @@ class LocalAws:
         emulator, runner_mod = _import_emulator()
         if to_fetch:
             staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config.repo)
+        self.staged = list(staged)
 
         _local_credentials()
 
