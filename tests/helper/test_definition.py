@@ -26,7 +26,8 @@ BASE = ROOT / "tests" / "fixtures" / "base"
 
 STATE_NAMES = {"Preprocessing", "Training", "Evaluation", "ReadEvaluation", "MetricSections", "GateMetrics",
                "Gate", "MetricGateFailed",
-               "ShouldRegister", "NotRegistered", "CopyModel", "CopyEvaluation", "Register", "Registered"}
+               "ShouldRegister", "NotRegistered", "CopyModel", "CopyEvaluation", "Register", "Registered",
+               "ReusePreprocessing", "ReuseTraining", "ReuseEvaluation"}
 
 
 def _example() -> dict:
@@ -268,8 +269,9 @@ def test_only_execution_input_varies_between_runs(rendered, name):
     walk(definition["States"])
     # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
     # Register names only as its registry copy): for people; Champion: the Gate reads it
-    # as state data ($.Champion.Bars)
-    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri"}
+    # as state data ($.Champion.Bars); Cache: the Reuse<Step> choices read it as state data
+    # ($.Cache.reuse.<Step>)
+    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri", "Cache"}
     assert "$$.Execution.Input['Register']" in text
     sample = sample_input(cfg)
     for key in ("RunName", "PreprocessingJobName", "CodeS3Uri", "ModelArtifactS3Uri", "EvaluationKey"):
@@ -285,9 +287,14 @@ def test_only_execution_input_varies_between_runs(rendered, name):
 def test_flow_and_state_names(rendered):
     _, d, _, _ = rendered["example"]
     states = d["States"]
-    assert set(states) == STATE_NAMES and d["StartAt"] == "Preprocessing"
+    assert set(states) == STATE_NAMES and d["StartAt"] == "ReusePreprocessing"
     nxt = {name: s.get("Next") for name, s in states.items()}
-    assert nxt["Preprocessing"] == "Training" and nxt["Training"] == "Evaluation"
+    # The step cache: a Choice before each job skips it when Cache.reuse names it.
+    for step, after in (("Preprocessing", "ReuseTraining"), ("Training", "ReuseEvaluation"),
+                        ("Evaluation", "ReadEvaluation")):
+        choice = states["Reuse" + step]
+        assert choice["Type"] == "Choice" and choice["Default"] == step and nxt[step] == after
+        assert choice["Choices"] == [{"Variable": f"$.Cache.reuse.{step}", "IsPresent": True, "Next": after}]
     assert nxt["Evaluation"] == "ReadEvaluation" and nxt["ReadEvaluation"] == "MetricSections"
     assert nxt["MetricSections"] == "GateMetrics" and nxt["GateMetrics"] == "Gate"
     for name in ("MetricSections", "GateMetrics"):  # as the local check merges them (gate.merge_states)

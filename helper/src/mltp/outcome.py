@@ -129,6 +129,7 @@ class StepRecord:
         return max(0.0, (self.ended - self.started).total_seconds())
 
     def to_dict(self) -> Dict[str, Any]:
+        cached = {"cached_from": self.cached_from} if self.status == CACHED else {}
         return {
             "name": self.name,
             "status": self.status,
@@ -141,7 +142,7 @@ class StepRecord:
             "error": self.error,
             "log_link": self.log_link,
             "log_file": self.log_file,
-            "cached_from": self.cached_from,
+            **cached,  # a step the step cache took from an earlier run: that run
         }
 
 
