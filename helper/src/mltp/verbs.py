@@ -33,7 +33,7 @@ VERBS: Tuple[Verb, ...] = (
     Verb("sync", "sync", short=True, jenkins="sync"),
     Verb("deploy", "deploy", short=True, jenkins="deploy"),
     Verb("publish", "publish", short=True, jenkins="publish"),
-    Verb("plan", "plan", short=True, jenkins="plan"),
+    Verb("plan", "plan", short=True),
     Verb("start", "start", short=True, jenkins="start"),
     Verb("wait", "wait", short=False, jenkins="wait"),
     Verb("stop", "stop", short=True, jenkins="stop"),
