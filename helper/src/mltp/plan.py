@@ -49,6 +49,9 @@ class Plan:
     steps: List[StepPlan]
     where: str = ""  # the cache index read
     now: datetime = field(default_factory=cache_index.now_utc)
+    # Whether preprocessing's key covers the inputs' objects: they are listed (or,
+    # locally, hashed) only when a step uses the cache; otherwise it covers their names.
+    inputs_listed: bool = True
 
     def lines(self) -> List[str]:
         return [f"plan: {s.state:<14} {s.decision(self.now)}" for s in self.steps]
@@ -61,10 +64,14 @@ class Plan:
         return {s.state: s.hit for s in self.steps if s.hit is not None}
 
     def cache_input(self) -> Dict[str, object]:
-        """The execution input's `Cache`."""
+        """The execution input's `Cache`: every step's key (what `mltp resume`
+        compares), the steps with the cache on (whose records `wait` writes), and
+        the steps taken from earlier runs."""
         return {
-            "keys": {s.state: s.key.key for s in self.steps if s.enabled},
-            "parts": {s.state: dict(s.key.parts) for s in self.steps if s.enabled},
+            "keys": {s.state: s.key.key for s in self.steps},
+            "parts": {s.state: dict(s.key.parts) for s in self.steps},
+            "cached": [s.state for s in self.steps if s.enabled],
+            "inputs_listed": self.inputs_listed,
             "reuse": {state: record.run for state, record in self.reused().items()},
         }
 
@@ -103,7 +110,7 @@ def make(config: Config, files: Sequence, inputs: Mapping[str, str], index, no_c
             plan.reason = "cache: false"
             continue
         plan.hit, plan.reason = _lookup(index, plan.key, step.cache_expire_days, now)
-    return Plan(steps, index.where() if steps else "", now)
+    return Plan(steps, index.where() if steps else "", now, inputs_listed=any(s.enabled for s in steps))
 
 
 def _lookup(index, key: step_cache.StepKey, expire_days: int, now: datetime

@@ -3,7 +3,7 @@ why a step cannot be reused; read-only (docs/contract.md, 8.4 and 9.1).
 
 `start` makes the same plan for the run it starts (`for_run`)."""
 
-from typing import List, Optional
+from typing import List
 
 from ..invocation import Invocation
 
@@ -41,21 +41,23 @@ def make_plan(inv: Invocation, clients, bundle=None):
         return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region)
 
 
-def for_run(inv: Invocation, clients, bundle) -> Optional[dict]:
-    """The plan of the run `start` is about to start: its lines said, a local
-    hit's outputs put back into the emulator's S3, and the execution input's
-    values (Cache, and a reused step's outputs). None when no step uses the cache."""
+def for_run(inv: Invocation, clients, bundle) -> dict:
+    """The plan of the run `start` is about to start: its lines said (when a step
+    uses the cache), a local hit's outputs put back into the emulator's S3, and
+    the execution input's values (Cache, and a reused step's outputs). Without
+    the cache it reads nothing and lists nothing: it only computes the keys."""
+    from dataclasses import replace
+
     from ..errors import AwsRefused
 
-    if not any(s.cache for s in inv.config.steps.all()):
-        return None
     try:
         found = make_plan(inv, clients, bundle)
     except AwsRefused as exc:  # the cache is a saving, not a must: run every step
         inv.echo(f"plan: cannot read the step cache ({exc.message}); every step runs")
-        return None
-    for line in found.lines():
-        inv.echo(line)
+        found = make_plan(replace(inv, no_cache=True), clients, bundle)
+    if found.enabled:
+        for line in found.lines():
+            inv.echo(line)
     if inv.local:
         from .. import cache_index
 

@@ -77,9 +77,10 @@ def _record_cache(inv: Invocation, clients, result) -> None:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError):
         return
     cache = execution_input.get("Cache") if isinstance(execution_input, dict) else None
-    if not isinstance(cache, dict) or not cache.get("keys"):
+    if not isinstance(cache, dict) or not cache.get("cached") or not isinstance(cache.get("keys"), dict):
         return
     reused = cache.get("reuse") or {}
+    cached = set(cache["cached"])
     succeeded = {s.name for s in result.steps if s.status == outcome.SUCCEEDED}
     roles = {state: role for role, state in step_cache.STATES.items()}
     if inv.local:
@@ -87,7 +88,7 @@ def _record_cache(inv: Invocation, clients, result) -> None:
     else:
         index = cache_index.S3Index(clients, ctx.config, ctx.state_machine)
     for state, key in sorted(cache["keys"].items()):
-        if state in reused or state not in succeeded or state not in roles:
+        if state not in cached or state in reused or state not in succeeded or state not in roles:
             continue
         record = cache_index.record_for(ctx.config, ctx.state_machine, roles[state], str(key),
                                         dict((cache.get("parts") or {}).get(state) or {}), execution_input)
