@@ -481,6 +481,55 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
     run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
 
 
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_report_option
+@_timeout_option
+@_local_option
+@_preflight_option
+@click.option("--run", "source_run", envvar="MLTP_RESUME_RUN", metavar="NAME",
+              help="The failed run to go on from. Default: this branch's newest failed, timed-out or stopped run.")
+@click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
+              help="With --local: the Python that runs the scripts (as `run --local`).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
+              help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
+def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool,
+           source_run: Optional[str], python: Optional[str], inputs: Sequence[str], run_name: Optional[str],
+           region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
+    """Go on from a failed run: its succeeded steps are taken from it, the rest run (a redrive on AWS when nothing changed)."""
+    from dataclasses import replace
+
+    from .commands.resume import resume
+    from .commands.validate import validate
+
+    if local:
+        local_aws = _local_aws()
+        inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
+        checked = validate(inv)
+        from .local.session import claim_run
+
+        claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
+        try:
+            inv = replace(inv, run=claimed, local=True)
+            session = local_aws(inv.config, python, inputs, run=inv.run)
+            with session as clients:
+                inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
+                resume(inv, clients, replace(checked, context=inv.run), source_run=source_run, timeout=timeout,
+                       preflight=False, poll_seconds=local_aws.poll_seconds)
+        finally:
+            run_lock.release()
+        return
+    if inputs:
+        raise InvalidInput("--input applies to local runs only: add --local")
+    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                      report_dir=report_dir, check=True)
+    checked = validate(inv)
+    click.echo(checked.summary())
+    resume(inv, _aws(inv), checked, source_run=source_run, timeout=timeout, preflight=not no_preflight)
+
+
 # --------------------------------------------------------------------------- trigger (retraining on new data)
 
 

@@ -38,6 +38,7 @@ VERBS: Tuple[Verb, ...] = (
     Verb("wait", "wait", short=False, jenkins="wait"),
     Verb("stop", "stop", short=True, jenkins="stop"),
     Verb("run", "run", short=False, jenkins="run"),
+    Verb("resume", "resume", short=False, jenkins="resume"),
     Verb("clean", "housekeeping", short=True),
     Verb("prune", "housekeeping", short=False, jenkins="prune"),
     Verb("logs", "logs", short=False),

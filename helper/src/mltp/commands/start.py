@@ -17,8 +17,10 @@ class Started:
         return [self.result.summary()] + ([self.champion] if self.champion else [])
 
 
-def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None) -> Started:
-    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting."""
+def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None,
+          overrides: Optional[dict] = None) -> Started:
+    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting.
+    `overrides`: execution input values decided by the caller (resume) instead of the step cache's plan."""
     from .. import bundle as bundle_mod
     from .. import runs
 
@@ -28,7 +30,8 @@ def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=
 
     champion = find_champion(checked.config, clients)
     bundle = bundle or bundle_mod.make(checked.files)
-    overrides = for_run(inv, clients, bundle) if not _exists(checked.context, clients) else None
+    if overrides is None and not _exists(checked.context, clients):
+        overrides = for_run(inv, clients, bundle)
     result = runs.start(checked.context, clients, bundle, champion=champion, overrides=overrides)
     return Started(result, "" if result.attached else champion_line(champion, checked.config))
 

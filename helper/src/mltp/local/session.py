@@ -232,6 +232,12 @@ def _keep_artifacts(clients, ctx) -> None:
         except Exception:  # not produced: the run stopped before that step
             continue
     work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
+    from .. import resume, runs
+
+    try:  # what `mltp resume --local` takes from this run, should it have failed
+        resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
+    except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
+        pass
     if work.is_dir():
         logs = target / "logs"
         logs.mkdir(parents=True, exist_ok=True)
