@@ -22,7 +22,7 @@ import groovy.transform.Field
 // VERBS: every helper verb a step may run, in one place. helper.sh accepts exactly
 // these (tests/vars checks its case list against this list); each is a command of
 // the mltp CLI (`trigger-install` is `mltp trigger install`).
-@Field final List VERBS = ['validate', 'sync', 'deploy', 'publish', 'start', 'wait', 'stop', 'run', 'prune',
+@Field final List VERBS = ['validate', 'sync', 'deploy', 'publish', 'start', 'wait', 'stop', 'run', 'resume', 'prune',
                            'trigger-install', 'models', 'approve', 'reject', 'fetch-model']
 
 // The hash-pinned requirements for each kind of install: the local mode needs

@@ -15,10 +15,10 @@ set -u
 
 verb=${MLTP_VERB:-}
 case $verb in
-    validate | sync | deploy | publish | start | wait | stop | run | prune | trigger-install | \
+    validate | sync | deploy | publish | start | wait | stop | run | resume | prune | trigger-install | \
         models | approve | reject | fetch-model) ;;
     *)
-        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, prune, trigger-install, models, approve, reject, fetch-model)\n' "$verb" >&2
+        printf 'mltp: helper.sh: unknown verb "%s" (validate, sync, deploy, publish, start, wait, stop, run, resume, prune, trigger-install, models, approve, reject, fetch-model)\n' "$verb" >&2
         exit 2
         ;;
 esac

@@ -28,7 +28,8 @@ BASE = ROOT / "tests" / "fixtures" / "base"
 
 STATE_NAMES = {"Preprocessing", "Training", "Evaluation", "ReadEvaluation", "MetricSections", "GateMetrics",
                "Gate", "MetricGateFailed",
-               "ShouldRegister", "NotRegistered", "CopyModel", "CopyEvaluation", "Register", "Registered"}
+               "ShouldRegister", "NotRegistered", "CopyModel", "CopyEvaluation", "Register", "Registered",
+               "ReusePreprocessing", "ReuseTraining", "ReuseEvaluation"}
 
 
 def _example() -> dict:
@@ -298,10 +299,11 @@ def test_only_execution_input_varies_between_runs(rendered, name):
     walk(definition["States"])
     # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
     # Register names only as its registry copy): for people; Champion: the Gate reads it
-    # as state data ($.Champion.Bars)
+    # as state data ($.Champion.Bars); Cache: the Reuse<Step> choices read it as state data
+    # ($.Cache.reuse.<Step>)
     # The folder of each default output has its own key, used when it is an output;
     # PreprocessingS3Uri holds the folders of any other.
-    unused = {"Branch", "Register", "Champion", "EvaluationS3Uri"}
+    unused = {"Branch", "Register", "Champion", "EvaluationS3Uri", "Cache"}
     outputs = set(cfg.steps.preprocessing.outputs)
     keys_of = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
     unused |= {key for name, key in keys_of.items() if name not in outputs}
@@ -323,9 +325,14 @@ def test_only_execution_input_varies_between_runs(rendered, name):
 def test_flow_and_state_names(rendered):
     _, d, _, _ = rendered["example"]
     states = d["States"]
-    assert set(states) == STATE_NAMES and d["StartAt"] == "Preprocessing"
+    assert set(states) == STATE_NAMES and d["StartAt"] == "ReusePreprocessing"
     nxt = {name: s.get("Next") for name, s in states.items()}
-    assert nxt["Preprocessing"] == "Training" and nxt["Training"] == "Evaluation"
+    # The step cache: a Choice before each job skips it when Cache.reuse names it.
+    for step, after in (("Preprocessing", "ReuseTraining"), ("Training", "ReuseEvaluation"),
+                        ("Evaluation", "ReadEvaluation")):
+        choice = states["Reuse" + step]
+        assert choice["Type"] == "Choice" and choice["Default"] == step and nxt[step] == after
+        assert choice["Choices"] == [{"Variable": f"$.Cache.reuse.{step}", "IsPresent": True, "Next": after}]
     assert nxt["Evaluation"] == "ReadEvaluation" and nxt["ReadEvaluation"] == "MetricSections"
     assert nxt["MetricSections"] == "GateMetrics" and nxt["GateMetrics"] == "Gate"
     for name in ("MetricSections", "GateMetrics"):  # as the local check merges them (gate.merge_states)

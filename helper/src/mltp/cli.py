@@ -65,6 +65,11 @@ def _local_option(f: Callable) -> Callable:
                         help="Run against the embedded AWS emulator with local processes; no AWS account needed.")(f)
 
 
+def _no_cache_option(f: Callable) -> Callable:
+    return click.option("--no-cache", "no_cache", is_flag=True, envvar="MLTP_NO_CACHE",
+                        help="Run every step, even those the step cache could reuse (steps.<step>.cache).")(f)
+
+
 def _write_error_file(line: str) -> None:
     """The Jenkins step turns this one line into `error "[mlTrainingPipeline] ..."`."""
     target = os.environ.get("MLTP_ERROR_FILE")
@@ -348,12 +353,49 @@ def publish(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> Non
 @REPO
 @_config_option
 @_aws_options
-def start(repo: Path, config: Optional[str], **aws) -> None:
+@_no_cache_option
+def start(repo: Path, config: Optional[str], no_cache: bool, **aws) -> None:
     """Start the run (or re-attach to the run of that name)."""
+    from dataclasses import replace
+
     from .commands.start import start
 
-    inv = _invocation(repo, config, check=True, **aws)
+    inv = replace(_invocation(repo, config, check=True, **aws), no_cache=no_cache)
     _echo_all(start(inv, _aws(inv)).lines())
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_local_option
+@_no_cache_option
+def plan(repo: Path, config: Optional[str], local: bool, no_cache: bool, run_name: Optional[str],
+         region: Optional[str], endpoint_url: Optional[str]) -> None:
+    """Say, before spending anything, which steps a run would run and which it would take from the step cache."""
+    from dataclasses import replace
+
+    from .commands.plan import plan
+
+    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url, check=True)
+    inv = replace(inv, no_cache=no_cache, local=local)
+    if local:
+        inv = replace(inv, local_inputs=tuple(_local_input_data(inv.config)))
+    _echo_all(plan(inv, None if local else _aws(inv)))
+
+
+def _local_input_data(cfg):
+    """The inputs' local data a local run would be given now: their `local`
+    keys, and data fetched before (.mltp/inputs/<name>/); an input with
+    neither is left out (its key then differs from any run's)."""
+    from .local import inputs as local_inputs
+
+    found, to_fetch = local_inputs.resolve(cfg, {}, fetch=True)
+    for item in to_fetch:
+        kept = cfg.repo / local_inputs.CACHE / item.name
+        if kept.is_dir():
+            found.append(local_inputs.LocalInput(item, kept.resolve(), "fetched before"))
+    return found
 
 
 @main.command()
@@ -401,10 +443,11 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
 @click.option("--allow-nearest", is_flag=True, envvar="MLTP_ALLOW_NEAREST",
               help="With --local: where the framework's own package has no build of the container's major version "
                    "for this Python, use the nearest version that installs instead of stopping (exit 2).")
+@_no_cache_option
 def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
         python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, allow_nearest: bool,
         run_name: Optional[str], region: Optional[str], endpoint_url: Optional[str],
-        report_dir: Optional[str]) -> None:
+        report_dir: Optional[str], no_cache: bool = False) -> None:
     """validate, sync, deploy, start and wait, in order."""
     from dataclasses import replace
 
@@ -422,11 +465,12 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
 
         claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
         try:
-            inv = replace(inv, run=claimed)
-            with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs,
-                           allow_nearest=allow_nearest) as clients:
+            inv = replace(inv, run=claimed, no_cache=no_cache, local=True)
+            session = local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs,
+                                allow_nearest=allow_nearest)
+            with session as clients:
                 # The same validated repo, now pointed at the emulator.
-                inv = inv.pointed_at(clients.endpoint_url)
+                inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
                 run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight=False,
                     poll_seconds=local_aws.poll_seconds)
         finally:
@@ -436,9 +480,59 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
     inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
                       report_dir=report_dir, check=True)
+    inv = replace(inv, no_cache=no_cache)
     checked = validate(inv)
     click.echo(checked.summary())
     run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
+
+
+@main.command()
+@REPO
+@_config_option
+@_aws_options
+@_report_option
+@_timeout_option
+@_local_option
+@_preflight_option
+@click.option("--run", "source_run", envvar="MLTP_RESUME_RUN", metavar="NAME",
+              help="The failed run to go on from. Default: this branch's newest failed, timed-out or stopped run.")
+@click.option("--python", "python", envvar="MLTP_PYTHON", metavar="PATH",
+              help="With --local: the Python that runs the scripts (as `run --local`).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
+              help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
+def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool,
+           source_run: Optional[str], python: Optional[str], inputs: Sequence[str], run_name: Optional[str],
+           region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
+    """Go on from a failed run: its succeeded steps are taken from it, the rest run (a redrive on AWS when nothing changed)."""
+    from dataclasses import replace
+
+    from .commands.resume import resume
+    from .commands.validate import validate
+
+    if local:
+        local_aws = _local_aws()
+        inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
+        checked = validate(inv)
+        from .local.session import claim_run
+
+        claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
+        try:
+            inv = replace(inv, run=claimed, local=True)
+            session = local_aws(inv.config, python, inputs, run=inv.run)
+            with session as clients:
+                inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
+                resume(inv, clients, replace(checked, context=inv.run), source_run=source_run, timeout=timeout,
+                       preflight=False, poll_seconds=local_aws.poll_seconds)
+        finally:
+            run_lock.release()
+        return
+    if inputs:
+        raise InvalidInput("--input applies to local runs only: add --local")
+    inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
+                      report_dir=report_dir, check=True)
+    checked = validate(inv)
+    click.echo(checked.summary())
+    resume(inv, _aws(inv), checked, source_run=source_run, timeout=timeout, preflight=not no_preflight)
 
 
 # --------------------------------------------------------------------------- trigger (retraining on new data)

@@ -89,6 +89,11 @@ def _step(defaults: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
             "default": defaults["max_runtime_minutes"],
         },
         "environment": dict(_STRING_MAP, default={}),
+        # The step cache (docs/contract.md, 2.3 and 8.4): opt-in per step, as SageMaker's.
+        "cache": {"type": "boolean", "default": False,
+                  "description": "Reuse the outputs of the newest successful run whose step had the same key."},
+        "cache_expire_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 30,
+                              "description": "How many days a cached step's outputs may be reused."},
     }
     props.update(extra)
     return {"type": "object", "additionalProperties": False, "properties": props, "default": {}}

@@ -66,7 +66,14 @@ COPY_MODEL = "CopyModel"
 COPY_EVALUATION = "CopyEvaluation"
 REGISTER = "Register"
 REGISTERED = "Registered"
-STATES = (PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, METRIC_SECTIONS, GATE_METRICS, GATE, GATE_FAILED,
+# The step cache (plan.py): a Choice before each job skips it when the execution
+# input's Cache.reuse names it (its outputs are an earlier run's).
+REUSE_PREPROCESSING = "ReusePreprocessing"
+REUSE_TRAINING = "ReuseTraining"
+REUSE_EVALUATION = "ReuseEvaluation"
+REUSE_STATES = {PREPROCESSING: REUSE_PREPROCESSING, TRAINING: REUSE_TRAINING, EVALUATION: REUSE_EVALUATION}
+REUSE_PATH = "$.Cache.reuse"
+STATES = (REUSE_PREPROCESSING, REUSE_TRAINING, REUSE_EVALUATION, PREPROCESSING, TRAINING, EVALUATION, READ_EVALUATION, METRIC_SECTIONS, GATE_METRICS, GATE, GATE_FAILED,
           SHOULD_REGISTER, NOT_REGISTERED, COPY_MODEL, COPY_EVALUATION, REGISTER, REGISTERED)
 
 GATE_ERROR = "MetricGateFailed"  # the Fail state's Error (docs/contract.md, 10.1)
@@ -165,7 +172,8 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     from stepfunctions.steps import Choice, ChoiceRule, Fail, Graph, Pass, Retry, Succeed, Task
 
     # Champion is read as state data ($.Champion.Bars, gate.choice_rule), not as a placeholder.
-    inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS if key != "Champion"})
+    inputs = Placeholders(schema={key: (bool if key == "Register" else str) for key in _INPUT_KEYS
+                                  if key not in ("Champion", "Cache")})
 
     preprocessing = _processing_step(PREPROCESSING, config, config.steps.preprocessing, inputs, session, sdk)
     training = _training_step(config, inputs, session, sdk)
@@ -227,9 +235,17 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
         for errors, interval, attempts, backoff in policy:
             step.add_retry(Retry(error_equals=list(errors), interval_seconds=interval, max_attempts=attempts, backoff_rate=backoff))
 
-    preprocessing.next(training)
-    training.next(evaluation)
-    evaluation.next(read_evaluation)
+    reuse = {
+        state.state_id: Choice(REUSE_STATES[state.state_id],
+                               comment=f"The step cache: skip {state.state_id} when its outputs are an earlier run's "
+                                       f"({REUSE_PATH}.{state.state_id} names that run)")
+        for state in (preprocessing, training, evaluation)}
+    for state, following in ((preprocessing, reuse[TRAINING]), (training, reuse[EVALUATION]),
+                             (evaluation, read_evaluation)):
+        rule = {"Variable": f"{REUSE_PATH}.{state.state_id}", "IsPresent": True}
+        reuse[state.state_id].add_choice(_AslRule.of(rule, sdk), following)
+        reuse[state.state_id].default_choice(state)
+        state.next(following)
     read_evaluation.next(metric_sections)
     metric_sections.next(gate_metrics_state)
     gate_metrics_state.next(gate_state)
@@ -242,7 +258,7 @@ def _build_states(config: Config, sdk: "_Sdk", partition: str) -> Dict[str, Any]
     register.next(registered)
 
     graph = Graph(
-        preprocessing,
+        reuse[PREPROCESSING],
         comment=f"mltp: {config.name}: preprocessing, training, evaluation, metric gate, registration",
     )
     definition = graph.to_dict()

@@ -34,6 +34,11 @@ class Invocation:
     # The repo's files as checked (check_repo=True), and the symlinks skipped; None: not checked.
     files: Optional[Tuple[repo_mod.RepoFile, ...]] = None
     skipped: Tuple[str, ...] = ()
+    # The step cache (plan.py): --no-cache; and in a local run (local=True) the
+    # inputs' local data (local.inputs.LocalInput), what the preprocessing key reads.
+    no_cache: bool = False
+    local: bool = False
+    local_inputs: Tuple = ()
 
     def pointed_at(self, endpoint_url: Optional[str]) -> "Invocation":
         """The same invocation against another endpoint (the local emulator, once started)."""

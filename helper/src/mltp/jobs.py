@@ -12,5 +12,9 @@ JOB_STATES: Dict[str, Tuple[str, str]] = {
     "Training": ("TrainingJobName", "training"),
     "Evaluation": ("EvaluationJobName", "processing"),
 }
+# The step cache's Choice before each job state (definition.REUSE_STATES): when
+# the execution input's Cache.reuse names the job state, the run skips it.
+REUSE_CHOICES: Dict[str, str] = {"ReusePreprocessing": "Preprocessing", "ReuseTraining": "Training",
+                                 "ReuseEvaluation": "Evaluation"}
 # The log group of each kind of job (SageMaker's), one stream per job and instance: <job>/<instance>.
 LOG_GROUPS = {"processing": "/aws/sagemaker/ProcessingJobs", "training": "/aws/sagemaker/TrainingJobs"}

@@ -226,6 +226,10 @@ class ExecutionInput:
     # {"Version", "Arn", "Metrics": {metric: value}, "Bars": {metric: value to reach}},
     # or {"Reason": why there is none}. The Gate reads $.Champion.Bars.
     Champion: Dict[str, Any] = field(default_factory=dict)
+    # The step cache's decisions for this run (plan.Plan.cache_input): the keys of
+    # the cached steps, and `reuse`, the steps taken from earlier runs, which the
+    # Reuse<Step> states skip. Empty: every step runs.
+    Cache: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

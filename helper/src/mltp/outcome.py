@@ -28,11 +28,18 @@ STEP_FAILED = "failed"
 STEP_TIMED_OUT = "timed out"
 STEP_STOPPED = "stopped"
 NOT_RUN = "not run"
+CACHED = "cached"  # taken from an earlier run by the step cache (StepRecord.cached_from)
 
 
 def step_status_text(name: str, status: str) -> str:
     """A step's status as people read it: the Gate 'passed' rather than 'succeeded'."""
     return "passed" if name == "Gate" and status == SUCCEEDED else status
+
+
+def step_status_long(step: "StepRecord") -> str:
+    """As step_status_text, with the run a cached step was taken from: 'cached (from <run>)'."""
+    text = step_status_text(step.name, step.status)
+    return f"{text} (from {step.cached_from})" if step.status == CACHED and step.cached_from else text
 
 
 def format_value(value: Optional[float]) -> str:
@@ -113,6 +120,7 @@ class StepRecord:
     cause: Optional[str] = None
     log_link: Optional[str] = None  # the job's log stream in CloudWatch Logs
     log_file: Optional[str] = None  # a local run's job log, relative to the report folder (logs/<job>.log)
+    cached_from: Optional[str] = None  # status CACHED: the run whose outputs this step reused
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -121,6 +129,7 @@ class StepRecord:
         return max(0.0, (self.ended - self.started).total_seconds())
 
     def to_dict(self) -> Dict[str, Any]:
+        cached = {"cached_from": self.cached_from} if self.status == CACHED else {}
         return {
             "name": self.name,
             "status": self.status,
@@ -133,6 +142,7 @@ class StepRecord:
             "error": self.error,
             "log_link": self.log_link,
             "log_file": self.log_file,
+            **cached,  # a step the step cache took from an earlier run: that run
         }
 
 

@@ -20,7 +20,7 @@ from .errors import InvalidInput
 STATE = ".mltp"
 # mltp's own subfolders of .mltp/ (docs/contract.md, 8.3), and the Jenkins step's report
 # folder, which it empties before a build: each must be a plain folder or absent.
-SUBFOLDERS = ("work", "runs", "registry", "model", "inputs", "locks", "report")
+SUBFOLDERS = ("work", "runs", "registry", "model", "inputs", "locks", "report", "cache")
 
 PathLike = Union[str, Path]
 

@@ -271,6 +271,8 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
     ]
     if cfg.notify is not None:
         out.append(Statement("NotifyTopic", ("sns:GetTopicAttributes",), (cfg.notify.topic_arn,)))
+    if any(step.cache for step in cfg.steps.all()):
+        out += _step_cache(arns)
     if identity_arn:  # lets preflight ask the simulator whether Jenkins itself may pass the states role
         out.append(Statement("PreflightSelf", ("iam:SimulatePrincipalPolicy",), (identity_arn,)))
     # "fetch": fetch-model reads versions (ModelPackages) and downloads the registry copy a
@@ -357,6 +359,25 @@ def _image_repositories(config: Config) -> List[str]:
 def _split_s3(uri: str) -> Tuple[str, str]:
     bucket, _, key = uri[len("s3://"):].partition("/")
     return bucket, key
+
+
+def _step_cache(arns: Arns) -> List[Statement]:
+    """The step cache (plan.py, cache_index.py): start and plan read the records of
+    the state machine's own area and list the inputs (their ETags are part of
+    preprocessing's key) and a record's outputs (still there?); wait writes the
+    records of the steps that ran."""
+    root = arns.model_prefix
+    areas = (f"{root}cache/*", f"{root}branches/*/cache/*")
+    out = [
+        Statement("StepCacheRecords", ("s3:GetObject", "s3:PutObject"), tuple(arns.s3_objects(a) for a in areas)),
+        Statement("StepCacheList", ("s3:ListBucket",), (arns.s3_bucket(),),
+                  {"StringLike": {"s3:prefix": list(areas) + [f"{root}{DEFAULT_RUNS}", f"{root}{BRANCH_RUNS}"]}}),
+    ]
+    sources = sorted({_split_s3(item.source) for item in arns.config.steps.preprocessing.inputs})
+    for index, (bucket, key) in enumerate(sources, start=1):
+        out.append(Statement(f"StepCacheInput{index}", ("s3:ListBucket",), (arns.s3_bucket(bucket),),
+                             {"StringLike": {"s3:prefix": [f"{key}*"]}}))
+    return out
 
 
 def _sagemaker(arns: Arns, branch: bool = False) -> List[Statement]:

@@ -268,7 +268,7 @@ def markdown(outcome: Outcome) -> str:
     lines += ["## Steps", ""]
     lines += _md_table(
         ["Step", "Job", "Status", "Duration", "Log"],
-        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_text(s.name, s.status),
+        [(s.name, _link(s.job_name, s.link) if s.job_name else "-", out.step_status_long(s),
           format_duration(s.duration_seconds) or "-", _log_cell(s))
          for s in outcome.steps],
     ) + [""]
@@ -346,6 +346,9 @@ def junit(outcome: Outcome) -> str:
                         ("commit", outcome.commit), ("build_url", outcome.build_url),
                         ("model_package_arn", outcome.model_package_arn or "")):
         ET.SubElement(properties, "property", {"name": name, "value": _x(value)})
+    for step in outcome.steps:  # the step cache: which steps this run took from which earlier run
+        if step.status == out.CACHED:
+            ET.SubElement(properties, "property", {"name": f"cached.{step.name}", "value": _x(step.cached_from or "")})
     for check in outcome.gate:
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _x(f"{check.metric} {check.rule}"),
                                                  "time": "0"})

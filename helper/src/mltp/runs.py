@@ -105,7 +105,8 @@ def _attached(arn: str, existing: dict, ours: ExecutionInput) -> StartResult:
     return StartResult(arn, True, theirs, existing.get("status", ""), note)
 
 
-def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle, champion: Optional[dict] = None) -> StartResult:
+def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle, champion: Optional[dict] = None,
+          overrides: Optional[dict] = None) -> StartResult:
     """Start the run named ctx.run_name on the code bundle `code`, or re-attach to it.
 
     Needs the state machine deployed and the code prefix verified against the
@@ -116,6 +117,10 @@ def start(ctx: RunContext, clients: Clients, code: bundle_mod.Bundle, champion: 
         config, ctx.state_machine, ctx.run_name, code.content_hash, register=ctx.register,
         git_commit=ctx.git_commit, build_url=ctx.build_url, branch=ctx.branch, champion=champion,
     )
+    if overrides:  # the step cache's decisions (plan.Plan.input_overrides)
+        from dataclasses import replace
+
+        ours = replace(ours, **overrides)
     with refused("start run", f"{ctx.run_name} on {ctx.state_machine}"):
         machine = describe_state_machine(clients, state_machine_arn(ctx, clients))
         if machine is None:

@@ -157,6 +157,9 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         EvaluationS3Uri=f"{runs}evaluation/evaluation.json",
         EvaluationBucket=bucket,
         EvaluationKey=f"{prefix}/{model}/runs/{run}/evaluation/evaluation.json",
+        # The step cache: new data changed preprocessing's inputs, so no step's
+        # key is the last good run's; every step runs (mltp.plan).
+        Cache={},
     )
     # Set even when the pointer predates them: the deployed definition copies to them.
     registry = f"{prefix}/{model}/registry/{run}/"

@@ -17,16 +17,35 @@ class Started:
         return [self.result.summary()] + ([self.champion] if self.champion else [])
 
 
-def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None) -> Started:
-    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting."""
+def start(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None,
+          overrides: Optional[dict] = None) -> Started:
+    """Verifies the S3 prefix against the files (`bundle`: already hashed) before starting.
+    `overrides`: execution input values decided by the caller (resume) instead of the step cache's plan."""
     from .. import bundle as bundle_mod
     from .. import runs
 
     if checked is None:
         checked = validate(inv)
+    from .plan import for_run
+
     champion = find_champion(checked.config, clients)
-    result = runs.start(checked.context, clients, bundle or bundle_mod.make(checked.files), champion=champion)
+    bundle = bundle or bundle_mod.make(checked.files)
+    if overrides is None and not _exists(checked.context, clients):
+        overrides = for_run(inv, clients, bundle)
+    result = runs.start(checked.context, clients, bundle, champion=champion, overrides=overrides)
     return Started(result, "" if result.attached else champion_line(champion, checked.config))
+
+
+def _exists(ctx, clients) -> bool:
+    """The run was started before (start re-attaches): no new plan for it."""
+    import botocore.exceptions
+
+    from .. import runs
+
+    try:
+        return runs.describe_execution(clients, runs.execution_arn(ctx, clients)) is not None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return False  # runs.start says what AWS refuses
 
 
 def find_champion(cfg: Config, clients) -> dict:

@@ -34,6 +34,7 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     report.write(result, ctx.report_dir)
     write_approval_files(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
+    _record_cache(inv, clients, result)
     result.raise_for_status()
     _record_good_run(inv, clients, result)
     return result
@@ -57,6 +58,47 @@ def _record_good_run(inv: Invocation, clients, result) -> None:
         inv.echo(f"retrain code: {trigger.record_good_run(ctx, clients, execution_input)}")
     except MltpError as exc:  # the run passed: a missing permission here must not fail the build
         inv.echo(f"warning: retraining will not use this run's code: {exc.message}")
+
+
+def _record_cache(inv: Invocation, clients, result) -> None:
+    """The step cache (docs/contract.md, 8.4): a record for each step with
+    cache: true that ran and succeeded in this run, whatever became of the rest
+    (a run that missed its gate still trained a reusable model). A record that
+    cannot be written costs a later run time, never this build its result."""
+    import json as json_mod
+
+    import botocore.exceptions
+
+    from .. import cache_index, outcome, runs, step_cache
+
+    ctx = inv.run
+    try:
+        described = runs.describe_execution(clients, result.execution_arn) if result.execution_arn else None
+        execution_input = json_mod.loads((described or {}).get("input") or "{}")
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError):
+        return
+    cache = execution_input.get("Cache") if isinstance(execution_input, dict) else None
+    if not isinstance(cache, dict) or not cache.get("cached") or not isinstance(cache.get("keys"), dict):
+        return
+    reused = cache.get("reuse") or {}
+    cached = set(cache["cached"])
+    succeeded = {s.name for s in result.steps if s.status == outcome.SUCCEEDED}
+    roles = {state: role for role, state in step_cache.STATES.items()}
+    if inv.local:
+        index = cache_index.LocalIndex(ctx.config, ctx.state_machine, clients)
+    else:
+        index = cache_index.S3Index(clients, ctx.config, ctx.state_machine)
+    for state, key in sorted(cache["keys"].items()):
+        if state not in cached or state in reused or state not in succeeded or state not in roles:
+            continue
+        record = cache_index.record_for(ctx.config, ctx.state_machine, roles[state], str(key),
+                                        dict((cache.get("parts") or {}).get(state) or {}), execution_input)
+        try:
+            where = index.write(record)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, MltpError, OSError) as exc:
+            inv.echo(f"warning: the step cache will not reuse {state} of {record.run}: {exc}")
+            continue
+        inv.echo(f"cache: {state} kept for reuse ({where})")
 
 
 def _record_checksum(clients, result) -> None:

@@ -124,6 +124,8 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         output=raw.get("output"),
         algorithm=algorithm.name if algorithm is not None else None,
         metric_definitions=tuple(MetricDefinition(m["name"], m["regex"]) for m in raw.get("metric_definitions", [])),
+        cache=bool(raw.get("cache", False)),
+        cache_expire_days=int(raw.get("cache_expire_days", 30)),
     )
 
 

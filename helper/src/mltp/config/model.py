@@ -83,6 +83,10 @@ class StepConfig:
     algorithm: Optional[str] = None
     # Training only: metrics read from the job's log (AlgorithmSpecification.MetricDefinitions).
     metric_definitions: Tuple[MetricDefinition, ...] = ()
+    # The step cache (step_cache.py): reuse the outputs of the newest successful
+    # run with the same key, for at most cache_expire_days.
+    cache: bool = False
+    cache_expire_days: int = 30
 
 
 @dataclass(frozen=True)

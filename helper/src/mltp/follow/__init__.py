@@ -52,6 +52,9 @@ def follow(ctx: RunContext, clients: Clients, timeout_minutes: Optional[float] =
     links = console_links(ctx)
     tracker = Tracker(ctx.region, jobs_from_input(execution_input), ctx.config.gate, links=links)
     tracker.started = description.get("startDate")
+    cache = execution_input.get("Cache")
+    reuse = cache.get("reuse") if isinstance(cache, dict) else None
+    tracker.reused = {str(k): str(v) for k, v in reuse.items()} if isinstance(reuse, dict) else {}
     echo(f"following {ctx.state_machine} run {ctx.run_name}" + (f": {execution_link(ctx.region, arn)}" if links else ""))
 
     watcher = Watcher(clients.sfn, arn, tracker, clock, echo, policy)

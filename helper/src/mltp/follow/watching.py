@@ -31,7 +31,7 @@ import botocore.exceptions
 from .. import outcome as out
 from ..aws import error_code, refused
 from ..errors import AwsRefused
-from ..jobs import JOB_STATES
+from ..jobs import JOB_STATES, REUSE_CHOICES
 from .links import job_link, job_log_link
 
 Echo = Callable[[str], None]
@@ -235,6 +235,7 @@ class Tracker:
         self.last_entered: Optional[out.StepRecord] = None
         self.started: Optional[datetime] = None
         self.terminal: Optional[Dict[str, Any]] = None
+        self.reused: Dict[str, str] = {}  # job state -> the run the step cache takes it from (Cache.reuse)
 
     @property
     def terminal_status(self) -> Optional[str]:
@@ -316,6 +317,8 @@ class Tracker:
         return ", ".join(_rule_result_text(r, rule) for r, rule in zip(results, self.rules) if r in shown)
 
     def _entered(self, state_type: str, name: str, ts: Optional[datetime]) -> List[str]:
+        if state_type == "Choice" and REUSE_CHOICES.get(name) in self.reused:
+            return self._cached(REUSE_CHOICES[name], ts)
         record = out.StepRecord(name=name, state_type=state_type, started=ts)
         if name in self.jobs:
             record.job_name, record.job_kind = self.jobs[name]
@@ -334,6 +337,19 @@ class Tracker:
         if record.link:  # on AWS: the job's console page, once per job
             lines.append(f"{'':>8}  {'':<16}  {record.link}")
         return lines
+
+    def _cached(self, name: str, ts: Optional[datetime]) -> List[str]:
+        """A job step the step cache takes from an earlier run: no job, no time."""
+        if any(s.name == name for s in self.steps):
+            return []
+        job, kind = self.jobs.get(name, (None, None))
+        record = out.StepRecord(name=name, status=out.CACHED, job_kind=kind, state_type="Task",
+                                cached_from=str(self.reused[name]))
+        self.steps.append(record)
+        line = [f"{'':>8}", f"{name:<16}", out.step_status_long(record)]
+        if self.started and ts:
+            line[0] = f"{'+' + _clock_text((ts - self.started).total_seconds()):>8}"
+        return ["  ".join(line).rstrip()]
 
     def _link(self, record: out.StepRecord) -> Optional[str]:
         return job_link(self.region, record.job_kind, record.job_name) if self.links else None

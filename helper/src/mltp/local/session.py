@@ -44,6 +44,7 @@ class LocalAws:
         self.region = region or (run.region if run else None) or config.aws.region
         self.say = say
         self._session = None
+        self.staged: list = []  # the inputs' local data (inputs.LocalInput), once the run's session started
 
     def __enter__(self) -> Clients:
         self._session = self._run_session() if self.run is not None else self._registry_session()
@@ -66,6 +67,7 @@ class LocalAws:
         emulator, runner_mod = _import_emulator()
         if to_fetch:
             staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config.repo)
+        self.staged = list(staged)
 
         _local_credentials()
 
@@ -250,6 +252,12 @@ def _keep_artifacts(clients, ctx) -> None:
         except Exception:  # not produced: the run stopped before that step
             continue
     work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
+    from .. import resume, runs
+
+    try:  # what `mltp resume --local` takes from this run, should it have failed
+        resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
+    except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
+        pass
     if work.is_dir():
         logs = target / "logs"
         logs.mkdir(parents=True, exist_ok=True)

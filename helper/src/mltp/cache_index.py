@@ -1,0 +1,259 @@
+"""Where the step cache remembers which run produced which step's outputs
+(docs/contract.md, 8.4): one small JSON record per step and successful run,
+written by `mltp wait` (and so by `mltp run`) when the run ends, read by
+`mltp start` and `mltp plan` before a run.
+
+On AWS the records live beside the runs they point at, under the state
+machine's own area of the model's prefix:
+
+    <prefix>/<name>/cache/<step>/<key>/<run>.json                    default branch
+    <prefix>/<name>/branches/<slug>/cache/<step>/<key>/<run>.json     other branches, pull requests
+
+so the default branch reads only records that default-branch builds wrote, and
+a branch or pull request only its own: a pull request can neither plant
+outputs that the default branch later reuses nor reuse another branch's. The
+job roles cannot write there (they write `runs/*`, `branches/*/runs/*` only),
+and every output a record names must lie under the run folder of the run it
+names, of the same state machine, or the record is ignored.
+
+A local run's emulator S3 vanishes with the run, so locally the record sits in
+`.mltp/cache/<state machine>/<step>/<key>/<run>.json` and the step's output
+files beside it, in `<run>/<n>/`; a hit puts them back into the emulator's S3
+at their original URIs before the run starts, and the run reads them from
+there exactly as on AWS.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from . import naming
+from .config import Config
+
+RECORD_VERSION = 1
+
+# What each step hands on, as execution input keys (naming.ExecutionInput): a
+# reused step's values are the earlier run's. `data` are the S3 locations that
+# must still exist (and, locally, are kept): prefixes end with '/'.
+OUTPUT_KEYS = {
+    "preprocessing": ("TrainDataS3Uri", "ValidationDataS3Uri", "TestDataS3Uri"),
+    "training": ("ModelArtifactS3Uri", "ModelArtifactCopySource"),
+    "evaluation": ("EvaluationOutputS3Uri", "EvaluationS3Uri", "EvaluationKey", "EvaluationCopySource"),
+}
+DATA_KEYS = {
+    "preprocessing": ("TrainDataS3Uri", "ValidationDataS3Uri", "TestDataS3Uri"),
+    "training": ("ModelArtifactS3Uri",),
+    "evaluation": ("EvaluationOutputS3Uri",),
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    model: str
+    state_machine: str
+    role: str
+    key: str
+    run: str
+    finished: str  # ISO 8601, UTC
+    parts: Dict[str, str] = field(default_factory=dict)
+    outputs: Dict[str, str] = field(default_factory=dict)
+    version: int = RECORD_VERSION
+
+    @property
+    def finished_at(self) -> datetime:
+        value = datetime.fromisoformat(self.finished.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.finished_at
+
+    def expired(self, now: datetime, days: int) -> bool:
+        return self.age(now) > timedelta(days=days)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=1)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse(text, config: Config, state_machine: str, role: str) -> Optional[Record]:
+    """A record, or None when it is not one this state machine may reuse:
+    another model, state machine or step, or an output outside its run's folder."""
+    try:
+        raw = json.loads(text)
+        record = Record(**{k: raw[k] for k in ("model", "state_machine", "role", "key", "run", "finished")},
+                        parts=dict(raw.get("parts") or {}), outputs=dict(raw.get("outputs") or {}),
+                        version=int(raw.get("version", 0)))
+        record.finished_at  # noqa: B018  (a valid time)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    if (record.version != RECORD_VERSION or record.model != config.name or record.state_machine != state_machine
+            or record.role != role or naming.run_name(record.run) != record.run):
+        return None
+    if set(record.outputs) != set(OUTPUT_KEYS[role]) or not _inside_run(config, state_machine, record):
+        return None
+    return record
+
+
+def _inside_run(config: Config, state_machine: str, record: Record) -> bool:
+    """Every output names a place in the record's own run folder (s3://bucket/key,
+    bucket/key, or the key alone)."""
+    bucket = config.aws.bucket
+    runs = naming.run_prefix(config, record.run, state_machine)
+    allowed = (f"s3://{bucket}/{runs}", f"{bucket}/{runs}", runs)
+    for value in record.outputs.values():
+        if not isinstance(value, str) or ".." in value.split("/") or not value.startswith(allowed):
+            return False
+    return True
+
+
+def record_for(config: Config, state_machine: str, role: str, key: str, parts: Dict[str, str],
+               execution_input: Dict[str, object], now: Optional[datetime] = None) -> Record:
+    run = str(execution_input["RunName"])
+    outputs = {k: str(execution_input[k]) for k in OUTPUT_KEYS[role]}
+    return Record(config.name, state_machine, role, key, run, (now or now_utc()).isoformat(), dict(parts), outputs)
+
+
+def _split(uri: str) -> Tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+# --------------------------------------------------------------------------- on AWS
+
+
+class S3Index:
+    """The records in the model's bucket, for one state machine."""
+
+    def __init__(self, clients, config: Config, state_machine: str):
+        self.clients, self.config, self.state_machine = clients, config, state_machine
+        branch = naming.branch_of(config, state_machine)
+        base = naming.model_prefix(config) + (f"branches/{branch}/" if branch else "")
+        self.prefix = base + "cache/"
+
+    def where(self) -> str:
+        return f"s3://{self.config.aws.bucket}/{self.prefix}"
+
+    def records(self, role: str, key: str = "") -> List[Record]:
+        s3 = self.clients.s3
+        prefix = f"{self.prefix}{role}/" + (f"{key}/" if key else "")
+        found = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.config.aws.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith(".json") or item.get("Size", 0) > 64 * 1024:
+                    continue
+                body = s3.get_object(Bucket=self.config.aws.bucket, Key=item["Key"])["Body"].read()
+                record = parse(body, self.config, self.state_machine, role)
+                if record is not None and (not key or record.key == key):
+                    found.append(record)
+        return found
+
+    def available(self, record: Record) -> bool:
+        """Every output the record names is still there (`mltp prune` may have removed the run)."""
+        s3 = self.clients.s3
+        for name in DATA_KEYS[record.role]:
+            bucket, key = _split(record.outputs[name])
+            if not s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
+                return False
+        return True
+
+    def materialize(self, record: Record) -> None:
+        """Nothing to do: the outputs are where the record says."""
+
+    def write(self, record: Record) -> str:
+        key = f"{self.prefix}{record.role}/{record.key}/{record.run}.json"
+        kwargs = {}
+        if self.config.aws.kms_key_id:
+            kwargs = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.aws.kms_key_id}
+        self.clients.s3.put_object(Bucket=self.config.aws.bucket, Key=key, Body=record.to_json().encode("utf-8"),
+                                   ContentType="application/json", **kwargs)
+        return f"s3://{self.config.aws.bucket}/{key}"
+
+
+# --------------------------------------------------------------------------- local runs
+
+
+class LocalIndex:
+    """The records and the outputs they name, under the repo's .mltp/cache/.
+    `clients`: the emulator's, to copy outputs out of (write) and back (materialize)."""
+
+    def __init__(self, config: Config, state_machine: str, clients=None):
+        self.config, self.state_machine, self.clients = config, state_machine, clients
+        self.root = Path(config.repo) / ".mltp" / "cache" / state_machine
+
+    def where(self) -> str:
+        return f".mltp/cache/{self.state_machine}/"
+
+    def records(self, role: str, key: str = "") -> List[Record]:
+        base = self.root / role
+        if key:
+            base = base / key
+        if not base.is_dir():
+            return []
+        found = []
+        for path in sorted(base.rglob("*.json")):
+            if path.is_symlink() or not path.is_file() or path.parent.parent != self.root / role:
+                continue
+            record = parse(path.read_text(encoding="utf-8", errors="replace"), self.config, self.state_machine, role)
+            if record is not None and record.key == path.parent.name and record.run == path.stem:
+                found.append(record)
+        return found
+
+    def _files(self, record: Record) -> Path:
+        return self.root / record.role / record.key / record.run
+
+    def available(self, record: Record) -> bool:
+        folder = self._files(record)
+        return all((folder / str(i)).is_dir() and any((folder / str(i)).rglob("*"))
+                   for i, _ in enumerate(DATA_KEYS[record.role]))
+
+    def materialize(self, record: Record) -> None:
+        """The kept outputs uploaded into the emulator's S3 where the record says they are."""
+        folder = self._files(record)
+        s3 = self.clients.s3
+        for i, name in enumerate(DATA_KEYS[record.role]):
+            bucket, key = _split(record.outputs[name])
+            local = folder / str(i)
+            for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()):
+                rel = path.relative_to(local).as_posix()
+                target = key + rel if key.endswith("/") else key
+                s3.upload_file(str(path), bucket, target)
+
+    def write(self, record: Record) -> str:
+        """Copies the step's outputs out of the emulator's S3, then writes the record
+        (last: a record always has its files)."""
+        from . import owned
+
+        folder = self._files(record)
+        partial = folder.with_name(f".{record.run}.partial")
+        owned.owned_dir(self.config.repo, "cache")  # a symlinked .mltp/cache is refused
+        if partial.exists():
+            owned.remove(partial, self.root)
+        s3 = self.clients.s3
+        for i, name in enumerate(DATA_KEYS[record.role]):
+            bucket, key = _split(record.outputs[name])
+            target = partial / str(i)
+            target.mkdir(parents=True, exist_ok=True)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for item in page.get("Contents", []):
+                    rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
+                    if not rel or rel.endswith("/") or ".." in rel.split("/"):
+                        continue
+                    dest = target / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, item["Key"], str(dest))
+        if folder.exists():
+            owned.remove(folder, self.root)
+        os.replace(partial, folder)
+        path = folder.with_name(f"{record.run}.json")
+        owned.write_atomic(path, record.to_json().encode("utf-8"))
+        return str(path.relative_to(self.config.repo))
+
+
+def newest(records: List[Record]) -> Optional[Record]:
+    return max(records, key=lambda r: r.finished_at) if records else None

@@ -1,0 +1,67 @@
+"""`mltp plan`: one line per step, `run` or `cached (from <run>, <age>)`, and
+why a step cannot be reused; read-only (docs/contract.md, 8.4 and 9.1).
+
+`start` makes the same plan for the run it starts (`for_run`)."""
+
+from typing import List
+
+from ..invocation import Invocation
+
+
+def plan(inv: Invocation, clients=None, bundle=None) -> List[str]:
+    """The plan's lines. `clients`: AWS's, or None for `--local` (the repo's
+    .mltp/cache/ and the inputs' local data in inv.local_inputs, no emulator)."""
+    found = make_plan(inv, clients, bundle)
+    lines = found.lines()
+    if inv.no_cache:
+        lines.append("plan: --no-cache: every step runs")
+    elif not found.enabled:
+        lines.append("plan: no step has cache: true, so every step runs (steps.<step>.cache in config.yaml)")
+    else:
+        lines.append(f"plan: cache read from {found.where}")
+    return lines
+
+
+def make_plan(inv: Invocation, clients, bundle=None):
+    from .. import bundle as bundle_mod
+    from .. import cache_index
+    from .. import plan as plan_mod
+    from ..aws import refused
+
+    cfg = inv.config
+    bundle = bundle or bundle_mod.make(inv.files or ())
+    enabled = any(s.cache for s in cfg.steps.all()) and not inv.no_cache
+    if inv.local or clients is None:
+        index = cache_index.LocalIndex(cfg, inv.run.state_machine, clients)
+        inputs = plan_mod.local_input_digests(inv.local_inputs) if enabled else {}
+        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region)
+    index = cache_index.S3Index(clients, cfg, inv.run.state_machine)
+    with refused("step cache: reading", f"the inputs and {index.where()}"):
+        inputs = plan_mod.s3_input_digests(clients, cfg) if enabled else {}
+        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region)
+
+
+def for_run(inv: Invocation, clients, bundle) -> dict:
+    """The plan of the run `start` is about to start: its lines said (when a step
+    uses the cache), a local hit's outputs put back into the emulator's S3, and
+    the execution input's values (Cache, and a reused step's outputs). Without
+    the cache it reads nothing and lists nothing: it only computes the keys."""
+    from dataclasses import replace
+
+    from ..errors import AwsRefused
+
+    try:
+        found = make_plan(inv, clients, bundle)
+    except AwsRefused as exc:  # the cache is a saving, not a must: run every step
+        inv.echo(f"plan: cannot read the step cache ({exc.message}); every step runs")
+        found = make_plan(replace(inv, no_cache=True), clients, bundle)
+    if found.enabled:
+        for line in found.lines():
+            inv.echo(line)
+    if inv.local:
+        from .. import cache_index
+
+        index = cache_index.LocalIndex(inv.config, inv.run.state_machine, clients)
+        for record in found.reused().values():
+            index.materialize(record)
+    return found.input_overrides()

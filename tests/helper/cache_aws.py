@@ -1,0 +1,100 @@
+"""The AWS side of the step cache tests (test_step_cache.py), run as its own
+process: `python cache_aws.py REPO` prints one JSON line `CACHE {...}`.
+
+It runs what `mltp run REPO` runs on AWS (commands.run.run with clients of its
+own: S3 records, the inputs' ETags listed from S3, the decisions in the
+execution input) against moto in server mode, whose Step Functions interpreter
+executes the rendered definition, Reuse choices included; SageMaker's jobs are
+executed by the local job runner, which notes each job it is handed. Runs, in
+order, on one emulator:
+
+  first      every step runs, and the records are written;
+  second     the same code and data: the same keys, so no job starts;
+  edited     evaluation.py edited: only evaluation runs;
+  new-data   the input object rewritten (another ETag): every step runs;
+  forced     `--no-cache`: every step runs.
+
+The process is separate because the emulator's hooks are process-wide.
+"""
+
+import io
+import json
+import os
+import sys
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+
+DATA_BUCKET = "tiny-data"
+
+
+def main(repo: Path) -> dict:
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "cache"
+
+    from mltp import invocation
+    from mltp.aws import Clients
+    from mltp.commands.run import run
+    from mltp.commands.validate import validate
+    from mltp.errors import MltpError
+    from mltp.local import emulator, step_environments
+    from mltp.local.runner import LocalJobRunner
+
+    started = []
+
+    class CountingRunner(LocalJobRunner):
+        def __call__(self, kind, job_name, request, job):
+            started.append(job_name)
+            super().__call__(kind, job_name, request, job)
+
+    server, endpoint = emulator.start_local_moto()
+    results = {}
+    try:
+        first = invocation.load(repo, None, run_name="first", check=True)
+        region = first.run.region
+        clients = Clients(region, endpoint)
+        runner = CountingRunner(clients, repo / ".mltp" / "cache-aws", python=sys.executable,
+                                environments=step_environments(first.config))
+        emulator.install_sfn_patches(sync_poll_seconds=0.2)
+        emulator.install_sagemaker_backend_hook(runner)
+        for bucket in (first.config.aws.bucket, DATA_BUCKET):
+            clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
+        try:
+            for name, change, no_cache in (("first", None, False), ("second", None, False),
+                                           ("edited", "evaluation", False), ("new-data", "data", False),
+                                           ("forced", None, True)):
+                if change == "evaluation":
+                    (repo / "evaluation.py").write_text((repo / "evaluation.py").read_text() + "\n# edited\n")
+                elif change == "data":
+                    clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n2\n")
+                inv = invocation.load(repo, None, run_name=name, report_dir=str(repo / ".mltp" / "reports" / name),
+                                      check=True)
+                inv = replace(inv.pointed_at(endpoint), no_cache=no_cache)
+                validated = replace(validate(inv), context=inv.run)
+                before = len(started)
+                out = io.StringIO()
+                code = 0
+                with redirect_stdout(out):
+                    try:
+                        run(inv, clients, validated, preflight=False, poll_seconds=0.2)
+                    except MltpError as exc:
+                        code = exc.exit_code
+                report = json.loads((repo / ".mltp" / "reports" / name / "report.json").read_text())
+                results[name] = {"exit_code": code, "jobs": [j.split("-")[-2] for j in started[before:]],
+                                 "lines": out.getvalue().splitlines(),
+                                 "steps": {s["name"]: [s["status"], s.get("cached_from")] for s in report["steps"]}}
+        finally:
+            runner.stop()
+        prefix = f"{first.config.aws.prefix}/{first.config.name}/cache/"
+        listed = clients.s3.list_objects_v2(Bucket=first.config.aws.bucket, Prefix=prefix).get("Contents", [])
+        results["records"] = sorted(item["Key"][len(prefix):] for item in listed)
+        return results
+    finally:
+        emulator.stop_local_moto(server)
+
+
+if __name__ == "__main__":
+    found = main(Path(sys.argv[1]).resolve())
+    sys.stdout.write("\nCACHE " + json.dumps(found) + "\n")
