@@ -102,6 +102,12 @@ def _china(d):
         d["aws"][key] = d["aws"][key].replace("arn:aws:", "arn:aws-cn:")
 
 
+def _spot(d):
+    d["steps"]["training"]["max_runtime_minutes"] = 90
+    d["steps"]["training"]["spot"] = {"max_wait_minutes": 240}
+    d["steps"]["training"]["environment"] = {"EPOCHS": 3}
+
+
 VARIANTS = {
     "example": _example(),
     "kms": _variant(_kms),
@@ -113,6 +119,7 @@ VARIANTS = {
     "four gate rules": _variant(_gate_rules),
     "max only": _variant(_max_only),
     "china partition": _variant(_china),
+    "spot": _variant(_spot),
 }
 
 
@@ -268,8 +275,9 @@ def test_only_execution_input_varies_between_runs(rendered, name):
     walk(definition["States"])
     # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
     # Register names only as its registry copy): for people; Champion: the Gate reads it
-    # as state data ($.Champion.Bars)
-    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri"}
+    # as state data ($.Champion.Bars); CheckpointS3Uri: spot training's only
+    optional = set() if cfg.steps.training.spot else {"CheckpointS3Uri"}
+    assert used == keys - {"Branch", "Register", "Champion", "EvaluationS3Uri"} - optional
     assert "$$.Execution.Input['Register']" in text
     sample = sample_input(cfg)
     for key in ("RunName", "PreprocessingJobName", "CodeS3Uri", "ModelArtifactS3Uri", "EvaluationKey"):
@@ -447,6 +455,37 @@ def test_training_job(rendered):
     resolved = asl.resolve(p, ctx)["HyperParameters"]
     assert json.loads(resolved["sagemaker_submit_directory"]) == sample_input(cfg)["SourceDirS3Uri"]
     assert json.loads(resolved["sagemaker_job_name"]) == sample_input(cfg)["TrainingJobName"]
+
+
+def test_spot_training_renders_what_create_training_job_takes(rendered):
+    """Managed spot: EnableManagedSpotTraining, a wait at least the run (SageMaker's rule),
+    and checkpoints under the run's own prefix, checked against botocore's shapes."""
+    from mltp import spot
+
+    cfg, d, _, _ = rendered["spot"]
+    p = d["States"]["Training"]["Parameters"]
+    assert p["EnableManagedSpotTraining"] is True
+    assert p["StoppingCondition"] == {"MaxRuntimeInSeconds": 90 * 60, "MaxWaitTimeInSeconds": 240 * 60}
+    assert p["CheckpointConfig"] == {"S3Uri.$": "$$.Execution.Input['CheckpointS3Uri']",
+                                     "LocalPath": spot.CHECKPOINT_LOCAL_PATH}
+    assert p["Environment"] == {"EPOCHS": "3"}
+    for run_input in (sample_input(cfg), naming.execution_input(cfg, f"{cfg.name}--feature-x", "pr-7", "0" * 64,
+                                                                False).to_dict()):
+        resolved = asl.resolve(p, asl.context(run_input, EXECUTION_ID))
+        assert asl.api_errors("arn:aws:states:::sagemaker:createTrainingJob.sync", resolved) == []
+        stopping = resolved["StoppingCondition"]
+        assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+        # Under the run, where the run's job role writes already (policies.py), for branches too.
+        assert resolved["CheckpointConfig"]["S3Uri"] == run_input["ModelOutputS3Uri"][:-len("model/")] + "checkpoints/"
+    op = asl.operation("arn:aws:states:::sagemaker:createTrainingJob.sync")
+    members = op.input_shape.members
+    assert members["EnableManagedSpotTraining"].type_name == "boolean"
+    assert set(p["CheckpointConfig"]) - {"S3Uri.$"} <= set(members["CheckpointConfig"].members)
+    assert "MaxWaitTimeInSeconds" in members["StoppingCondition"].members
+    # Without spot nothing of it is rendered.
+    plain = rendered["example"][1]["States"]["Training"]["Parameters"]
+    assert not {"EnableManagedSpotTraining", "CheckpointConfig"} & set(plain)
+    assert "MaxWaitTimeInSeconds" not in plain["StoppingCondition"]
 
 
 def test_kms_and_tags_only_when_set(rendered):

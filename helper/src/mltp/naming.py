@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional
 
+from . import spot
 from .config import Config
 from .errors import InvalidInput
 
@@ -223,6 +224,8 @@ class ExecutionInput:
     # {"Version", "Arn", "Metrics": {metric: value}, "Bars": {metric: value to reach}},
     # or {"Reason": why there is none}. The Gate reads $.Champion.Bars.
     Champion: Dict[str, Any] = field(default_factory=dict)
+    # Managed spot training's checkpoints (spot.py): <runs>checkpoints/, under the run.
+    CheckpointS3Uri: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -273,4 +276,5 @@ def execution_input(
         RegistryModelS3Uri=artifacts.registry_model,
         RegistryEvaluationS3Uri=artifacts.registry_evaluation,
         Champion=dict(champion or {}),
+        CheckpointS3Uri=spot.checkpoint_uri(f"{s3}{runs}"),
     )

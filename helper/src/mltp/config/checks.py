@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import retrain_loop
+from .. import retrain_loop, spot
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT
 from ..yaml_source import Document, Problem, key_path
 from .display import _HIDE_VALUES, _show, _suggest, repr_q, shown
@@ -109,7 +109,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     out: List[Problem] = []
     for check in (_step_problems, _gate_problems, _inference_problems, _prefix_problems, _branch_role_problems,
                   _retrain_problems, retrain_loop.problems, _container_path_problems, _notify_problems,
-                  _schedule_problems):
+                  _schedule_problems, spot.problems):
         out.extend(check(doc))
     return out
 

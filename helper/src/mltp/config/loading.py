@@ -14,7 +14,8 @@ from ..yaml_source import Document, Problem, key_path
 from .checks import _semantic_problems
 from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
-                    InputConfig, LogsConfig, NotifyConfig, RegistryConfig, RetrainConfig, Scalar, StepConfig, Steps)
+                    InputConfig, LogsConfig, NotifyConfig, RegistryConfig, RetrainConfig, Scalar, SpotConfig, StepConfig,
+                    Steps)
 from .schema import _schema_problems
 
 
@@ -115,6 +116,7 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         model_destination=raw.get("model_destination"),
         test_destination=raw.get("test_destination"),
         output=raw.get("output"),
+        spot=SpotConfig(raw["spot"]["max_wait_minutes"]) if raw.get("spot") else None,
     )
 
 

@@ -34,6 +34,13 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class SpotConfig:
+    """steps.training.spot: managed spot training (spot.py)."""
+
+    max_wait_minutes: int
+
+
+@dataclass(frozen=True)
 class StepConfig:
     role: str  # preprocessing | training | evaluation
     script: str
@@ -54,6 +61,7 @@ class StepConfig:
     model_destination: Optional[str] = None
     test_destination: Optional[str] = None
     output: Optional[str] = None
+    spot: Optional[SpotConfig] = None  # training only: steps.training.spot
 
 
 @dataclass(frozen=True)
