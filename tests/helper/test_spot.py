@@ -78,3 +78,52 @@ def test_checkpoints_live_under_the_run_for_default_and_branch_runs():
     assert branch.CheckpointS3Uri == f"s3://{cfg.aws.bucket}/{naming.run_prefix(cfg, 'r2', branch_machine)}checkpoints/"
     assert "/branches/feature-x/runs/r2/" in branch.CheckpointS3Uri
     assert spot.CHECKPOINT_LOCAL_PATH == "/opt/ml/checkpoints"
+
+
+def test_the_job_roles_reach_their_own_runs_checkpoints_only(tmp_path):
+    """SageMaker lists, reads and writes CheckpointConfig.S3Uri as the job's role: the
+    default role its runs' checkpoints, the branch role only the branches'."""
+    import json
+
+    from click.testing import CliRunner
+
+    import iam_check
+    from mltp.cli import main
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = (BASE / "config.yaml").read_text().replace(
+        "  states_role_arn:", "  branch_sagemaker_role_arn: arn:aws:iam::123456789012:role/SageMakerBranches\n"
+                              "  states_role_arn:")
+    (repo / "config.yaml").write_text(text + "steps:\n  training:\n    spot:\n      max_wait_minutes: 240\n")
+    cfg = config_mod.load(repo)
+
+    def policy(role):
+        result = CliRunner().invoke(main, ["iam-policy", str(repo), "--role", role])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    default_uri = naming.execution_input(cfg, cfg.name, "r1", "0" * 64, True).CheckpointS3Uri
+    branch_uri = naming.execution_input(cfg, f"{cfg.name}--pr-7", "r2", "0" * 64, False).CheckpointS3Uri
+    bucket = cfg.aws.bucket
+    for role, allowed, denied in (("sagemaker", default_uri, branch_uri), ("branch-sagemaker", branch_uri, default_uri)):
+        document = policy(role)
+        for uri, expected in ((allowed, True), (denied, False)):
+            key = uri[len(f"s3://{bucket}/"):]
+            for action in ("s3:GetObject", "s3:PutObject"):
+                assert iam_check.allows(document, action, f"arn:aws:s3:::{bucket}/{key}epoch-3.pt") is expected, \
+                    (role, action, uri)
+            assert iam_check.allows(document, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key}) \
+                is expected, (role, uri)
+
+
+def test_the_jenkins_policy_may_read_prices():
+    from click.testing import CliRunner
+
+    import json
+
+    import iam_check
+    from mltp.cli import main
+
+    result = CliRunner().invoke(main, ["iam-policy", str(BASE), "--role", "jenkins"])
+    assert iam_check.allows(json.loads(result.stdout), "pricing:GetProducts", "*")
