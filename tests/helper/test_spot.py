@@ -127,3 +127,107 @@ def test_the_jenkins_policy_may_read_prices():
 
     result = CliRunner().invoke(main, ["iam-policy", str(BASE), "--role", "jenkins"])
     assert iam_check.allows(json.loads(result.stdout), "pricing:GetProducts", "*")
+
+
+# --------------------------------------------------------------------------- a local run, interrupted once
+
+CHECKPOINTING_TRAIN = '''\
+"""Saves its progress in the checkpoint folder and resumes from it (the pattern
+spot training needs)."""
+import json
+import os
+import signal
+import sys
+import time
+
+folder = "/opt/ml/checkpoints"
+if not os.path.isdir(folder):  # no private namespace on this machine: the job's folder is mapped
+    folder = os.path.join(os.path.dirname(os.environ["SM_MODEL_DIR"]), "checkpoints")
+state_file = os.path.join(folder, "state.json")
+state = json.load(open(state_file)) if os.path.exists(state_file) else {"attempts": 0, "epoch": 0, "terms": 0}
+state["attempts"] += 1
+resumed_from = state["epoch"]
+
+
+def save():
+    with open(state_file + ".tmp", "w") as f:
+        json.dump(state, f)
+    os.replace(state_file + ".tmp", state_file)
+
+
+def on_term(signum, frame):  # SageMaker's notice: save what there is, then go
+    state["terms"] += 1
+    save()
+    print("SIGTERM: checkpoint saved at epoch", state["epoch"], flush=True)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+save()
+print("attempt", state["attempts"], "resuming from epoch", resumed_from, flush=True)
+for epoch in range(resumed_from, 5):
+    state["epoch"] = epoch + 1
+    save()
+    print("epoch", epoch + 1, flush=True)
+    if state["attempts"] == 1 and epoch == 2:
+        time.sleep(600)  # slow capacity: the interruption comes first
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
+    json.dump({"score": 0.93, "resumed_from": resumed_from, "attempts": state["attempts"]}, f)
+'''
+
+
+def _spot_tiny(tmp_path: Path) -> Path:
+    import shutil
+
+    repo = tmp_path / "tiny"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "tiny", repo)
+    text = (repo / "config.yaml").read_text().replace(
+        "  training:\n", "  training:\n    max_runtime_minutes: 5\n    spot: {max_wait_minutes: 10}\n")
+    (repo / "config.yaml").write_text(text)
+    (repo / "train.py").write_text(CHECKPOINTING_TRAIN)
+    return repo
+
+
+def test_a_local_spot_job_interrupted_once_resumes_from_its_checkpoint(tmp_path):
+    import json
+    import tarfile
+
+    from test_local import run_local
+
+    repo = _spot_tiny(tmp_path)
+    proc, error, report = run_local(repo, "--interrupt-spot-after", "25", run_name="spot-test", timeout=420)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert error == ""
+    notice = [line for line in proc.stdout.splitlines() if "spot interruption" in line]
+    assert len(notice) == 1 and "stopped after 25 s (SIGTERM" in notice[0], proc.stdout
+    assert "starting it again with /opt/ml/checkpoints kept (s3://tiny-artifacts/mltp/tiny-model/runs/spot-test/checkpoints/)" \
+        in notice[0], notice
+    with tarfile.open(report / "model.tar.gz") as tar:
+        model = json.load(tar.extractfile("model.json"))
+    # The second attempt found epoch 3 where the first left it, and ran only the rest.
+    assert model == {"score": 0.93, "resumed_from": 3, "attempts": 2}
+    # The checkpoint folder stays in the run's work folder, with what the job saved on SIGTERM.
+    (job,) = [p for p in (repo / ".mltp" / "work" / "spot-test").iterdir() if p.is_dir() and p.name.startswith("tiny-model-train-")]
+    state = json.loads((job / "opt" / "ml" / "checkpoints" / "state.json").read_text())
+    assert state == {"attempts": 2, "epoch": 5, "terms": 1}
+    # One log for the job, both attempts in it, the interruption between them.
+    log = (report / "logs" / f"{job.name}.log").read_text()
+    assert log.index("attempt 1 resuming from epoch 0") < log.index("SIGTERM: checkpoint saved at epoch 3") \
+        < log.index("[mltp] spot interruption") < log.index("attempt 2 resuming from epoch 3")
+
+
+def test_interrupt_spot_after_needs_a_spot_job_and_a_local_run(tmp_path):
+    import shutil
+
+    from test_local import run_local
+
+    repo = tmp_path / "tiny"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "tiny", repo)
+    proc, error, _ = run_local(repo, "--interrupt-spot-after", "5", run_name="no-spot")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "sets no steps.training.spot" in error and "config.yaml" in error
+    assert not (repo / ".mltp" / "work" / "no-spot").exists()
+    out = subprocess.run([sys.executable, "-m", "mltp.cli", "run", str(_spot_tiny(tmp_path / "b")),
+                          "--interrupt-spot-after", "5"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert out.returncode == 2 and "add --local" in out.stderr, out.stderr

@@ -52,7 +52,7 @@ from ..errors import RunFailed
 # a failed job's log from there, on AWS and locally alike.
 from ..jobs import LOG_GROUPS
 from ..outcome import exception_line
-from . import envs, sandbox
+from . import envs, sandbox, spot_interruption
 
 CONTAINER_ROOT = "/opt/ml"
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
@@ -65,6 +65,9 @@ TOOLKIT_LOGGER = "sagemaker-training-toolkit"
 TOOLKIT_FAILURE = "Reporting training FAILURE"
 JOB_ROLES = {"prep": "preprocessing", "train": "training", "eval": "evaluation"}
 READ_ONLY_HINT = "the local environments are read-only to jobs: list the packages a script needs in requirements.txt"
+# A spot interruption (--interrupt-spot-after): SageMaker sends SIGTERM and stops
+# the instance 120 seconds later; the job then starts again with its checkpoints.
+SPOT_GRACE_SECONDS = 120.0
 
 
 class JobFailed(Exception):
@@ -79,13 +82,16 @@ def split_s3(uri: str) -> Tuple[str, str]:
 class LocalJobRunner:
     def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
                  environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None,
-                 logs_dir: Optional[Path] = None, say: Callable[[str], None] = click.echo):
+                 logs_dir: Optional[Path] = None, say: Callable[[str], None] = click.echo,
+                 interrupt_spot_after: Optional[float] = None):
         """`environments`: step role -> envs.Environment, the interpreter of that
         step's jobs; `python` serves a step without one. `sandboxed`: None probes
         whether jobs can have a private /opt/ml (sandbox.probe). `logs_dir`: where
         each job's log is also kept as `<job>.log` as soon as the job ends (the run's
         report folder, so the report written at the end links every log). `say`:
-        where lines about the environments go (a rebuild, a changed environment)."""
+        where lines about the environments go (a rebuild, a changed environment).
+        `interrupt_spot_after`: seconds after which the first spot training job is
+        stopped as a spot interruption and started again (local/spot_interruption.py)."""
         self.say = say
         self.clients = clients
         self.workdir = Path(workdir).resolve()
@@ -100,6 +106,8 @@ class LocalJobRunner:
         self._procs: List[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._stopped = False
+        self.interrupt_spot_after = interrupt_spot_after
+        self.spot_grace_seconds = SPOT_GRACE_SECONDS
 
     # -------------------------------------------------------------- entry point (emulator hook)
 
@@ -241,8 +249,28 @@ class LocalJobRunner:
         env["SAGEMAKER_BASE_DIR"] = CONTAINER_ROOT if self.sandboxed else str(base)
         env.update({k: self._map_arg(root, v) for k, v in request.get("Environment", {}).items()})
         command = [python, "-m", TOOLKIT_MAIN]
-        self._execute("training", job_name, command, env, code, request, script=program, python=python,
-                      failure_file=failure)
+        checkpoints = spot_interruption.Checkpoints.of(self, root, request)
+        interrupt = self._spot_interruption(request)
+        try:
+            if checkpoints:
+                checkpoints.restore()
+            interrupted = self._execute("training", job_name, command, env, code, request, script=program,
+                                        python=python, failure_file=failure, interrupt_after=interrupt)
+            if interrupted is not None:
+                self.say(spot_interruption.notice(job_name, interrupt, self.spot_grace_seconds, checkpoints))
+                if checkpoints:
+                    checkpoints.save()
+                spot_interruption.fresh_instance(base, keep=checkpoints.local if checkpoints else None)
+                for folder in (model_dir, base / "output" / "data"):
+                    folder.mkdir(parents=True, exist_ok=True)
+                if failure.exists():
+                    failure.unlink()
+                self._execute("training", job_name, command, env, code, request, script=program, python=python,
+                              failure_file=failure, log_prefix=interrupted + spot_interruption.log_line(job_name),
+                              spent=interrupt or 0.0)
+        finally:
+            if checkpoints:
+                checkpoints.save()
         packed = root / "model.tar.gz"
         with tarfile.open(packed, "w:gz") as tar:
             for path in sorted(model_dir.rglob("*")):
@@ -251,15 +279,35 @@ class LocalJobRunner:
         bucket, key = split_s3(f"{output_path}/{job_name}/output/model.tar.gz")
         self.clients.s3.upload_file(str(packed), bucket, key)
 
+    def _spot_interruption(self, request: dict) -> Optional[float]:
+        """The seconds after which this training job is interrupted: once per run,
+        and only a managed spot job (EnableManagedSpotTraining)."""
+        with self._lock:
+            if self.interrupt_spot_after is None or not request.get("EnableManagedSpotTraining"):
+                return None
+            seconds, self.interrupt_spot_after = self.interrupt_spot_after, None
+            return seconds
+
     # -------------------------------------------------------------- running a script
 
     def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
                  request: dict, script: Optional[str] = None, python: Optional[str] = None,
-                 failure_file: Optional[Path] = None) -> None:
+                 failure_file: Optional[Path] = None, interrupt_after: Optional[float] = None,
+                 log_prefix: str = "", spent: float = 0.0) -> Optional[str]:
+        """Runs the job's command to its end. With `interrupt_after`, a spot
+        interruption at that time (SIGTERM, SIGKILL after the grace): the job's
+        output so far is returned, and the caller starts it again. `log_prefix`:
+        the output of an attempt before (kept in the same log); `spent`: seconds
+        of MaxRuntimeInSeconds that attempt used."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "SM_"))}
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        if limit is not None and spent:
+            limit = max(1.0, limit - spent)
+        wait_for = limit
+        if interrupt_after is not None and (limit is None or interrupt_after < limit):
+            wait_for = interrupt_after
         log_path = self.workdir / f"{job_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure(job_name)
@@ -278,14 +326,21 @@ class LocalJobRunner:
                                     stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
             self._procs.append(proc)
         try:
-            output, _ = proc.communicate(timeout=limit)
+            output, _ = proc.communicate(timeout=wait_for)
         except subprocess.TimeoutExpired:
+            if wait_for != limit:  # the spot interruption, before the job's own limit
+                output = log_prefix + spot_interruption.stop(proc, self.spot_grace_seconds, _signal_job)
+                self._keep_log(log_path, output)
+                self._checked_after(proc, job_name)
+                return output
             _signal_job(proc, signal.SIGKILL)
             output, _ = proc.communicate()
+            output = log_prefix + output
             self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
             self._checked_after(proc, job_name)
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
+        output = log_prefix + output
         self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)
         self._checked_after(proc, job_name)
@@ -295,6 +350,7 @@ class LocalJobRunner:
             if failure_file is not None and failure_file.is_file():
                 written = failure_file.read_text(encoding="utf-8", errors="replace")
             raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
+        return None
 
     def _keep_log(self, log_path: Path, output: str) -> None:
         """The job's log in its work folder and, as a new file renamed into place

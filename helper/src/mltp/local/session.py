@@ -34,8 +34,9 @@ class LocalAws:
 
     def __init__(self, config, python: Optional[str] = None, inputs: Sequence[str] = (), *,
                  run: Optional[RunContext] = None, fetch_inputs: bool = False, region: Optional[str] = None,
-                 say: Callable[[str], None] = click.echo):
+                 say: Callable[[str], None] = click.echo, interrupt_spot_after: Optional[float] = None):
         self.config = config
+        self.interrupt_spot_after = interrupt_spot_after  # --interrupt-spot-after (local/spot_interruption.py)
         self.python = python
         self.inputs = tuple(inputs)
         self.run = run
@@ -80,7 +81,8 @@ class LocalAws:
         clients = Clients(ctx.region, endpoint)
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
-                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say)
+                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say,
+                                           interrupt_spot_after=self.interrupt_spot_after)
         emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
         emulator.install_sagemaker_backend_hook(runner)
         pythons = sorted({env.python for env in environments.values()})
