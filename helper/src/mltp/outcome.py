@@ -224,6 +224,8 @@ class Outcome:
     warnings: List[str] = field(default_factory=list)
     # The gate metrics across the versions of the model package group (history.collect).
     history: Optional[Dict[str, Any]] = None
+    # What the run cost (costs.RunCost); None for a local run, which shows none.
+    cost: Optional[Any] = None
 
     @property
     def exit_code(self) -> int:
@@ -329,6 +331,7 @@ class Outcome:
             "registration": self.registration_text(),
             "history": self.history,
             "comparison": self.comparison_table(),
+            "cost": self.cost.to_dict() if self.cost is not None else None,
         }
 
 

@@ -79,6 +79,7 @@ class LocalAws:
         environments = step_environments(config, self.python)  # before the emulator: a build may take a minute
         server, endpoint = emulator.start_local_moto()
         clients = Clients(ctx.region, endpoint)
+        clients.local = True
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
                                            logs_dir=Path(ctx.report_dir) / "logs", say=self.say,
