@@ -110,11 +110,11 @@ def collect(clients, region: str, steps, local: bool = False, cache=None) -> Opt
             continue
         job = JobCost(step.name, step.job_name, step.job_kind)
         cost.jobs.append(job)
-        if str(step.status) == "cached" or not step.job_name:
-            job.usd, job.note = 0.0, "cached" if str(step.status) == "cached" else "no job"
+        if str(step.status) in ("cached", "not run"):  # started no job: nothing billed
+            job.usd, job.note = 0.0, str(step.status)
             continue
-        if str(step.status) == "not run":
-            job.usd, job.note = 0.0, "not run"
+        if not step.job_name:
+            job.note = f"{UNKNOWN}: the step's job is not known"
             continue
         if not _describe(clients, job):
             continue
