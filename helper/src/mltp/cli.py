@@ -399,7 +399,7 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
 @click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",
               help="With --local: copy inputs that have no local data from S3 first, with your AWS credentials.")
 @click.option("--interrupt-spot-after", "interrupt_spot_after", type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS",
+              metavar="SECONDS", envvar="MLTP_INTERRUPT_SPOT_AFTER",
               help="With --local and steps.training.spot: stop the training job once after SECONDS, as a spot "
                    "interruption (SIGTERM, then SIGKILL after 120 s), and start it again with its checkpoints.")
 def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
