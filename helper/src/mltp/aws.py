@@ -25,6 +25,9 @@ RETRY_ATTEMPTS = 10
 # credentials or the network are the problem, and waiting will not fix them.
 STS_ATTEMPTS = 2
 
+# The Price List API's region (pricing.py): it has endpoints in a few regions only.
+PRICING_REGION = "us-east-1"
+
 # Errors that mean "AWS said no" or "AWS could not be reached", as opposed to a
 # bug in mltp: they map to exit code 5.
 _UNREACHABLE = (
@@ -125,8 +128,6 @@ class Clients:
         cost is never worth a stalled report). Its endpoint: AWS_ENDPOINT_URL_PRICING
         (botocore's variable for one service), else the clients' endpoint."""
         import os
-
-        from .pricing import PRICING_REGION
 
         with self._lock:
             if "pricing" not in self._clients:

@@ -206,9 +206,11 @@ def console_lines(outcome) -> List[str]:
     cost = getattr(outcome, "cost", None)
     if cost is None:
         return []
-    from .report import _table
-
-    return [f"cost: {cost.text()}", *_table(HEADER, table_rows(cost.to_dict()))]
+    rows = [HEADER, *table_rows(cost.to_dict())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return [f"cost: {cost.text()}", *lines]
 
 
 def summary_suffix(outcome) -> str:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from .aws import PRICING_REGION, error_code  # noqa: F401 - PRICING_REGION: where the client asks
+
 SERVICE_CODE = "AmazonSageMaker"
-PRICING_REGION = "us-east-1"
 COMPONENTS = {"training": "Training", "processing": "Processing"}
 CACHE_SECONDS = 7 * 24 * 3600
 CACHE_FORMAT = 1
@@ -78,8 +79,6 @@ def lookup(clients, region: str, instance_type: str, kind: str, cache: Optional[
 def ask(clients, region: str, instance_type: str, component: str) -> Price:
     """One GetProducts call (and its pages), turned into a Price; never raises for AWS."""
     import botocore.exceptions
-
-    from .aws import error_code
 
     filters = [{"Type": "TERM_MATCH", "Field": field, "Value": value}
                for field, value in (("regionCode", region), ("instanceName", instance_type),

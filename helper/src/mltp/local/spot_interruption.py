@@ -62,16 +62,14 @@ class Checkpoints:
 
     def restore(self) -> int:
         """S3Uri's objects into the folder, as a (re)starting job finds them; how many."""
-        from .runner import _inside, split_s3
-
-        bucket, prefix = split_s3(self.uri)
+        bucket, _, prefix = self.uri[len("s3://"):].partition("/")
         s3 = self.runner.clients.s3
         count = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 rel = item["Key"][len(prefix):]
                 dest = self.local / rel
-                if not rel or item["Key"].endswith("/") or not _inside(dest, self.local):
+                if not rel or item["Key"].endswith("/") or not _same_or_inside(dest.resolve(), self.local.resolve()):
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(dest))
