@@ -121,6 +121,10 @@ def _channels(d):
         "train": "train", "holdout": "test",
         "lookup": {"source": "s3://mlops-data/fraud/lookup/", "content_type": "text/csv"}}
     d["steps"]["evaluation"]["test_from"] = "baseline"
+def _spot(d):
+    d["steps"]["training"]["max_runtime_minutes"] = 90
+    d["steps"]["training"]["spot"] = {"max_wait_minutes": 240}
+    d["steps"]["training"]["environment"] = {"EPOCHS": 3}
 
 
 VARIANTS = {
@@ -136,6 +140,7 @@ VARIANTS = {
     "china partition": _variant(_china),
     "channels": _variant(_channels),
     "training metrics": _variant(_training_metrics),
+    "spot": _variant(_spot),
 }
 
 
@@ -300,10 +305,12 @@ def test_only_execution_input_varies_between_runs(rendered, name):
     # Register: the Choice; Branch and EvaluationS3Uri (the run's evaluation.json, which
     # Register names only as its registry copy): for people; Champion: the Gate reads it
     # as state data ($.Champion.Bars); Cache: the Reuse<Step> choices read it as state data
-    # ($.Cache.reuse.<Step>)
+    # ($.Cache.reuse.<Step>); CheckpointS3Uri: spot training's only.
     # The folder of each default output has its own key, used when it is an output;
     # PreprocessingS3Uri holds the folders of any other.
     unused = {"Branch", "Register", "Champion", "EvaluationS3Uri", "Cache"}
+    if not cfg.steps.training.spot:
+        unused.add("CheckpointS3Uri")
     outputs = set(cfg.steps.preprocessing.outputs)
     keys_of = {"train": "TrainDataS3Uri", "validation": "ValidationDataS3Uri", "test": "TestDataS3Uri"}
     unused |= {key for name, key in keys_of.items() if name not in outputs}
@@ -533,6 +540,35 @@ def test_default_outputs_and_channels_render_as_before(rendered):
     assert definition.render_fresh(spelled) == rendered["example"][2]
     assert [c.name for c in cfg.steps.training.channels] == ["train", "validation"]
     assert cfg.steps.evaluation.test_from == "test"
+def test_spot_training_renders_what_create_training_job_takes(rendered):
+    """Managed spot: EnableManagedSpotTraining, a wait at least the run (SageMaker's rule),
+    and checkpoints under the run's own prefix, checked against botocore's shapes."""
+    from mltp import spot
+
+    cfg, d, _, _ = rendered["spot"]
+    p = d["States"]["Training"]["Parameters"]
+    assert p["EnableManagedSpotTraining"] is True
+    assert p["StoppingCondition"] == {"MaxRuntimeInSeconds": 90 * 60, "MaxWaitTimeInSeconds": 240 * 60}
+    assert p["CheckpointConfig"] == {"S3Uri.$": "$$.Execution.Input['CheckpointS3Uri']",
+                                     "LocalPath": spot.CHECKPOINT_LOCAL_PATH}
+    assert p["Environment"] == {"EPOCHS": "3"}
+    for run_input in (sample_input(cfg), naming.execution_input(cfg, f"{cfg.name}--feature-x", "pr-7", "0" * 64,
+                                                                False).to_dict()):
+        resolved = asl.resolve(p, asl.context(run_input, EXECUTION_ID))
+        assert asl.api_errors("arn:aws:states:::sagemaker:createTrainingJob.sync", resolved) == []
+        stopping = resolved["StoppingCondition"]
+        assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+        # Under the run, where the run's job role writes already (policies.py), for branches too.
+        assert resolved["CheckpointConfig"]["S3Uri"] == run_input["ModelOutputS3Uri"][:-len("model/")] + "checkpoints/"
+    op = asl.operation("arn:aws:states:::sagemaker:createTrainingJob.sync")
+    members = op.input_shape.members
+    assert members["EnableManagedSpotTraining"].type_name == "boolean"
+    assert set(p["CheckpointConfig"]) - {"S3Uri.$"} <= set(members["CheckpointConfig"].members)
+    assert "MaxWaitTimeInSeconds" in members["StoppingCondition"].members
+    # Without spot nothing of it is rendered.
+    plain = rendered["example"][1]["States"]["Training"]["Parameters"]
+    assert not {"EnableManagedSpotTraining", "CheckpointConfig"} & set(plain)
+    assert "MaxWaitTimeInSeconds" not in plain["StoppingCondition"]
 
 
 def test_kms_and_tags_only_when_set(rendered):

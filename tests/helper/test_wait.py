@@ -575,7 +575,8 @@ def test_branch_builds_are_not_registered(model, monkeypatch):
     assert result.status == out.PASSED and result.model_package_arn is None
     assert "model package: not registered (branch build)" in lines
     summary = (ctx.report_dir / "summary.txt").read_text()
-    assert summary.endswith("not registered (branch build)\n")
+    # then the run's cost (costs.py): moto's fixed history runs no job
+    assert summary.endswith("not registered (branch build) · $0.00\n"), summary
 
 
 def test_a_passed_default_branch_run_is_what_retraining_runs_next(model):

@@ -25,6 +25,9 @@ RETRY_ATTEMPTS = 10
 # credentials or the network are the problem, and waiting will not fix them.
 STS_ATTEMPTS = 2
 
+# The Price List API's region (pricing.py): it has endpoints in a few regions only.
+PRICING_REGION = "us-east-1"
+
 # Errors that mean "AWS said no" or "AWS could not be reached", as opposed to a
 # bug in mltp: they map to exit code 5.
 _UNREACHABLE = (
@@ -56,6 +59,8 @@ class Clients:
         )
         self._clients: Dict[str, Any] = {}
         self._lock = threading.Lock()
+        # The local emulator's clients (local/session.py): a run there is billed nothing (costs.py).
+        self.local = False
         # Who is calling, asked once per invocation: shared with with_attempts()'s clients.
         self._identity: Dict[str, str] = {}
         # What the run's own environment said that its report keeps (a local run's
@@ -68,6 +73,7 @@ class Clients:
         session or a second STS lookup."""
         other = Clients(self.region, self.endpoint_url, max_attempts=max_attempts, session=self._session)
         other._identity = self._identity
+        other.local = self.local
         return other
 
     def client(self, service: str):
@@ -117,6 +123,24 @@ class Clients:
     @property
     def quotas(self):
         return self.client("service-quotas")
+
+    @property
+    def pricing(self):
+        """The Price List API (pricing.py): served from a few regions only, us-east-1
+        among them, whatever the region priced; asked twice at most, briefly (a run's
+        cost is never worth a stalled report). Its endpoint: AWS_ENDPOINT_URL_PRICING
+        (botocore's variable for one service), else the clients' endpoint."""
+        import os
+
+        with self._lock:
+            if "pricing" not in self._clients:
+                self._clients["pricing"] = self._session.client(
+                    "pricing", region_name=PRICING_REGION,
+                    endpoint_url=os.environ.get("AWS_ENDPOINT_URL_PRICING") or self.endpoint_url,
+                    config=botocore.config.Config(
+                        region_name=PRICING_REGION, retries={"mode": "standard", "total_max_attempts": 2},
+                        user_agent_extra=f"mltp/{__version__}", connect_timeout=5, read_timeout=15))
+            return self._clients["pricing"]
 
     def account_id(self) -> str:
         """The caller's account, for ExpectedBucketOwner on every S3 call.

@@ -444,10 +444,14 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
               help="With --local: where the framework's own package has no build of the container's major version "
                    "for this Python, use the nearest version that installs instead of stopping (exit 2).")
 @_no_cache_option
+@click.option("--interrupt-spot-after", "interrupt_spot_after", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", envvar="MLTP_INTERRUPT_SPOT_AFTER",
+              help="With --local and steps.training.spot: stop the training job once after SECONDS, as a spot "
+                   "interruption (SIGTERM, then SIGKILL after 120 s), and start it again with its checkpoints.")
 def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
         python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, allow_nearest: bool,
         run_name: Optional[str], region: Optional[str], endpoint_url: Optional[str],
-        report_dir: Optional[str], no_cache: bool = False) -> None:
+        report_dir: Optional[str], no_cache: bool = False, interrupt_spot_after: Optional[float] = None) -> None:
     """validate, sync, deploy, start and wait, in order."""
     from dataclasses import replace
 
@@ -461,13 +465,17 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         # Bad input fails fast, before anything starts; --endpoint-url is the emulator's.
         inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
         checked = validate(inv)
+        if interrupt_spot_after is not None:
+            from .local.spot_interruption import check_option
+
+            check_option(inv.config)
         from .local.session import claim_run
 
         claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
         try:
             inv = replace(inv, run=claimed, no_cache=no_cache, local=True)
             session = local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs,
-                                allow_nearest=allow_nearest)
+                                allow_nearest=allow_nearest, interrupt_spot_after=interrupt_spot_after)
             with session as clients:
                 # The same validated repo, now pointed at the emulator.
                 inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
@@ -478,6 +486,9 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
         return
     if inputs or fetch_inputs:
         raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
+    if interrupt_spot_after is not None:
+        raise InvalidInput("--interrupt-spot-after applies to local runs only (on AWS, SageMaker interrupts "
+                           "spot jobs itself): add --local")
     inv = _invocation(repo, config, run_name=run_name, region=region, endpoint_url=endpoint_url,
                       report_dir=report_dir, check=True)
     inv = replace(inv, no_cache=no_cache)

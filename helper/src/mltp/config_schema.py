@@ -332,6 +332,25 @@ _NOTIFY = {
 _PROCESSING_LIMIT = 777600 // 60
 _TRAINING_LIMIT = 28 * 24 * 60
 
+# Managed spot training (spot.py): how long the job may take, waiting for spot
+# capacity included; at least max_runtime_minutes (a check, not a pattern).
+_SPOT = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "required": ["max_wait_minutes"],
+    "properties": {
+        "max_wait_minutes": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": _TRAINING_LIMIT,
+            "description": "Minutes the training job may take in all, waiting for spot capacity included "
+                           "(StoppingCondition.MaxWaitTimeInSeconds); at least max_runtime_minutes.",
+        },
+    },
+    "default": None,
+    "description": "Train on managed spot capacity, with checkpoints kept in S3 under the run.",
+}
+
 SCHEMA: Dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://mltp.dev/config.schema.json",
@@ -448,6 +467,7 @@ SCHEMA: Dict[str, Any] = {
                         },
                         "channels": _CHANNELS,
                         "metric_definitions": _METRIC_DEFINITIONS,
+                        "spot": _SPOT,
                     },
                 ),
                 "evaluation": _step(

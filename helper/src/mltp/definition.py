@@ -547,6 +547,7 @@ def _estimator(config: Config, step: StepConfig, session, sdk: _Sdk):
     )
     if step.metric_definitions:  # AlgorithmSpecification.MetricDefinitions, as config.yaml gives them
         common["metric_definitions"] = metric_definitions(step)
+    common.update(_spot_arguments(step))
     if step.framework == "image":
         return _image_framework(sdk)(image_uri=step.image_uri, **common)
     estimator = sdk.estimators[step.framework]
@@ -608,7 +609,7 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
         tags=_tags(config) or None,
         # The SDK's exporter (sagemaker.workflow.airflow.training_config) drops the
         # estimator's environment; the step's parameters carry it.
-        parameters={"Environment": dict(step.environment)} if step.environment else None,
+        parameters=_training_parameters(step, inputs),
         result_path=f"{JOBS_PATH}.training",
         comment=f"SageMaker training job running {step.script} (script mode, {step.framework})",
     )
@@ -647,6 +648,7 @@ def _algorithm_training_step(config: Config, inputs, session, sdk: _Sdk):
         sagemaker_session=session,
         debugger_hook_config=False,
         disable_profiler=True,
+        **_spot_arguments(step),
     )
     return TrainingStep(
         TRAINING,
@@ -655,7 +657,7 @@ def _algorithm_training_step(config: Config, inputs, session, sdk: _Sdk):
         data=_training_channels(inputs, sdk),
         output_data_config_path=inputs["ModelOutputS3Uri"],
         tags=_tags(config) or None,
-        parameters={"Environment": dict(step.environment)} if step.environment else None,
+        parameters=_training_parameters(step, inputs),
         result_path=f"{JOBS_PATH}.training",
         comment=f"SageMaker training job of the built-in algorithm {step.algorithm} {step.framework_version}",
     )
@@ -667,6 +669,27 @@ def algorithm_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+def _spot_arguments(step: StepConfig) -> Dict[str, Any]:
+    """Managed spot training (spot.py): the estimator's spot settings; the
+    checkpoint URI is a placeholder that _training_parameters replaces."""
+    if step.spot is None:
+        return {}
+    from . import spot
+
+    return dict(use_spot_instances=True, max_wait=step.spot.max_wait_minutes * 60,
+                checkpoint_s3_uri=_PLACEHOLDER + spot.CHECKPOINT_FOLDER,
+                checkpoint_local_path=spot.CHECKPOINT_LOCAL_PATH)
+
+
+def _training_parameters(step: StepConfig, inputs) -> Optional[Dict[str, Any]]:
+    """Merged over the SDK's CreateTrainingJob request: the Environment, and the
+    spot checkpoints' S3 URI from the execution input (under the run)."""
+    parameters: Dict[str, Any] = {}
+    if step.environment:
+        parameters["Environment"] = dict(step.environment)
+    if step.spot is not None:
+        parameters["CheckpointConfig"] = {"S3Uri": inputs["CheckpointS3Uri"]}
+    return parameters or None
 
 
 def _register_parameters(config: Config, inputs, sdk: _Sdk) -> Dict[str, Any]:

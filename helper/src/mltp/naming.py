@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional
 
+from . import spot
 from .config import Config
 from .errors import InvalidInput
 
@@ -230,6 +231,8 @@ class ExecutionInput:
     # the cached steps, and `reuse`, the steps taken from earlier runs, which the
     # Reuse<Step> states skip. Empty: every step runs.
     Cache: Dict[str, Any] = field(default_factory=dict)
+    # Managed spot training's checkpoints (spot.py): <runs>checkpoints/, under the run.
+    CheckpointS3Uri: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -281,4 +284,5 @@ def execution_input(
         RegistryModelS3Uri=artifacts.registry_model,
         RegistryEvaluationS3Uri=artifacts.registry_evaluation,
         Champion=dict(champion or {}),
+        CheckpointS3Uri=spot.checkpoint_uri(f"{s3}{runs}"),
     )

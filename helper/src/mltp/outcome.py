@@ -237,6 +237,8 @@ class Outcome:
     # The training job's metrics (steps.training.metric_definitions): [{"name", "value"}]
     # in config order, the last value of each (None: the log never matched); None without definitions.
     training_metrics: Optional[List[Dict[str, Any]]] = None
+    # What the run cost (costs.RunCost); None for a local run, which shows none.
+    cost: Optional[Any] = None
 
     @property
     def exit_code(self) -> int:
@@ -343,6 +345,7 @@ class Outcome:
             "history": self.history,
             "comparison": self.comparison_table(),
             "training_metrics": [dict(row) for row in self.training_metrics] if self.training_metrics is not None else None,
+            "cost": self.cost.to_dict() if self.cost is not None else None,
         }
 
 

@@ -10,7 +10,9 @@
 Who may write where in S3 is the trust boundary between the default branch and
 the others (docs/trust.md): the default branch's jobs write `runs/*`, a branch's
 `branches/*/runs/*` (naming.run_prefix); with a branch role, neither role reaches
-the other's. No job role writes `registry/*`: the states role copies a registered
+the other's. Managed spot training's checkpoints live under the run
+(`.../runs/<run>/checkpoints/`, spot.py), so the same statements cover them for
+the role the run's jobs use. No job role writes `registry/*`: the states role copies a registered
 run's artifacts there (naming.registry_prefix), and only from `runs/*`.
 
 Every resource is scoped to the model's names (`<name>`, `<name>--<branch>`,
@@ -257,6 +259,9 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
         Statement("PreflightRoles", ("iam:GetRole", "iam:SimulatePrincipalPolicy"), roles),
         _any("PreflightQuotas", ("servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"),
              "reading Service Quotas"),
+        # wait: the on-demand price of the jobs' instance types, for the run's cost (pricing.py);
+        # optional: without it the report says "price unknown"
+        _any("PriceList", ("pricing:GetProducts",), "the Price List API"),
     ]
     # deploy (default branch) and trigger install keep the model's notification rules
     # (notifications.py), found by one listing, and remove them once `notify` is gone:

@@ -65,7 +65,9 @@ def link_log_files(outcome: Outcome, report_dir: Path) -> None:
 def summary(outcome: Outcome) -> str:
     """'fraud-detection run jenkins-x-42: PASSED auc=0.962 (>= 0.9), ...; registered fraud-detection/3 (PendingManualApproval)'
     The build description shows it: no control character, no '<' that opens a tag (neutral.plain)."""
-    return plain(_summary(outcome))
+    from .costs import summary_suffix
+
+    return plain(_summary(outcome) + summary_suffix(outcome))
 
 
 def _summary(outcome: Outcome) -> str:
@@ -181,6 +183,9 @@ def console_lines(outcome: Outcome) -> List[str]:
             lines += [f"  | {line}" for line in failure.log_tail]
         elif failure.job_name:
             lines.append("no log lines found for the job")
+    from .costs import console_lines as cost_lines
+
+    lines += cost_lines(outcome)
     for warning in outcome.warnings:
         lines.append(f"warning: {warning}")
     return lines
@@ -272,6 +277,7 @@ def markdown(outcome: Outcome) -> str:
           format_duration(s.duration_seconds) or "-", _log_cell(s))
          for s in outcome.steps],
     ) + [""]
+    lines += _cost_section(outcome)
     failure = outcome.failure
     if failure and outcome.status != out.GATE_FAILED:
         lines += ["## Failure", ""]
@@ -292,6 +298,17 @@ def markdown(outcome: Outcome) -> str:
     if outcome.warnings:
         lines += ["## Warnings", ""] + [f"- {md(w, cell=False)}" for w in outcome.warnings] + [""]
     return "\n".join(lines)
+
+
+def _cost_section(outcome: Outcome) -> List[str]:
+    """## Cost: the run's total and one row per job (costs.py); nothing for a local run."""
+    from . import costs
+
+    if outcome.cost is None:
+        return []
+    data = outcome.cost.to_dict()
+    lines = ["## Cost", "", f"**{md(data['text'], cell=False)}** (on-demand prices in {md(outcome.region, cell=False)})", ""]
+    return lines + _md_table([h.capitalize() for h in costs.HEADER], costs.table_rows(data)) + [""]
 
 
 def _fenced(lines: List[str], indent: str = "") -> List[str]:

@@ -183,6 +183,7 @@ def render(data: Dict[str, Any]) -> str:
         parts += ["<h2>Champion vs challenger</h2>", _comparison_table(comparison)]
     steps = data.get("steps") or []
     parts += ["<h2>Steps</h2>", _steps_table(steps), timeline_svg(steps)]
+    parts += _cost_parts(data.get("cost"))
     history = data.get("history") or {}
     gate = data.get("gate") or []
     if gate:
@@ -204,6 +205,17 @@ def render(data: Dict[str, Any]) -> str:
         parts += ["<h2>Warnings</h2>", '<ul class="warnings">', *(f"<li>{_e(w)}</li>" for w in warnings), "</ul>"]
     parts += ["</main>", "</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def _cost_parts(cost: Optional[Dict[str, Any]]) -> List[str]:
+    """The run's cost and its jobs' (costs.py); nothing for a run without one (local)."""
+    if not cost:
+        return []
+    from . import costs
+
+    rows = [[_e(cell) for cell in row] for row in costs.table_rows(cost)]
+    return ["<h2>Cost</h2>", f'<p id="cost"><b>{_e(cost.get("text"))}</b></p>',
+            _table([_e(h.capitalize()) for h in costs.HEADER], rows, table_id="costs")]
 
 
 def _status_header(data: Dict[str, Any], headline: str, passed: bool) -> str:

@@ -29,6 +29,9 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     if result.passed and result.model_package_arn:
         _record_checksum(clients, result)
     result.history = history.collect(ctx.config.registry.model_package_group, clients, result, rules=ctx.config.gate)
+    from .. import costs
+
+    result.cost = costs.collect(clients, ctx.region, result.steps, local=getattr(clients, "local", False))
     for line in report.console_lines(result):
         echo(line)
     report.write(result, ctx.report_dir)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import retrain_loop, training_metrics
+from .. import retrain_loop, spot, training_metrics
 from . import channels
 from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, PROCESSING_ROOT
 from ..yaml_source import Document, Problem, key_path
@@ -127,7 +127,8 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     out: List[Problem] = []
     for check in (_step_problems, _gate_problems, _inference_problems, _prefix_problems, _branch_role_problems,
                   _retrain_problems, retrain_loop.problems, _container_path_problems, _notify_problems,
-                  _schedule_problems, channels.problems, algorithm_problems, training_metrics.problems):
+                  _schedule_problems, channels.problems, algorithm_problems, training_metrics.problems,
+                  spot.problems):
         out.extend(check(doc))
     return out
 

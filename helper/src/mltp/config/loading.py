@@ -16,7 +16,8 @@ from . import channels
 from .checks import _semantic_problems
 from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
-                    InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar, StepConfig, Steps)
+                    InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar,
+                    SpotConfig, StepConfig, Steps)
 from .schema import _schema_problems
 
 
@@ -126,6 +127,7 @@ def _step_config(role: str, raw: Dict[str, Any]) -> StepConfig:
         metric_definitions=tuple(MetricDefinition(m["name"], m["regex"]) for m in raw.get("metric_definitions", [])),
         cache=bool(raw.get("cache", False)),
         cache_expire_days=int(raw.get("cache_expire_days", 30)),
+        spot=SpotConfig(raw["spot"]["max_wait_minutes"]) if raw.get("spot") else None,
     )
 
 

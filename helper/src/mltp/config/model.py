@@ -44,12 +44,22 @@ class ChannelConfig:
     s3_uri: Optional[str] = None
     content_type: Optional[str] = None
     local: Optional[str] = None  # what a local run serves at s3_uri (like inputs[].local)
+
+
+@dataclass(frozen=True)
 class MetricDefinition:
     """A metric read from the training job's log (SageMaker's MetricDefinition):
     the regex's first group is the value; the last match is the metric's value."""
 
     name: str
     regex: str
+
+
+@dataclass(frozen=True)
+class SpotConfig:
+    """steps.training.spot: managed spot training (spot.py)."""
+
+    max_wait_minutes: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class StepConfig:
     # run with the same key, for at most cache_expire_days.
     cache: bool = False
     cache_expire_days: int = 30
+    spot: Optional[SpotConfig] = None  # training only: steps.training.spot
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from ..errors import RunFailed
 # a failed job's log from there, on AWS and locally alike.
 from ..jobs import LOG_GROUPS
 from ..outcome import exception_line
-from . import envs, job_env, sandbox
+from . import envs, job_env, sandbox, spot_interruption
 
 CONTAINER_ROOT = "/opt/ml"
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
@@ -71,6 +71,9 @@ TOOLKIT_LOGGER = "sagemaker-training-toolkit"
 TOOLKIT_FAILURE = "Reporting training FAILURE"
 JOB_ROLES = {"prep": "preprocessing", "train": "training", "eval": "evaluation"}
 READ_ONLY_HINT = "the local environments are read-only to jobs: list the packages a script needs in requirements.txt"
+# A spot interruption (--interrupt-spot-after): SageMaker sends SIGTERM and stops
+# the instance 120 seconds later; the job then starts again with its checkpoints.
+SPOT_GRACE_SECONDS = 120.0
 
 
 class JobFailed(Exception):
@@ -85,13 +88,16 @@ def split_s3(uri: str) -> Tuple[str, str]:
 class LocalJobRunner:
     def __init__(self, clients: Clients, workdir: Path, python: Optional[str] = None,
                  environments: Optional[Dict[str, object]] = None, sandboxed: Optional[bool] = None,
-                 logs_dir: Optional[Path] = None, say: Callable[[str], None] = click.echo):
+                 logs_dir: Optional[Path] = None, say: Callable[[str], None] = click.echo,
+                 interrupt_spot_after: Optional[float] = None):
         """`environments`: step role -> envs.Environment, the interpreter of that
         step's jobs; `python` serves a step without one. `sandboxed`: None probes
         whether jobs can have a private /opt/ml (sandbox.probe). `logs_dir`: where
         each job's log is also kept as `<job>.log` as soon as the job ends (the run's
         report folder, so the report written at the end links every log). `say`:
-        where lines about the environments go (a rebuild, a changed environment)."""
+        where lines about the environments go (a rebuild, a changed environment).
+        `interrupt_spot_after`: seconds after which the first spot training job is
+        stopped as a spot interruption and started again (local/spot_interruption.py)."""
         self.say = say
         self.clients = clients
         self.workdir = Path(workdir).resolve()
@@ -106,6 +112,8 @@ class LocalJobRunner:
         self._procs: List[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._stopped = False
+        self.interrupt_spot_after = interrupt_spot_after
+        self.spot_grace_seconds = SPOT_GRACE_SECONDS
 
     # -------------------------------------------------------------- entry point (emulator hook)
 
@@ -257,11 +265,7 @@ class LocalJobRunner:
         if algorithm is not None:
             self._run_algorithm(job_name, request, algorithm, base, python, env, failure)
         else:
-            command = [python, "-m", TOOLKIT_MAIN]
-            # The toolkit starts the script in the code folder, as on SageMaker.
-            cwd = Path(CONTAINER_ROOT) / "code" if self.sandboxed else code
-            self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
-                          failure_file=failure)
+            self._run_toolkit(job_name, request, program, root, base, code, model_dir, python, env, failure)
         packed = root / "model.tar.gz"
         with tarfile.open(packed, "w:gz") as tar:
             for path in sorted(model_dir.rglob("*")):
@@ -269,6 +273,36 @@ class LocalJobRunner:
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         bucket, key = split_s3(f"{output_path}/{job_name}/output/model.tar.gz")
         self.clients.s3.upload_file(str(packed), bucket, key)
+
+    def _run_toolkit(self, job_name: str, request: dict, program: str, root: Path, base: Path, code: Path,
+                     model_dir: Path, python: str, env: Dict[str, str], failure: Path) -> None:
+        """A script-mode training job through the toolkit, started in the code
+        folder as on SageMaker; a managed spot job is interrupted once when
+        --interrupt-spot-after asks, and started again with its checkpoints."""
+        command = [python, "-m", TOOLKIT_MAIN]
+        cwd = Path(CONTAINER_ROOT) / "code" if self.sandboxed else code
+        checkpoints = spot_interruption.Checkpoints.of(self, root, request)
+        interrupt = self._spot_interruption(request)
+        try:
+            if checkpoints:
+                checkpoints.restore()
+            interrupted = self._execute("training", job_name, command, env, cwd, request, script=program,
+                                        python=python, failure_file=failure, interrupt_after=interrupt)
+            if interrupted is not None:
+                self.say(spot_interruption.notice(job_name, interrupt, self.spot_grace_seconds, checkpoints))
+                if checkpoints:
+                    checkpoints.save()
+                spot_interruption.fresh_instance(base, keep=checkpoints.local if checkpoints else None)
+                for folder in (model_dir, base / "output" / "data"):
+                    folder.mkdir(parents=True, exist_ok=True)
+                if failure.exists():
+                    failure.unlink()
+                self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
+                              failure_file=failure, log_prefix=interrupted + spot_interruption.log_line(job_name),
+                              spent=interrupt or 0.0)
+        finally:
+            if checkpoints:
+                checkpoints.save()
 
     def _run_algorithm(self, job_name: str, request: dict, found, base: Path, python: str, env: Dict[str, str],
                        failure: Path) -> None:
@@ -308,17 +342,37 @@ class LocalJobRunner:
             names = [d.get("Name") for d in definitions]
             job.final_metric_data_list = training_metrics.metric_data_list(values, names, when)
 
+    def _spot_interruption(self, request: dict) -> Optional[float]:
+        """The seconds after which this training job is interrupted: once per run,
+        and only a managed spot job (EnableManagedSpotTraining)."""
+        with self._lock:
+            if self.interrupt_spot_after is None or not request.get("EnableManagedSpotTraining"):
+                return None
+            seconds, self.interrupt_spot_after = self.interrupt_spot_after, None
+            return seconds
+
     # -------------------------------------------------------------- running a script
 
     def _execute(self, kind: str, job_name: str, command: List[str], extra_env: Dict[str, str], cwd: Path,
                  request: dict, script: Optional[str] = None, python: Optional[str] = None,
-                 failure_file: Optional[Path] = None) -> None:
+                 failure_file: Optional[Path] = None, interrupt_after: Optional[float] = None,
+                 log_prefix: str = "", spent: float = 0.0) -> Optional[str]:
+        """Runs the job's command to its end. With `interrupt_after`, a spot
+        interruption at that time (SIGTERM, SIGKILL after the grace): the job's
+        output so far is returned, and the caller starts it again. `log_prefix`:
+        the output of an attempt before (kept in the same log); `spent`: seconds
+        of MaxRuntimeInSeconds that attempt used."""
         # The container's environment: the emulator as its AWS, no agent paths (job_env).
         env = job_env.job_environment(os.environ, python or self.python, self.clients.endpoint_url,
                                       self.clients.region, training_job=job_name if kind == "training" else None)
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        if limit is not None and spent:
+            limit = max(1.0, limit - spent)
+        wait_for = limit
+        if interrupt_after is not None and (limit is None or interrupt_after < limit):
+            wait_for = interrupt_after
         log_path = self.workdir / f"{job_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure(job_name)
@@ -337,16 +391,23 @@ class LocalJobRunner:
                                     stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
             self._procs.append(proc)
         try:
-            output, _ = proc.communicate(timeout=limit)
+            output, _ = proc.communicate(timeout=wait_for)
         except subprocess.TimeoutExpired:
+            if wait_for != limit:  # the spot interruption, before the job's own limit
+                output = log_prefix + spot_interruption.stop(proc, self.spot_grace_seconds, _signal_job)
+                self._keep_log(log_path, output)
+                self._checked_after(proc, job_name)
+                return output
             _signal_job(proc, signal.SIGKILL)
             output, _ = proc.communicate()
+            output = log_prefix + output
             self._keep_log(log_path, output)
             self._publish_log(kind, job_name, output, started)
             self._checked_after(proc, job_name)
             if self.sandboxed:
                 sandbox.tidy(self.workdir / job_name / CONTAINER_ROOT.lstrip("/"))
             raise JobFailed(f"MaxRuntimeExceeded: {job_name} ran longer than {limit} s")
+        output = log_prefix + output
         self._keep_log(log_path, output)
         self._publish_log(kind, job_name, output, started)
         self._checked_after(proc, job_name)
@@ -358,6 +419,7 @@ class LocalJobRunner:
             if failure_file is not None and failure_file.is_file():
                 written = failure_file.read_text(encoding="utf-8", errors="replace")
             raise JobFailed(failure_reason(script, proc.returncode, output, self._named(python or self.python), written))
+        return None
 
     def _keep_log(self, log_path: Path, output: str) -> None:
         """The job's log in its work folder and, as a new file renamed into place

@@ -34,8 +34,10 @@ class LocalAws:
 
     def __init__(self, config, python: Optional[str] = None, inputs: Sequence[str] = (), *,
                  run: Optional[RunContext] = None, fetch_inputs: bool = False, region: Optional[str] = None,
-                 say: Callable[[str], None] = click.echo, allow_nearest: bool = False):
+                 say: Callable[[str], None] = click.echo, allow_nearest: bool = False,
+                 interrupt_spot_after: Optional[float] = None):
         self.config = config
+        self.interrupt_spot_after = interrupt_spot_after  # --interrupt-spot-after (local/spot_interruption.py)
         self.python = python
         self.allow_nearest = allow_nearest  # --allow-nearest: another major version of a framework may stand in
         self.inputs = tuple(inputs)
@@ -91,9 +93,11 @@ class LocalAws:
         job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach S3 and STS, as their role on AWS
         clients = Clients(ctx.region, endpoint)
         clients.notes = [f"local environment: {note}" for note in notes]
+        clients.local = True
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
-                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say)
+                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say,
+                                           interrupt_spot_after=self.interrupt_spot_after)
         emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
         emulator.install_sagemaker_backend_hook(runner)
         pythons = sorted({env.python for env in environments.values()})
