@@ -123,6 +123,8 @@ def test_channels_as_a_list_and_as_a_mapping_with_s3_and_content_type(tmp_path):
      "steps.preprocessing.outputs.Bad.Name", "must be 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter"),
     ("  preprocessing:\n    outputs: [train, train, test]\n", "outputs:", "steps.preprocessing.outputs",
      "has non-unique elements"),
+    ("  preprocessing:\n    outputs: {}\n", "outputs:", "steps.preprocessing.outputs", "needs at least 1 entry(s)"),
+    ("  preprocessing:\n    outputs: []\n", "outputs:", "steps.preprocessing.outputs", "needs at least 1 item(s)"),
     ("  training:\n    channels:\n      x: s3://chan-artifacts/mltp/chan-model/registry/\n", "x: s3://",
      "steps.training.channels.x", "lies in the model's own S3 area s3://chan-artifacts/mltp/chan-model/"),
     ("  training:\n    channels:\n      x: s3://chan-artifacts/mltp/\n", "x: s3://",

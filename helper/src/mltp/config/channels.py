@@ -74,8 +74,8 @@ def problems(doc: Document) -> List[Problem]:
     raw_outputs = _get(data, "steps", "preprocessing", "outputs")
     if raw_outputs is not None and not isinstance(raw_outputs, (dict, list)):
         return []  # the schema reports it
-    if isinstance(raw_outputs, list) and not all(isinstance(n, str) for n in raw_outputs):
-        return []
+    if isinstance(raw_outputs, list) and not all(isinstance(n, str) for n in raw_outputs) or raw_outputs in ({}, []):
+        return []  # the schema reports it
     outputs = output_paths(raw_outputs)
     known = list(outputs)
     out: List[Problem] = []

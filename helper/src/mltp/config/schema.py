@@ -101,6 +101,7 @@ def _explain(error: jsonschema.ValidationError, doc: Document) -> List[Problem]:
         "minItems": "needs at least {v} item(s)",
         "maxItems": "takes at most {v} items",
         "maxProperties": "takes at most {v} entries",
+        "minProperties": "needs at least {v} entry(s)",
     }
     if kind in limits:
         return [Problem(line, key, limits[kind].format(v=error.validator_value) + f", not {_show(error.instance)}")]
