@@ -197,3 +197,31 @@ def test_the_example_model_runs_locally(tmp_path):
     data = json.loads((report / "report.json").read_text())
     assert data["status"] == "passed"
     assert {"report.md", "junit.xml", "summary.txt", "model.tar.gz", "evaluation.json"} <= {p.name for p in report.iterdir()}
+
+
+SAGEMAKER_STYLE = ROOT / "tests" / "fixtures" / "sagemaker-style"
+
+
+def test_metric_definitions_read_the_training_log_and_gate_the_run(tmp_path):
+    """A training script that prints its metrics, as scripts written for SageMaker's
+    estimators with metric_definitions do (tests/fixtures/sagemaker-style/metric-definitions):
+    the last value of each is in the report, and the gate rule with source: training
+    reads it (Gate line, gate table, report.json)."""
+    repo = tmp_path / "metric-definitions"
+    shutil.copytree(SAGEMAKER_STYLE / "metric-definitions", repo)
+    proc, error, report = run_local(repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = next((report / "logs").glob("metric-lines-train-*.log")).read_text()
+    # The expected values, read from the job's log here independently: the last match of each.
+    expected = {"train_loss": float(re.findall(r"train_loss=([0-9.]+);", log)[-1]),
+                "validation:accuracy": float(re.findall(r"validation:accuracy=([0-9.]+)", log)[-1]),
+                "validation:f1": float(re.findall(r"validation f1: ([0-9.]+)", log)[-1])}
+    assert len(re.findall(r"train_loss=", log)) == 4  # one per epoch: the last one counts
+    data = json.loads((report / "report.json").read_text())
+    assert data["training_metrics"] == [{"name": name, "value": value} for name, value in expected.items()]
+    assert data["gate"][1] == {"metric": "train_loss", "rule": "<= 0.45", "value": expected["train_loss"], "passed": True}
+    assert re.search(rf"^\s+\+\d\d:\d\d\s+Gate\s+passed\s+accuracy [0-9.]+ >= 0\.7, train_loss {expected['train_loss']:g} "
+                     rf"<= 0\.45$", proc.stdout, re.M), proc.stdout
+    markdown = (report / "report.md").read_text()
+    assert "## Training metrics" in markdown and f"| validation:f1 | {expected['validation:f1']:.4g} |" in markdown
+    assert "metric.train_loss=" + repr(expected["train_loss"]) in (report / "outcome.txt").read_text()

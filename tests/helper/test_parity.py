@@ -62,6 +62,17 @@ def _repo(tmp: Path, name: str, modes=None, config_edit=None, requirements=None)
     return repo
 
 
+def _training_metric(regex: str, bound: str):
+    """A config edit: tiny's train.py prints `train_loss=<1 - score>` last (0.07); the gate
+    reads it from the training job's metrics (steps.training.metric_definitions)."""
+    def edit(text: str) -> str:
+        text = text.replace("    hyperparameters: {score: 0.93, label: tiny}\n",
+                            "    hyperparameters: {score: 0.93, label: tiny}\n    metric_definitions:\n"
+                            f"      - {{name: train_loss, regex: '{regex}'}}\n", 1)
+        return text + f"  - metric: train_loss\n    source: training\n    {bound}\n"
+    return edit
+
+
 # (case, tiny modes, config edit, requirements.txt, expected exit code, a part of the message)
 CASES = [
     ("pass", {}, None, None, 0, ""),
@@ -80,6 +91,11 @@ CASES = [
      "it as channel 'validation': write at least one file there"),
     ("model-quality format, per-rule path", {"evaluation": "model-quality"},
      lambda t: t + "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n", None, 0, ""),
+    ("training metric passes (and is registered)", {}, _training_metric("train_loss=([0-9.]+)", "max: 0.1"), None, 0, ""),
+    ("training metric missed", {}, _training_metric("train_loss=([0-9.]+)", "max: 0.05"), None, 3,
+     "train_loss = 0.07, needs <= 0.05"),
+    ("training metric missing", {}, _training_metric("val_loss=([0-9.]+)", "max: 0.05"), None, 3,
+     "train_loss is missing from the training job's metrics (needs <= 0.05)"),
 ]
 
 

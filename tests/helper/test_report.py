@@ -355,3 +355,24 @@ def test_junit_and_html_carry_hostile_text_as_text(tmp_path):
     good = Links()
     good.feed(report.write(make(), tmp_path / "good")["report.html"].read_text())
     assert f"{CONSOLE}/exec" in good.hrefs  # the console links mltp builds stay links
+
+
+def test_training_metrics_are_shown_with_their_last_value(tmp_path):
+    """steps.training.metric_definitions: report.json, report.md, report.html and the
+    console show each metric's last value, 'no value' when the log never matched."""
+    from mltp import report_html
+
+    outcome = make(training_metrics=[{"name": "train_loss", "value": 0.0712}, {"name": "validation:auc", "value": None}])
+    paths = report.write(outcome, tmp_path)
+    data = json.loads(paths["report.json"].read_text())
+    assert data["training_metrics"] == [{"name": "train_loss", "value": 0.0712}, {"name": "validation:auc", "value": None}]
+    md = paths["report.md"].read_text()
+    assert "## Training metrics" in md and "| train_loss | 0.0712 |" in md and "| validation:auc | no value |" in md
+    page = paths["report.html"].read_text()
+    assert '<table id="training-metrics">' in page and "<td>train_loss</td><td>0.0712</td>" in page
+    assert "\n".join(report.console_lines(outcome)).count("train_loss") == 1
+    # Without definitions: no section anywhere.
+    plain = make()
+    assert plain.to_dict()["training_metrics"] is None
+    assert "Training metrics" not in report.markdown(plain)
+    assert "training-metrics" not in report_html.render(json.loads(json.dumps(plain.to_dict())))

@@ -221,6 +221,47 @@ def test_history_reads_each_version_s_evaluation_json_from_the_registry(aws_env)
     assert [v["label"] for v in nothing["versions"]] == ["this run"] and not nothing["note"]
 
 
+def test_history_reads_each_metric_where_the_gate_does(aws_env):
+    """An evaluation.json keeping its metrics at the top level (no section), read by
+    rules with a `path`, showed "no value of roc_auc in any version": the history
+    read the sections only. It now reads what the gate reads: the rule's path, and
+    a training metric (source: training) from the value recorded at registration."""
+    from mltp.aws import Clients
+    from mltp.config import GateRule
+
+    region = "ap-northeast-2"
+    sm = boto3.client("sagemaker", region_name=region, endpoint_url=aws_env)
+    s3 = boto3.client("s3", region_name=region, endpoint_url=aws_env)
+    bucket, group = "history-path-bucket", "history-path-group"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    arns = []
+    for i, (auc, accuracy, loss) in enumerate(((0.81, 0.77, 0.4), (0.84, 0.79, 0.3))):
+        key = f"runs/r{i}/evaluation.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"roc_auc": auc, "accuracy": {"value": accuracy}}).encode())
+        arns.append(sm.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/x:1"}],
+                                    "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{bucket}/{key}"}}},
+            CustomerMetadataProperties={"RunName": f"r{i}", "metric:train_loss": str(loss)},
+        )["ModelPackageArn"])
+    rules = (GateRule("roc_auc", min=0.8, path="roc_auc"), GateRule("accuracy", min=0.7, path="accuracy.value"),
+             GateRule("train_loss", max=0.5, source="training"))
+    outcome = make(model_package_arn=arns[-1],
+                   gate=[out.GateCheck("roc_auc", ">= 0.8", 0.84, True), out.GateCheck("accuracy", ">= 0.7", 0.79, True),
+                         out.GateCheck("train_loss", "<= 0.5", 0.3, True)])
+    found = history.collect(group, Clients(region, aws_env), outcome, rules=rules)
+    assert [v["metrics"] for v in found["versions"]] == [
+        {"roc_auc": 0.81, "accuracy": 0.77, "train_loss": 0.4}, {"roc_auc": 0.84, "accuracy": 0.79, "train_loss": 0.3}]
+    assert not found["note"]
+    outcome.history = found
+    page = report_html.render(json.loads(json.dumps(outcome.to_dict())))
+    assert "no value of" not in page
+    # Without the rules (as before), such a file is no evaluation.json at all: skipped with a note.
+    assert "has none of" in history.collect(group, Clients(region, aws_env), outcome)["note"]
+
+
 def test_one_unreadable_registered_evaluation_json_never_costs_the_report(aws_env):
     """Earlier versions whose evaluation.json is not UTF-8, nested 100,000 deep,
     over 1 MiB or not JSON are skipped with a note naming each; the others are

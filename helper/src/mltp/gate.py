@@ -19,6 +19,12 @@ first that applies wins:
    order: ``regression_metrics``, ``binary_classification_metrics``,
    ``multiclass_classification_metrics`` (what Model Monitor and Clarify write).
 
+A rule with ``source: training`` reads none of these: its value is the training
+job's metric of that name (steps.training.metric_definitions, training_metrics),
+which the Training task's ResultSelector put at ``$.jobs.training.metrics.<name>``
+as ``[value]`` (``[]`` when the job has none); `evaluate` takes those values as
+``training``.
+
 The state machine computes 2 and 3 as mltp does here: its MetricSections and
 GateMetrics states merge the sections with States.JsonMerge into
 ``$.gate.values`` (`SECTIONS`, `merged_entries`), and the Gate and Register read

@@ -333,8 +333,11 @@ class LocalJobRunner:
         log = self.workdir / f"{job_name}.log"
         values: Dict[str, float] = {}
         if definitions and log.is_file():
-            with open(log, encoding="utf-8", errors="replace") as lines:
-                values = training_metrics.last_values(definitions, lines)
+            try:  # after a failed job too: this must never hide why it failed
+                with open(log, encoding="utf-8", errors="replace") as lines:
+                    values = training_metrics.last_values(definitions, lines)
+            except OSError:
+                values = {}
         if job is not None and hasattr(job, "final_metric_data_list"):
             import datetime
 
