@@ -146,8 +146,9 @@ Map prepareAgent(Map cfg) {
 // Any other exception is looked at (a lost agent?) and rethrown unchanged.
 def train(Map ctx, long started) {
     Map cfg = ctx.cfg
-    List trainEnv = ctx.env + ['MLTP_TIMEOUT=' + remainingMinutes(cfg.timeoutMinutes, started)]
-    String verb = cfg.mode == 'local' ? 'run' : 'start'
+    Map how = mltpHelper.trainVerb(cfg)   // start, run, or resume
+    List trainEnv = ctx.env + how.env + ['MLTP_TIMEOUT=' + remainingMinutes(cfg.timeoutMinutes, started)]
+    String verb = how.verb
     Map credentials = cfg.mode == 'aws' ? mltpHelper.awsCredentials(cfg) : null
     int rc = 0
     try {

@@ -253,6 +253,8 @@ List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
                          doc: 'mode aws: check the account read-only before anything is deployed'],
     pruneOlderThanDays: [default: null, type: 'whole', unit: 'days', min: 1, max: 3650, steps: ['mlTrainingPipeline'],
                          doc: 'scheduled default-branch builds also run mltp prune --yes for this age; null = never'],
+    resume            : [default: false, type: 'boolean', steps: ['mlTrainingPipeline'],
+                         doc: 'Train goes on from this branch\'s newest failed run (mltp resume) instead of starting afresh'],
     retrainTrigger    : [default: false, type: 'boolean', steps: ['mlTrainingPipeline'],
                          doc: 'mode aws, default branch: install the retrain-on-new-data trigger after Train'],
     triggerRoleArn    : [default: null, pattern: /arn:aws[a-z-]*:iam::[0-9]{12}:role\/[\w+=,.@\/-]+/, patternDoc: 'an IAM role ARN',
@@ -285,6 +287,16 @@ List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
     to                : [default: 'model', steps: ['mlFetchModel'],
                          doc: 'folder for model.tar.gz and model-package.json, relative to the workspace'],
 ]
+
+// The Train stage's helper verb and its extra environment: `start` (then `wait`) in
+// mode aws, `run` (--local) in mode local; with the `resume` option `resume`, which
+// waits itself and, in mode local, runs against the emulator (MLTP_LOCAL=1).
+Map trainVerb(Map cfg) {
+    if (cfg.resume) {
+        return [verb: 'resume', env: cfg.mode == 'local' ? ['MLTP_LOCAL=1'] : []]
+    }
+    return [verb: cfg.mode == 'local' ? 'run' : 'start', env: []]
+}
 
 // The options of one step, in the table's order.
 List optionNames(String step) {

@@ -1,5 +1,6 @@
-"""The AWS side of the step cache tests (test_step_cache.py), run as its own
-process: `python cache_aws.py REPO` prints one JSON line `CACHE {...}`.
+"""The AWS side of the step cache and resume tests (test_step_cache.py), run
+as its own process: `python cache_aws.py REPO [cache|resume]` prints one JSON
+line `CACHE {...}`.
 
 It runs what `mltp run REPO` runs on AWS (commands.run.run with clients of its
 own: S3 records, the inputs' ETags listed from S3, the decisions in the
@@ -13,6 +14,13 @@ order, on one emulator:
   edited     evaluation.py edited: only evaluation runs;
   new-data   the input object rewritten (another ETag): every step runs;
   forced     `--no-cache`: every step runs.
+
+With `resume` (no step has the cache on):
+
+  broken     evaluation fails (its MODE is raise);
+  fixed      MODE ok, then `mltp resume` (the newest failed run): moto has
+             no RedriveExecution, so a new run takes preprocessing and
+             training from `broken` and runs evaluation only.
 
 The process is separate because the emulator's hooks are process-wide.
 """
@@ -28,13 +36,14 @@ from pathlib import Path
 DATA_BUCKET = "tiny-data"
 
 
-def main(repo: Path) -> dict:
+def main(repo: Path, scenario: str = "cache") -> dict:
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(var, None)
     os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "cache"
 
     from mltp import invocation
     from mltp.aws import Clients
+    from mltp.commands.resume import resume
     from mltp.commands.run import run
     from mltp.commands.validate import validate
     from mltp.errors import MltpError
@@ -62,9 +71,15 @@ def main(repo: Path) -> dict:
             clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
         clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
         try:
-            for name, change, no_cache in (("first", None, False), ("second", None, False),
-                                           ("edited", "evaluation", False), ("new-data", "data", False),
-                                           ("forced", None, True)):
+            scenarios = {"cache": (("first", None, False), ("second", None, False), ("edited", "evaluation", False),
+                                   ("new-data", "data", False), ("forced", None, True)),
+                         "resume": (("broken", "raise", False), ("fixed", "ok", False))}
+            for name, change, no_cache in scenarios[scenario]:
+                if change in ("raise", "ok"):
+                    text = (repo / "config.yaml").read_text()
+                    (repo / "config.yaml").write_text(text.replace(
+                        "  evaluation:\n    environment: {MODE: " + ("ok" if change == "raise" else "raise") + "}",
+                        "  evaluation:\n    environment: {MODE: " + change + "}"))
                 if change == "evaluation":
                     (repo / "evaluation.py").write_text((repo / "evaluation.py").read_text() + "\n# edited\n")
                 elif change == "data":
@@ -78,7 +93,10 @@ def main(repo: Path) -> dict:
                 code = 0
                 with redirect_stdout(out):
                     try:
-                        run(inv, clients, validated, preflight=False, poll_seconds=0.2)
+                        if name == "fixed":
+                            resume(inv, clients, validated, preflight=False, poll_seconds=0.2)
+                        else:
+                            run(inv, clients, validated, preflight=False, poll_seconds=0.2)
                     except MltpError as exc:
                         code = exc.exit_code
                 report = json.loads((repo / ".mltp" / "reports" / name / "report.json").read_text())
@@ -96,5 +114,5 @@ def main(repo: Path) -> dict:
 
 
 if __name__ == "__main__":
-    found = main(Path(sys.argv[1]).resolve())
+    found = main(Path(sys.argv[1]).resolve(), *sys.argv[2:3])
     sys.stdout.write("\nCACHE " + json.dumps(found) + "\n")

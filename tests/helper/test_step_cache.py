@@ -212,6 +212,47 @@ def test_on_the_state_machine_a_second_run_with_the_same_keys_starts_no_job(tmp_
     assert not any(r.endswith("/forced.json") or r.endswith("/second.json") for r in records)
 
 
+def test_on_the_state_machine_resume_after_a_failed_evaluation_runs_only_evaluation(tmp_path):
+    repo = _tiny(tmp_path, steps=())
+    proc = subprocess.run([sys.executable, str(HERE / "cache_aws.py"), str(repo), "resume"], cwd=repo, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
+    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(found.group(1))
+    assert (runs["broken"]["exit_code"], runs["broken"]["jobs"]) == (4, ["prep", "train", "eval"])
+    fixed = runs["fixed"]
+    assert (fixed["exit_code"], fixed["jobs"]) == (0, ["eval"]), "\n".join(fixed["lines"])
+    lines = "\n".join(fixed["lines"])
+    # evaluation's config changed (MODE): no redrive, a new run
+    assert "resume: from run broken" in lines and "redr" not in lines
+    assert "resume: Training       cached (from broken)" in lines
+    assert "resume: Evaluation     run (it did not succeed in broken)" in lines
+    assert fixed["steps"]["Training"] == ["cached", "broken"]
+    assert runs["records"] == []  # no step has the cache on: resume writes no record
+
+
+def test_resume_decides_by_the_failed_run_s_keys():
+    from mltp import resume
+
+    keys = {r: step_cache.StepKey(r, r[0] * 64, {"code": r}) for r in step_cache.ROLES}
+    old_input = {"Cache": {"keys": {"Preprocessing": "p" * 64, "Training": "x" * 64, "Evaluation": "e" * 64},
+                           "parts": {"Training": {"code": "other"}}, "reuse": {"Preprocessing": "older"}},
+                 "TrainDataS3Uri": "s3://b/older/train/", "ValidationDataS3Uri": "s3://b/older/validation/",
+                 "TestDataS3Uri": "s3://b/older/test/", "ModelArtifactS3Uri": "s3://b/failed/model.tar.gz"}
+    source = resume.Source("failed", old_input, ["Preprocessing", "Training"])
+    decision = resume.decide(source, keys, {"keys": {}, "reuse": {}})
+    # preprocessing was itself taken from an earlier run: the new run takes it from there too
+    assert decision.reuse == {"Preprocessing": "older"}
+    assert decision.overrides["TrainDataS3Uri"] == "s3://b/older/train/" and "ModelArtifactS3Uri" not in decision.overrides
+    assert decision.lines[1] == "resume: Training       run (code changed since failed)"
+    assert not decision.unchanged
+    now = cache_index.now_utc()
+    assert resume.redrivable(replace(source, description={}), now)[0] is False
+    assert resume.redrivable(replace(source, description={"redriveStatus": "REDRIVABLE", "stopDate": now}), now) == (True, "")
+    old = {"redriveStatus": "REDRIVABLE", "stopDate": now - timedelta(days=15)}
+    assert resume.redrivable(replace(source, description=old), now) == (False, "it ended more than 14 days ago")
+
+
 def test_locally_a_rerun_after_editing_evaluation_runs_only_evaluation(tmp_path):
     repo = _tiny(tmp_path, steps=("preprocessing", "training"))
 
@@ -236,6 +277,30 @@ def test_locally_a_rerun_after_editing_evaluation_runs_only_evaluation(tmp_path)
     assert 'name="cached.Training" value="first"' in (repo / ".mltp" / "runs" / "second" / "junit.xml").read_text()
     forced = mltp("run", ".", "--local", "--run-name", "third", "--no-cache")
     assert forced.returncode == 0 and "tiny-model-train-" in forced.stdout
+
+
+def test_locally_resume_after_a_failed_evaluation_runs_only_evaluation(tmp_path):
+    repo = _tiny(tmp_path, steps=())
+    config = repo / "config.yaml"
+    config.write_text(config.read_text().replace("  evaluation:\n    environment: {MODE: ok}",
+                                                 "  evaluation:\n    environment: {MODE: raise}"))
+
+    def mltp(*args):
+        return subprocess.run([sys.executable, "-m", "mltp.cli", *args], cwd=repo, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+
+    broken = mltp("run", ".", "--local", "--run-name", "broken")
+    assert broken.returncode == 4, broken.stdout[-3000:] + broken.stderr[-3000:]
+    nothing = mltp("resume", ".", "--local", "--run", "no-such-run", "--run-name", "x")
+    assert nothing.returncode == 2 and "no run no-such-run of tiny-model" in nothing.stderr
+    config.write_text(config.read_text().replace("MODE: raise", "MODE: ok"))
+    fixed = mltp("resume", ".", "--local", "--run-name", "fixed")
+    assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
+    assert "resume: Preprocessing  cached (from broken)" in fixed.stdout
+    assert re.search(r"Training\s+cached \(from broken\)", fixed.stdout)
+    assert "tiny-model-train-" not in fixed.stdout and "tiny-model-eval-" in fixed.stdout
+    again = mltp("resume", ".", "--local", "--run", "fixed", "--run-name", "y")
+    assert again.returncode == 2 and "run fixed passed: only a failed" in again.stderr
 
 
 def test_plan_with_a_bad_config_is_exit_2(tmp_path):

@@ -227,6 +227,9 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
                   arns.state_machines()),
         Statement("Executions", ("states:DescribeExecution", "states:StopExecution", "states:GetExecutionHistory"),
                   arns.executions()),
+        # resume: finds the newest failed run, and redrives it when nothing changed
+        Statement("ResumeFind", ("states:ListExecutions",), arns.state_machines()),
+        Statement("ResumeRedrive", ("states:RedriveExecution",), arns.executions()),
         _pass_role("PassStatesRole", cfg.aws.states_role_arn, "states.amazonaws.com"),
         # deploy: the model's log group with its retention and saved Logs Insights queries
         Statement("ModelLogGroup", ("logs:CreateLogGroup", "logs:PutRetentionPolicy"),
