@@ -218,6 +218,8 @@ def test_an_unknown_price_makes_the_total_unknown_and_says_why(jobs, price_list,
     assert cost.total_usd is None
     assert cost.text() == "price unknown, spot saved 61%"
     assert cost.to_dict()["unknown"] == ["price unknown: no permission (pricing:GetProducts)"]
+    # Refused once, not asked again for the other instance type (a cached price still counts).
+    assert len(price_list.requests) == 1
 
 
 def _outcome(cost):

@@ -231,3 +231,21 @@ def test_interrupt_spot_after_needs_a_spot_job_and_a_local_run(tmp_path):
                           "--interrupt-spot-after", "5"], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert out.returncode == 2 and "add --local" in out.stderr, out.stderr
+
+
+def test_a_spot_job_that_ends_first_is_not_interrupted_and_says_so(tmp_path):
+    import shutil
+
+    from test_local import run_local
+
+    repo = tmp_path / "tiny"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "tiny", repo)
+    text = (repo / "config.yaml").read_text().replace("  training:\n", "  training:\n    spot: {max_wait_minutes: 240}\n")
+    (repo / "config.yaml").write_text(text)
+    proc, error, report = run_local(repo, "--interrupt-spot-after", "900", run_name="spot-quick")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if "spot interruption" in line]
+    assert "ended before 900 s, so it was not interrupted" in line, line
+    (job,) = [p for p in (repo / ".mltp" / "work" / "spot-quick").iterdir()
+              if p.is_dir() and p.name.startswith("tiny-model-train-")]
+    assert (job / "opt" / "ml" / "checkpoints").is_dir()  # there for the script, empty: it saved nothing

@@ -146,6 +146,9 @@ def test_retrain_input_equals_what_mltp_derives(example_repo, aws_env):
                                       branch="main").to_dict()
     assert derived == expected
     assert derived["CodeS3Uri"] == good["CodeS3Uri"]  # the last good run's code
+    # ... but its own spot checkpoints: a retrain never resumes from the last good run's
+    assert derived["CheckpointS3Uri"].endswith("/runs/retrain-20261126T140000-0123456789/checkpoints/")
+    assert derived["CheckpointS3Uri"] != good["CheckpointS3Uri"]
 
 
 def test_burst_of_1000_objects_starts_one_run_after_the_quiet_period(example_repo, aws_env):

@@ -123,7 +123,11 @@ def collect(clients, region: str, steps, local: bool = False, cache=None) -> Opt
             continue
         key = (region, job.instance_type, job.kind)
         if key not in prices:
-            prices[key] = pricing.lookup(clients, region, job.instance_type, job.kind, cache=cache)
+            # The API unreachable or refused once: the other instance types are not asked (each
+            # ask may wait for timeouts), the cache still answers for them.
+            blocked = next((p for p in prices.values() if p.reason in pricing.BLOCKED), None)
+            prices[key] = pricing.lookup(clients, region, job.instance_type, job.kind, cache=cache,
+                                         ask_with=None if blocked is None else (lambda *_: blocked))
         price = prices[key]
         job.usd_per_hour = price.usd_per_hour
         if price.usd_per_hour is None:

@@ -51,8 +51,14 @@ def cache_dir() -> Path:
     return Path(root) / "prices"
 
 
+NO_PERMISSION = "no permission (pricing:GetProducts)"
+UNREACHABLE = "the Price List API could not be reached"
+NO_CREDENTIALS = "no AWS credentials"
+BLOCKED = (NO_PERMISSION, UNREACHABLE, NO_CREDENTIALS)  # the same for every instance type
+
+
 def lookup(clients, region: str, instance_type: str, kind: str, cache: Optional[Path] = None,
-           now: Optional[float] = None) -> Price:
+           now: Optional[float] = None, ask_with=None) -> Price:
     """The on-demand hourly price of `instance_type` for a `kind` job
     (training | processing) in `region`: from the cache when younger than a
     week, else asked (and kept)."""
@@ -69,7 +75,7 @@ def lookup(clients, region: str, instance_type: str, kind: str, cache: Optional[
     if isinstance(hit, dict) and isinstance(hit.get("usd_per_hour"), (int, float)) \
             and isinstance(hit.get("at"), (int, float)) and 0 <= now - hit["at"] < CACHE_SECONDS:
         return Price(float(hit["usd_per_hour"]), cached=True)
-    price = ask(clients, region, instance_type, component)
+    price = (ask_with or ask)(clients, region, instance_type, component)
     if price.usd_per_hour is not None:
         entries[key] = {"usd_per_hour": price.usd_per_hour, "at": now}
         _write(path, entries)
@@ -99,14 +105,14 @@ def ask(clients, region: str, instance_type: str, component: str) -> Price:
             if not token:
                 break
     except botocore.exceptions.NoCredentialsError:
-        return Price(None, "no AWS credentials")
+        return Price(None, NO_CREDENTIALS)
     except botocore.exceptions.ClientError as exc:
         code = error_code(exc)
         if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
-            return Price(None, "no permission (pricing:GetProducts)")
+            return Price(None, NO_PERMISSION)
         return Price(None, f"the Price List API refused: {code or 'error'}")
     except botocore.exceptions.BotoCoreError:
-        return Price(None, "the Price List API could not be reached")
+        return Price(None, UNREACHABLE)
     return Price(None, f"{instance_type} ({component}) is not in the price list of {region}")
 
 

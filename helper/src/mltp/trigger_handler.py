@@ -170,6 +170,8 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         RegistryEvaluationKey=f"{registry}evaluation.json",
         RegistryModelS3Uri=f"s3://{bucket}/{registry}model.tar.gz",
         RegistryEvaluationS3Uri=f"s3://{bucket}/{registry}evaluation.json",
+        # Spot training's checkpoints (mltp.spot): this run's own, never the last good run's.
+        CheckpointS3Uri=f"{runs}checkpoints/",
     )
     return body
 

@@ -300,6 +300,8 @@ class LocalJobRunner:
                 self._execute("training", job_name, command, env, cwd, request, script=program, python=python,
                               failure_file=failure, log_prefix=interrupted + spot_interruption.log_line(job_name),
                               spent=interrupt or 0.0)
+            elif interrupt is not None:
+                self.say(spot_interruption.not_reached(job_name, interrupt))
         finally:
             if checkpoints:
                 checkpoints.save()

@@ -118,6 +118,11 @@ def notice(job_name: str, seconds: Optional[float], grace: float, checkpoints: O
             f"{grace:g} s, as SageMaker does when spot capacity is taken back); starting it again with {kept}")
 
 
+def not_reached(job_name: str, seconds: float) -> str:
+    return (f"local: spot interruption: training job {job_name} ended before {seconds:g} s, so it was not interrupted "
+            f"(a smaller --interrupt-spot-after tests the resume)")
+
+
 def log_line(job_name: str) -> str:
     """The line between the two attempts in the job's log."""
     return f"\n[mltp] spot interruption: {job_name} was stopped; it starts again with its checkpoints\n"
