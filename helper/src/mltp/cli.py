@@ -271,8 +271,16 @@ def iam_policy(repo: Path, config: Optional[str], role: str, features, jenkins_a
 
 
 def _preflight_option(f: Callable) -> Callable:
+    f = click.option("--preflight", "preflight_mode", type=click.Choice(["auto", "always", "never"]), default="auto",
+                     envvar="MLTP_PREFLIGHT", show_default=True,
+                     help="Run `mltp preflight` first: auto skips it where it passed for this account, identity, "
+                          "config and roles within MLTP_PREFLIGHT_MAX_AGE hours (24); always runs it.")(f)
     return click.option("--no-preflight", is_flag=True, envvar="MLTP_NO_PREFLIGHT",
-                        help="Do not run `mltp preflight` first.")(f)
+                        help="Do not run `mltp preflight` first (--preflight never).")(f)
+
+
+def _preflight_mode(no_preflight: bool, mode: str) -> str:
+    return "never" if no_preflight else mode
 
 
 @main.command()
@@ -311,12 +319,12 @@ def preflight(repo: Path, config: Optional[str], **aws) -> None:
 @_config_option
 @_aws_options
 @_preflight_option
-def sync(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+def sync(repo: Path, config: Optional[str], no_preflight: bool, preflight_mode: str, **aws) -> None:
     """Upload the code bundle to S3 (nothing when that content is there already); runs preflight first."""
     from .commands.sync import sync
 
     inv = _invocation(repo, config, check=True, **aws)
-    click.echo(sync(inv, _aws(inv), preflight=not no_preflight).summary())
+    click.echo(sync(inv, _aws(inv), preflight=_preflight_mode(no_preflight, preflight_mode)).summary())
 
 
 @main.command()
@@ -336,12 +344,12 @@ def deploy(repo: Path, config: Optional[str], **aws) -> None:
 @_config_option
 @_aws_options
 @_preflight_option
-def publish(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+def publish(repo: Path, config: Optional[str], no_preflight: bool, preflight_mode: str, **aws) -> None:
     """sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first."""
     from .commands.publish import publish
 
     inv = _invocation(repo, config, check=True, **aws)
-    click.echo(publish(inv, _aws(inv), preflight=not no_preflight).summary())
+    click.echo(publish(inv, _aws(inv), preflight=_preflight_mode(no_preflight, preflight_mode)).summary())
 
 
 @main.command()
@@ -398,7 +406,8 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
               help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
 @click.option("--fetch-inputs", is_flag=True, envvar="MLTP_FETCH_INPUTS",
               help="With --local: copy inputs that have no local data from S3 first, with your AWS credentials.")
-def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
+def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool,
+        preflight_mode: str, no_wait: bool,
         python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, run_name: Optional[str],
         region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
     """validate, sync, deploy, start and wait, in order."""
@@ -422,7 +431,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
             with local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs) as clients:
                 # The same validated repo, now pointed at the emulator.
                 inv = inv.pointed_at(clients.endpoint_url)
-                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight=False,
+                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight="never",
                     poll_seconds=local_aws.poll_seconds)
         finally:
             run_lock.release()
@@ -433,7 +442,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
                       report_dir=report_dir, check=True)
     checked = validate(inv)
     click.echo(checked.summary())
-    run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
+    run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=_preflight_mode(no_preflight, preflight_mode))
 
 
 # --------------------------------------------------------------------------- trigger (retraining on new data)
