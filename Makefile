@@ -11,7 +11,13 @@ AGENT_PYTHON ?= $(shell $(PYTHON) tests/compat/pythons.py 3.12 || echo python3)
 GROOVY_LINT_VERSION := 16.2.0
 GROOVY_LINT := .cache/npm/node_modules/.bin/npm-groovy-lint
 
-.PHONY: setup test test-helper test-vars test-compat lint-groovy groovy shellcheck chromium bubblewrap example schema bundle bench clean
+# pytest-xdist workers for the Python suites: one per core (`auto`); TEST_WORKERS=0
+# runs them in one process. The recorded AWS calls and the policy tests that read
+# them stay together in one worker (tests/conftest.py, --dist loadgroup).
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+
+.PHONY: setup test test-quick test-python test-helper test-vars test-compat lint-groovy groovy shellcheck chromium bubblewrap example schema bundle bench clean
 
 # The development environment is the local-mode bundle's own lock (hash-checked),
 # so the tests run against exactly the versions agents install, plus the tools.
@@ -25,11 +31,22 @@ $(BIN)/.installed: helper/pyproject.toml requirements-dev.txt $(LOCK)
 
 setup: $(BIN)/.installed
 
-## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4, the bundle on every Python)
-test: test-helper test-vars test-compat
+## test: the whole suite (helper with pytest, Jenkins steps with Groovy 2.4, the bundle on every Python):
+## the Groovy suite runs beside the Python one, whose helper and compatibility tests share one pool of workers
+test: setup shellcheck chromium bubblewrap groovy $(GROOVY_LINT)
+	$(MAKE) --no-print-directory --output-sync=target -j2 test-python test-vars
+
+# The helper's and the compatibility tests in one pytest run, so the workers
+# balance the long compatibility installs against the many short helper tests.
+test-python: setup shellcheck chromium bubblewrap
+	$(BIN)/python -m pytest tests/helper tests/compat -q -rs $(PYTEST_PARALLEL)
+
+## test-quick: the inner loop: the helper's tests without the slow end-to-end ones (marked `slow`), no Groovy, no compat
+test-quick: setup shellcheck bubblewrap
+	$(BIN)/python -m pytest tests/helper -q -m "not slow" $(PYTEST_PARALLEL)
 
 test-helper: setup shellcheck chromium bubblewrap
-	$(BIN)/python -m pytest tests/helper -q
+	$(BIN)/python -m pytest tests/helper -q $(PYTEST_PARALLEL)
 
 test-vars: setup groovy lint-groovy
 	MLTP_TEST_AGENT_PYTHON=$(AGENT_PYTHON) bash tests/vars/run.sh
@@ -46,7 +63,7 @@ $(GROOVY_LINT):
 
 ## test-compat: install the bundle as the step does on each Python 3.9..3.13 found, and run it
 test-compat: setup
-	$(BIN)/python -m pytest tests/compat -q -s -rs
+	$(BIN)/python -m pytest tests/compat -q -rs $(PYTEST_PARALLEL)
 
 # Debian's chromium: the report.html test renders the report in it, headless.
 # Installed when missing and we may; without it that one test is skipped, saying why.

@@ -37,8 +37,13 @@ if "mix_stderr" in inspect.signature(click.testing.CliRunner.__init__).parameter
 # Except the local environments of `run --local` (local/envs.py): building one
 # with scikit-learn takes a minute, so they persist across sessions here, keyed
 # by content like the real cache (MLTP_TEST_ENVS moves it).
-if "MLTP_CACHE_DIR" not in os.environ:
-    os.environ["MLTP_CACHE_DIR"] = tempfile.mkdtemp(prefix="mltp-test-cache-")
+# With parallel workers (pytest-xdist, `make test`) each worker is a process of its
+# own that inherits the controller's environment: it gets a cache folder of its own
+# too, so tests that count or corrupt cache entries never see another worker's.
+_OWN_CACHE = os.environ.get("MLTP_TEST_OWN_CACHE")
+if "MLTP_CACHE_DIR" not in os.environ or (
+        os.environ.get("PYTEST_XDIST_WORKER") and os.environ["MLTP_CACHE_DIR"] == _OWN_CACHE):
+    os.environ["MLTP_CACHE_DIR"] = os.environ["MLTP_TEST_OWN_CACHE"] = tempfile.mkdtemp(prefix="mltp-test-cache-")
     TEST_ENVS = Path(os.environ.get("MLTP_TEST_ENVS") or Path.home() / ".cache" / "mltp-test-envs")
     TEST_ENVS.mkdir(parents=True, exist_ok=True)
     os.symlink(str(TEST_ENVS), str(Path(os.environ["MLTP_CACHE_DIR"]) / "envs"))
@@ -192,13 +197,35 @@ def _install_recorder() -> None:
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): tests one pytest-xdist worker runs together")
+    config.addinivalue_line("markers", "slow: end-to-end tests `make test-quick` leaves out (SLOW_MODULES)")
     _install_recorder()
 
 
+# Modules whose tests are end-to-end: whole local runs, environment builds,
+# installs, a browser. `make test-quick` (-m "not slow") leaves them out; `make
+# test` and CI run them all.
+SLOW_MODULES = ("test_local.py", "test_local_inputs.py", "test_local_registry.py", "test_example_sagemaker_style.py",
+                "test_shared_envs.py", "test_envs.py", "test_install_sh.py", "test_parity.py", "test_sandbox.py")
+
+
+# With pytest-xdist the recorded calls live in the worker that made them, so the
+# recorded modules and the coverage tests that read them form one group, run by
+# one worker in collection order (`--dist loadgroup`, as the Makefile asks); the
+# other tests are spread over the workers one by one.
+AWS_CALLS_GROUP = "aws-calls"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    """The coverage test of recorded calls runs after the tests it reads."""
+    """The coverage test of recorded calls runs after the tests it reads, in the same process."""
     last = [item for item in items if "recorded_calls" in item.name]
     items[:] = [item for item in items if item not in last] + last
+    for item in items:
+        if item.path.name in RECORDED_MODULES or item in last:
+            item.add_marker(pytest.mark.xdist_group(AWS_CALLS_GROUP))
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -214,7 +241,8 @@ def _aws_call_recorder(request):
 
 def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("MLTP_RECORD_AWS_CALLS")
-    if target:
+    # With xdist only the worker that ran the recorded group holds calls (the controller none).
+    if target and (AWS_CALLS or not getattr(session.config.option, "numprocesses", None)):
         import json
 
         Path(target).write_text(json.dumps(AWS_CALLS), encoding="utf-8")

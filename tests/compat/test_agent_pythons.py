@@ -11,7 +11,8 @@ interpreter's).
 Installs go to a cache that outlives the run (MLTP_COMPAT_CACHE, default
 ~/.cache/mltp-compat): an unchanged bundle is verified and reused, and pip's own
 cache holds the wheels, so only a changed bundle pays for a fresh install.
-`make test-compat` runs this file; it prints which interpreters it covered.
+`make test-compat` runs this file (and `make test`, in one pool of workers with the
+helper's tests); the run's summary says which interpreters it covered (conftest.py).
 """
 
 import os

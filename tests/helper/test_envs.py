@@ -75,13 +75,15 @@ def test_a_second_prepare_reuses_the_entry(sklearn_env):
 def test_the_key_follows_requirements_txt_and_the_container_row(tmp_path, monkeypatch):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("click\n")
-    first = envs.plan("sklearn", "1.2-1", requirements)
-    assert envs.plan("sklearn", "1.2-1", requirements) == first
+    base = envs.plan("sklearn", "1.2-1", None)
+    # The framework environment does not depend on requirements.txt: its overlay does.
+    assert envs.plan("sklearn", "1.2-1", requirements) == base
+    first = envs.overlay_plan(base, requirements)
+    assert envs.overlay_plan(base, requirements) == first and first.key != base.key
     requirements.write_text("click>=7\n")
-    changed = envs.plan("sklearn", "1.2-1", requirements)
+    changed = envs.overlay_plan(base, requirements)
     assert changed.key != first.key and changed.name != first.name
-    requirements.unlink()
-    assert envs.plan("sklearn", "1.2-1", requirements).key not in (first.key, changed.key)
+    assert envs.overlay_plan(envs.plan("sklearn", "1.4-2", None), requirements).key != changed.key
     assert envs.plan("sklearn", "1.4-2", None).key != envs.plan("sklearn", "1.2-1", None).key
     row = dict(containers.CONTAINERS[("sklearn", "1.2-1")], packages={"scikit-learn": "1.2.2"})
     before = envs.plan("sklearn", "1.2-1", None).key
@@ -398,3 +400,62 @@ def test_an_agent_without_a_c_compiler_gets_the_toolkit_all_the_same(own_cache, 
                           timeout=300, env=dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PATH=path))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (base / "model" / "m").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- requirements.txt as an overlay
+
+
+def test_requirements_go_into_an_overlay_on_the_cached_framework_environment(sklearn_env, tmp_path):
+    """One more package costs a small overlay, not a new framework environment."""
+    base, _ = sklearn_env
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tabulate==0.9.0\n")
+    said = []
+    env = envs.prepare("sklearn", "1.2-1", requirements, say=said.append)
+    assert env.base == base and env.path != base.path
+    assert not any("building the environment" in line for line in said), said  # the framework's is reused
+    assert env.requirements == envs.requirements_digest(requirements)
+    out = _python_out(env.python, "import tabulate, sklearn, sagemaker_training; print(tabulate.__version__, sklearn.__version__)")
+    assert out.split()[0] == "0.9.0"
+    assert out.split()[1] == _python_out(base.python, "import sklearn; print(sklearn.__version__)")
+    assert subprocess.run([base.python, "-c", "import tabulate"], capture_output=True).returncode != 0
+    # jobs see the overlay and the framework environment it stands on read-only
+    protected = envs.protected_paths([env])
+    assert os.path.realpath(str(env.path)) in protected and os.path.realpath(str(base.path)) in protected
+    again = []
+    assert envs.prepare("sklearn", "1.2-1", requirements, say=again.append) == env
+    assert not any("adding requirements.txt" in line for line in again), again
+
+
+def test_a_pin_of_a_package_the_container_has_wins_as_in_the_container(sklearn_env, tmp_path):
+    """In the container `pip install -r requirements.txt` replaces the container's
+    version; here the pinned one goes into the overlay, ahead of the framework's,
+    and the framework environment stays as recorded."""
+    base, _ = sklearn_env
+    had = _python_out(base.python, "import joblib; print(joblib.__version__)")
+    pinned = "1.3.2" if had != "1.3.2" else "1.3.1"
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"joblib=={pinned}\n")
+    env = envs.prepare("sklearn", "1.2-1", requirements, say=lambda line: None)
+    assert _python_out(env.python, "import joblib; print(joblib.__version__)") == pinned
+    assert _python_out(base.python, "import joblib; print(joblib.__version__)") == had
+    from mltp.local import env_record
+
+    env_record.check(Path(os.path.realpath(str(base.path))), base.record, full=True)  # untouched
+
+
+def test_a_changed_overlay_is_taken_out_of_use_and_built_again(sklearn_env, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tabulate==0.9.0\n# an overlay of this test's own (it changes it)\n")
+    env = envs.prepare("sklearn", "1.2-1", requirements, say=lambda line: None)
+    site = Path(_python_out(env.python, "import tabulate, os; print(os.path.dirname(tabulate.__file__))"))
+    target = site / "__init__.py"
+    os.chmod(target, 0o644)
+    with open(target, "a") as handle:
+        handle.write("\nHIJACKED = True\n")
+    said = []
+    checked, changed = envs.ensure(env, say=said.append)
+    assert changed and "tabulate/__init__.py" in changed, changed
+    assert any("taking it out of use" in line for line in said), said
+    assert _python_out(checked.python, "import tabulate; print(hasattr(tabulate, 'HIJACKED'))") == "False"
+    assert checked.base == env.base

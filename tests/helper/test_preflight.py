@@ -348,3 +348,114 @@ def test_caller_of_an_assumed_role_is_simulated_as_the_role():
     assert preflight.caller_policy_source("arn:aws:sts::123456789012:assumed-role/jenkins-agent/i-0abc") == \
         "arn:aws:iam::123456789012:role/jenkins-agent"
     assert preflight.caller_policy_source("arn:aws:iam::123456789012:user/ci") == "arn:aws:iam::123456789012:user/ci"
+
+
+# --------------------------------------------------------------------------- once per change (preflight_cache.py)
+
+
+def _iam_calls(before: int) -> list:
+    """The IAM calls the helper made in this test since `before` calls were recorded (tests/conftest.py)."""
+    import sys
+
+    conftest = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
+    calls = next(entry["calls"] for test, entry in conftest.AWS_CALLS.items() if test == conftest._CURRENT["test"])
+    return [c["operation"] for c in calls[before:] if c["service"] == "iam"]
+
+
+def _recorded() -> int:
+    import sys
+
+    conftest = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
+    return len(conftest.AWS_CALLS[conftest._CURRENT["test"]]["calls"])
+
+
+def preflight_lines(result) -> list:
+    return [line for line in result.output.splitlines() if line.startswith("preflight:")]
+
+
+def test_a_passed_preflight_is_skipped_in_one_line_until_the_key_changes(account, monkeypatch):
+    monkeypatch.delenv("MLTP_NO_PREFLIGHT")
+    account.ready()
+    first = CliRunner().invoke(main, ["sync", str(account.repo)])
+    assert first.exit_code == 0, first.output
+    assert len(preflight_lines(first)) > 5 and "GetRole" in _iam_calls(0)
+
+    before = _recorded()
+    second = CliRunner().invoke(main, ["sync", str(account.repo)])
+    assert second.exit_code == 0, second.output
+    (line,) = preflight_lines(second)
+    assert line.startswith("preflight: skipped: passed ") and "(--preflight always runs it)" in line, line
+    assert _iam_calls(before) == []  # no IAM control-plane call at all
+
+    forced = CliRunner().invoke(main, ["sync", str(account.repo), "--preflight", "always"])
+    assert forced.exit_code == 0 and len(preflight_lines(forced)) > 5, forced.output
+
+    account.set("instance_type: ml.m5.xlarge", "instance_type: ml.m5.2xlarge")  # the config changed: asked again
+    changed = CliRunner().invoke(main, ["sync", str(account.repo)])
+    assert changed.exit_code == 0 and len(preflight_lines(changed)) > 5, changed.output
+
+    aged = CliRunner().invoke(main, ["sync", str(account.repo)], env={"MLTP_PREFLIGHT_MAX_AGE": "0"})
+    assert aged.exit_code == 0 and len(preflight_lines(aged)) > 5, aged.output
+
+    never = CliRunner().invoke(main, ["sync", str(account.repo)], env={"MLTP_PREFLIGHT": "never"})
+    assert never.exit_code == 0 and preflight_lines(never) == [], never.output
+
+
+def test_a_bad_max_age_is_one_line_and_exit_2(account, monkeypatch):
+    monkeypatch.delenv("MLTP_NO_PREFLIGHT")
+    account.ready()
+    result = CliRunner().invoke(main, ["sync", str(account.repo)], env={"MLTP_PREFLIGHT_MAX_AGE": "a day"})
+    assert result.exit_code == 2, result.output
+    assert "MLTP_PREFLIGHT_MAX_AGE='a day': must be a number of hours" in result.output
+    assert "Traceback" not in result.output and "sync:" not in result.output
+
+
+def test_a_role_removed_after_a_pass_is_found_by_always_and_the_pass_forgotten(account, monkeypatch):
+    monkeypatch.delenv("MLTP_NO_PREFLIGHT")
+    account.ready()
+    assert CliRunner().invoke(main, ["sync", str(account.repo)]).exit_code == 0
+    account.client("iam").delete_role(RoleName=account.states_role)
+    failed = CliRunner().invoke(main, ["sync", str(account.repo), "--preflight", "always"])
+    assert failed.exit_code == 5 and f"role {account.states_role} does not exist" in failed.output
+    again = CliRunner().invoke(main, ["sync", str(account.repo)])  # the failure dropped the remembered pass
+    assert again.exit_code == 5 and f"role {account.states_role} does not exist" in again.output
+
+
+def test_a_state_machine_created_again_runs_the_preflight_again(account, monkeypatch):
+    monkeypatch.delenv("MLTP_NO_PREFLIGHT")
+    account.ready()
+    first = CliRunner().invoke(main, ["publish", str(account.repo)])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, ["publish", str(account.repo)])
+    assert second.exit_code == 0 and "deploy: unchanged" in second.output, second.output
+    assert [line for line in preflight_lines(second) if not line.startswith("preflight: skipped: passed")] == []
+    import re
+
+    arn = re.search(r"deploy: unchanged (\S+)", second.output).group(1)
+    account.client("stepfunctions").delete_state_machine(stateMachineArn=arn)  # as prune, or a person, would
+    third = CliRunner().invoke(main, ["publish", str(account.repo)])
+    assert third.exit_code == 0, third.output
+    assert "preflight: the state machine was created: running it again" in third.output
+    assert any(line.startswith("preflight: ok: role") for line in preflight_lines(third)), third.output
+
+
+def test_a_failure_the_preflight_checks_for_forgets_the_pass(account, monkeypatch):
+    from mltp import invocation, preflight_cache
+    from mltp.aws import Clients
+    from mltp.commands import preflight as preflight_cmd
+    from mltp.errors import AwsRefused, RunFailed
+
+    account.ready()
+    inv = invocation.load(account.repo, echo=lambda line: None)
+    clients = Clients(REGION, account.endpoint)
+    preflight_cmd.preflight(inv, clients)
+    key = preflight_cmd._key(inv, clients)
+    assert preflight_cache.passed_ago(key) is not None
+    with pytest.raises(RunFailed):
+        with preflight_cmd.forgetting_on_failure(inv, clients):
+            raise RunFailed("metric gate failed: auc 0.7 < 0.8")
+    assert preflight_cache.passed_ago(key) is not None  # not one the preflight checks for
+    with pytest.raises(AwsRefused):
+        with preflight_cmd.forgetting_on_failure(inv, clients):
+            raise AwsRefused("AWS refused StartExecution: AccessDeniedException: not authorized")
+    assert preflight_cache.passed_ago(key) is None

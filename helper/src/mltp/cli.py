@@ -276,8 +276,16 @@ def iam_policy(repo: Path, config: Optional[str], role: str, features, jenkins_a
 
 
 def _preflight_option(f: Callable) -> Callable:
+    f = click.option("--preflight", "preflight_mode", type=click.Choice(["auto", "always", "never"]), default="auto",
+                     envvar="MLTP_PREFLIGHT", show_default=True,
+                     help="Run `mltp preflight` first: auto skips it where it passed for this account, identity, "
+                          "config and roles within MLTP_PREFLIGHT_MAX_AGE hours (24); always runs it.")(f)
     return click.option("--no-preflight", is_flag=True, envvar="MLTP_NO_PREFLIGHT",
-                        help="Do not run `mltp preflight` first.")(f)
+                        help="Do not run `mltp preflight` first (--preflight never).")(f)
+
+
+def _preflight_mode(no_preflight: bool, mode: str) -> str:
+    return "never" if no_preflight else mode
 
 
 @main.command()
@@ -316,12 +324,12 @@ def preflight(repo: Path, config: Optional[str], **aws) -> None:
 @_config_option
 @_aws_options
 @_preflight_option
-def sync(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+def sync(repo: Path, config: Optional[str], no_preflight: bool, preflight_mode: str, **aws) -> None:
     """Upload the code bundle to S3 (nothing when that content is there already); runs preflight first."""
     from .commands.sync import sync
 
     inv = _invocation(repo, config, check=True, **aws)
-    click.echo(sync(inv, _aws(inv), preflight=not no_preflight).summary())
+    click.echo(sync(inv, _aws(inv), preflight=_preflight_mode(no_preflight, preflight_mode)).summary())
 
 
 @main.command()
@@ -341,12 +349,12 @@ def deploy(repo: Path, config: Optional[str], **aws) -> None:
 @_config_option
 @_aws_options
 @_preflight_option
-def publish(repo: Path, config: Optional[str], no_preflight: bool, **aws) -> None:
+def publish(repo: Path, config: Optional[str], no_preflight: bool, preflight_mode: str, **aws) -> None:
     """sync, then deploy, in one process (the Jenkins step's Deploy stage); runs preflight first."""
     from .commands.publish import publish
 
     inv = _invocation(repo, config, check=True, **aws)
-    click.echo(publish(inv, _aws(inv), preflight=not no_preflight).summary())
+    click.echo(publish(inv, _aws(inv), preflight=_preflight_mode(no_preflight, preflight_mode)).summary())
 
 
 @main.command()
@@ -448,7 +456,8 @@ def stop(repo: Path, config: Optional[str], **aws) -> None:
               metavar="SECONDS", envvar="MLTP_INTERRUPT_SPOT_AFTER",
               help="With --local and steps.training.spot: stop the training job once after SECONDS, as a spot "
                    "interruption (SIGTERM, then SIGKILL after 120 s), and start it again with its checkpoints.")
-def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool, no_wait: bool,
+def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool,
+        preflight_mode: str, no_wait: bool,
         python: Optional[str], inputs: Sequence[str], fetch_inputs: bool, allow_nearest: bool,
         run_name: Optional[str], region: Optional[str], endpoint_url: Optional[str],
         report_dir: Optional[str], no_cache: bool = False, interrupt_spot_after: Optional[float] = None) -> None:
@@ -479,7 +488,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
             with session as clients:
                 # The same validated repo, now pointed at the emulator.
                 inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
-                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight=False,
+                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight="never",
                     poll_seconds=local_aws.poll_seconds)
         finally:
             run_lock.release()
@@ -494,7 +503,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
     inv = replace(inv, no_cache=no_cache)
     checked = validate(inv)
     click.echo(checked.summary())
-    run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=not no_preflight)
+    run(inv, _aws(inv), checked, timeout=timeout, no_wait=no_wait, preflight=_preflight_mode(no_preflight, preflight_mode))
 
 
 @main.command()
@@ -512,7 +521,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
 @click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
               help="With --local: serve this file or folder as preprocessing input NAME (overrides its `local`).")
 def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: bool, no_preflight: bool,
-           source_run: Optional[str], python: Optional[str], inputs: Sequence[str], run_name: Optional[str],
+           preflight_mode: str, source_run: Optional[str], python: Optional[str], inputs: Sequence[str], run_name: Optional[str],
            region: Optional[str], endpoint_url: Optional[str], report_dir: Optional[str]) -> None:
     """Go on from a failed run: its succeeded steps are taken from it, the rest run (a redrive on AWS when nothing changed)."""
     from dataclasses import replace
@@ -533,7 +542,7 @@ def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: b
             with session as clients:
                 inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
                 resume(inv, clients, replace(checked, context=inv.run), source_run=source_run, timeout=timeout,
-                       preflight=False, poll_seconds=local_aws.poll_seconds)
+                       preflight="never", poll_seconds=local_aws.poll_seconds)
         finally:
             run_lock.release()
         return
@@ -543,7 +552,8 @@ def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: b
                       report_dir=report_dir, check=True)
     checked = validate(inv)
     click.echo(checked.summary())
-    resume(inv, _aws(inv), checked, source_run=source_run, timeout=timeout, preflight=not no_preflight)
+    resume(inv, _aws(inv), checked, source_run=source_run, timeout=timeout,
+           preflight=_preflight_mode(no_preflight, preflight_mode))
 
 
 # --------------------------------------------------------------------------- trigger (retraining on new data)

@@ -10,8 +10,15 @@ from .sync import sync
 from .validate import validate
 
 
-def publish(inv: Invocation, clients, preflight: bool = True):
-    """The sync's line goes out when it is done; returns the deploy's result."""
+def publish(inv: Invocation, clients, preflight="auto"):
+    """The sync's line goes out when it is done; returns the deploy's result.
+    `preflight`: auto, always or never (preflight.preflight_for_build)."""
+    from .preflight import after_deploy, forgetting_on_failure, preflight_for_build
+
     checked = validate(inv)
-    inv.echo(sync(inv, clients, checked, preflight=preflight).summary())
-    return deploy(inv, clients, checked)
+    done = preflight_for_build(inv, clients, preflight)
+    with forgetting_on_failure(inv, clients, active=done is not None):
+        inv.echo(sync(inv, clients, checked, preflight="never").summary())
+        deployed = deploy(inv, clients, checked)
+        after_deploy(inv, clients, done, deployed)
+    return deployed

@@ -13,8 +13,9 @@ from .validate import Validated, validate
 
 
 def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source_run: Optional[str] = None,
-           timeout: Optional[float] = None, preflight: bool = True, poll_seconds: Optional[float] = None):
-    """Returns wait's Outcome (or raises what wait raises)."""
+           timeout: Optional[float] = None, preflight="auto", poll_seconds: Optional[float] = None):
+    """Returns wait's Outcome (or raises what wait raises). `preflight`: auto,
+    always or never, as for run (preflight.preflight_for_build)."""
     from .. import bundle as bundle_mod
     from .. import resume as resume_mod
     from .. import runs
@@ -28,13 +29,12 @@ def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source
 
     if checked is None:
         checked = validate(inv)
-    if preflight:
-        from .preflight import preflight as run_preflight
+    from .preflight import preflight_for_build
 
-        run_preflight(inv, clients)
+    preflight_for_build(inv, clients, preflight)
     ctx = inv.run
     bundle = bundle_mod.make(checked.files)
-    inv.echo(sync(inv, clients, checked, bundle, preflight=False).summary())
+    inv.echo(sync(inv, clients, checked, bundle, preflight="never").summary())
     inv.echo(deploy(inv, clients, checked).summary())
     if inv.local:
         source = resume_mod.local_source(inv.repo, ctx.state_machine, source_run)

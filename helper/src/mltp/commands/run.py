@@ -15,24 +15,26 @@ from .wait import wait
 
 
 def run(inv: Invocation, clients, checked: Optional[Validated] = None, timeout: Optional[float] = None,
-        no_wait: bool = False, preflight: bool = True, poll_seconds: Optional[float] = None):
+        no_wait: bool = False, preflight="auto", poll_seconds: Optional[float] = None):
     """Each step's line goes to `inv.echo` when it is done; returns wait's
-    Outcome, or None with `no_wait` (once the run has started)."""
+    Outcome, or None with `no_wait` (once the run has started). `preflight`:
+    auto, always or never (preflight.preflight_for_build)."""
     from .. import bundle as bundle_mod
+    from .preflight import after_deploy, forgetting_on_failure, preflight_for_build
 
     if checked is None:
         checked = validate(inv)
-    if preflight:
-        from .preflight import preflight as run_preflight
-
-        run_preflight(inv, clients)
+    done = preflight_for_build(inv, clients, preflight)
     bundle = bundle_mod.make(checked.files)
-    inv.echo(sync(inv, clients, checked, bundle, preflight=False).summary())
-    inv.echo(deploy(inv, clients, checked).summary())
-    for line in start(inv, clients, checked, bundle).lines():
-        inv.echo(line)
-    if no_wait:
-        return None
-    # One run name for every step (the invocation's): outside Jenkins the
-    # default is a timestamp, which must not change between start and wait.
-    return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds)
+    with forgetting_on_failure(inv, clients, active=done is not None):
+        inv.echo(sync(inv, clients, checked, bundle, preflight="never").summary())
+        deployed = deploy(inv, clients, checked)
+        inv.echo(deployed.summary())
+        after_deploy(inv, clients, done, deployed)
+        for line in start(inv, clients, checked, bundle).lines():
+            inv.echo(line)
+        if no_wait:
+            return None
+        # One run name for every step (the invocation's): outside Jenkins the
+        # default is a timestamp, which must not change between start and wait.
+        return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds)

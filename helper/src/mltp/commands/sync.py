@@ -6,16 +6,16 @@ from ..invocation import Invocation
 from .validate import Validated, validate
 
 
-def sync(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None, preflight: bool = True):
+def sync(inv: Invocation, clients, checked: Optional[Validated] = None, bundle=None, preflight="auto"):
     """The Deploy stage starts here, so this runs the preflight first unless told
-    not to. `checked`: the repo validated already (run, publish); `bundle`: hashed already."""
+    not to (`preflight`: auto, always or never, as `--preflight`; True is auto,
+    False never). `checked`: the repo validated already (run, publish); `bundle`: hashed already."""
     from .. import sync as sync_mod
 
     if checked is None:
         checked = validate(inv)
-    if preflight:
-        from .preflight import preflight as run_preflight
+    from .preflight import preflight_for_build
 
-        run_preflight(inv, clients)
+    preflight_for_build(inv, clients, preflight)
     return sync_mod.sync(checked.config, clients, checked.files, bundle=bundle,
                          state_machine=checked.context.state_machine)

@@ -38,6 +38,12 @@ def wait(inv: Invocation, clients, timeout: Optional[float] = None, *, poll_seco
     write_approval_files(result, ctx.report_dir)
     echo(f"report: {display(ctx.report_dir)}")
     _record_cache(inv, clients, result)
+    if not result.passed:  # a failure the preflight checks for: the next build runs it again
+        from .preflight import forget_on_failure
+
+        failure = result.failure
+        forget_on_failure(inv, clients, " ".join(filter(None, [result.message, failure and failure.error,
+                                                                failure and failure.reason])))
     result.raise_for_status()
     _record_good_run(inv, clients, result)
     return result

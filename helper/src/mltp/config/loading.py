@@ -18,7 +18,6 @@ from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
                     InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar,
                     SpotConfig, StepConfig, Steps)
-from .schema import _schema_problems
 
 
 def resolve_config_path(repo: Path, config: Optional[str]) -> Path:
@@ -57,6 +56,21 @@ def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
         _HIDE_VALUES.reset(token)
 
 
+def _schema_checked(text: str, doc: Document) -> List[Problem]:
+    """The schema's problems of the text; a text found valid before (schema_cache.py)
+    is not checked again, and jsonschema is then not even imported."""
+    from . import schema_cache
+
+    if schema_cache.known_valid(text):
+        return []
+    from .schema import _schema_problems
+
+    found = _schema_problems(doc)
+    if not found:
+        schema_cache.remember_valid(text)
+    return found
+
+
 def parse(text: str, path: Path, repo: Path) -> Config:
     doc = yaml_source.parse(text)
     problems = list(doc.problems)
@@ -67,7 +81,7 @@ def parse(text: str, path: Path, repo: Path) -> Config:
         elif not isinstance(doc.value, dict):
             problems.append(Problem(1, "(top level)", "must be a mapping of keys (version, name, aws, ...)"))
         else:
-            problems.extend(_schema_problems(doc))
+            problems.extend(_schema_checked(text, doc))
             problems.extend(_semantic_problems(doc))
     if problems:
         raise InvalidInput(

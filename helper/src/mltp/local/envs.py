@@ -7,8 +7,22 @@ container's versions (containers.py), AWS's training toolkit `sagemaker-training
 with only python3 and a package index can then run a model whose scripts need
 scikit-learn, with no `--python`.
 
-Each virtualenv is keyed by its content (interpreter, container row, toolkit,
-requirements.txt digest), built once in a temporary folder beside the cache
+A repo's requirements.txt does not make a new framework environment: it goes
+into a small *requirements overlay* on top of it (`_build_requirements_overlay`),
+a virtualenv without packages of its own whose path also holds the framework
+environment's site-packages (a .pth file), keyed by that environment's key and
+the requirements digest. Adding one pure-Python package then costs a virtualenv
+and one pip install, seconds, instead of a new framework environment (half a
+minute and more). Precedence is the container's: there `pip install -r
+requirements.txt` runs into the container's own site-packages, so a package the
+file pins replaces the container's version. In the overlay pip sees the
+framework's packages as installed (nothing already satisfied is installed
+again), leaves them in place (they lie outside the overlay), and installs the
+pinned version into the overlay's site-packages, which comes first on the path:
+the requirement wins, as in the container (docs/contract.md, 8.2).
+
+Each virtualenv is keyed by its content (interpreter, container row, toolkit;
+an overlay: its base and the requirements.txt digest), built once in a temporary folder beside the cache
 entry and published with an atomic symlink, as resources/mltp/install.sh
 publishes the helper itself: concurrent builds are safe (the first link wins,
 the others discard their build), and an entry that fails verification is
@@ -63,6 +77,7 @@ TOOLKIT = toolkit.NEWEST
 FORMAT = 2  # bump when the layout of an entry changes (2: the install record, env_record.py)
 MARKER = "mltp-env.json"
 OVERLAY_PTH = "mltp-overlay.pth"
+OVERLAY_FORMAT = 1  # bump when the layout of a requirements overlay changes
 STALE_BUILD_SECONDS = 24 * 3600
 PIP_CACHE = ".pip-cache"  # below the cache root: the builds' own pip cache
 _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
@@ -80,6 +95,8 @@ class Environment:
     # What `ensure` checks against: the build the link pointed at when it was
     # verified, its record as read then, and how to build it again.
     build: Optional[str] = field(default=None, compare=False, repr=False)
+    # A requirements overlay's framework environment, checked before the overlay.
+    base: Optional["Environment"] = field(default=None, compare=False, repr=False)
     record: Optional[env_record.Record] = field(default=None, compare=False, repr=False)
     spec: tuple = field(default=(), compare=False, repr=False)
     # Folders jobs must see read-only besides the cache: an overlay's interpreter's own site-packages.
@@ -115,13 +132,15 @@ class Plan:
 
 def plan(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None,
          row: Optional[dict] = None) -> Plan:
-    """The cache key of a step's environment: its content, nothing else.
+    """The cache key of a step's environment: its content, nothing else. For a
+    framework (no `override`) that is the framework environment alone: a
+    requirements.txt goes into an overlay on top of it (overlay_plan).
     `row`: the container row as versions.py chose it (its main package may
     differ from the container's), else the table's."""
     base = override or sys.executable
     interpreter = _interpreter(base)
     row = None if override else (row or containers.container(framework, version))
-    digest = requirements_digest(requirements)
+    digest = requirements_digest(requirements) if override else None
     kit = toolkit.for_python(interpreter["version"], named=f"--python {override}" if override else "")
     spec = {
         "format": FORMAT,
@@ -149,9 +168,45 @@ def built_version(framework: str, version: Optional[str], requirements: Optional
     return found if isinstance(found, str) else None
 
 
+def overlay_plan(base: Plan, requirements: Path) -> Plan:
+    """The cache key of a requirements overlay: its framework environment's key and the requirements digest."""
+    digest = requirements_digest(requirements)
+    spec = {"format": FORMAT, "overlay": OVERLAY_FORMAT, "base": base.key, "requirements": digest}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{base.name.rsplit('-', 1)[0]}-requirements-{key}")
+    return Plan(name, key, base.base, None, base.row, digest, base.interpreter, base.toolkit)
+
+
 def prepare(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str] = None,
             say: Callable[[str], None] = print, row: Optional[dict] = None) -> Environment:
-    """The cached environment for a step, built first if need be (`row`: as for plan)."""
+    """The cached environment for a step, built first if need be (`row`: as for
+    plan): with a requirements.txt and no `override`, the overlay of it on the
+    framework's."""
+    if override or requirements_digest(requirements) is None:
+        return _prepare_plain(framework, version, requirements, override, say, row)
+    base = _prepare_plain(framework, version, None, None, say, row)
+    p = overlay_plan(plan(framework, version, None, row=row), requirements)
+    root = cache_root()
+    link = root / p.name
+    marker, record, problem = _verify(link, p.key)
+    if marker is None:
+        if os.path.lexists(link):
+            say(f"local: the cached requirements overlay {link} failed verification ({problem}); building it again")
+            _discard(link, root)
+        say(f"local: adding requirements.txt on top of the {framework} {version} environment in {link} (once)")
+        started = time.time()
+        marker, record = _build_requirements_overlay(root, link, p, base, requirements)
+        say(f"local: requirements overlay ready in {time.time() - started:.0f} s")
+    notes = tuple(marker.get("notes", []))
+    for note in notes:
+        say(f"local: {note}")
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), base.notes + notes, None,
+                       build=os.path.realpath(str(link)), record=record,
+                       spec=(framework, version, requirements, None, row), base=base)
+
+
+def _prepare_plain(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str],
+                   say: Callable[[str], None], row: Optional[dict] = None) -> Environment:
     p = plan(framework, version, requirements, override, row)
     root = cache_root()
     link = root / p.name
@@ -183,6 +238,11 @@ def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Enviro
     that fails, RunFailed says so and nothing uses it."""
     if env.record is None or not env.spec:
         return env, None  # not one of ours (built elsewhere, or the runner's plain interpreter)
+    if env.base is not None:  # a requirements overlay: its framework environment first
+        base, changed = ensure(env.base, say=say)
+        if base is not env.base:
+            framework, version, requirements, override, row = env.spec
+            return prepare(framework, version, requirements, override, say=say, row=row), changed
     current = os.path.realpath(str(env.path))
     framework, version, requirements, override, row = env.spec
     if current != env.build:  # another run took it out of use and published a new build: check that one
@@ -215,6 +275,8 @@ def protected_paths(environments: Sequence[Environment] = ()) -> List[str]:
                   os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pip")]
     for env in environments:
         wanted += [os.path.realpath(str(env.path))] + list(env.protect)
+        if env.base is not None:
+            wanted.append(os.path.realpath(str(env.base.path)))
     out: List[str] = []
     for path in wanted:
         real = os.path.realpath(path)
@@ -266,6 +328,57 @@ def _build(root: Path, link: Path, p: Plan, requirements: Optional[Path]) -> Tup
     except FileExistsError:  # another build published first: use that one
         shutil.rmtree(build, ignore_errors=True)
         published, record, problem = _verify(link, key)
+        if published is None:
+            raise RunFailed(f"cannot publish the local environment at {link}: another entry there does not verify "
+                            f"({problem})")
+        return published, record
+    return marker, record
+
+
+def _build_requirements_overlay(root: Path, link: Path, p: Plan, base: Environment,
+                                requirements: Path) -> Tuple[dict, env_record.Record]:
+    """A virtualenv with no pip of its own whose site-packages names the framework
+    environment's (through its cache link, so a rebuilt base is followed), with
+    requirements.txt installed by the base's pip into the overlay (see the module's
+    docstring for which version wins)."""
+    root.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f"build-{p.name}.", dir=str(root)))
+    try:
+        build.chmod(0o755)
+        _run([p.base, "-m", "venv", "--without-pip", str(build)], "could not create a virtualenv with "
+             f"{p.base} (on Debian/Ubuntu: apt-get install python3-venv)")
+        python = str(build / "bin" / "python")
+        real_base = os.path.realpath(str(base.path))
+        linked = [str(Path(base.path) / Path(os.path.realpath(site)).relative_to(real_base))
+                  for site in _interpreter(base.python)["site"]]
+        # addsitedir, not a plain path: the base's own .pth files (namespace
+        # packages, setuptools' shim) are read as in the container, and it comes
+        # after the overlay's site-packages on the path.
+        Path(_interpreter(python)["site"][0], OVERLAY_PTH).write_text(
+            "".join(f"import site; site.addsitedir({s!r})\n" for s in linked), encoding="utf-8")
+        copy = build / "requirements.txt"
+        shutil.copyfile(requirements, copy)
+        notes: List[str] = []
+        installed_requirements = None
+        result = _pip(python, ["install", "-r", str(copy)], cwd=requirements.parent)
+        if result.returncode == 0:
+            installed_requirements = p.digest
+        else:  # the jobs install it again and fail the step, as on AWS (docs/contract.md, 3.6)
+            notes.append(f"requirements.txt did not install ({_pip_error(result.stdout)}); "
+                         "the jobs will try again and fail as on AWS")
+        marker = {"key": p.key, "base": base.path.name, "notes": notes, "requirements": installed_requirements,
+                  "toolkit": TOOLKIT, "python": p.interpreter["version"]}
+        (build / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+        _compile(python)
+        record = env_record.write(build)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    try:
+        os.symlink(build.name, str(link))
+    except FileExistsError:  # another build published first: use that one
+        shutil.rmtree(build, ignore_errors=True)
+        published, record, problem = _verify(link, p.key)
         if published is None:
             raise RunFailed(f"cannot publish the local environment at {link}: another entry there does not verify "
                             f"({problem})")
