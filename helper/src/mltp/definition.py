@@ -582,20 +582,12 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
     if step.algorithm:
         return _algorithm_training_step(config, inputs, session, sdk)
     estimator = _estimator(config, step, session, sdk)
-    channels = {}
-    for item in step.channels:
-        # One Channel per channel, as estimator.fit({name: TrainingInput(...)}) gives it.
-        channel = sdk.sagemaker.inputs.TrainingInput(item.s3_uri or _PLACEHOLDER + item.name, s3_data_type="S3Prefix",
-                                                     distribution="FullyReplicated", content_type=item.content_type)
-        if item.output:
-            channel.config["DataSource"]["S3DataSource"]["S3Uri"] = output_s3_uri(item.output, inputs)  # S3Uri.$
-        channels[item.name] = channel
     model = sdk.sagemaker.model
     return TrainingStep(
         TRAINING,
         estimator=estimator,
         job_name=inputs["TrainingJobName"],
-        data=channels,
+        data=_training_channels(step, inputs, sdk),
         # Merged over the estimator's script-mode hyperparameters, which hold the
         # build-time placeholder code location and a timestamped job name: both come
         # from the execution input instead. sagemaker_program keeps the script's path
@@ -615,12 +607,17 @@ def _training_step(config: Config, inputs, session, sdk: _Sdk):
     )
 
 
-def _training_channels(inputs, sdk: _Sdk) -> Dict[str, Any]:
+def _training_channels(step: StepConfig, inputs, sdk: _Sdk) -> Dict[str, Any]:
+    """One Channel per configured channel (steps.training.channels), as
+    estimator.fit({name: TrainingInput(...)}) gives it, for script mode and
+    built-in algorithms alike."""
     channels = {}
-    for name, key in (("train", "TrainDataS3Uri"), ("validation", "ValidationDataS3Uri")):
-        channel = sdk.sagemaker.inputs.TrainingInput(_PLACEHOLDER + name, s3_data_type="S3Prefix", distribution="FullyReplicated")
-        channel.config["DataSource"]["S3DataSource"]["S3Uri"] = inputs[key]  # rendered as S3Uri.$
-        channels[name] = channel
+    for item in step.channels:
+        channel = sdk.sagemaker.inputs.TrainingInput(item.s3_uri or _PLACEHOLDER + item.name, s3_data_type="S3Prefix",
+                                                     distribution="FullyReplicated", content_type=item.content_type)
+        if item.output:
+            channel.config["DataSource"]["S3DataSource"]["S3Uri"] = output_s3_uri(item.output, inputs)  # S3Uri.$
+        channels[item.name] = channel
     return channels
 
 
@@ -654,7 +651,7 @@ def _algorithm_training_step(config: Config, inputs, session, sdk: _Sdk):
         TRAINING,
         estimator=estimator,
         job_name=inputs["TrainingJobName"],
-        data=_training_channels(inputs, sdk),
+        data=_training_channels(step, inputs, sdk),
         output_data_config_path=inputs["ModelOutputS3Uri"],
         tags=_tags(config) or None,
         parameters=_training_parameters(step, inputs),
