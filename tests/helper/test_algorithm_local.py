@@ -174,3 +174,67 @@ def test_a_bad_input_fails_with_the_containers_reason(tmp_path, xgboost_python, 
     written = (base / "output" / "failure").read_text()
     assert written.startswith(reason), written
     assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- through the local job runner
+
+
+def _algorithm_request(s3, bucket: str, files: dict, hyperparameters: dict) -> dict:
+    from mltp import algorithms
+
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    for key, text in files.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+    channels = sorted({key.split("/")[0] for key in files})
+    return {
+        "AlgorithmSpecification": {"TrainingImage": algorithms.image_uri("xgboost", "1.7-1", "ap-northeast-2"),
+                                   "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [{"ChannelName": name, "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{name}/", "S3DataDistributionType": "FullyReplicated"}}}
+            for name in channels],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/model"},
+        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+    }
+
+
+def test_the_runner_knows_the_algorithm_by_its_image_and_uploads_the_model(aws_env, tmp_path, xgboost_python):
+    """No sagemaker_program: the runner runs the algorithm's local implementation
+    (here without a namespace, the job's folder as its base), packs
+    xgboost-model into model.tar.gz and uploads it where SageMaker puts it."""
+    import io
+
+    from mltp.aws import Clients
+    from mltp.local import envs as envs_module
+    from mltp.local.runner import LocalJobRunner
+
+    env = envs_module.prepare("xgboost", "1.7-1", None, say=lambda line: None)
+    assert env.python == xgboost_python
+    clients = Clients("ap-northeast-2", aws_env)
+    rows = _rows()
+    request = _algorithm_request(clients.s3, "algo-ok", {"train/t.libsvm": _libsvm(rows[:180]),
+                                                         "validation/v.libsvm": _libsvm(rows[180:])},
+                                 {"num_round": "4", "max_depth": "2"})
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env}, sandboxed=False)
+    runner("training", "m-train-0123456789ab", request, None)
+    body = clients.s3.get_object(Bucket="algo-ok", Key="model/m-train-0123456789ab/output/model.tar.gz")["Body"]
+    with tarfile.open(fileobj=io.BytesIO(body.read())) as tar:
+        assert tar.getnames() == ["xgboost-model"]
+    log = (tmp_path / "work" / "m-train-0123456789ab.log").read_text()
+    assert "[3]#011train-rmse:" in log and "#011validation-rmse:" in log
+
+
+def test_the_runner_reports_the_algorithms_own_failure_reason(aws_env, tmp_path, xgboost_python):
+    from mltp.aws import Clients
+    from mltp.local import envs as envs_module
+    from mltp.local.runner import JobFailed, LocalJobRunner
+
+    env = envs_module.prepare("xgboost", "1.7-1", None, say=lambda line: None)
+    clients = Clients("ap-northeast-2", aws_env)
+    request = _algorithm_request(clients.s3, "algo-bad", {"train/t.libsvm": "1 0:1\n", "train/.seen": "x"},
+                                 {"num_round": "4"})
+    runner = LocalJobRunner(clients, tmp_path / "work", environments={"training": env}, sandboxed=False)
+    with pytest.raises(JobFailed) as failed:
+        runner("training", "m-train-0123456789ab", request, None)
+    assert str(failed.value) == "ClientError: Hidden file found in the data path! Remove that before training."

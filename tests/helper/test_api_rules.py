@@ -262,6 +262,7 @@ VARIANTS = {
     "fixture": (BASE, None),
     "kms on local storage": (BASE, _local_storage_kms),
     "tags and model-quality gate": (BASE, _model_quality),
+    "built-in algorithm": (ROOT / "tests" / "fixtures" / "builtin-xgboost", None),
 }
 
 
