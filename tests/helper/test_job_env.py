@@ -280,3 +280,15 @@ def test_an_environment_whose_botocore_ignores_the_endpoint_is_named_once(tmp_pa
         "AWS_ENDPOINT_URL: a script's own boto3 calls would go to real AWS instead of the emulator (and be refused "
         "there); list boto3>=1.28 in requirements.txt")
     assert job_env.old_sdk_notice([env("edge", "1.31.0")]) is None
+
+
+def test_rendered_for_aws_nothing_of_the_local_aws_reaches_the_jobs():
+    """On AWS the scripts run as the job role: the definition hands them the S3
+    URI as an argument and sets no endpoint, key or region variable."""
+    from mltp import config as config_module
+    from mltp import definition
+
+    text = definition.render(config_module.load(CORPUS))
+    assert "s3://boto3-and-root-data/raw/points.csv" in text
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "mltp-local", "TRAINING_JOB_NAME", "127.0.0.1"):
+        assert name not in text, name
