@@ -207,10 +207,10 @@ def test_scripts_that_call_s3_and_rely_on_slash_run_locally_unchanged(tmp_path):
 # --------------------------------------------------------------------------- what a job may call (job_access)
 
 
-def test_a_job_key_reaches_s3_and_sts_only_and_mltps_own_key_everything():
+def test_a_job_key_reaches_what_the_job_role_may_and_mltps_own_key_everything():
     """A server of its own with the guard installed, called over HTTP as a job
-    and as mltp: the job's SageMaker, Step Functions, Logs and IAM calls are
-    refused with each protocol's AccessDenied, its S3 and STS calls answered."""
+    and as mltp: the job's SageMaker, Step Functions and IAM calls are refused
+    with each protocol's AccessDenied, its S3, STS and CloudWatch calls answered."""
     from botocore.exceptions import ClientError
     from moto.server import ThreadedMotoServer
 
@@ -234,18 +234,19 @@ def test_a_job_key_reaches_s3_and_sts_only_and_mltps_own_key_everything():
 
         assert urllib.request.urlopen(url).read() == b"a"
         assert client("sts", job).get_caller_identity()["Account"]
+        client("logs", job).create_log_group(logGroupName="/job/own")
+        client("cloudwatch", job).put_metric_data(Namespace="job", MetricData=[{"MetricName": "m", "Value": 1.0}])
         refused = {}
         for service, call in (("sagemaker", lambda c: c.list_model_package_groups()),
                               ("stepfunctions", lambda c: c.list_state_machines()),
-                              ("logs", lambda c: c.describe_log_groups()),
                               ("iam", lambda c: c.list_roles())):
             with pytest.raises(ClientError) as caught:
                 call(client(service, job))
             refused[service] = caught.value.response["Error"]["Code"]
-            assert "S3 and STS only" in caught.value.response["Error"]["Message"]
+            assert "S3, STS and CloudWatch only" in caught.value.response["Error"]["Message"]
             call(client(service, own))  # mltp's own key: answered
         assert refused == {"sagemaker": "AccessDeniedException", "stepfunctions": "AccessDeniedException",
-                           "logs": "AccessDeniedException", "iam": "AccessDenied"}
+                           "iam": "AccessDenied"}
     finally:
         server.stop()
 

@@ -84,7 +84,7 @@ class LocalAws:
         server, endpoint = emulator.start_local_moto()
         from . import job_access, job_env
 
-        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach S3 and STS, as their role on AWS
+        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach what their role may on AWS
         clients = Clients(ctx.region, endpoint)
         runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
                                            python=self.python, environments=environments,
