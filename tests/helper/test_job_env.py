@@ -207,10 +207,10 @@ def test_scripts_that_call_s3_and_rely_on_slash_run_locally_unchanged(tmp_path):
 # --------------------------------------------------------------------------- what a job may call (job_access)
 
 
-def test_a_job_key_reaches_s3_and_sts_only_and_mltps_own_key_everything():
+def test_a_job_key_reaches_what_the_job_role_may_and_mltps_own_key_everything():
     """A server of its own with the guard installed, called over HTTP as a job
-    and as mltp: the job's SageMaker, Step Functions, Logs and IAM calls are
-    refused with each protocol's AccessDenied, its S3 and STS calls answered."""
+    and as mltp: the job's SageMaker, Step Functions and IAM calls are refused
+    with each protocol's AccessDenied, its S3, STS and CloudWatch calls answered."""
     from botocore.exceptions import ClientError
     from moto.server import ThreadedMotoServer
 
@@ -234,18 +234,19 @@ def test_a_job_key_reaches_s3_and_sts_only_and_mltps_own_key_everything():
 
         assert urllib.request.urlopen(url).read() == b"a"
         assert client("sts", job).get_caller_identity()["Account"]
+        client("logs", job).create_log_group(logGroupName="/job/own")
+        client("cloudwatch", job).put_metric_data(Namespace="job", MetricData=[{"MetricName": "m", "Value": 1.0}])
         refused = {}
         for service, call in (("sagemaker", lambda c: c.list_model_package_groups()),
                               ("stepfunctions", lambda c: c.list_state_machines()),
-                              ("logs", lambda c: c.describe_log_groups()),
                               ("iam", lambda c: c.list_roles())):
             with pytest.raises(ClientError) as caught:
                 call(client(service, job))
             refused[service] = caught.value.response["Error"]["Code"]
-            assert "S3 and STS only" in caught.value.response["Error"]["Message"]
+            assert "S3, STS and CloudWatch only" in caught.value.response["Error"]["Message"]
             call(client(service, own))  # mltp's own key: answered
         assert refused == {"sagemaker": "AccessDeniedException", "stepfunctions": "AccessDeniedException",
-                           "logs": "AccessDeniedException", "iam": "AccessDenied"}
+                           "iam": "AccessDenied"}
     finally:
         server.stop()
 
@@ -280,3 +281,15 @@ def test_an_environment_whose_botocore_ignores_the_endpoint_is_named_once(tmp_pa
         "AWS_ENDPOINT_URL: a script's own boto3 calls would go to real AWS instead of the emulator (and be refused "
         "there); list boto3>=1.28 in requirements.txt")
     assert job_env.old_sdk_notice([env("edge", "1.31.0")]) is None
+
+
+def test_rendered_for_aws_nothing_of_the_local_aws_reaches_the_jobs():
+    """On AWS the scripts run as the job role: the definition hands them the S3
+    URI as an argument and sets no endpoint, key or region variable."""
+    from mltp import config as config_module
+    from mltp import definition
+
+    text = definition.render(config_module.load(CORPUS))
+    assert "s3://boto3-and-root-data/raw/points.csv" in text
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "mltp-local", "TRAINING_JOB_NAME", "127.0.0.1"):
+        assert name not in text, name

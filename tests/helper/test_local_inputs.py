@@ -78,6 +78,9 @@ def test_without_namespaces_the_log_names_the_literal_paths_once(tmp_path):
     assert proc.stdout.count(NOTICE) == 1, proc.stdout
     line = next(line for line in proc.stdout.splitlines() if line.startswith(NOTICE))
     assert "(MLTP_NO_SANDBOX is set)" in line
+    # And, once, that processing scripts then start in their job's folder instead of /.
+    assert proc.stdout.count("local: with no namespace a job has no / of its own: processing scripts start in "
+                             "their job's folder .mltp/work/<run>/<job>/root/ instead of /") == 1, proc.stdout
     for path in ("/opt/ml/processing/data", "/opt/ml/processing/train", "/opt/ml/processing/evaluation",
                  "/opt/ml/processing/model"):
         assert path in line

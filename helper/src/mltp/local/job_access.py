@@ -1,8 +1,9 @@
-"""What a local job may call on the run's emulator: S3 and STS, as the job role can on AWS.
+"""What a local job may call on the run's emulator: what the job role may on AWS.
 
 On AWS a job runs as the SageMaker execution role, whose generated policy
-(`mltp iam-policy --role sagemaker`) reaches S3 and no more: a script cannot
-register a model, approve one or touch the state machine. Locally a job
+(`mltp iam-policy --role sagemaker`) reaches S3, CloudWatch Logs and metrics
+(and ECR, for the image); STS's GetCallerIdentity needs no permission. A
+script cannot register a model, approve one or touch the state machine. Locally a job
 signs its requests with its own key id (job_env.JOB_KEY_ID) and this guard,
 a WSGI wrapper around the emulator's app, answers a request signed with it
 for any other service with AccessDenied, in the shape the service's protocol
@@ -17,7 +18,8 @@ import json
 import re
 from typing import Callable, Iterable, Optional
 
-JOB_SERVICES = frozenset({"s3", "sts"})
+# By signing name: S3, STS, CloudWatch Logs, CloudWatch metrics.
+JOB_SERVICES = frozenset({"s3", "sts", "logs", "monitoring"})
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]*/[^/]*/([^/,\s]+)/")
 _QUERY_CREDENTIAL = re.compile(r"(?:^|&)X-Amz-Credential=([^%&/]+)(?:/|%2F)[^%&/]*(?:/|%2F)[^%&/]*(?:/|%2F)([^%&/]+)",
                                re.I)
@@ -52,7 +54,7 @@ def install(server, job_key: str) -> None:
 
 
 def _denied(environ: dict, start_response: Callable, service: str):
-    message = (f"a local job may call S3 and STS only, as its role on AWS; {service} belongs to mltp "
+    message = (f"a local job may call S3, STS and CloudWatch only, as its role on AWS; {service} belongs to mltp "
                f"(docs/contract.md, 3.7)")
     if "json" in environ.get("CONTENT_TYPE", ""):
         body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()

@@ -5,10 +5,9 @@ region, so a script that calls AWS itself (boto3.resource("s3") downloading
 the object its arguments name, say) reaches the account's S3. Locally the
 account is the run's emulator: the job gets the emulator's endpoint
 (`AWS_ENDPOINT_URL`, honoured by botocore 1.31 / boto3 1.28 and later), its
-dummy credentials (a key id of the jobs' own, which the emulator lets call
-S3 and STS only, as the job role on AWS: job_access) and the config's
-region, and nothing of the agent's own AWS
-setup: every `AWS_*` variable of the agent is dropped (keys, session tokens,
+dummy credentials (a key id of the jobs' own, which the emulator answers
+for what the job role may call on AWS only: job_access) and the config's
+region, and nothing of the agent's own AWS setup: every `AWS_*` variable of the agent is dropped (keys, session tokens,
 profiles, web identity and container credential variables) and the config and
 credentials files point at nothing, so no credential chain inside the job ends
 at the agent's real account. The instance metadata service is switched off for
@@ -31,8 +30,8 @@ import sys
 from typing import Dict, Iterable, Mapping, Optional
 
 # The emulator accepts any key; these say where they come from. mltp's own
-# process uses the first; jobs sign with theirs, which the emulator lets call
-# S3 and STS only (job_access).
+# process uses the first; jobs sign with theirs, which the emulator answers
+# for S3, STS and CloudWatch only (job_access).
 EMULATOR_KEY_ID = "mltp-local"
 EMULATOR_SECRET = "mltp-local"
 JOB_KEY_ID = "mltp-local-job"

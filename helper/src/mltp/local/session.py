@@ -90,7 +90,7 @@ class LocalAws:
         server, endpoint = emulator.start_local_moto()
         from . import job_access, job_env
 
-        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach S3 and STS, as their role on AWS
+        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach what their role may on AWS
         clients = Clients(ctx.region, endpoint)
         clients.notes = [f"local environment: {note}" for note in notes]
         clients.local = True
