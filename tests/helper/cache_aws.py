@@ -43,6 +43,7 @@ def main(repo: Path, scenario: str = "cache") -> dict:
 
     from mltp import invocation
     from mltp.aws import Clients
+    from mltp.commands.plan import plan
     from mltp.commands.resume import resume
     from mltp.commands.run import run
     from mltp.commands.validate import validate
@@ -88,6 +89,7 @@ def main(repo: Path, scenario: str = "cache") -> dict:
                                       check=True)
                 inv = replace(inv.pointed_at(endpoint), no_cache=no_cache)
                 validated = replace(validate(inv), context=inv.run)
+                planned = plan(inv, clients) if scenario == "cache" else []  # `mltp plan` on AWS
                 before = len(started)
                 out = io.StringIO()
                 code = 0
@@ -101,7 +103,7 @@ def main(repo: Path, scenario: str = "cache") -> dict:
                         code = exc.exit_code
                 report = json.loads((repo / ".mltp" / "reports" / name / "report.json").read_text())
                 results[name] = {"exit_code": code, "jobs": [j.split("-")[-2] for j in started[before:]],
-                                 "lines": out.getvalue().splitlines(),
+                                 "lines": out.getvalue().splitlines(), "plan": planned,
                                  "steps": {s["name"]: [s["status"], s.get("cached_from")] for s in report["steps"]}}
         finally:
             runner.stop()

@@ -428,6 +428,10 @@ def test_jenkins_policy_covers_the_features_calls(configs):
                  for group in ("/aws/vendedlogs/states/mltp/fraud-detection", "/aws/sagemaker/TrainingJobs")]
                 + [("logs", "GetLogEvents", {"logGroupName": "/aws/vendedlogs/states/mltp/fraud-detection",
                                              "logStreamName": "states/fraud-detection/2026-11-26/abc"})],
+        # mltp resume (resume.py): the newest failed run, and its redrive
+        "resume": [("stepfunctions", "ListExecutions", {"stateMachineArn": machine}),
+                   ("stepfunctions", "RedriveExecution",
+                    {"executionArn": machine.replace(":stateMachine:", ":execution:") + ":r1"})],
         "prune": [("stepfunctions", "ListStateMachines", {}),
                   ("stepfunctions", "ListExecutions", {"stateMachineArn": machine}),
                   ("stepfunctions", "ListExecutions", {"stateMachineArn": f"{machine}--feature-x"}),

@@ -197,6 +197,11 @@ def test_on_the_state_machine_a_second_run_with_the_same_keys_starts_no_job(tmp_
         "forced": (0, ["prep", "train", "eval"]),
     }, json.dumps(runs, indent=1)[-4000:]
     second = runs["second"]
+    # `mltp plan` said so before each run, from the records in S3
+    assert runs["first"]["plan"][0] == "plan: Preprocessing  run (no earlier run to reuse)"
+    assert re.match(r"plan: Training       cached \(from first, \S+ ago\)$", second["plan"][1]), second["plan"]
+    assert second["plan"][-1] == "plan: cache read from s3://tiny-artifacts/mltp/tiny-model/cache/"
+    assert runs["edited"]["plan"][2].startswith("plan: Evaluation     run (code changed since first")
     assert second["steps"]["Preprocessing"] == ["cached", "first"] and second["steps"]["Training"] == ["cached", "first"]
     assert any(re.search(r"Training\s+cached \(from first\)", line) for line in second["lines"])
     assert "plan: Evaluation     cached (from first, 0s ago)" in "\n".join(second["lines"]).replace(

@@ -256,7 +256,7 @@ def schema() -> None:
 @click.option("--role", required=True, type=click.Choice(["jenkins", "states", "sagemaker", "branch-sagemaker", "trigger"]),
               help="Whose policy: the Jenkins identity, states_role_arn, sagemaker_role_arn, "
                    "branch_sagemaker_role_arn or the retraining trigger.")
-@click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs", "prune"]),
+@click.option("--feature", "features", multiple=True, type=click.Choice(["approval", "fetch", "trigger", "logs", "prune", "resume"]),
               help="Also allow a feature used outside config.yaml (repeatable). KMS and inputs come from config.yaml.")
 @click.option("--jenkins-arn", metavar="ARN",
               help="With --role jenkins: the Jenkins role or user itself, so preflight may check what it may pass.")

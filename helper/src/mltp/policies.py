@@ -37,7 +37,7 @@ from .jobs import LOG_GROUPS
 from .naming import BRANCH_SEPARATOR, JOB_ABBREV
 
 ROLES = ("jenkins", "states", "sagemaker", "branch-sagemaker", "trigger")
-FEATURES = ("approval", "fetch", "trigger", "logs", "prune")
+FEATURES = ("approval", "fetch", "trigger", "logs", "prune", "resume")
 
 JOB_LOG_GROUPS = LOG_GROUPS  # SageMaker's job log groups (jobs.py)
 TRUSTED_SERVICE = {"jenkins": "ec2.amazonaws.com", "states": "states.amazonaws.com",
@@ -227,9 +227,6 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
                   arns.state_machines()),
         Statement("Executions", ("states:DescribeExecution", "states:StopExecution", "states:GetExecutionHistory"),
                   arns.executions()),
-        # resume: finds the newest failed run, and redrives it when nothing changed
-        Statement("ResumeFind", ("states:ListExecutions",), arns.state_machines()),
-        Statement("ResumeRedrive", ("states:RedriveExecution",), arns.executions()),
         _pass_role("PassStatesRole", cfg.aws.states_role_arn, "states.amazonaws.com"),
         # deploy: the model's log group with its retention and saved Logs Insights queries
         Statement("ModelLogGroup", ("logs:CreateLogGroup", "logs:PutRetentionPolicy"),
@@ -305,6 +302,12 @@ def _jenkins(arns: Arns, features: FrozenSet[str], identity_arn: Optional[str] =
             Statement("ModelLogEvents", ("logs:GetLogEvents",), (arns.log_streams(group),)),
             _any("ExportTasks", ("logs:DescribeExportTasks",), "reading export tasks"),
             Statement("ListRuns", ("states:ListExecutions",), arns.state_machines()),
+        ]
+    if "resume" in features:
+        # mltp resume (resume.py): finds the newest failed run, and redrives it when nothing changed
+        out += [
+            Statement("ResumeFind", ("states:ListExecutions",), arns.state_machines()),
+            Statement("ResumeRedrive", ("states:RedriveExecution",), arns.executions()),
         ]
     if "prune" in features:
         # mltp prune (housekeeping.py): lists the model's state machines and their
