@@ -129,10 +129,15 @@ def rows(quick: bool = False) -> list:
     out = [Row("local run (mltp run --local, example)", f"{result['total']:.1f} s",
                f"the 3 scripts by hand: {result['hand']:.1f} s", ratio, f"<= {GOAL_RATIO}x",
                at_most(ratio, GOAL_RATIO, "x"))]
-    for label, name in (("start-up, validate, emulator", "emulator (start-up, validate)"), ("deploy", "deploy"),
-                        (REPORT, "report (and shutdown)")):
-        out.append(Row(f"  local run: {name}", f"{phases[label]:.2f} s", goal=f"< {GOAL_PHASE:g} s",
-                       verdict=at_most(phases[label], GOAL_PHASE)))
+    # Every phase, so the table shows where the rest of the overhead goes; three have a goal.
+    with_goal = {"start-up, validate, emulator": "emulator (start-up, validate)", "deploy": "deploy",
+                 REPORT: "report (and shutdown)"}
+    for label, seconds in phases.items():
+        if label in with_goal:
+            out.append(Row(f"  local run: {with_goal[label]}", f"{seconds:.2f} s", goal=f"< {GOAL_PHASE:g} s",
+                           verdict=at_most(seconds, GOAL_PHASE)))
+        else:
+            out.append(Row(f"  local run: {label}", f"{seconds:.2f} s"))
     return out
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, quick  # noqa: E402
 
 # In the order of the table (the list).
-BENCHMARKS = ("cli", "sync", "wait", "install", "local", "push", "cache")
+BENCHMARKS = ("cli", "sync", "wait", "install", "local", "requirements", "push", "cache")
 HEADER = ("figure", "mltp", "anchor", "ratio", "goal", "verdict")
 
 
