@@ -209,7 +209,8 @@ def test_on_the_state_machine_a_second_run_with_the_same_keys_starts_no_job(tmp_
     assert runs["edited"]["steps"]["Evaluation"][0] == "succeeded"
     assert runs["edited"]["steps"]["Training"] == ["cached", "first"]
     assert any("plan: Preprocessing  run (inputs changed since" in line for line in runs["new-data"]["lines"])
-    assert any("plan: Training       run (--no-cache)" in line for line in runs["forced"]["lines"])
+    assert "plan: Training       run (--no-cache)" in runs["forced"]["plan"]
+    assert "plan: --no-cache: every step runs" in runs["forced"]["lines"]
     # one record per step that ran with the cache on; --no-cache writes none
     records = runs["records"]
     assert sum(1 for r in records if r.startswith("preprocessing/")) == 2

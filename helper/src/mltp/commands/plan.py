@@ -58,6 +58,8 @@ def for_run(inv: Invocation, clients, bundle) -> dict:
     if found.enabled:
         for line in found.lines():
             inv.echo(line)
+    elif inv.no_cache and any(s.cache for s in inv.config.steps.all()):
+        inv.echo("plan: --no-cache: every step runs")
     if inv.local:
         from .. import cache_index
 
