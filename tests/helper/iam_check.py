@@ -188,6 +188,8 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
         own = (key if key.startswith("arn:") else arn("kms", f"key/{key}"), {})
     elif service == "service-quotas":
         own = ("*", {})
+    elif service == "pricing":  # the run's cost (pricing.py): IAM lists no resource type
+        own = ("*", {})
     elif service == "events":  # the model's notification rules (notifications.py)
         own = ("*", {}) if operation == "ListRules" else (arn("events", f"rule/{p['Rule' if 'Rule' in p else 'Name']}"), {})
     elif service == "sns" and "TopicArn" in p:
