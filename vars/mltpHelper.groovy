@@ -246,7 +246,8 @@ List registryEnv(Map cfg, Map helper, String workspace, String errorFile) {
     scriptPython      : [default: null, steps: ['mlTrainingPipeline'],
                          doc: 'mode local: the Python that runs the scripts; null = the helper builds a cached virtualenv per framework'],
     allowNearest      : [default: false, type: 'boolean', steps: ['mlTrainingPipeline'],
-                         doc: 'mode local: where the framework\'s own package has no build of the container\'s major version for the agent\'s Python, use the nearest that installs instead of failing'],
+                         doc: 'mode local: where the framework\'s own package has no build of the container\'s major version ' +
+                              'for the agent\'s Python, use the nearest that installs instead of failing'],
     defaultBranch     : [default: null, steps: ['mlTrainingPipeline'],
                          doc: 'the branch that registers and retrains on schedule; null = the multibranch primary branch'],
     preflight         : [default: true, type: 'boolean', steps: ['mlTrainingPipeline'],
