@@ -535,6 +535,9 @@ def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: b
         checked = validate(inv)
         from .local.session import claim_run
 
+        from .resume import local_source
+
+        local_source(inv.repo, inv.run.state_machine, source_run)  # nothing to resume: exit 2 before anything starts
         claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
         try:
             inv = replace(inv, run=claimed, local=True)

@@ -33,9 +33,6 @@ def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source
 
     preflight_for_build(inv, clients, preflight)
     ctx = inv.run
-    bundle = bundle_mod.make(checked.files)
-    inv.echo(sync(inv, clients, checked, bundle, preflight="never").summary())
-    inv.echo(deploy(inv, clients, checked).summary())
     if inv.local:
         source = resume_mod.local_source(inv.repo, ctx.state_machine, source_run)
     else:
@@ -43,6 +40,9 @@ def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source
             source = resume_mod.aws_source(clients, runs.state_machine_arn(ctx, clients), source_run)
     if source.run == ctx.run_name:
         raise_same(source.run)
+    bundle = bundle_mod.make(checked.files)
+    inv.echo(sync(inv, clients, checked, bundle, preflight="never").summary())
+    inv.echo(deploy(inv, clients, checked).summary())
     found = make_plan(inv, clients, bundle)
     decision = resume_mod.decide(source, {s.role: s.key for s in found.steps}, found.cache_input())
     inv.echo(f"resume: from run {source.run}")
