@@ -404,8 +404,10 @@ def test_a_passed_preflight_is_skipped_in_one_line_until_the_key_changes(account
 def test_a_bad_max_age_is_one_line_and_exit_2(account, monkeypatch):
     monkeypatch.delenv("MLTP_NO_PREFLIGHT")
     account.ready()
+    before = _recorded()
     result = CliRunner().invoke(main, ["sync", str(account.repo)], env={"MLTP_PREFLIGHT_MAX_AGE": "a day"})
     assert result.exit_code == 2, result.output
+    assert _recorded() == before  # nothing sent to AWS
     assert "MLTP_PREFLIGHT_MAX_AGE='a day': must be a number of hours" in result.output
     assert "Traceback" not in result.output and "sync:" not in result.output
 
