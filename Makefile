@@ -13,9 +13,9 @@ GROOVY_LINT := .cache/npm/node_modules/.bin/npm-groovy-lint
 
 # pytest-xdist workers for the Python suites: one per core (`auto`); TEST_WORKERS=0
 # runs them in one process. The recorded AWS calls and the policy tests that read
-# them stay together in one worker (tests/conftest.py, --dist loadgroup).
+# them stay together in one worker (tests/conftest.py, its xdist scheduler).
 TEST_WORKERS ?= auto
-PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = -n $(TEST_WORKERS)
 
 .PHONY: setup test test-quick test-python test-helper test-vars test-compat lint-groovy groovy shellcheck chromium bubblewrap example schema bundle bench clean
 

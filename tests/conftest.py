@@ -197,7 +197,6 @@ def _install_recorder() -> None:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "xdist_group(name): tests one pytest-xdist worker runs together")
     config.addinivalue_line("markers", "slow: end-to-end tests `make test-quick` leaves out (SLOW_MODULES)")
     _install_recorder()
 
@@ -210,22 +209,40 @@ SLOW_MODULES = ("test_local.py", "test_local_inputs.py", "test_local_registry.py
 
 
 # With pytest-xdist the recorded calls live in the worker that made them, so the
-# recorded modules and the coverage tests that read them form one group, run by
-# one worker in collection order (`--dist loadgroup`, as the Makefile asks); the
-# other tests are spread over the workers one by one.
+# recorded modules and the coverage tests that read them form one unit of work,
+# run by one worker in collection order (the readers last); the other tests are
+# spread over the workers one by one (the scheduler below).
 AWS_CALLS_GROUP = "aws-calls"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    """The coverage test of recorded calls runs after the tests it reads, in the same process."""
+    """The coverage test of recorded calls runs after the tests it reads."""
     last = [item for item in items if "recorded_calls" in item.name]
     items[:] = [item for item in items if item not in last] + last
     for item in items:
-        if item.path.name in RECORDED_MODULES or item in last:
-            item.add_marker(pytest.mark.xdist_group(AWS_CALLS_GROUP))
         if item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    return AWS_CALLS_GROUP if module in RECORDED_MODULES or "recorded_calls" in nodeid else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: only called where it runs the tests
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's per-scope scheduler with our units: the recorded group whole, every other
+    test alone (as `--dist load`). A scheduler rather than xdist_group marks, whose
+    node id suffix newer pytest versions do not take."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RecordedCallsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return RecordedCallsTogether(config, log)
 
 
 @pytest.fixture(autouse=True)

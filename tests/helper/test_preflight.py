@@ -80,6 +80,9 @@ def failed_lines(result) -> list:
 
 def test_a_ready_account_passes_and_says_what_it_skipped(account):
     account.ready()
+    # A group of its own: with parallel workers another test may have registered fraud-detection in this moto.
+    model = unique("ready")
+    account.set("model_package_group: fraud-detection", f"model_package_group: {model}")
     result = account.preflight()
     assert result.exit_code == 0, result.output
     out = result.output
@@ -90,7 +93,7 @@ def test_a_ready_account_passes_and_says_what_it_skipped(account):
             "the endpoint does not implement servicequotas:ListServiceQuotas") in out
     assert (f"preflight: skipped: whether this identity may pass role {account.states_role}: "
             "the endpoint does not implement iam:SimulatePrincipalPolicy") in out
-    assert "model package group fraud-detection does not exist yet; the first default-branch deploy creates it" in out
+    assert f"model package group {model} does not exist yet; the first default-branch deploy creates it" in out
 
 
 def test_missing_role_is_one_line_with_the_policy_command(account, tmp_path):
@@ -404,8 +407,10 @@ def test_a_passed_preflight_is_skipped_in_one_line_until_the_key_changes(account
 def test_a_bad_max_age_is_one_line_and_exit_2(account, monkeypatch):
     monkeypatch.delenv("MLTP_NO_PREFLIGHT")
     account.ready()
+    before = _recorded()
     result = CliRunner().invoke(main, ["sync", str(account.repo)], env={"MLTP_PREFLIGHT_MAX_AGE": "a day"})
     assert result.exit_code == 2, result.output
+    assert _recorded() == before  # nothing sent to AWS
     assert "MLTP_PREFLIGHT_MAX_AGE='a day': must be a number of hours" in result.output
     assert "Traceback" not in result.output and "sync:" not in result.output
 

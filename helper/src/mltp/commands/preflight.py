@@ -51,6 +51,7 @@ def preflight_for_build(inv: Invocation, clients, mode="auto") -> Optional[str]:
     if mode == "never":
         return None
     if mode == "auto":
+        preflight_cache.max_age_seconds()  # a bad MLTP_PREFLIGHT_MAX_AGE fails (exit 2) before any AWS call
         ago = preflight_cache.passed_ago(_key(inv, clients))
         if ago is not None:
             inv.echo(f"preflight: skipped: passed {preflight_cache.age_text(ago)} ago for this account, identity, "
