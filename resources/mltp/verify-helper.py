@@ -86,13 +86,20 @@ def check_files(site, record, include_dist_info):
 
 
 def check_launcher(venv):
-    """pip's console-script template: the venv's python and mltp.cli:main, nothing else."""
+    """pip's console-script template: the venv's python and mltp.cli:main, nothing else.
+    Where the venv's path makes the `#!` line longer than the kernel takes (127
+    bytes), pip writes `#!/bin/sh` and a line that execs the venv's python
+    instead: the same launcher, so that form passes too, its python checked alike."""
     path = os.path.join(venv, "bin", "mltp")
     with open(path, "rb") as handle:
         lines = handle.read().decode("utf-8", "replace").splitlines()
-    code = [line for line in lines[1:] if line.strip() and not line.startswith("#")]
-    if not lines or not lines[0].startswith("#!") or not lines[0].rstrip().endswith("/bin/python"):
+    if _sh_launcher_python(lines).endswith("/bin/python"):
+        body = lines[3:]
+    elif lines and lines[0].startswith("#!") and lines[0].rstrip().endswith("/bin/python"):
+        body = lines[1:]
+    else:
         raise Problem("bin/mltp does not start the venv's python")
+    code = [line for line in body if line.strip() and not line.startswith("#")]
     allowed = {
         "import re", "import sys", "from mltp.cli import main", "if __name__ == '__main__':",
         "if __name__ == \"__main__\":",
@@ -102,6 +109,21 @@ def check_launcher(venv):
     unexpected = [line.strip() for line in code if line.strip() not in allowed]
     if unexpected:
         raise Problem(f"bin/mltp runs unexpected code: {unexpected[0][:60]}")
+
+
+def _sh_launcher_python(lines):
+    """The python that pip's long-path form execs (`#!/bin/sh`, then
+    `'''exec' PYTHON "$0" "$@"`, then `' '''`), or "" for any other first lines."""
+    if len(lines) < 3 or lines[0].rstrip() != "#!/bin/sh" or lines[2].strip() != "' '''":
+        return ""
+    head, tail = "'''exec' ", ' "$0" "$@"'
+    line = lines[1].strip()
+    if not (line.startswith(head) and line.endswith(tail)):
+        return ""
+    python = line[len(head):-len(tail)]
+    if python.startswith('"') and python.endswith('"') and len(python) > 1:
+        python = python[1:-1]
+    return "" if any(c in python for c in "\"'$`;&|<>\\") else python
 
 
 def check_compiled(site):

@@ -69,7 +69,7 @@ def test_local_mode_bundle(version, repo, tmp_path):
 
     rendered = run_helper(mltp, "render", str(repo))
     assert rendered.returncode == 0, rendered.stderr
-    assert '"StartAt": "Preprocessing"' in rendered.stdout
+    assert '"StartAt": "ReusePreprocessing"' in rendered.stdout  # the step cache's first Choice
     assert rendered.stderr == "", rendered.stderr  # no SDK warnings in the build log
 
     ran = run_verb(mltp, "run", repo, scratch, MLTP_PYTHON=sys.executable, MLTP_RUN_NAME=f"compat-{version.replace('.', '-')}")

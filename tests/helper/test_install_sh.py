@@ -206,6 +206,25 @@ def test_a_fresh_install_verifies(pristine):
     assert _verify(pristine["venv"]).returncode == 0
 
 
+def test_an_install_under_a_long_path_verifies(tmp_path):
+    """Under a path that makes `#!` longer than the kernel's 127 bytes, pip writes
+    its `#!/bin/sh` + `'''exec' PYTHON` launcher: that verifies too (a deep Jenkins
+    workspace or cache must not rebuild forever), and code added to it does not."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    wheel = make_wheel(tmp_path / "bundle")
+    lock = tmp_path / "bundle" / "requirements.txt"
+    lock.write_text("# no dependencies\n")
+    done = install(sys.executable, deep / "cache", tmp_path / "scratch", wheel=wheel, requirements=lock)
+    assert done.rc == 0, done.output
+    launcher = Path(done.mltp)
+    assert launcher.read_text().startswith("#!/bin/sh\n'''exec' ")
+    venv = launcher.parent.parent
+    assert _verify(venv, wheel).returncode == 0
+    launcher.write_text(launcher.read_text().replace("sys.exit(main())", "import os; os.system('id'); sys.exit(main())"))
+    refused = _verify(venv, wheel)
+    assert refused.returncode != 0 and "bin/mltp runs unexpected code" in refused.stdout + refused.stderr
+
+
 def test_an_interpreter_without_venv_is_refused_clearly(bundle, tmp_path):
     """Debian's python3 without python3-venv: no ensurepip."""
     stub = tmp_path / "stub"
