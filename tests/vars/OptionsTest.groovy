@@ -76,7 +76,7 @@ test('options: each help page lists exactly the table\'s options of its step, wi
         assert documented.keySet() == expected.keySet(), step
         assert documented == expected, step
     }
-    assert runner.optionNames('mlTrainingPipeline').size() == 21
+    assert runner.optionNames('mlTrainingPipeline').size() == 22
 }
 
 test('options: docs/contract.md 9.4 lists exactly the table\'s options of each step, with the same defaults') { PipelineHarness h ->
