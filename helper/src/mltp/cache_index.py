@@ -119,6 +119,21 @@ def record_for(config: Config, state_machine: str, role: str, key: str, parts: D
     return Record(config.name, state_machine, role, key, run, (now or now_utc()).isoformat(), dict(parts), outputs)
 
 
+def download_prefix(s3, bucket: str, key: str, target: Path) -> None:
+    """Every object under `key` into `target`, relative paths kept (a key naming
+    one object: that object by its name); folder markers and keys with `..` are
+    skipped, so nothing lands outside `target`. For the cache's copies of a
+    step's outputs and resume's copy of a failed run's."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        for item in page.get("Contents", []):
+            rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
+            if not rel or rel.endswith("/") or ".." in rel.split("/"):
+                continue
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(dest))
+
+
 def _split(uri: str) -> Tuple[str, str]:
     bucket, _, key = uri[len("s3://"):].partition("/")
     return bucket, key
@@ -239,14 +254,7 @@ class LocalIndex:
             bucket, key = _split(record.outputs[name])
             target = partial / str(i)
             target.mkdir(parents=True, exist_ok=True)
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-                for item in page.get("Contents", []):
-                    rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
-                    if not rel or rel.endswith("/") or ".." in rel.split("/"):
-                        continue
-                    dest = target / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, item["Key"], str(dest))
+            download_prefix(s3, bucket, key, target)
         if folder.exists():
             owned.remove(folder, self.root)
         os.replace(partial, folder)

@@ -157,15 +157,7 @@ def keep_local(clients, work: Path, execution_arn: str) -> None:
             if not uri.startswith("s3://"):
                 continue
             bucket, _, key = uri[len("s3://"):].partition("/")
-            target = keep / "outputs" / name
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-                for item in page.get("Contents", []):
-                    rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
-                    if not rel or rel.endswith("/") or ".." in rel.split("/"):
-                        continue
-                    dest = target / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, item["Key"], str(dest))
+            cache_index.download_prefix(s3, bucket, key, keep / "outputs" / name)
     owned.write_atomic(keep / "input.json", json.dumps(execution_input, sort_keys=True).encode("utf-8"))
 
 
