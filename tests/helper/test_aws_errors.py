@@ -3,10 +3,7 @@
 replies exactly as AWS does for these faults (status, headers, XML body): moto
 cannot expire a token or answer a HEAD with a bare 400."""
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, Tuple
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +13,7 @@ from mltp.cli import main
 from mltp.errors import AwsRefused
 from mltp.redaction import redact
 
-Reply = Tuple[int, Dict[str, str], bytes]
+from stand_in import StandIn
 
 STS_EXPIRED = (403, {"Content-Type": "text/xml"}, b"""<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
 <Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error>
@@ -34,47 +31,12 @@ S3_SIGNATURE = (403, {"Content-Type": "application/xml"}, b"""<?xml version="1.0
 <AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId></Error>""")
 
 
-class StandIn:
-    """An HTTP server answering each request with `route(method, path)`."""
-
-    def __init__(self, route: Callable[[str, str], Reply]):
-        self.requests = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                outer.requests.append((self.command, self.path, body))
-                status, headers, payload = route(self.command, self.path + "?" + body.decode("utf-8", "replace"))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def stand_in():
     servers = []
 
     def make(route):
-        server = StandIn(route)
+        server = StandIn(lambda method, path, headers: route(method, path))
         servers.append(server)
         return server
 
@@ -125,7 +87,7 @@ def test_sts_failure_fails_fast_instead_of_dropping_the_owner_check(example_repo
     assert "Traceback" not in result.stderr
     assert elapsed < 10
     assert len(server.requests) == 2
-    assert all("GetCallerIdentity" in body.decode() for _, _, body in server.requests)
+    assert all("GetCallerIdentity" in body.decode() for _, _, body, _ in server.requests)
 
 
 def test_bare_400_on_head_is_explained(stand_in, creds):

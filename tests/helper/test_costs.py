@@ -7,9 +7,7 @@ the service does: moto implements no Price List API. The jobs are described
 by moto's SageMaker, their billing fields set as SageMaker reports them."""
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,58 +16,51 @@ from mltp import costs, pricing
 from mltp import outcome as out
 from mltp.aws import Clients
 
+from stand_in import StandIn
+
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = json.loads((ROOT / "tests" / "fixtures" / "pricing" / "get-products-sagemaker.json").read_text())
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
 
-class PriceList:
-    """GetProducts over HTTP: the recorded products that match every TERM_MATCH filter."""
+class PriceList(StandIn):
+    """GetProducts over HTTP: the recorded products that match every TERM_MATCH
+    filter (an attribute, or the product's family), a page at a time."""
 
     def __init__(self):
-        self.requests = []
         self.deny = False
-        owner = self
+        super().__init__(self._route)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-                owner.requests.append({"target": self.headers.get("X-Amz-Target"),
-                                       "authorization": self.headers.get("Authorization", ""), "body": body})
-                if owner.deny:
-                    return self._answer(400, {"__type": "AccessDeniedException",
-                                              "Message": "User is not authorized to perform: pricing:GetProducts"})
-                if self.headers.get("X-Amz-Target") != "AWSPriceListService.GetProducts":
-                    return self._answer(400, {"__type": "InvalidParameterException", "Message": "unknown operation"})
-                wanted = {f["Field"]: f["Value"] for f in body.get("Filters", []) if f["Type"] == "TERM_MATCH"}
-                matching = [text for text in RECORDED["PriceList"]
-                            if all(json.loads(text)["product"]["attributes"].get(k) == v for k, v in wanted.items())]
-                start = int(body.get("NextToken") or 0)
-                size = body.get("MaxResults") or 100
-                answer = {"FormatVersion": RECORDED["FormatVersion"], "PriceList": matching[start:start + size]}
-                if start + size < len(matching):
-                    answer["NextToken"] = str(start + size)
-                self._answer(200, answer)
+    @property
+    def calls(self):
+        return [{"target": headers.get("X-Amz-Target"), "authorization": headers.get("Authorization", ""),
+                 "body": json.loads(body or b"{}")} for _, _, body, headers in self.requests]
 
-            def _answer(self, status, data):
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+    def _route(self, method, path, headers):
+        body = json.loads(path.split("?", 1)[1] or "{}")
+        if self.deny:
+            return _json(400, {"__type": "AccessDeniedException",
+                               "Message": "User is not authorized to perform: pricing:GetProducts"})
+        if headers.get("X-Amz-Target") != "AWSPriceListService.GetProducts":
+            return _json(400, {"__type": "InvalidParameterException", "Message": "unknown operation"})
+        wanted = {f["Field"]: f["Value"] for f in body.get("Filters", []) if f["Type"] == "TERM_MATCH"}
+        matching = [text for text in RECORDED["PriceList"] if all(_field(text, k) == v for k, v in wanted.items())]
+        start = int(body.get("NextToken") or 0)
+        size = body.get("MaxResults") or 100
+        answer = {"FormatVersion": RECORDED["FormatVersion"], "PriceList": matching[start:start + size]}
+        if start + size < len(matching):
+            answer["NextToken"] = str(start + size)
+        return _json(200, answer)
 
-            def log_message(self, *args):
-                pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _field(text, name):
+    product = json.loads(text)["product"]
+    return product.get(name) if name == "productFamily" else product["attributes"].get(name)
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+
+def _json(status, data):
+    return status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(data).encode()
 
 
 @pytest.fixture
@@ -93,12 +84,13 @@ def test_the_price_comes_from_get_products_with_exact_filters(price_list, tmp_pa
     processing = pricing.lookup(clients, REGION, "ml.m5.large", "processing", cache=tmp_path)
     assert (training.usd_per_hour, training.cached) == (0.256, False)
     assert processing.usd_per_hour == 0.128
-    first = price_list.requests[0]
+    first = price_list.calls[0]
     assert first["target"] == "AWSPriceListService.GetProducts"
     assert "/us-east-1/pricing/aws4_request" in first["authorization"]  # the API's own region, signed for it
     assert first["body"]["ServiceCode"] == "AmazonSageMaker"
     assert {f["Field"]: f["Value"] for f in first["body"]["Filters"]} == {
-        "regionCode": REGION, "instanceName": "ml.m5.xlarge", "component": "Training"}
+        "productFamily": "ML Instance", "regionCode": REGION, "instanceName": "ml.m5.xlarge",
+        "platoinstancetype": "Training"}
     assert all(f["Type"] == "TERM_MATCH" for f in first["body"]["Filters"])
 
 
@@ -106,11 +98,11 @@ def test_prices_are_kept_for_a_week(price_list, tmp_path):
     clients = Clients(REGION)
     now = 1_800_000_000.0
     assert pricing.lookup(clients, REGION, "ml.m5.xlarge", "training", cache=tmp_path, now=now).usd_per_hour == 0.256
-    asked = len(price_list.requests)
+    asked = len(price_list.calls)
     again = pricing.lookup(clients, REGION, "ml.m5.xlarge", "training", cache=tmp_path, now=now + 6 * 86400)
-    assert (again.usd_per_hour, again.cached, len(price_list.requests)) == (0.256, True, asked)
+    assert (again.usd_per_hour, again.cached, len(price_list.calls)) == (0.256, True, asked)
     stale = pricing.lookup(clients, REGION, "ml.m5.xlarge", "training", cache=tmp_path, now=now + 8 * 86400)
-    assert (stale.cached, len(price_list.requests)) == (False, asked + 1)
+    assert (stale.cached, len(price_list.calls)) == (False, asked + 1)
     saved = json.loads((tmp_path / "prices.json").read_text())
     assert saved["prices"]["eu-west-1/Training/ml.m5.xlarge"] == {"usd_per_hour": 0.256, "at": now + 8 * 86400}
     # A damaged cache is asked again, never trusted.
@@ -152,6 +144,13 @@ def test_the_answer_is_checked_not_only_filtered():
     assert pricing.hourly_price(texts, "us-east-1", "ml.m5.xlarge", "Training") == 0.23
     assert pricing.hourly_price(texts, REGION, "ml.m5.2xlarge", "Training") is None
     assert pricing.hourly_price(["not json", "{}"], REGION, "ml.m5.xlarge", "Training") is None
+    # Another kind of use, or another product family with the same attributes, is not this price.
+    hosting = json.loads(texts[0])
+    hosting["product"]["attributes"]["platoinstancetype"] = "Hosting"
+    assert pricing.hourly_price([json.dumps(hosting)], REGION, "ml.m5.xlarge", "Training") is None
+    other_family = json.loads(texts[0])
+    other_family["product"]["productFamily"] = "Storage"
+    assert pricing.hourly_price([json.dumps(other_family)], REGION, "ml.m5.xlarge", "Training") is None
 
 
 # --------------------------------------------------------------------------- a run's cost
@@ -219,7 +218,7 @@ def test_an_unknown_price_makes_the_total_unknown_and_says_why(jobs, price_list,
     assert cost.text() == "price unknown, spot saved 61%"
     assert cost.to_dict()["unknown"] == ["price unknown: no permission (pricing:GetProducts)"]
     # Refused once, not asked again for the other instance type (a cached price still counts).
-    assert len(price_list.requests) == 1
+    assert len(price_list.calls) == 1
 
 
 def _outcome(cost):

@@ -1,13 +1,15 @@
 """The on-demand price of a SageMaker instance type, from the AWS Price List API.
 
 `pricing:GetProducts` with service code AmazonSageMaker answers one product per
-(region, instance, component): its attributes carry `regionCode` (eu-west-1),
-`instanceName` (ml.m5.xlarge) and `component` ("Training" for training jobs,
-"Processing" for processing jobs; "Hosting", "Notebook", ... for the rest), and
-its OnDemand term one price dimension in USD per hour ("Hrs"). Those three
-attributes are the filters here, and the answer is checked against them again
-(TERM_MATCH is an exact match, but an answer that holds something else must
-not be taken for the price).
+(region, instance, kind of use): product family "ML Instance", attributes
+`regionCode` (eu-west-1), `instanceName` (ml.m5.xlarge) and `platoinstancetype`,
+the kind of use: "Training" for training jobs, "Processing" for processing
+jobs; "Hosting", "Notebook", "SpotTraining", ... for the rest (the price list's
+own name for it; its usage type reads like "EU-Train:ml.m5.xlarge"). Its
+OnDemand term has one price dimension in USD per hour ("Hrs"). Those are the
+filters here, and the answer is checked against them again (TERM_MATCH is an
+exact match, but an answer that holds something else must not be taken for the
+price).
 
 The Price List API has endpoints in a few regions only (us-east-1 among them),
 whatever the region priced; the client is made in aws.Clients (`pricing`).
@@ -29,6 +31,8 @@ from typing import Any, Dict, Optional
 from .aws import PRICING_REGION, error_code  # noqa: F401 - PRICING_REGION: where the client asks
 
 SERVICE_CODE = "AmazonSageMaker"
+PRODUCT_FAMILY = "ML Instance"
+USE_ATTRIBUTE = "platoinstancetype"  # the price list's attribute for training, processing, hosting, ...
 COMPONENTS = {"training": "Training", "processing": "Processing"}
 CACHE_SECONDS = 7 * 24 * 3600
 CACHE_FORMAT = 1
@@ -87,8 +91,8 @@ def ask(clients, region: str, instance_type: str, component: str) -> Price:
     import botocore.exceptions
 
     filters = [{"Type": "TERM_MATCH", "Field": field, "Value": value}
-               for field, value in (("regionCode", region), ("instanceName", instance_type),
-                                    ("component", component))]
+               for field, value in (("productFamily", PRODUCT_FAMILY), ("regionCode", region),
+                                    ("instanceName", instance_type), (USE_ATTRIBUTE, component))]
     try:
         client = clients.pricing
         token = None
@@ -127,7 +131,8 @@ def hourly_price(price_list, region: str, instance_type: str, component: str) ->
         product = item.get("product") if isinstance(item, dict) else None
         attributes = (product or {}).get("attributes") or {}
         if (attributes.get("regionCode"), attributes.get("instanceName")) != (region, instance_type) \
-                or str(attributes.get("component", "")).lower() != component.lower():
+                or str(attributes.get(USE_ATTRIBUTE, "")).lower() != component.lower() \
+                or (product or {}).get("productFamily", PRODUCT_FAMILY) != PRODUCT_FAMILY:
             continue
         for term in ((item.get("terms") or {}).get("OnDemand") or {}).values():
             for dimension in (term.get("priceDimensions") or {}).values():
