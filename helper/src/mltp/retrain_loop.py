@@ -33,6 +33,36 @@ def overlaps(source: str, bucket: str, prefix: str, name: str) -> bool:
     return area.startswith(key) or key.startswith(area)
 
 
+def inside_own_area(source: str, bucket: str, prefix: str, name: str, instead: str) -> str:
+    """Why an S3 source a job reads may not overlap the model's own area: runs,
+    registered versions, code and branches live there, and a pull request must
+    not read the default branch's through its config."""
+    return (f"'{printable(source)}' overlaps the model's own S3 area s3://{printable(own_area(bucket, prefix, name))} "
+            f"(code, runs, the registry): {instead}")
+
+
+def source_problems(doc: Document) -> List[Problem]:
+    """One problem per preprocessing input whose source overlaps the model's own area."""
+    data: Any = doc.value
+    if not isinstance(data, dict):
+        return []
+    aws = data.get("aws") if isinstance(data.get("aws"), dict) else {}
+    bucket, prefix, name = aws.get("bucket"), aws.get("prefix", DEFAULT_PREFIX), data.get("name")
+    steps = data.get("steps") if isinstance(data.get("steps"), dict) else {}
+    preprocessing = steps.get("preprocessing") if isinstance(steps.get("preprocessing"), dict) else {}
+    inputs = preprocessing.get("inputs")
+    if not all(isinstance(v, str) for v in (bucket, prefix, name)) or not isinstance(inputs, list):
+        return []
+    out = []
+    for index, item in enumerate(inputs):
+        source = item.get("source") if isinstance(item, dict) else None
+        if isinstance(source, str) and source.startswith("s3://") and overlaps(source, bucket, prefix, name):
+            path = ("steps", "preprocessing", "inputs", index, "source")
+            out.append(Problem(doc.line_of(path), key_path(path), inside_own_area(
+                source, bucket, prefix, name, "read data from outside that area")))
+    return out
+
+
 def problems(doc: Document) -> List[Problem]:
     """One problem per watched input that overlaps the model's own area."""
     data: Any = doc.value

@@ -111,9 +111,8 @@ def problems(doc: Document) -> List[Problem]:
                     retrain_loop.overlaps(source, bucket, prefix, model):
                 # Runs, registered versions, code and branches live there: a pull
                 # request must not read the default branch's through a channel.
-                add(path, f"'{printable(source)}' lies in the model's own S3 area "
-                          f"s3://{printable(retrain_loop.own_area(bucket, prefix, model))} (code, runs, the "
-                          "registry): name the preprocessing output instead, or data outside that area")
+                add(path, retrain_loop.inside_own_area(source, bucket, prefix, model,
+                                                       "name the preprocessing output instead, or data outside that area"))
     elif raw_channels is None and known and not any(name != TEST_OUTPUT for name in known):
         add(("steps", "preprocessing", "outputs"),
             "training gets every output except test as a channel, and there is none: "

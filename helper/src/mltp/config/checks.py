@@ -126,7 +126,7 @@ def _semantic_problems(doc: Document) -> List[Problem]:
     """Every check a schema cannot express, section by section (in this order)."""
     out: List[Problem] = []
     for check in (_step_problems, _gate_problems, _inference_problems, _prefix_problems, _branch_role_problems,
-                  _retrain_problems, retrain_loop.problems, _container_path_problems, _notify_problems,
+                  _retrain_problems, retrain_loop.problems, retrain_loop.source_problems, _container_path_problems, _notify_problems,
                   _schedule_problems, channels.problems, algorithm_problems, training_metrics.problems,
                   spot.problems):
         out.extend(check(doc))
