@@ -191,3 +191,32 @@ def test_fetch_inputs_refused_by_aws_exits_5(tmp_path, moto_endpoint):
     assert proc.returncode == 5, proc.stdout + proc.stderr
     assert "--fetch-inputs: reading input 'points' at s3://no-such-bucket-fetch-inputs/points/: AWS refused: NoSuchBucket" in error
     assert "emulator" not in proc.stdout
+
+
+def test_a_channel_and_an_input_of_the_same_name_are_fetched_apart(tmp_path, moto_endpoint):
+    """`--fetch-inputs` keeps an input's copy in .mltp/inputs/<name>/ and an S3
+    channel's in .mltp/channels/<name>/: a channel named like an input reads its
+    own source, not the input's data (fetched first or last)."""
+    from mltp.aws import Clients
+    from mltp.config import load
+    from mltp.local import inputs as local_inputs
+
+    bucket = "real-data-same-names"
+    s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=moto_endpoint,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket=bucket, Key="points/points.csv", Body=b"the input's data")
+    s3.put_object(Bucket=bucket, Key="lookup/points.csv", Body=b"the channel's data")
+    repo = literal(tmp_path, **{"s3://literal-paths-data/points/": f"s3://{bucket}/points/", "        local: data\n": "",
+                                "    hyperparameters: {epochs: 1}\n":
+                                    "    hyperparameters: {epochs: 1}\n"
+                                    f"    channels: {{train: train, validation: validation, points: s3://{bucket}/lookup/}}\n"})
+    config = load(repo)
+    found, to_fetch = local_inputs.resolve(config, {}, fetch=True)
+    assert found == [] and [item.name for item in to_fetch] == ["points", "points"]
+    clients = Clients("eu-west-1", moto_endpoint)
+    fetched = local_inputs.fetch(clients, to_fetch, config)
+    assert [(f.path, (f.path / "points.csv").read_bytes()) for f in fetched] == [
+        ((repo / ".mltp" / "inputs" / "points").resolve(), b"the input's data"),
+        ((repo / ".mltp" / "channels" / "points").resolve(), b"the channel's data")]
+    assert local_inputs.fetch(clients, list(reversed(to_fetch)), config)[1].path == fetched[0].path

@@ -394,13 +394,13 @@ def plan(repo: Path, config: Optional[str], local: bool, no_cache: bool, run_nam
 
 def _local_input_data(cfg):
     """The inputs' local data a local run would be given now: their `local`
-    keys, and data fetched before (.mltp/inputs/<name>/); an input with
+    keys, and data fetched before (local.inputs.copy_folder); an input with
     neither is left out (its key then differs from any run's)."""
     from .local import inputs as local_inputs
 
     found, to_fetch = local_inputs.resolve(cfg, {}, fetch=True)
     for item in to_fetch:
-        kept = cfg.repo / local_inputs.CACHE / item.name
+        kept = local_inputs.copy_folder(cfg, item)
         if kept.is_dir():
             found.append(local_inputs.LocalInput(item, kept.resolve(), "fetched before"))
     return found

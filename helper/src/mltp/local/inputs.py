@@ -8,7 +8,9 @@ AWS. The data comes from, in this order:
 1. `mltp run --local --input NAME=PATH` (a file or a folder);
 2. the input's `local` key in config.yaml (relative to the repo, or absolute);
 3. with `--fetch-inputs`, a copy of the real `source`, made with the user's
-   own credentials into `.mltp/inputs/<name>/` *before* the emulator starts
+   own credentials into `.mltp/inputs/<name>/` (a training channel's into
+   `.mltp/channels/<name>/`: a channel may share an input's name, not its data)
+   *before* the emulator starts
    and before `session.LocalAws` swaps the credentials for the emulator's dummies:
    the emulator never sees the real ones.
 
@@ -28,6 +30,7 @@ from ..config import Config, InputConfig, display
 from ..errors import InvalidInput
 
 CACHE = Path(".mltp") / "inputs"
+CHANNEL_CACHE = Path(".mltp") / "channels"
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,17 @@ def _channel_inputs(config: Config) -> List[Tuple[InputConfig, str]]:
             for channel in config.steps.training.channels if channel.s3_uri]
 
 
-def fetch(clients, items: Sequence[InputConfig], repo: Path) -> List[LocalInput]:
-    """Copies each input's real S3 data to `.mltp/inputs/<name>/` with `clients`
+def copy_folder(config: Config, item: InputConfig) -> Path:
+    """Where `--fetch-inputs` keeps the copy of `item`: `.mltp/inputs/<name>/` for
+    a preprocessing input, `.mltp/channels/<name>/` for a training channel that
+    reads S3 (an item resolve() made from a channel). A symlinked folder on the
+    way is refused (exit 2), not written through."""
+    channel = item not in config.steps.preprocessing.inputs
+    return owned.owned_dir(config.repo, (CHANNEL_CACHE if channel else CACHE).name) / item.name
+
+
+def fetch(clients, items: Sequence[InputConfig], config: Config) -> List[LocalInput]:
+    """Copies each input's real S3 data to its copy_folder with `clients`
     (the user's credentials). Runs before the emulator starts. The folder is
     replaced whole, so it holds exactly what S3 holds now."""
     from ..aws import refused
@@ -110,8 +122,8 @@ def fetch(clients, items: Sequence[InputConfig], repo: Path) -> List[LocalInput]
     out: List[LocalInput] = []
     for item in items:
         bucket, prefix = split_s3(item.source)
-        cache = owned.owned_dir(repo, "inputs")  # a symlinked .mltp/inputs is refused, not written through
-        target = cache / item.name
+        target = copy_folder(config, item)
+        cache = target.parent
         partial = target.with_name(f".{item.name}.partial")
         owned.remove(partial, cache)
         partial.mkdir(parents=True)

@@ -68,7 +68,7 @@ class LocalAws:
         staged, to_fetch = local_inputs.resolve(config, local_inputs.parse_overrides(self.inputs), self.fetch_inputs)
         emulator, runner_mod = _import_emulator()
         if to_fetch:
-            staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config.repo)
+            staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config)
         self.staged = list(staged)
 
         _local_credentials()
