@@ -231,3 +231,50 @@ def test_locally_a_branch_run_copies_the_default_branch_s_steps_and_never_the_re
     late = mltp("plan", ".", "--local", branch="feature/x")
     assert "plan: Training       run (main-1 on the default branch had this key but is 40 days old, " \
            "over cache_expire_days 30)" in late.stdout, late.stdout
+
+
+def test_a_copy_that_fails_makes_its_step_run_and_the_rest_still_copy(aws_env, tmp_path, monkeypatch):
+    """Between the plan and the copy, the default run's preprocessing outputs
+    were removed (`mltp prune`): preprocessing runs, training is still copied."""
+    import uuid
+
+    from mltp import invocation
+    from mltp.aws import Clients
+    from mltp.commands.plan import copy_default_hits
+
+    repo = _tiny(tmp_path, steps=("preprocessing", "training"))
+    bucket = f"tiny-copy-{uuid.uuid4().hex[:8]}"
+    (repo / "config.yaml").write_text((repo / "config.yaml").read_text().replace("tiny-artifacts", bucket))
+    cfg, files, keys = _keys_and_files(repo)
+    clients = Clients(cfg.aws.region, aws_env)
+    clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": cfg.aws.region})
+    default = cache_index.S3Index(clients, cfg, cfg.name)
+    for role in ("preprocessing", "training"):
+        record = _hit(cfg, keys, role, cfg.name, "main-1", timedelta(hours=1))
+        for name in cache_index.DATA_KEYS[role]:
+            key = record.outputs[name].split("/", 3)[3]
+            clients.s3.put_object(Bucket=bucket, Key=key + ("part.csv" if key.endswith("/") else ""), Body=b"1\n")
+        default.write(record)
+    monkeypatch.setenv("BRANCH_NAME", "feature/x")
+    monkeypatch.setenv("BRANCH_IS_PRIMARY", "false")
+    inv = invocation.load(repo, None, run_name="feature-1", check=True).pointed_at(aws_env)
+    own = cache_index.S3Index(clients, cfg, inv.run.state_machine)
+    found = plan.make(cfg, files, {}, own, fallback=cache_index.default_index(own))
+    assert [s.origin for s in found.steps[:2]] == ["main-1 on the default branch"] * 2
+    gone = clients.s3.list_objects_v2(Bucket=bucket, Prefix=naming.run_prefix(cfg, "main-1") + "preprocessing/")
+    clients.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in gone["Contents"]]})
+
+    lines = copy_default_hits(inv, clients, found)
+    assert lines[0] == (f"warning: cache: Preprocessing runs: could not copy the outputs of main-1 on the default "
+                        f"branch: s3://{bucket}/{naming.run_prefix(cfg, 'main-1')}preprocessing/train/ holds nothing "
+                        f"to copy")
+    assert re.match(r"cache: Training copied from main-1 on the default branch into this run's folder "
+                    r"\(1 object, 2 B, \d+\.\ds\)$", lines[1]), lines
+    assert found.steps[0].decision(NOW).startswith("run (could not copy the outputs of main-1 on the default branch")
+    overrides = found.input_overrides()
+    assert overrides["Cache"]["reuse"] == {"Training": "main-1"} and overrides["Cache"]["from_default"] == ["Training"]
+    assert "TrainDataS3Uri" not in overrides  # preprocessing runs and writes its own
+    mine = f"s3://{bucket}/{naming.run_prefix(cfg, 'feature-1', inv.run.state_machine)}"
+    assert overrides["ModelArtifactS3Uri"].startswith(mine + "model/")
+    model = overrides["ModelArtifactS3Uri"].split("/", 3)[3]
+    assert clients.s3.get_object(Bucket=bucket, Key=model)["Body"].read() == b"1\n"

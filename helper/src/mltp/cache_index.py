@@ -235,7 +235,10 @@ class S3Index:
             listed = []
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source):
                 listed += [(item["Key"], int(item.get("Size", 0))) for item in page.get("Contents", [])]
-            for key, to, length in _copy_pairs(source, target, listed):
+            pairs = _copy_pairs(source, target, listed)
+            if not pairs:  # removed since the plan found it (`mltp prune`, by hand)
+                raise FileNotFoundError(f"{record.outputs[name]} holds nothing to copy")
+            for key, to, length in pairs:
                 s3.copy({"Bucket": source_bucket, "Key": key}, target_bucket, to, ExtraArgs=dict(extra),
                         Config=transfer)
                 objects, size = objects + 1, size + length
@@ -309,6 +312,8 @@ class LocalIndex:
     def copy_into(self, record: Record, outputs: Dict[str, str]) -> Copied:
         """A default-branch hit of a local branch run: its kept files, into the
         branch run's own folder in the emulator's S3."""
+        if not self.available(record):  # removed since the plan found it (`mltp clean`, by hand)
+            raise FileNotFoundError(f"{self.where()}{record.role}/{record.key}/{record.run}/ holds nothing to copy")
         return self.materialize(record, outputs)
 
     def write(self, record: Record) -> str:

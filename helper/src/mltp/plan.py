@@ -13,8 +13,9 @@ prints it, and passes the decisions in the execution input's `Cache`:
 The state machine's Reuse<Step> Choice states skip a step named in `reuse`,
 and the output locations of a reused step (its execution input values) are
 the earlier run's; for a branch's default-branch hit, they are the branch
-run's own, where `start` copied the default run's outputs (cache_index.copy_into). `mltp wait` writes a record for each cached step that ran
-and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
+run's own, where `start` copied the default run's outputs first
+(commands.plan.copy_default_hits). `mltp wait` writes a record for each cached
+step that ran and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
 `Cache`: new data changed preprocessing's inputs, and so every key.
 Read-only: nothing here writes anything (LocalIndex.materialize aside, which
 only the start of a local run calls).

@@ -40,7 +40,8 @@ def make_plan(inv: Invocation, clients, bundle=None):
                              fallback=cache_index.default_index(index))
     index = cache_index.S3Index(clients, cfg, inv.run.state_machine)
     fallback = cache_index.default_index(index)
-    with refused("step cache: reading", f"the inputs and {index.where()}" + (f", {fallback.where()}" if fallback else "")):
+    where = f"the inputs and {index.where()}" + (f", {fallback.where()}" if fallback else "")
+    with refused("step cache: reading", where):
         inputs = plan_mod.s3_input_digests(clients, cfg) if enabled else {}
         return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region,
                              fallback=fallback)
@@ -83,7 +84,8 @@ def copy_default_hits(inv: Invocation, clients, found) -> List[str]:
     step's outputs copied, with the build's own credentials, into this run's own
     folder, which the state machine then hands on (docs/contract.md 8.4): the
     branch's jobs never need to read the default branch's runs. A copy that
-    fails makes its step run instead. Returns the log lines."""
+    fails makes its step run instead (what it copied before failing lies where
+    the step's job writes the same names). Returns the log lines."""
     import botocore.exceptions
 
     from .. import cache_index
