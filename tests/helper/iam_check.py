@@ -144,6 +144,12 @@ def call_needs(service: str, operation: str, params: Dict[str, Any], region: str
         if operation == "DeleteObjects":  # authorized object by object, as s3:DeleteObject
             return [("s3:DeleteObject", f"arn:{partition}:s3:::{p['Bucket']}/{o['Key']}", {})
                     for o in p["Delete"]["Objects"]]
+        if "CopySource" in p:  # CopyObject, UploadPartCopy: the copy's action, and reading the source
+            source = p["CopySource"]
+            source = f"{source['Bucket']}/{source['Key']}" if isinstance(source, dict) else source.lstrip("/")
+            return [(action, f"arn:{partition}:s3:::{p['Bucket']}/{p['Key']}", {})
+                    for action in iam_actions.actions_for(service, operation, p)] + \
+                [("s3:GetObject", f"arn:{partition}:s3:::{source.split('?')[0]}", {})]
         if "Key" in p:
             own = (f"arn:{partition}:s3:::{p['Bucket']}/{p['Key']}", {})
         elif operation in ("ListObjectsV2", "ListObjects"):

@@ -195,3 +195,81 @@ def test_h2_without_a_branch_role_the_registered_version_still_holds(enforcing, 
     shared.put_object(Bucket=bucket, Key=branch.ModelArtifactCopySource.split("/", 1)[1], Body=b"branch model")
     assert not iam_check.allows(printed_policy(cfg.repo, "states"), "s3:GetObject",
                                 f"arn:aws:s3:::{branch.ModelArtifactCopySource}")
+
+
+def _with_branch_role_and_cache(data):
+    _with_branch_role(data)
+    for step in ("preprocessing", "training"):
+        data["steps"][step]["cache"] = True
+
+
+def test_a_pull_request_reuses_a_default_branch_step_by_a_copy_the_build_makes(enforcing, tmp_path, monkeypatch):
+    """The step cache on a pull request (docs/contract.md 8.4): a hit on the default
+    branch's records is copied by the Jenkins identity, with exactly the policy
+    `mltp iam-policy --role jenkins` prints, into the pull request's own run, where
+    its jobs read it; the branch job role still reaches nothing of the default
+    branch's runs. The model is copied in parts (a multipart copy, as S3 needs
+    above 5 GB; the part size lowered to S3's least, 5 MiB, to get there)."""
+    from mltp import cache_index
+
+    world = enforcing
+    cfg = config_variant(tmp_path, EXAMPLE, _with_branch_role_and_cache, "cached")
+    bucket = cfg.aws.bucket
+    default_jobs = world.s3(world.assume(world.role(printed_policy(cfg.repo, "sagemaker"))))
+    branch_policy = printed_policy(cfg.repo, "branch-sagemaker")
+    branch_jobs = world.s3(world.assume(world.role(branch_policy)))
+    jenkins_policy = printed_policy(cfg.repo, "jenkins")
+    jenkins = Clients(REGION, world.endpoint, session=world.assume(world.role(jenkins_policy)))
+    # main-1 ran on the default branch: its jobs wrote the splits and the model under runs/<run>/
+    main = naming.execution_input(cfg, cfg.name, RUN, "ab" * 32, True).to_dict()
+    model = bytes(range(256)) * (6 * 4096 + 7)  # 6 MiB and a bit
+    default_jobs.put_object(Bucket=bucket, Key=main["ModelArtifactCopySource"].split("/", 1)[1], Body=model)
+    for split in ("train", "validation", "test"):
+        uri = main[f"{split.capitalize()}DataS3Uri"]
+        default_jobs.put_object(Bucket=bucket, Key=uri.split("/", 3)[3] + f"{split}.csv", Body=f"{split}\n1\n".encode())
+    records = {role: cache_index.record_for(cfg, cfg.name, role, role[0] * 64, {}, main)
+               for role in ("preprocessing", "training")}
+
+    machine = naming.state_machine_name(cfg, "PR-42", False)
+    run = "jenkins-fraud-detection-PR-42-3"
+    monkeypatch.setattr(cache_index, "COPY_PART_BYTES", 5 * 1024 * 1024)
+    source = cache_index.default_index(cache_index.S3Index(jenkins, cfg, machine))
+    copied = {role: source.copy_into(record, cache_index.own_outputs(cfg, machine, run, role))
+              for role, record in records.items()}
+    assert (copied["training"].objects, copied["training"].size) == (1, len(model))
+    assert copied["preprocessing"].objects == 3 and copied["training"].text().startswith("1 object, 6.0 MiB, ")
+
+    # The pull request's jobs read the copies in their own run ...
+    own = naming.execution_input(cfg, machine, run, "cd" * 32, False)
+    model_key = own.ModelArtifactS3Uri.split("/", 3)[3]
+    assert "/branches/pr-42" in model_key
+    assert branch_jobs.get_object(Bucket=bucket, Key=model_key)["Body"].read() == model
+    admin = world.admin.client("s3", endpoint_url=world.endpoint)
+    assert admin.head_object(Bucket=bucket, Key=model_key)["ETag"].endswith('-2"')  # copied in two parts
+    assert branch_jobs.get_object(Bucket=bucket, Key=own.TrainDataS3Uri.split("/", 3)[3] + "train.csv")["Body"].read() \
+        == b"train\n1\n"
+    # ... and still nothing of the default branch's run.
+    _refused(branch_jobs.get_object, Bucket=bucket, Key=main["ModelArtifactCopySource"].split("/", 1)[1])
+    _refused(branch_jobs.get_object, Bucket=bucket, Key=main["TrainDataS3Uri"].split("/", 3)[3] + "train.csv")
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert not iam_check.allows(branch_policy, action, f"arn:aws:s3:::{main['ModelArtifactCopySource']}")
+
+    # Jenkins reads the default run's step outputs (the copies' sources: moto checks the
+    # copy's own action only) and writes only the branches' step folders.
+    assert iam_check.allows(jenkins_policy, "s3:GetObject", f"arn:aws:s3:::{main['ModelArtifactCopySource']}")
+    s3 = jenkins.s3
+    _refused(s3.put_object, Bucket=bucket, Key=main["ModelArtifactCopySource"].split("/", 1)[1], Body=b"x")
+    _refused(s3.put_object, Bucket=bucket, Key=naming.registry_prefix(cfg, RUN) + "model.tar.gz", Body=b"x")
+    root = f"arn:aws:s3:::{bucket}/{naming.model_prefix(cfg)}"
+    for key, allowed in ((f"runs/{RUN}/preprocessing/train/train.csv", True),
+                         (f"runs/{RUN}/checkpoints/c.pt", False), (f"code/ab/src/train.py", True),
+                         (f"branches/pr-42/runs/{run}/checkpoints/c.pt", False)):
+        assert iam_check.allows(jenkins_policy, "s3:GetObject", root + key) is allowed, key
+    for key, allowed in ((f"branches/pr-42/runs/{run}/model/x/output/model.tar.gz", True),
+                         (f"branches/pr-42/runs/{run}/checkpoints/c.pt", False),
+                         (f"runs/{run}/model/x/output/model.tar.gz", False)):
+        assert iam_check.allows(jenkins_policy, "s3:PutObject", root + key) is allowed, key
+    # Without the cache, the build reaches none of it.
+    plain = printed_policy(config_variant(tmp_path, EXAMPLE, _with_branch_role, "plain").repo, "jenkins")
+    assert not iam_check.allows(plain, "s3:GetObject", root + f"runs/{RUN}/preprocessing/train/train.csv")
+    assert not iam_check.allows(plain, "s3:PutObject", root + f"branches/pr-42/runs/{run}/model/x/output/model.tar.gz")

@@ -9,22 +9,29 @@ machine's own area of the model's prefix:
     <prefix>/<name>/cache/<step>/<key>/<run>.json                    default branch
     <prefix>/<name>/branches/<slug>/cache/<step>/<key>/<run>.json     other branches, pull requests
 
-so the default branch reads only records that default-branch builds wrote, and
-a branch or pull request only its own: a pull request can neither plant
-outputs that the default branch later reuses nor reuse another branch's. The
-job roles cannot write there (they write `runs/*`, `branches/*/runs/*` only),
-and every output a record names must lie under the run folder of the run it
-names, of the same state machine, or the record is ignored.
+so the default branch reads only records that default-branch builds wrote: a
+pull request can never plant outputs that the default branch later reuses. A
+branch or pull request reads its own records first, then the default branch's
+(never another branch's); a default-branch hit is not handed to the branch's
+jobs where it lies (under `runs/`, out of a branch job role's reach) but
+copied, server-side and by the build's own credentials, into the branch run's
+own folder first (`copy_into`), and the jobs read that copy. The job roles
+cannot write the records (they write `runs/*`, `branches/*/runs/*` only), and
+every output a record names must lie under the run folder of the run it names,
+of the same state machine, or the record is ignored.
 
 A local run's emulator S3 vanishes with the run, so locally the record sits in
 `.mltp/cache/<state machine>/<step>/<key>/<run>.json` and the step's output
 files beside it, in `<run>/<n>/`; a hit puts them back into the emulator's S3
 at their original URIs before the run starts, and the run reads them from
-there exactly as on AWS.
+there exactly as on AWS. A local branch run (BRANCH_NAME, CHANGE_ID) reads
+`.mltp/cache/<name>--<branch>/` first, then `.mltp/cache/<name>/`, whose files a
+hit puts into the branch run's own folder instead.
 """
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +41,9 @@ from . import naming
 from .config import Config
 
 RECORD_VERSION = 1
+# A default-branch hit's outputs are copied in parts of this size above it (S3's
+# CopyObject takes at most 5 GB; fewer, larger parts copy faster).
+COPY_PART_BYTES = 256 * 1024 * 1024
 
 # What each step hands on, as execution input keys (naming.ExecutionInput): a
 # reused step's values are the earlier run's. `data` are the S3 locations that
@@ -139,6 +149,30 @@ def _split(uri: str) -> Tuple[str, str]:
     return bucket, key
 
 
+@dataclass(frozen=True)
+class Copied:
+    """What copy_into copied: for the log line."""
+
+    objects: int
+    size: int  # bytes
+    seconds: float
+
+    def text(self) -> str:
+        from .outcome import format_duration
+
+        took = f"{self.seconds:.1f}s" if self.seconds < 10 else format_duration(self.seconds)
+        return f"{self.objects} object{'s' if self.objects != 1 else ''}, {size_text(self.size)}, {took}"
+
+
+def size_text(size: int) -> str:
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
 # --------------------------------------------------------------------------- on AWS
 
 
@@ -179,6 +213,36 @@ class S3Index:
 
     def materialize(self, record: Record) -> None:
         """Nothing to do: the outputs are where the record says."""
+
+    def copy_into(self, record: Record, outputs: Dict[str, str]) -> Copied:
+        """Server-side copies (CopyObject; boto3's managed copy switches to a
+        multipart copy for large objects, as S3 requires above 5 GB) of a
+        default-branch record's outputs to `outputs`, a branch run's own
+        locations (own_outputs). Made with the build's credentials, before the
+        run starts: the branch's jobs then read only their own run's folder."""
+        from boto3.s3.transfer import TransferConfig
+
+        s3 = self.clients.s3
+        extra = {}
+        if self.config.aws.kms_key_id:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.aws.kms_key_id}
+        transfer = TransferConfig(multipart_threshold=COPY_PART_BYTES, multipart_chunksize=COPY_PART_BYTES)
+        started = time.monotonic()
+        objects = size = 0
+        for name in DATA_KEYS[record.role]:
+            source_bucket, source = _split(record.outputs[name])
+            target_bucket, target = _split(outputs[name])
+            listed = []
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source):
+                listed += [(item["Key"], int(item.get("Size", 0))) for item in page.get("Contents", [])]
+            pairs = _copy_pairs(source, target, listed)
+            if not pairs:  # removed since the plan found it (`mltp prune`, by hand)
+                raise FileNotFoundError(f"{record.outputs[name]} holds nothing to copy")
+            for key, to, length in pairs:
+                s3.copy({"Bucket": source_bucket, "Key": key}, target_bucket, to, ExtraArgs=dict(extra),
+                        Config=transfer)
+                objects, size = objects + 1, size + length
+        return Copied(objects, size, time.monotonic() - started)
 
     def write(self, record: Record) -> str:
         key = f"{self.prefix}{record.role}/{record.key}/{record.run}.json"
@@ -227,17 +291,30 @@ class LocalIndex:
         return all((folder / str(i)).is_dir() and any((folder / str(i)).rglob("*"))
                    for i, _ in enumerate(DATA_KEYS[record.role]))
 
-    def materialize(self, record: Record) -> None:
-        """The kept outputs uploaded into the emulator's S3 where the record says they are."""
+    def materialize(self, record: Record, outputs: Optional[Dict[str, str]] = None) -> Copied:
+        """The kept outputs uploaded into the emulator's S3 where the record says
+        they are, or, for a default-branch hit of a branch run, at `outputs`
+        (the branch run's own locations, own_outputs)."""
         folder = self._files(record)
         s3 = self.clients.s3
+        started = time.monotonic()
+        objects = size = 0
         for i, name in enumerate(DATA_KEYS[record.role]):
-            bucket, key = _split(record.outputs[name])
+            bucket, key = _split((outputs or record.outputs)[name])
             local = folder / str(i)
             for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()):
                 rel = path.relative_to(local).as_posix()
                 target = key + rel if key.endswith("/") else key
                 s3.upload_file(str(path), bucket, target)
+                objects, size = objects + 1, size + path.stat().st_size
+        return Copied(objects, size, time.monotonic() - started)
+
+    def copy_into(self, record: Record, outputs: Dict[str, str]) -> Copied:
+        """A default-branch hit of a local branch run: its kept files, into the
+        branch run's own folder in the emulator's S3."""
+        if not self.available(record):  # removed since the plan found it (`mltp clean`, by hand)
+            raise FileNotFoundError(f"{self.where()}{record.role}/{record.key}/{record.run}/ holds nothing to copy")
+        return self.materialize(record, outputs)
 
     def write(self, record: Record) -> str:
         """Copies the step's outputs out of the emulator's S3, then writes the record
@@ -261,6 +338,40 @@ class LocalIndex:
         path = folder.with_name(f"{record.run}.json")
         owned.write_atomic(path, record.to_json().encode("utf-8"))
         return str(path.relative_to(self.config.repo))
+
+
+# --------------------------------------------------------------------------- default-branch hits on a branch
+
+
+def default_index(index):
+    """The default branch's index beside `index` (a branch's or pull request's),
+    which a branch run reads after its own; None for the default branch's own
+    index: the default branch never reads a branch's records."""
+    if not naming.branch_of(index.config, index.state_machine):
+        return None
+    if isinstance(index, LocalIndex):
+        return LocalIndex(index.config, index.config.name, index.clients)
+    return S3Index(index.clients, index.config, index.config.name)
+
+
+def own_outputs(config: Config, state_machine: str, run: str, role: str) -> Dict[str, str]:
+    """The values `role` hands on in this run when it runs itself (the run's own
+    folder): where a default-branch hit's outputs are copied to."""
+    values = naming.execution_input(config, state_machine, run, "0" * 64, register=False).to_dict()
+    return {k: str(values[k]) for k in OUTPUT_KEYS[role]}
+
+
+def _copy_pairs(source: str, target: str, listed: List[Tuple[str, int]]) -> List[Tuple[str, str, int]]:
+    """(source key, target key, size): a prefix's objects under the target prefix, with
+    their relative keys (folder markers and `..` skipped), or one object to one key."""
+    if not source.endswith("/"):
+        return [(key, target, size) for key, size in listed if key == source]
+    out = []
+    for key, size in listed:
+        rel = key[len(source):]
+        if rel and not rel.endswith("/") and ".." not in rel.split("/"):
+            out.append((key, target + rel, size))
+    return out
 
 
 def newest(records: List[Record]) -> Optional[Record]:

@@ -26,6 +26,9 @@ RENAMED: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("s3", "CreateMultipartUpload"): ("s3:PutObject",),
     ("s3", "UploadPart"): ("s3:PutObject",),
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
+    # A copy: PutObject on the copy (GetObject on its source, which CopySource names).
+    ("s3", "CopyObject"): ("s3:PutObject",),
+    ("s3", "UploadPartCopy"): ("s3:PutObject",),
     ("s3", "GetBucketNotificationConfiguration"): ("s3:GetBucketNotification",),
     ("s3", "PutBucketNotificationConfiguration"): ("s3:PutBucketNotification",),
     ("sts", "GetCallerIdentity"): (),  # any identity may ask who it is

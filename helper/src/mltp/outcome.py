@@ -29,6 +29,7 @@ STEP_TIMED_OUT = "timed out"
 STEP_STOPPED = "stopped"
 NOT_RUN = "not run"
 CACHED = "cached"  # taken from an earlier run by the step cache (StepRecord.cached_from)
+DEFAULT_BRANCH_TEXT = "on the default branch"  # a branch's step taken from the default branch's run
 
 
 def step_status_text(name: str, status: str) -> str:
@@ -37,9 +38,12 @@ def step_status_text(name: str, status: str) -> str:
 
 
 def step_status_long(step: "StepRecord") -> str:
-    """As step_status_text, with the run a cached step was taken from: 'cached (from <run>)'."""
+    """As step_status_text, with the run a cached step was taken from: 'cached (from <run>)',
+    'cached (from <run> on the default branch)' for a branch's copy of a default-branch run's."""
     text = step_status_text(step.name, step.status)
-    return f"{text} (from {step.cached_from})" if step.status == CACHED and step.cached_from else text
+    if step.status != CACHED or not step.cached_from:
+        return text
+    return f"{text} (from {step.cached_from}{' ' + DEFAULT_BRANCH_TEXT if step.cached_from_default else ''})"
 
 
 def format_value(value: Optional[float]) -> str:
@@ -121,6 +125,7 @@ class StepRecord:
     log_link: Optional[str] = None  # the job's log stream in CloudWatch Logs
     log_file: Optional[str] = None  # a local run's job log, relative to the report folder (logs/<job>.log)
     cached_from: Optional[str] = None  # status CACHED: the run whose outputs this step reused
+    cached_from_default: bool = False  # ... a default-branch run, whose outputs this branch run copied
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -130,6 +135,8 @@ class StepRecord:
 
     def to_dict(self) -> Dict[str, Any]:
         cached = {"cached_from": self.cached_from} if self.status == CACHED else {}
+        if self.status == CACHED and self.cached_from_default:
+            cached["cached_from_default_branch"] = True
         return {
             "name": self.name,
             "status": self.status,

@@ -6,12 +6,16 @@ prints it, and passes the decisions in the execution input's `Cache`:
 
     {"keys":  {"Preprocessing": "<key>", ...},        every step with cache: true
      "parts": {"Preprocessing": {"code": ..., ...}},   what each key is made of
-     "reuse": {"Preprocessing": "<run>", ...}}         the steps taken from earlier runs
+     "reuse": {"Preprocessing": "<run>", ...},         the steps taken from earlier runs
+     "from_default": ["Preprocessing", ...]}           ... of those, the ones a branch
+                                                       took from the default branch
 
 The state machine's Reuse<Step> Choice states skip a step named in `reuse`,
 and the output locations of a reused step (its execution input values) are
-the earlier run's. `mltp wait` writes a record for each cached step that ran
-and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
+the earlier run's; for a branch's default-branch hit, they are the branch
+run's own, where `start` copied the default run's outputs first
+(commands.plan.copy_default_hits). `mltp wait` writes a record for each cached
+step that ran and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
 `Cache`: new data changed preprocessing's inputs, and so every key.
 Read-only: nothing here writes anything (LocalIndex.materialize aside, which
 only the start of a local run calls).
@@ -33,6 +37,15 @@ class StepPlan:
     key: step_cache.StepKey
     hit: Optional[cache_index.Record] = None
     reason: str = ""  # why it runs
+    # A branch's hit on the default branch's records: its outputs are copied into
+    # the branch run's own folder before the run starts, and `outputs` then names them.
+    from_default: bool = False
+    outputs: Optional[Dict[str, str]] = None  # what the reused step hands on, when not hit.outputs
+
+    @property
+    def origin(self) -> str:
+        """'<run>', or '<run> on the default branch'."""
+        return f"{self.hit.run}{DEFAULT_BRANCH if self.from_default else ''}" if self.hit else ""
 
     @property
     def state(self) -> str:
@@ -40,7 +53,7 @@ class StepPlan:
 
     def decision(self, now: datetime) -> str:
         if self.hit is not None:
-            return f"cached (from {self.hit.run}, {age_text(self.hit.age(now))} ago)"
+            return f"cached (from {self.origin}, {age_text(self.hit.age(now))} ago)"
         return f"run ({self.reason})" if self.reason else "run"
 
 
@@ -63,23 +76,35 @@ class Plan:
     def reused(self) -> Dict[str, cache_index.Record]:
         return {s.state: s.hit for s in self.steps if s.hit is not None}
 
+    def from_default(self) -> List["StepPlan"]:
+        """The hits a branch takes from the default branch: to be copied before the run."""
+        return [s for s in self.steps if s.hit is not None and s.from_default]
+
     def cache_input(self) -> Dict[str, object]:
         """The execution input's `Cache`: every step's key (what `mltp resume`
         compares), the steps with the cache on (whose records `wait` writes), and
         the steps taken from earlier runs."""
-        return {
+        out = {
             "keys": {s.state: s.key.key for s in self.steps},
             "parts": {s.state: dict(s.key.parts) for s in self.steps},
             "cached": [s.state for s in self.steps if s.enabled],
             "inputs_listed": self.inputs_listed,
             "reuse": {state: record.run for state, record in self.reused().items()},
         }
+        if self.from_default():
+            out["from_default"] = [s.state for s in self.from_default()]
+        return out
 
     def input_overrides(self) -> Dict[str, object]:
-        """The execution input values a reused step hands on: the earlier run's."""
+        """The execution input values a reused step hands on: the earlier run's,
+        or, for a default-branch hit, the copy's in this run's own folder."""
+        for step in self.from_default():
+            if step.outputs is None:  # never hand a branch's jobs the default branch's runs/
+                raise ValueError(f"{step.state}: a default-branch hit must be copied first")
         values: Dict[str, object] = {"Cache": self.cache_input()}
-        for record in self.reused().values():
-            values.update(record.outputs)
+        for step in self.steps:
+            if step.hit is not None:
+                values.update(step.outputs if step.outputs is not None else step.hit.outputs)
         return values
 
 
@@ -92,10 +117,15 @@ def age_text(delta) -> str:
     return format_duration(seconds) or "0s"
 
 
+DEFAULT_BRANCH = " on the default branch"
+
+
 def make(config: Config, files: Sequence, inputs: Mapping[str, str], index, no_cache: bool = False,
-         now: Optional[datetime] = None, region: Optional[str] = None) -> Plan:
+         now: Optional[datetime] = None, region: Optional[str] = None, fallback=None) -> Plan:
     """`files`: the code bundle's files; `inputs`: preprocessing input name ->
-    step_cache.objects_digest; `index`: cache_index.S3Index or LocalIndex."""
+    step_cache.objects_digest; `index`: cache_index.S3Index or LocalIndex;
+    `fallback`: for a branch or pull request, the default branch's index
+    (cache_index.default_index), read when its own has no usable record."""
     now = now or cache_index.now_utc()
     keys = step_cache.step_keys(config, files, inputs, region)
     steps: List[StepPlan] = []
@@ -109,30 +139,41 @@ def make(config: Config, files: Sequence, inputs: Mapping[str, str], index, no_c
         if not step.cache:
             plan.reason = "cache: false"
             continue
-        plan.hit, plan.reason = _lookup(index, plan.key, step.cache_expire_days, now)
-    return Plan(steps, index.where() if steps else "", now, inputs_listed=any(s.enabled for s in steps))
+        plan.hit, plan.reason, own = _lookup(index, plan.key, step.cache_expire_days, now)
+        if plan.hit is None and fallback is not None:
+            hit, reason, default = _lookup(fallback, plan.key, step.cache_expire_days, now, DEFAULT_BRANCH)
+            if hit is not None:
+                plan.hit, plan.reason, plan.from_default = hit, "", True
+            elif default and not own:  # the branch ran it never: what the default branch has says why
+                plan.reason = reason
+    where = index.where() if steps else ""
+    if where and fallback is not None:
+        where += f", then {fallback.where()} (the default branch's)"
+    return Plan(steps, where, now, inputs_listed=any(s.enabled for s in steps))
 
 
-def _lookup(index, key: step_cache.StepKey, expire_days: int, now: datetime
-            ) -> Tuple[Optional[cache_index.Record], str]:
-    """The newest usable record with this key, or None and why none."""
+def _lookup(index, key: step_cache.StepKey, expire_days: int, now: datetime, suffix: str = ""
+            ) -> Tuple[Optional[cache_index.Record], str, bool]:
+    """The newest usable record with this key, or None and why none; and whether
+    the index has any record of the step. `suffix` follows each run named."""
     same = sorted(index.records(key.role, key.key), key=lambda r: r.finished_at, reverse=True)
     gone = None
     for record in same:
         if record.expired(now, expire_days):
             break  # the rest are older still
         if index.available(record):
-            return record, ""
+            return record, "", True
         gone = gone or record
     if gone is not None:
-        return None, f"the outputs of {gone.run} are gone"
+        return None, f"the outputs of {gone.run}{suffix} are gone", True
     if same:
-        return None, f"{same[0].run} had this key but is {age_text(same[0].age(now))} old, over cache_expire_days {expire_days}"
+        return None, (f"{same[0].run}{suffix} had this key but is {age_text(same[0].age(now))} old, "
+                      f"over cache_expire_days {expire_days}"), True
     latest = cache_index.newest(index.records(key.role))
     if latest is None:
-        return None, "no earlier run to reuse"
+        return None, "no earlier run to reuse", False
     changed = key.changed(latest.parts)
-    return None, f"{', '.join(changed) or 'key'} changed since {latest.run}"
+    return None, f"{', '.join(changed) or 'key'} changed since {latest.run}{suffix}", True
 
 
 # --------------------------------------------------------------------------- the inputs' digests

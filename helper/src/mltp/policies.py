@@ -374,15 +374,24 @@ def _split_s3(uri: str) -> Tuple[str, str]:
 
 def _step_cache(arns: Arns) -> List[Statement]:
     """The step cache (plan.py, cache_index.py): start and plan read the records of
-    the state machine's own area and list the inputs (their ETags are part of
-    preprocessing's key) and a record's outputs (still there?); wait writes the
-    records of the steps that ran."""
+    the state machine's own area (a branch's, then the default branch's) and list
+    the inputs (their ETags are part of preprocessing's key) and a record's outputs
+    (still there?); wait writes the records of the steps that ran. A branch's hit
+    on a default-branch record is copied (CopyObject, or a multipart copy) by the
+    build into the branch run's own folder, so the job roles never read the
+    default branch's runs: Jenkins reads the three steps' outputs of `runs/*` and
+    writes them under `branches/*/runs/*`, nothing else of either."""
     root = arns.model_prefix
     areas = (f"{root}cache/*", f"{root}branches/*/cache/*")
+    outputs = ("preprocessing/*", "model/*", "evaluation/*")  # naming.execution_input's step folders
     out = [
         Statement("StepCacheRecords", ("s3:GetObject", "s3:PutObject"), tuple(arns.s3_objects(a) for a in areas)),
         Statement("StepCacheList", ("s3:ListBucket",), (arns.s3_bucket(),),
                   {"StringLike": {"s3:prefix": list(areas) + [f"{root}{DEFAULT_RUNS}", f"{root}{BRANCH_RUNS}"]}}),
+        Statement("StepCacheCopyFrom", ("s3:GetObject",),
+                  tuple(arns.s3_objects(f"{root}runs/*/{o}") for o in outputs)),
+        Statement("StepCacheCopyTo", ("s3:PutObject", "s3:AbortMultipartUpload"),
+                  tuple(arns.s3_objects(f"{root}branches/*/runs/*/{o}") for o in outputs)),
     ]
     sources = sorted({_split_s3(item.source) for item in arns.config.steps.preprocessing.inputs})
     for index, (bucket, key) in enumerate(sources, start=1):

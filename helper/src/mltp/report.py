@@ -366,6 +366,8 @@ def junit(outcome: Outcome) -> str:
     for step in outcome.steps:  # the step cache: which steps this run took from which earlier run
         if step.status == out.CACHED:
             ET.SubElement(properties, "property", {"name": f"cached.{step.name}", "value": _x(step.cached_from or "")})
+            if step.cached_from_default:  # copied from the default branch's run into this branch run's folder
+                ET.SubElement(properties, "property", {"name": f"cached.{step.name}.branch", "value": "default"})
     for check in outcome.gate:
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _x(f"{check.metric} {check.rule}"),
                                                  "time": "0"})

@@ -305,6 +305,14 @@ def log_href(step: Dict[str, Any]) -> Optional[str]:
     return console_link(step.get("log_link")) or log_file_link(step.get("log_file"))
 
 
+def _origin(step: Dict[str, Any]) -> str:
+    """The run a cached step came from, as report.json has it: '<run>', or
+    '<run> on the default branch' for a branch's copy of a default-branch run's."""
+    from .outcome import DEFAULT_BRANCH_TEXT
+
+    return f"{step['cached_from']}" + (f" {DEFAULT_BRANCH_TEXT}" if step.get("cached_from_default_branch") else "")
+
+
 def _steps_table(steps: List[Dict[str, Any]]) -> str:
     rows = []
     for step in steps:
@@ -313,7 +321,7 @@ def _steps_table(steps: List[Dict[str, Any]]) -> str:
         css = {"failed": "fail", "timed out": "fail", "cached": "cached", "not run": "skip", "stopped": "skip"}.get(status, "")
         status_html = f'<span class="{css}">{_e(status)}</span>' if css else _e(status)
         if status == "cached" and step.get("cached_from"):
-            status_html += f' <span class="muted">(from {_e(step["cached_from"])})</span>'
+            status_html += f' <span class="muted">(from {_e(_origin(step))})</span>'
         job = step.get("job_name")
         job_html = _link(job, step.get("link")) if job else "-"
         href = log_href(step)
@@ -364,7 +372,7 @@ def timeline_svg(steps: List[Dict[str, Any]], width: int = 760) -> str:
         if started is None:
             text = status or "not run"
             if status == "cached" and step.get("cached_from"):
-                text += f" (from {step['cached_from']})"
+                text += f" (from {_origin(step)})"
             out.append(f'<text x="{label_w}" y="{y + 17}" font-family="{FONT}" font-size="12" '
                        f'fill="{CACHED if status == "cached" else GREY}">{_e(text)}</text>')
             continue

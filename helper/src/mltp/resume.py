@@ -57,7 +57,9 @@ def decide(source: Source, keys: Dict[str, step_cache.StepKey], cache_input: Dic
     old_cache = source.execution_input.get("Cache") if isinstance(source.execution_input.get("Cache"), dict) else {}
     old_keys = old_cache.get("keys") if isinstance(old_cache.get("keys"), dict) else {}
     old_reuse = old_cache.get("reuse") if isinstance(old_cache.get("reuse"), dict) else {}
+    old_default = old_cache.get("from_default") if isinstance(old_cache.get("from_default"), list) else []
     reuse: Dict[str, str] = {}
+    from_default: List[str] = []
     overrides: Dict[str, object] = {}
     lines = []
     unchanged = all(old_keys.get(step_cache.STATES[r]) == keys[r].key for r in step_cache.ROLES)
@@ -73,11 +75,17 @@ def decide(source: Source, keys: Dict[str, step_cache.StepKey], cache_input: Dic
             continue
         origin = str(old_reuse.get(state) or source.run)
         reuse[state] = origin
+        if state in old_reuse and state in old_default:  # the failed run's copy of a default-branch run's
+            from_default.append(state)
         overrides.update({k: source.execution_input[k] for k in cache_index.OUTPUT_KEYS[role]
                           if k in source.execution_input})
-        lines.append(f"resume: {state:<14} cached (from {origin})")
+        where = " on the default branch" if state in from_default else ""
+        lines.append(f"resume: {state:<14} cached (from {origin}{where})")
     cache = dict(cache_input)
     cache["reuse"] = dict(reuse)
+    cache.pop("from_default", None)
+    if from_default:
+        cache["from_default"] = from_default
     overrides["Cache"] = cache
     return Decision(reuse, overrides, lines, unchanged)
 

@@ -1,7 +1,9 @@
 """`mltp plan`: one line per step, `run` or `cached (from <run>, <age>)`, and
 why a step cannot be reused; read-only (docs/contract.md, 8.4 and 9.1).
 
-`start` makes the same plan for the run it starts (`for_run`)."""
+`start` makes the same plan for the run it starts (`for_run`). A branch or
+pull request reads its own records, then the default branch's; a hit on the
+default branch's is copied into the run's own folder before it starts."""
 
 from typing import List
 
@@ -34,11 +36,15 @@ def make_plan(inv: Invocation, clients, bundle=None):
     if inv.local or clients is None:
         index = cache_index.LocalIndex(cfg, inv.run.state_machine, clients)
         inputs = plan_mod.local_input_digests(inv.local_inputs) if enabled else {}
-        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region)
+        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region,
+                             fallback=cache_index.default_index(index))
     index = cache_index.S3Index(clients, cfg, inv.run.state_machine)
-    with refused("step cache: reading", f"the inputs and {index.where()}"):
+    fallback = cache_index.default_index(index)
+    where = f"the inputs and {index.where()}" + (f", {fallback.where()}" if fallback else "")
+    with refused("step cache: reading", where):
         inputs = plan_mod.s3_input_digests(clients, cfg) if enabled else {}
-        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region)
+        return plan_mod.make(cfg, bundle.files, inputs, index, no_cache=inv.no_cache, region=inv.run.region,
+                             fallback=fallback)
 
 
 def for_run(inv: Invocation, clients, bundle) -> dict:
@@ -55,15 +61,54 @@ def for_run(inv: Invocation, clients, bundle) -> dict:
     except AwsRefused as exc:  # the cache is a saving, not a must: run every step
         inv.echo(f"plan: cannot read the step cache ({exc.message}); every step runs")
         found = make_plan(replace(inv, no_cache=True), clients, bundle)
+    copied = copy_default_hits(inv, clients, found)  # before the lines: a failed copy makes its step run
     if found.enabled:
         for line in found.lines():
             inv.echo(line)
     elif inv.no_cache and any(s.cache for s in inv.config.steps.all()):
         inv.echo("plan: --no-cache: every step runs")
+    for line in copied:
+        inv.echo(line)
     if inv.local:
         from .. import cache_index
 
         index = cache_index.LocalIndex(inv.config, inv.run.state_machine, clients)
-        for record in found.reused().values():
-            index.materialize(record)
+        for step in found.steps:
+            if step.hit is not None and not step.from_default:
+                index.materialize(step.hit)
     return found.input_overrides()
+
+
+def copy_default_hits(inv: Invocation, clients, found) -> List[str]:
+    """A branch's or pull request's hits on the default branch's records: each
+    step's outputs copied, with the build's own credentials, into this run's own
+    folder, which the state machine then hands on (docs/contract.md 8.4): the
+    branch's jobs never need to read the default branch's runs. A copy that
+    fails makes its step run instead (what it copied before failing lies where
+    the step's job writes the same names). Returns the log lines."""
+    import botocore.exceptions
+
+    from .. import cache_index
+    from ..errors import MltpError
+
+    hits = found.from_default()
+    if not hits:
+        return []
+    ctx = inv.run
+    own = (cache_index.LocalIndex(inv.config, ctx.state_machine, clients) if inv.local
+           else cache_index.S3Index(clients, inv.config, ctx.state_machine))
+    source = cache_index.default_index(own)
+    lines = []
+    for step in hits:
+        origin = step.origin
+        outputs = cache_index.own_outputs(inv.config, ctx.state_machine, ctx.run_name, step.role)
+        try:
+            copied = source.copy_into(step.hit, outputs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, MltpError, OSError) as exc:
+            step.hit, step.from_default = None, False
+            step.reason = f"could not copy the outputs of {origin}: {exc}"
+            lines.append(f"warning: cache: {step.state} runs: could not copy the outputs of {origin}: {exc}")
+            continue
+        step.outputs = outputs
+        lines.append(f"cache: {step.state} copied from {origin} into this run's folder ({copied.text()})")
+    return lines

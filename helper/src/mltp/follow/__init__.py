@@ -55,6 +55,8 @@ def follow(ctx: RunContext, clients: Clients, timeout_minutes: Optional[float] =
     cache = execution_input.get("Cache")
     reuse = cache.get("reuse") if isinstance(cache, dict) else None
     tracker.reused = {str(k): str(v) for k, v in reuse.items()} if isinstance(reuse, dict) else {}
+    from_default = cache.get("from_default") if isinstance(cache, dict) else None
+    tracker.from_default = {str(s) for s in from_default} if isinstance(from_default, list) else set()
     echo(f"following {ctx.state_machine} run {ctx.run_name}" + (f": {execution_link(ctx.region, arn)}" if links else ""))
 
     watcher = Watcher(clients.sfn, arn, tracker, clock, echo, policy)

@@ -24,7 +24,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import botocore.exceptions
 
@@ -236,6 +236,7 @@ class Tracker:
         self.started: Optional[datetime] = None
         self.terminal: Optional[Dict[str, Any]] = None
         self.reused: Dict[str, str] = {}  # job state -> the run the step cache takes it from (Cache.reuse)
+        self.from_default: Set[str] = set()  # ... of those, a default-branch run's (Cache.from_default)
 
     @property
     def terminal_status(self) -> Optional[str]:
@@ -344,7 +345,7 @@ class Tracker:
             return []
         job, kind = self.jobs.get(name, (None, None))
         record = out.StepRecord(name=name, status=out.CACHED, job_kind=kind, state_type="Task",
-                                cached_from=str(self.reused[name]))
+                                cached_from=str(self.reused[name]), cached_from_default=name in self.from_default)
         self.steps.append(record)
         line = [f"{'':>8}", f"{name:<16}", out.step_status_long(record)]
         if self.started and ts:
