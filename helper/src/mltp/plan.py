@@ -11,8 +11,8 @@ prints it, and passes the decisions in the execution input's `Cache`:
 The state machine's Reuse<Step> Choice states skip a step named in `reuse`,
 and the output locations of a reused step (its execution input values) are
 the earlier run's. `mltp wait` writes a record for each cached step that ran
-and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
-`Cache`: new data changed preprocessing's inputs, and so every key.
+and succeeded (cache_index). Retrain runs of `mltp trigger` get the same
+decisions from the function (trigger_handler.retrain_cache, on cache_rules).
 Read-only: nothing here writes anything (LocalIndex.materialize aside, which
 only the start of a local run calls).
 """
