@@ -830,14 +830,12 @@ def test_a_pointer_from_before_the_cache_starts_with_an_empty_cache(example_repo
 
 def test_a_cache_that_cannot_be_read_runs_every_step(example_repo, aws_env):
     """The cache is a saving, not a must: an input the function cannot list
-    (here a bucket gone) starts the run with no step reused, and says why."""
+    (here its bucket is gone) starts the run with no step reused, and says why."""
     model = CachedModel(example_repo, aws_env)
     model.good_run()
-    key = trigger_mod.pointer_key(model.ctx)
-    pointer = json.loads(model.clients.s3.get_object(Bucket=model.bucket, Key=key)["Body"].read())
-    pointer["cache"]["inputs"][1]["source"] = f"s3://{unique('gone')}/fraud/labels/"
-    model.clients.s3.put_object(Bucket=model.bucket, Key=key, Body=json.dumps(pointer).encode())
-    model.put_data()
+    listed = model.clients.s3.list_objects_v2(Bucket=model.data).get("Contents", [])
+    model.clients.s3.delete_objects(Bucket=model.data, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
+    model.clients.s3.delete_bucket(Bucket=model.data)
     result, started = model.retrain()
     assert result["cache"] == "cannot read the step cache (NoSuchBucket); every step runs", result
     assert started["Cache"]["reuse"] == {} and started["Cache"]["cached"] == []
