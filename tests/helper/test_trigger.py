@@ -352,7 +352,7 @@ def test_the_function_zip_holds_the_handler_and_the_cache_rules_and_is_reproduci
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
                 imported |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
-    assert imported <= {"datetime", "hashlib", "json", "os", "re", "urllib", "typing", "boto3", "botocore",
+    assert imported <= {"datetime", "hashlib", "json", "os", "re", "time", "urllib", "typing", "boto3", "botocore",
                         "cache_rules"}, imported
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); import trigger_handler, cache_rules; "
              "assert trigger_handler.cache_rules is cache_rules; assert 'mltp' not in sys.modules")
@@ -675,14 +675,16 @@ class CachedModel(Model):
             self.clients.s3.put_object(Bucket=self.data, Key=f"fraud/raw/day=1/{extra}", Body=extra.encode())
         self.clients.s3.put_object(Bucket=self.data, Key="fraud/raw/day=1/_SUCCESS", Body=b"")
 
-    def plan(self, when: dt.datetime = None, state_machine: str = ""):
-        """The plan `mltp start` makes now (mltp.plan, the helper's side)."""
+    def plan(self, when: dt.datetime = None, state_machine: str = "", unreadable: bool = False):
+        """The plan `mltp start` makes now (mltp.plan, the helper's side);
+        `unreadable`: the one it falls back to when the cache cannot be read."""
         from mltp import bundle, cache_index, plan, repo
 
         cfg = self.ctx.config
         files = bundle.make(repo.check(cfg)[0]).files
         index = cache_index.S3Index(self.clients, cfg, state_machine or self.ctx.state_machine)
-        return plan.make(cfg, files, plan.s3_input_digests(self.clients, cfg), index, now=when)
+        inputs = {} if unreadable else plan.s3_input_digests(self.clients, cfg)
+        return plan.make(cfg, files, inputs, index, no_cache=unreadable, now=when)
 
     def good_run(self, run: str = "jenkins-fraud-main-7", finished: dt.datetime = None, records: bool = True) -> dict:
         """What `mltp start` and `mltp wait` leave behind after a passed
@@ -838,8 +840,22 @@ def test_a_cache_that_cannot_be_read_runs_every_step(example_repo, aws_env):
     model.clients.s3.delete_bucket(Bucket=model.data)
     result, started = model.retrain()
     assert result["cache"] == "cannot read the step cache (NoSuchBucket); every step runs", result
+    assert started["Cache"] == model.plan(unreadable=True).cache_input()
     assert started["Cache"]["reuse"] == {} and started["Cache"]["cached"] == []
     assert started["Cache"]["inputs_listed"] is False
+
+
+def test_a_listing_over_the_time_budget_gives_the_cache_up(example_repo, aws_env, monkeypatch):
+    """The function has 60 s: an input too large to list in the budget starts
+    the run anyway, reusing nothing, instead of timing out on every sweep."""
+    model = CachedModel(example_repo, aws_env)
+    model.good_run()
+    model.put_data()
+    monkeypatch.setattr(handler_mod, "CACHE_SECONDS", -1.0)
+    result, started = model.retrain()
+    assert result["cache"] == "cannot read the step cache (listing took over -1 s); every step runs", result
+    assert started["Cache"] == model.plan(unreadable=True).cache_input()
+    assert started["Cache"]["reuse"] == {} and started["Cache"]["cached"] == []
 
 
 def test_the_function_names_records_and_runs_as_mltp_does(example_repo, aws_env):

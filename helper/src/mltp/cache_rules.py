@@ -155,11 +155,14 @@ def split_s3(uri: str) -> Tuple[str, str]:
     return bucket, key
 
 
-def listed_objects(s3, source: str) -> List[Tuple[str, str]]:
-    """An input's objects as (key relative to `source`, ETag), folder markers left out."""
+def listed_objects(s3, source: str, check: Optional[Callable[[], None]] = None) -> List[Tuple[str, str]]:
+    """An input's objects as (key relative to `source`, ETag), folder markers left
+    out. `check` is called before each page (the trigger's time budget raises)."""
     bucket, prefix = split_s3(source)
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        if check is not None:
+            check()
         for entry in page.get("Contents", []):
             if not entry["Key"].endswith("/"):
                 objects.append((entry["Key"][len(prefix):], entry.get("ETag", "")))

@@ -37,6 +37,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import time
 import urllib.parse
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -201,6 +202,20 @@ def run_prefix(pointer: Dict[str, Any], run: str) -> str:
     return f"{pointer['prefix']}/{pointer['model']}/runs/{run}/"
 
 
+# The function may run 60 s (trigger.TIMEOUT_SECONDS): listing a huge input must
+# not keep the run from ever starting, so after this long the cache is given up.
+CACHE_SECONDS = 30.0
+
+
+def _budget(seconds: float):
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"listing took over {seconds:g} s")
+    return check
+
+
 def retrain_cache(s3, pointer: Dict[str, Any], now: _dt.datetime) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
     """(the run's `Cache`, the execution input values of the steps it reuses, a
     note when the cache could not be read), decided as mltp.plan does for `mltp
@@ -219,15 +234,16 @@ def retrain_cache(s3, pointer: Dict[str, Any], now: _dt.datetime) -> Tuple[Dict[
         return {}, {}, ""
     enabled = [role for role in cache_rules.ROLES if steps[role].get("cache")]
     note, reuse = "", {}
+    check = _budget(CACHE_SECONDS)
     try:
-        listed = {item["name"]: cache_rules.objects_digest(cache_rules.listed_objects(s3, item["source"]))
+        listed = {item["name"]: cache_rules.objects_digest(cache_rules.listed_objects(s3, item["source"], check))
                   for item in spec["inputs"]} if enabled else unlisted
         keys = cache_rules.chain(static, listed)
         for role in enabled:
             reuse[role] = _lookup(s3, pointer, role, keys[role][0], int(steps[role].get("expire_days", 30)), now)
     except Exception as exc:  # noqa: BLE001  the cache is a saving, not a must (mltp.commands.plan.for_run)
         code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-        note = f"cannot read the step cache ({code or type(exc).__name__}); every step runs"
+        note = f"cannot read the step cache ({code or exc}); every step runs"
         enabled, reuse, keys = [], {}, cache_rules.chain(static, unlisted)
     hits = {role: record for role, record in reuse.items() if record is not None}
     cache = {
