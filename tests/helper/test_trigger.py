@@ -396,6 +396,7 @@ def test_cli_install_status_remove(example_repo, aws_env):
     model.handle(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()))
     status = runner.invoke(main, ["trigger", "status", str(example_repo)])
     assert "last good run jenkins-fraud-main-7 (commit abc123" in status.output
+    assert "step cache: not recorded for that run (an earlier mltp)" in status.output  # its input has no Cache
     assert "last retrain: retrain-" in status.output
     policy = runner.invoke(main, ["trigger", "policy", str(example_repo)])
     assert json.loads(policy.output)["Statement"][2]["Resource"] == model.machine_arn
@@ -733,6 +734,8 @@ def test_a_retrain_on_unchanged_data_reuses_every_step_as_mltp_start_would(examp
     assert pointer["cache"]["inputs"] == [{"name": "raw", "source": f"s3://{model.data}/fraud/raw/"},
                                           {"name": "labels", "source": f"s3://{model.data}/fraud/labels/"}]
     assert {role: step["cache"] for role, step in pointer["cache"]["steps"].items()} == dict.fromkeys(ROLES, True)
+    assert "step cache: retrains reuse unchanged steps of Preprocessing, Training, Evaluation" in \
+        trigger_mod.status(model.ctx, model.clients)
     model.put_data()
     when = now()
     result, started = model.retrain(when)

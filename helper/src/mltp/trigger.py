@@ -660,6 +660,7 @@ def status(ctx: RunContext, clients: Clients) -> List[str]:
         if pointer:
             lines.append(f"code: last good run {pointer.get('run')} (commit {pointer['input'].get('GitCommit', '?')}, "
                          f"{pointer['input'].get('CodeS3Uri', '?')})")
+            lines.append(_cache_line(pointer))
         else:
             lines.append("code: no successful default-branch run recorded yet; a retrain would start nothing")
         pending = _state_object(clients, ctx, "pending.json")
@@ -669,6 +670,20 @@ def status(ctx: RunContext, clients: Clients) -> List[str]:
         if consumed.get("run"):
             lines.append(f"last retrain: {consumed['run']} (data up to {consumed.get('until')})")
     return lines
+
+
+def _cache_line(pointer: dict) -> str:
+    """Whether a retrain can reuse steps (trigger_handler.retrain_cache)."""
+    from . import cache_rules
+
+    spec = pointer.get("cache")
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), dict):
+        return ("step cache: not recorded for that run (an earlier mltp): retrains reuse nothing "
+                "until a default-branch run passes")
+    on = [cache_rules.STATES[r] for r in cache_rules.ROLES if (spec["steps"].get(r) or {}).get("cache")]
+    if not on:
+        return "step cache: no step has cache: true; retrains run every step"
+    return f"step cache: retrains reuse unchanged steps of {', '.join(on)}"
 
 
 def _prefix_of(entry: dict) -> str:
