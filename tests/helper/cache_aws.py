@@ -22,6 +22,16 @@ With `resume` (no step has the cache on):
              no RedriveExecution, so a new run takes preprocessing and
              training from `broken` and runs evaluation only.
 
+With `trigger` (every step has the cache on; retrain on `raw` with a marker):
+
+  first      `mltp run`: every step runs; wait writes the records and
+             last-good.json (with what the trigger needs for the keys);
+  same-data  the producer writes the same bytes again (the same ETags) and
+             the marker: the trigger's handler (trigger_handler.handle, the
+             function's code) starts a retrain, which `mltp wait` follows:
+             every key is unchanged, so no job starts;
+  new-data   other bytes: the retrain runs every step.
+
 The process is separate because the emulator's hooks are process-wide.
 """
 
@@ -71,6 +81,12 @@ def main(repo: Path, scenario: str = "cache") -> dict:
         for bucket in (first.config.aws.bucket, DATA_BUCKET):
             clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
         clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
+        if scenario == "trigger":
+            try:
+                results.update(_trigger(repo, endpoint, clients, runner, started))
+            finally:
+                runner.stop()
+            return results
         try:
             scenarios = {"cache": (("first", None, False), ("second", None, False), ("edited", "evaluation", False),
                                    ("new-data", "data", False), ("forced", None, True)),
@@ -113,6 +129,59 @@ def main(repo: Path, scenario: str = "cache") -> dict:
         return results
     finally:
         emulator.stop_local_moto(server)
+
+
+def _trigger(repo: Path, endpoint: str, clients, runner, started) -> dict:
+    """The retrain scenario: the first run by `mltp run`, then two retrains
+    started by the trigger's handler and followed by `mltp wait`."""
+    from datetime import datetime, timedelta, timezone
+
+    from mltp import invocation, runs, trigger, trigger_handler
+    from mltp.commands.run import run
+    from mltp.commands.validate import validate
+    from mltp.commands.wait import wait
+    from mltp.errors import MltpError
+
+    results = {}
+
+    def follow(name, action):
+        inv = invocation.load(repo, None, run_name=name, report_dir=str(repo / ".mltp" / "reports" / name), check=True)
+        inv = inv.pointed_at(endpoint)
+        before = len(started)
+        out = io.StringIO()
+        code = 0
+        with redirect_stdout(out):
+            try:
+                action(inv)
+            except MltpError as exc:
+                code = exc.exit_code
+        report = json.loads((repo / ".mltp" / "reports" / name / "report.json").read_text())
+        results[name] = {"exit_code": code, "jobs": [j.split("-")[-2] for j in started[before:]],
+                         "lines": out.getvalue().splitlines(),
+                         "steps": {s["name"]: [s["status"], s.get("cached_from")] for s in report["steps"]}}
+        return inv
+
+    def produce(body: bytes) -> None:
+        clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=body)
+        clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/_SUCCESS", Body=b"")
+
+    produce(b"x\n1\n")
+    first = follow("first", lambda inv: run(inv, clients, replace(validate(inv), context=inv.run), preflight=False,
+                                            poll_seconds=0.2))
+    settings = trigger_handler.Settings(trigger.environment(first.run, runs.state_machine_arn(first.run, clients)))
+    for name, body in (("same-data", b"x\n1\n"), ("new-data", b"x\n2\n")):
+        produce(body)
+        when = datetime.now(timezone.utc) + timedelta(seconds=1)
+        event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                              "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                              "s3": {"bucket": {"name": DATA_BUCKET},
+                                     "object": {"key": "raw/_SUCCESS", "sequencer": name}}}]}
+        handled = trigger_handler.handle(event, clients.s3, clients.sfn, settings, now=when)
+        assert handled["action"] == "started", handled
+        results[f"{name}-trigger"] = handled
+        follow(handled["run"], lambda inv: wait(inv, clients, poll_seconds=0.2))
+        results[name] = results.pop(handled["run"])
+    return results
 
 
 if __name__ == "__main__":

@@ -164,7 +164,9 @@ def test_the_plan_says_why_a_step_runs(tmp_path):
         ["--no-cache"] * 3
 
 
-def test_a_retrain_run_reuses_nothing():
+def test_a_retrain_input_alone_reuses_nothing():
+    """retrain_input redoes the run's own parts; the cache's decisions are
+    trigger_handler.retrain_cache's (test_trigger.py, and on the interpreter below)."""
     from mltp import trigger_handler
 
     pointer = {"model": "m", "state_machine": "m", "bucket": "b", "prefix": "mltp",
@@ -216,6 +218,31 @@ def test_on_the_state_machine_a_second_run_with_the_same_keys_starts_no_job(tmp_
     assert sum(1 for r in records if r.startswith("preprocessing/")) == 2
     assert sum(1 for r in records if r.startswith("evaluation/")) == 3
     assert not any(r.endswith("/forced.json") or r.endswith("/second.json") for r in records)
+
+
+def test_on_the_state_machine_a_retrain_started_by_the_trigger_uses_the_cache(tmp_path):
+    """The trigger's handler starts retrains of the state machine (moto's
+    interpreter), followed by `mltp wait`: the producer's same bytes again
+    start no job, each step `cached (from first)`; new bytes run every step."""
+    repo = _tiny(tmp_path, s3_input=True)
+    config = repo / "config.yaml"
+    config.write_text(config.read_text() + "retrain: {on_inputs: [raw], marker: _SUCCESS}\n")
+    proc = subprocess.run([sys.executable, str(HERE / "cache_aws.py"), str(repo), "trigger"], cwd=repo, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
+    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(found.group(1))
+    assert {name: (runs[name]["exit_code"], runs[name]["jobs"]) for name in ("first", "same-data", "new-data")} == {
+        "first": (0, ["prep", "train", "eval"]),
+        "same-data": (0, []),
+        "new-data": (0, ["prep", "train", "eval"]),
+    }, json.dumps(runs, indent=1)[-4000:]
+    assert runs["same-data-trigger"]["cached"] == {"Preprocessing": "first", "Training": "first", "Evaluation": "first"}
+    assert runs["new-data-trigger"]["cached"] == {}
+    same = runs["same-data"]
+    assert same["steps"]["Training"] == ["cached", "first"] and same["steps"]["Evaluation"] == ["cached", "first"]
+    assert any(re.search(r"Training\s+cached \(from first\)", line) for line in same["lines"]), same["lines"]
+    assert runs["new-data"]["steps"]["Training"][0] == "succeeded"
 
 
 def test_on_the_state_machine_resume_after_a_failed_evaluation_runs_only_evaluation(tmp_path):

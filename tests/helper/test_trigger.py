@@ -332,14 +332,32 @@ def test_install_is_idempotent_and_keeps_other_notifications(example_repo, aws_e
     assert again.outcome == "absent" and {o for _, o in again.lines} == {"absent"}
 
 
-def test_the_function_zip_holds_the_handler_only_and_is_reproducible(example_repo):
+def test_the_function_zip_holds_the_handler_and_the_cache_rules_and_is_reproducible(tmp_path):
+    """The handler and cache_rules.py (the step cache's one implementation),
+    importing nothing beyond the standard library and boto3: imported here from
+    the unpacked zip by an interpreter that sees neither mltp nor site-packages."""
+    import ast
+    import subprocess
+    import sys
+
     data = trigger_mod.code_zip()
     assert data == trigger_mod.code_zip()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert archive.namelist() == ["trigger_handler.py"]
-        source = archive.read("trigger_handler.py").decode()
-    imported = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert imported <= {"datetime", "hashlib", "json", "os", "urllib", "typing", "boto3"}
+        assert archive.namelist() == ["trigger_handler.py", "cache_rules.py"]
+        archive.extractall(tmp_path)
+    imported = set()
+    for name in ("trigger_handler.py", "cache_rules.py"):
+        for node in ast.walk(ast.parse((tmp_path / name).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+    assert imported <= {"datetime", "hashlib", "json", "os", "re", "time", "urllib", "typing", "boto3", "botocore",
+                        "cache_rules"}, imported
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import trigger_handler, cache_rules; "
+             "assert trigger_handler.cache_rules is cache_rules; assert 'mltp' not in sys.modules")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_install_on_a_branch_is_refused_before_any_aws_call(example_repo, aws_env, monkeypatch):
@@ -378,6 +396,7 @@ def test_cli_install_status_remove(example_repo, aws_env):
     model.handle(s3_event(model.data, ["fraud/raw/_SUCCESS"], now()))
     status = runner.invoke(main, ["trigger", "status", str(example_repo)])
     assert "last good run jenkins-fraud-main-7 (commit abc123" in status.output
+    assert "step cache: not recorded for that run (an earlier mltp)" in status.output  # its input has no Cache
     assert "last retrain: retrain-" in status.output
     policy = runner.invoke(main, ["trigger", "policy", str(example_repo)])
     assert json.loads(policy.output)["Statement"][2]["Resource"] == model.machine_arn
@@ -625,3 +644,250 @@ def test_the_handler_ignores_writes_under_the_models_own_area(example_repo, aws_
     outside = handler_mod.handle(s3_event(model.bucket, ["landing/_SUCCESS"], now()), model.clients.s3,
                                  model.clients.sfn, settings)
     assert outside["action"] == "started", outside
+
+
+# --------------------------------------------------------------------------- the step cache
+
+
+def cache_on(*steps):
+    """A config edit: these steps have `cache: true`."""
+    def edit(text: str) -> str:
+        for step in steps:
+            text = text.replace(f"  {step}:\n    script:", f"  {step}:\n    cache: true\n    script:", 1)
+        return text
+    return edit
+
+
+ROLES = ("preprocessing", "training", "evaluation")
+
+
+class CachedModel(Model):
+    """A model whose steps use the cache, with data in its two inputs."""
+
+    def __init__(self, repo: Path, endpoint: str, steps=ROLES):
+        super().__init__(repo, endpoint, retrain="{on_inputs: [raw], marker: _SUCCESS}", edit=cache_on(*steps))
+        self.put_data()
+
+    def put_data(self, extra: str = "") -> None:
+        """The producer's export: the same bytes every time unless `extra` adds an object."""
+        self.clients.s3.put_object(Bucket=self.data, Key="fraud/raw/day=1/part-0.csv", Body=b"amount,label\n1,0\n")
+        self.clients.s3.put_object(Bucket=self.data, Key="fraud/labels/labels.csv", Body=b"id,label\n1,0\n")
+        if extra:
+            self.clients.s3.put_object(Bucket=self.data, Key=f"fraud/raw/day=1/{extra}", Body=extra.encode())
+        self.clients.s3.put_object(Bucket=self.data, Key="fraud/raw/day=1/_SUCCESS", Body=b"")
+
+    def plan(self, when: dt.datetime = None, state_machine: str = "", unreadable: bool = False):
+        """The plan `mltp start` makes now (mltp.plan, the helper's side);
+        `unreadable`: the one it falls back to when the cache cannot be read."""
+        from mltp import bundle, cache_index, plan, repo
+
+        cfg = self.ctx.config
+        files = bundle.make(repo.check(cfg)[0]).files
+        index = cache_index.S3Index(self.clients, cfg, state_machine or self.ctx.state_machine)
+        inputs = {} if unreadable else plan.s3_input_digests(self.clients, cfg)
+        return plan.make(cfg, files, inputs, index, no_cache=unreadable, now=when)
+
+    def good_run(self, run: str = "jenkins-fraud-main-7", finished: dt.datetime = None, records: bool = True) -> dict:
+        """What `mltp start` and `mltp wait` leave behind after a passed
+        default-branch run: its input with the plan's Cache, its outputs, a
+        record per step with the cache on, and last-good.json."""
+        found = self.plan()
+        execution = naming.execution_input(self.ctx.config, self.ctx.state_machine, run, "c0de" * 16, register=True,
+                                           git_commit="abc123", build_url="https://ci/job/7/", branch="main").to_dict()
+        execution.update(found.input_overrides())
+        if records:
+            self.keep(execution, found, self.ctx.state_machine, finished)
+        trigger_mod.record_good_run(self.ctx, self.clients, execution)
+        return execution
+
+    def keep(self, execution: dict, found, state_machine: str, finished: dt.datetime = None) -> None:
+        """A step's outputs where the run wrote them, and its record (cache_index, as `mltp wait` writes it)."""
+        from mltp import cache_index
+
+        index = cache_index.S3Index(self.clients, self.ctx.config, state_machine)
+        for step in found.steps:
+            if not step.enabled:
+                continue
+            for name in cache_index.DATA_KEYS[step.role]:
+                bucket, key = trigger_mod.split_s3(execution[name])
+                self.clients.s3.put_object(Bucket=bucket, Key=key + ("part" if key.endswith("/") else ""), Body=b"o")
+            record = cache_index.record_for(self.ctx.config, state_machine, step.role, step.key.key,
+                                            step.key.parts, execution, now=finished)
+            index.write(record)
+
+    def retrain(self, when: dt.datetime = None) -> tuple:
+        """The producer's marker lands: the handler starts a run; its result and input."""
+        when = when or now()
+        result = self.handle(s3_event(self.data, ["fraud/raw/day=1/_SUCCESS"], when), now=when)
+        assert result["action"] == "started", result
+        arn = next(e["executionArn"] for e in self.executions() if e["name"] == result["run"])
+        return result, json.loads(self.clients.sfn.describe_execution(executionArn=arn)["input"])
+
+
+def test_a_retrain_on_unchanged_data_reuses_every_step_as_mltp_start_would(example_repo, aws_env):
+    """The producer exports the same bytes again (the same ETags): no step's key
+    changed, so the retrain takes every step from the last good run, and its
+    `Cache` is the one `mltp start` would pass at that moment."""
+    model = CachedModel(example_repo, aws_env)
+    good = model.good_run()
+    pointer = json.loads(model.clients.s3.get_object(Bucket=model.bucket, Key=trigger_mod.pointer_key(model.ctx))["Body"].read())
+    assert pointer["cache"]["inputs"] == [{"name": "raw", "source": f"s3://{model.data}/fraud/raw/"},
+                                          {"name": "labels", "source": f"s3://{model.data}/fraud/labels/"}]
+    assert {role: step["cache"] for role, step in pointer["cache"]["steps"].items()} == dict.fromkeys(ROLES, True)
+    assert "step cache: retrains reuse unchanged steps of Preprocessing, Training, Evaluation" in \
+        trigger_mod.status(model.ctx, model.clients)
+    model.put_data()
+    when = now()
+    result, started = model.retrain(when)
+    assert result["cached"] == dict.fromkeys(("Preprocessing", "Training", "Evaluation"), "jenkins-fraud-main-7")
+    helper = model.plan(when)
+    assert started["Cache"] == helper.cache_input()
+    assert started["Cache"]["reuse"] == {"Preprocessing": "jenkins-fraud-main-7", "Training": "jenkins-fraud-main-7",
+                                         "Evaluation": "jenkins-fraud-main-7"}
+    assert started["Cache"]["keys"] == good["Cache"]["keys"]
+    for key, value in helper.input_overrides().items():
+        assert started[key] == value, key
+    assert started["TrainDataS3Uri"] == good["TrainDataS3Uri"] and started["ModelArtifactS3Uri"] == good["ModelArtifactS3Uri"]
+    assert started["RunName"] == result["run"] and started["CheckpointS3Uri"].endswith(f"/runs/{result['run']}/checkpoints/")
+
+
+def test_a_retrain_on_new_data_reruns_every_step(example_repo, aws_env):
+    model = CachedModel(example_repo, aws_env)
+    good = model.good_run()
+    model.put_data(extra="part-1.csv")
+    when = now()
+    result, started = model.retrain(when)
+    assert result["cached"] == {}
+    cache = started["Cache"]
+    assert cache["reuse"] == {} and cache["cached"] == ["Preprocessing", "Training", "Evaluation"]
+    assert cache["inputs_listed"] is True
+    assert all(cache["keys"][state] != good["Cache"]["keys"][state] for state in cache["keys"])
+    assert cache == model.plan(when).cache_input()
+    assert started["TrainDataS3Uri"].endswith(f"/runs/{result['run']}/preprocessing/train/")
+
+
+def test_a_step_without_the_cache_runs_while_an_unchanged_one_is_reused(example_repo, aws_env):
+    """Preprocessing without the cache runs again; training's key (preprocessing's
+    key, i.e. the same data, code and config) did not change: it is reused."""
+    model = CachedModel(example_repo, aws_env, steps=("training", "evaluation"))
+    good = model.good_run()
+    model.put_data()
+    result, started = model.retrain()
+    assert started["Cache"]["reuse"] == {"Training": "jenkins-fraud-main-7", "Evaluation": "jenkins-fraud-main-7"}
+    assert started["Cache"]["cached"] == ["Training", "Evaluation"]
+    assert started["TrainDataS3Uri"].endswith(f"/runs/{result['run']}/preprocessing/train/")
+    assert started["ModelArtifactS3Uri"] == good["ModelArtifactS3Uri"]
+
+
+def test_an_expired_record_is_not_used(example_repo, aws_env):
+    model = CachedModel(example_repo, aws_env)
+    model.good_run(finished=now() - dt.timedelta(days=31))
+    model.put_data()
+    when = now()
+    result, started = model.retrain(when)
+    assert started["Cache"]["reuse"] == {} and result["cached"] == {}
+    helper = model.plan(when)
+    assert started["Cache"] == helper.cache_input()
+    assert helper.steps[0].reason == "jenkins-fraud-main-7 had this key but is 31 days old, over cache_expire_days 30"
+
+
+def test_a_branch_s_record_is_never_used_by_the_default_branch_s_retrain(example_repo, aws_env):
+    """A branch's records sit under branches/<slug>/cache/, which the function
+    never reads; one planted among the default branch's records (same key, its
+    outputs in the branch's run folder) is not the default branch's: ignored."""
+    model = CachedModel(example_repo, aws_env)
+    branch = f"{model.name}--feature"
+    model.good_run(records=False)
+    found = model.plan(state_machine=branch)
+    execution = naming.execution_input(model.ctx.config, branch, "jenkins-fraud-feature-3", "c0de" * 16,
+                                       register=False).to_dict()
+    model.keep(execution, found, branch)
+    planted = f"{model.ctx.config.aws.prefix}/{model.name}/branches/feature/cache/"
+    listed = model.clients.s3.list_objects_v2(Bucket=model.bucket, Prefix=planted)["Contents"]
+    assert len(listed) == 3  # the branch's own records
+    for item in listed:
+        body = model.clients.s3.get_object(Bucket=model.bucket, Key=item["Key"])["Body"].read()
+        model.clients.s3.put_object(Bucket=model.bucket, Key=item["Key"].replace("branches/feature/", ""), Body=body)
+        moved = json.loads(body)
+        moved["state_machine"] = model.name  # claims the default branch's, names the branch's outputs
+        model.clients.s3.put_object(Bucket=model.bucket, Body=json.dumps(moved).encode(),
+                                    Key=item["Key"].replace("branches/feature/", "").replace(".json", "-x.json"))
+    model.put_data()
+    when = now()
+    result, started = model.retrain(when)
+    assert started["Cache"]["reuse"] == {} and result["cached"] == {}
+    assert started["Cache"] == model.plan(when).cache_input()
+    assert "/branches/" not in started["TrainDataS3Uri"]
+
+
+def test_a_pointer_from_before_the_cache_starts_with_an_empty_cache(example_repo, aws_env):
+    """last-good.json written by an older mltp (no `cache`): the run starts as before, reusing nothing."""
+    model = CachedModel(example_repo, aws_env)
+    model.good_run()
+    key = trigger_mod.pointer_key(model.ctx)
+    pointer = json.loads(model.clients.s3.get_object(Bucket=model.bucket, Key=key)["Body"].read())
+    del pointer["cache"]
+    model.clients.s3.put_object(Bucket=model.bucket, Key=key, Body=json.dumps(pointer).encode())
+    model.put_data()
+    result, started = model.retrain()
+    assert started["Cache"] == {} and "cached" not in result
+
+
+def test_a_cache_that_cannot_be_read_runs_every_step(example_repo, aws_env):
+    """The cache is a saving, not a must: an input the function cannot list
+    (here its bucket is gone) starts the run with no step reused, and says why."""
+    model = CachedModel(example_repo, aws_env)
+    model.good_run()
+    listed = model.clients.s3.list_objects_v2(Bucket=model.data).get("Contents", [])
+    model.clients.s3.delete_objects(Bucket=model.data, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
+    model.clients.s3.delete_bucket(Bucket=model.data)
+    result, started = model.retrain()
+    assert result["cache"] == "cannot read the step cache (NoSuchBucket); every step runs", result
+    assert started["Cache"] == model.plan(unreadable=True).cache_input()
+    assert started["Cache"]["reuse"] == {} and started["Cache"]["cached"] == []
+    assert started["Cache"]["inputs_listed"] is False
+
+
+def test_a_listing_over_the_time_budget_gives_the_cache_up(example_repo, aws_env, monkeypatch):
+    """The function has 60 s: an input too large to list in the budget starts
+    the run anyway, reusing nothing, instead of timing out on every sweep."""
+    model = CachedModel(example_repo, aws_env)
+    model.good_run()
+    model.put_data()
+    monkeypatch.setattr(handler_mod, "CACHE_SECONDS", -1.0)
+    result, started = model.retrain()
+    assert result["cache"] == "cannot read the step cache (listing took over -1 s); every step runs", result
+    assert started["Cache"] == model.plan(unreadable=True).cache_input()
+    assert started["Cache"]["reuse"] == {} and started["Cache"]["cached"] == []
+
+
+def test_the_function_names_records_and_runs_as_mltp_does(example_repo, aws_env):
+    from mltp import cache_index, cache_rules
+
+    model = CachedModel(example_repo, aws_env)
+    model.good_run()
+    pointer = json.loads(model.clients.s3.get_object(Bucket=model.bucket, Key=trigger_mod.pointer_key(model.ctx))["Body"].read())
+    assert handler_mod.cache_prefix(pointer) == cache_index.S3Index(model.clients, model.ctx.config, model.name).prefix
+    assert handler_mod.run_prefix(pointer, "r-1") == naming.run_prefix(model.ctx.config, "r-1", model.name)
+    for name in ("r", "retrain-20261126T140000-0123456789", "jenkins-x_y-7", "-r", "r-", "a/b", "a b", "x" * 80,
+                 "x" * 81, "", "é", "..", "a.b"):
+        assert cache_rules.is_run_name(name) == (bool(name) and naming.run_name(name) == name), name
+
+
+def test_the_trigger_role_reads_the_default_branch_s_cache_and_nothing_more(example_repo, aws_env):
+    """With a step's cache on: the records under cache/ (not a branch's), listing
+    cache/, runs/ and the inputs; no object of a run, and no write to the cache."""
+    import iam_check
+    from mltp import policies
+
+    model = CachedModel(example_repo, aws_env)
+    own = f"arn:aws:s3:::{model.bucket}/{model.ctx.config.aws.prefix}/{model.name}/"
+    for document in (trigger_mod.role_policy(model.ctx, model.machine_arn),
+                     policies.policy(model.ctx.config, "trigger").document()):
+        assert iam_check.allows(document, "s3:GetObject", f"{own}cache/training/k/r.json")
+        assert not iam_check.allows(document, "s3:PutObject", f"{own}cache/training/k/r.json")
+        assert not iam_check.allows(document, "s3:GetObject", f"{own}branches/feature/cache/training/k/r.json")
+        assert not iam_check.allows(document, "s3:GetObject", f"{own}runs/r/model/model.tar.gz")
+        assert not iam_check.allows(document, "s3:GetObject", f"arn:aws:s3:::{model.data}/fraud/raw/day=1/part-0.csv")
+    plain = Model(example_repo, aws_env)  # no step with the cache: no statement for it
+    assert not [s for s in trigger_mod.role_policy(plain.ctx, plain.machine_arn)["Statement"] if "StepCache" in s["Sid"]]

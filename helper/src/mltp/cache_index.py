@@ -37,28 +37,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import naming
+from . import cache_rules, naming
+from .cache_rules import DATA_KEYS, OUTPUT_KEYS, RECORD_VERSION  # noqa: F401  (this module's names since the start)
 from .config import Config
 
-RECORD_VERSION = 1
 # A default-branch hit's outputs are copied in parts of this size above it (S3's
 # CopyObject takes at most 5 GB; fewer, larger parts copy faster).
 COPY_PART_BYTES = 256 * 1024 * 1024
-
-# What each step hands on, as execution input keys (naming.ExecutionInput): a
-# reused step's values are the earlier run's. `data` are the S3 locations that
-# must still exist (and, locally, are kept): prefixes end with '/'.
-OUTPUT_KEYS = {
-    "preprocessing": ("TrainDataS3Uri", "ValidationDataS3Uri", "TestDataS3Uri"),
-    "training": ("ModelArtifactS3Uri", "ModelArtifactCopySource"),
-    "evaluation": ("EvaluationOutputS3Uri", "EvaluationS3Uri", "EvaluationKey", "EvaluationCopySource"),
-}
-DATA_KEYS = {
-    "preprocessing": ("TrainDataS3Uri", "ValidationDataS3Uri", "TestDataS3Uri"),
-    "training": ("ModelArtifactS3Uri",),
-    "evaluation": ("EvaluationOutputS3Uri",),
-}
-
 
 @dataclass(frozen=True)
 class Record:
@@ -74,14 +59,13 @@ class Record:
 
     @property
     def finished_at(self) -> datetime:
-        value = datetime.fromisoformat(self.finished.replace("Z", "+00:00"))
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return cache_rules.finished_at(self.finished)
 
     def age(self, now: datetime) -> timedelta:
         return now - self.finished_at
 
     def expired(self, now: datetime, days: int) -> bool:
-        return self.age(now) > timedelta(days=days)
+        return cache_rules.expired(self.finished_at, now, days)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)
@@ -93,33 +77,11 @@ def now_utc() -> datetime:
 
 def parse(text, config: Config, state_machine: str, role: str) -> Optional[Record]:
     """A record, or None when it is not one this state machine may reuse:
-    another model, state machine or step, or an output outside its run's folder."""
-    try:
-        raw = json.loads(text)
-        record = Record(**{k: raw[k] for k in ("model", "state_machine", "role", "key", "run", "finished")},
-                        parts=dict(raw.get("parts") or {}), outputs=dict(raw.get("outputs") or {}),
-                        version=int(raw.get("version", 0)))
-        record.finished_at  # noqa: B018  (a valid time)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return None
-    if (record.version != RECORD_VERSION or record.model != config.name or record.state_machine != state_machine
-            or record.role != role or naming.run_name(record.run) != record.run):
-        return None
-    if set(record.outputs) != set(OUTPUT_KEYS[role]) or not _inside_run(config, state_machine, record):
-        return None
-    return record
-
-
-def _inside_run(config: Config, state_machine: str, record: Record) -> bool:
-    """Every output names a place in the record's own run folder (s3://bucket/key,
-    bucket/key, or the key alone)."""
-    bucket = config.aws.bucket
-    runs = naming.run_prefix(config, record.run, state_machine)
-    allowed = (f"s3://{bucket}/{runs}", f"{bucket}/{runs}", runs)
-    for value in record.outputs.values():
-        if not isinstance(value, str) or ".." in value.split("/") or not value.startswith(allowed):
-            return False
-    return True
+    another model, state machine or step, or an output outside its run's folder
+    (cache_rules.read_record, the rules the retrain trigger applies too)."""
+    fields = cache_rules.read_record(text, config.name, state_machine, role, config.aws.bucket,
+                                     lambda run: naming.run_prefix(config, run, state_machine))
+    return Record(**fields) if fields is not None else None
 
 
 def record_for(config: Config, state_machine: str, role: str, key: str, parts: Dict[str, str],
@@ -189,27 +151,17 @@ class S3Index:
         return f"s3://{self.config.aws.bucket}/{self.prefix}"
 
     def records(self, role: str, key: str = "") -> List[Record]:
-        s3 = self.clients.s3
         prefix = f"{self.prefix}{role}/" + (f"{key}/" if key else "")
         found = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.config.aws.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith(".json") or item.get("Size", 0) > 64 * 1024:
-                    continue
-                body = s3.get_object(Bucket=self.config.aws.bucket, Key=item["Key"])["Body"].read()
-                record = parse(body, self.config, self.state_machine, role)
-                if record is not None and (not key or record.key == key):
-                    found.append(record)
+        for body in cache_rules.record_texts(self.clients.s3, self.config.aws.bucket, prefix):
+            record = parse(body, self.config, self.state_machine, role)
+            if record is not None and (not key or record.key == key):
+                found.append(record)
         return found
 
     def available(self, record: Record) -> bool:
         """Every output the record names is still there (`mltp prune` may have removed the run)."""
-        s3 = self.clients.s3
-        for name in DATA_KEYS[record.role]:
-            bucket, key = _split(record.outputs[name])
-            if not s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
-                return False
-        return True
+        return cache_rules.outputs_present(self.clients.s3, record.role, record.outputs)
 
     def materialize(self, record: Record) -> None:
         """Nothing to do: the outputs are where the record says."""

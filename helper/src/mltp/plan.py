@@ -15,8 +15,9 @@ and the output locations of a reused step (its execution input values) are
 the earlier run's; for a branch's default-branch hit, they are the branch
 run's own, where `start` copied the default run's outputs first
 (commands.plan.copy_default_hits). `mltp wait` writes a record for each cached
-step that ran and succeeded (cache_index). Retrain runs of `mltp trigger` start with an empty
-`Cache`: new data changed preprocessing's inputs, and so every key.
+step that ran and succeeded (cache_index). Retrain runs of `mltp trigger` get the
+same decisions from the function (trigger_handler.retrain_cache, on cache_rules),
+from the default branch's records only.
 Read-only: nothing here writes anything (LocalIndex.materialize aside, which
 only the start of a local run calls).
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import cache_index, step_cache
+from . import cache_index, cache_rules, step_cache
 from .config import Config
 from .outcome import format_duration
 
@@ -157,13 +158,9 @@ def _lookup(index, key: step_cache.StepKey, expire_days: int, now: datetime, suf
     """The newest usable record with this key, or None and why none; and whether
     the index has any record of the step. `suffix` follows each run named."""
     same = sorted(index.records(key.role, key.key), key=lambda r: r.finished_at, reverse=True)
-    gone = None
-    for record in same:
-        if record.expired(now, expire_days):
-            break  # the rest are older still
-        if index.available(record):
-            return record, "", True
-        gone = gone or record
+    hit, gone = cache_rules.pick(same, now, expire_days, lambda r: r.finished_at, index.available)
+    if hit is not None:
+        return hit, "", True
     if gone is not None:
         return None, f"the outputs of {gone.run}{suffix} are gone", True
     if same:
@@ -183,13 +180,7 @@ def s3_input_digests(clients, config: Config) -> Dict[str, str]:
     """Each preprocessing input's objects (relative key, ETag) as listed now."""
     out: Dict[str, str] = {}
     for item in config.steps.preprocessing.inputs:
-        bucket, _, prefix = item.source[len("s3://"):].partition("/")
-        objects = []
-        for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for entry in page.get("Contents", []):
-                if not entry["Key"].endswith("/"):
-                    objects.append((entry["Key"][len(prefix):], entry.get("ETag", "")))
-        out[item.name] = step_cache.objects_digest(objects)
+        out[item.name] = step_cache.objects_digest(cache_rules.listed_objects(clients.s3, item.source))
     return out
 
 

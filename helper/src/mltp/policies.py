@@ -447,8 +447,10 @@ def _trigger(arns: Arns) -> List[Statement]:
     """What the retraining trigger's handler (trigger_handler.py) calls: its state
     objects under `<prefix>/<name>/trigger/` (trigger.state_prefix: pending.json and
     consumed.json read and written, last-good.json read), and the default branch's
-    state machine, whose running retrains it lists and which it starts. The same as
-    trigger.role_policy, which `mltp trigger install` puts on the role it creates."""
+    state machine, whose running retrains it lists and which it starts; with a
+    step's cache on, the default branch's cache records (read) and the listings
+    the decision needs. The same as trigger.role_policy, which `mltp trigger
+    install` puts on the role it creates."""
     function = trigger_function_name(arns.config)
     state = f"{arns.model_prefix}trigger/"
     out = [
@@ -460,6 +462,18 @@ def _trigger(arns: Arns) -> List[Statement]:
         Statement("FunctionLogStreams", ("logs:CreateLogStream", "logs:PutLogEvents"),
                   (arns.log_streams(f"/aws/lambda/{function}"),)),
     ]
+    if any(step.cache for step in arns.config.steps.all()):
+        # the step cache (trigger_handler.retrain_cache): the default branch's records
+        # only, listing its runs (are a record's outputs still there?) and the inputs (ETags)
+        out += [
+            Statement("StepCacheRecords", ("s3:GetObject",), (arns.s3_objects(f"{arns.model_prefix}cache/*"),)),
+            Statement("StepCacheList", ("s3:ListBucket",), (arns.s3_bucket(),),
+                      {"StringLike": {"s3:prefix": [f"{arns.model_prefix}cache/*", f"{arns.model_prefix}{DEFAULT_RUNS}"]}}),
+        ]
+        sources = sorted({_split_s3(item.source) for item in arns.config.steps.preprocessing.inputs})
+        for index, (bucket, key) in enumerate(sources, start=1):
+            out.append(Statement(f"StepCacheInput{index}", ("s3:ListBucket",), (arns.s3_bucket(bucket),),
+                                 {"StringLike": {"s3:prefix": [f"{key}*"]}}))
     out += _kms(arns, "TriggerStateKey", ("kms:Decrypt", "kms:GenerateDataKey"))
     return out
 

@@ -22,20 +22,17 @@ A step's key is a SHA-256 over five parts, each a digest of its own, so that
 
 Neither the run name, the build, the branch nor the state machine's definition
 is part of a key: a redeploy or a new run name never invalidates the cache.
-Only hashlib and json here: `mltp plan` stays fast.
+How the parts combine into keys is cache_rules' (shipped to the retrain
+trigger's function too). Only hashlib and json here: `mltp plan` stays fast.
 """
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from . import cache_rules
+from .cache_rules import KEY_VERSION, PARTS, ROLES, STATES  # noqa: F401  (this module's names since the start)
 from .config import Config, StepConfig
 
-KEY_VERSION = 1  # bumped when what goes into a key changes: older records then never match
-PARTS = ("code", "requirements", "config", "image", "inputs")
-ROLES = ("preprocessing", "training", "evaluation")
-STATES = {"preprocessing": "Preprocessing", "training": "Training", "evaluation": "Evaluation"}
 _NOT_CODE_SUFFIXES = (".md",)
 _NOT_CODE_NAMES = ("Jenkinsfile", "requirements.txt")
 _NOT_CONFIG = ("cache", "cache_expire_days")
@@ -52,9 +49,7 @@ class StepKey:
         return tuple(p for p in PARTS if self.parts.get(p) != other_parts.get(p))
 
 
-def _digest(value) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+_digest = cache_rules.digest
 
 
 def code_digest(config: Config, role: str, files: Iterable) -> str:
@@ -95,9 +90,7 @@ def image_of(step: StepConfig, region: str) -> str:
     return f"{step.framework}:{step.framework_version or ''}@{region}"
 
 
-def objects_digest(objects: Sequence[Tuple[str, str]]) -> str:
-    """(relative key or path, ETag or SHA-256) pairs, in any order."""
-    return _digest(sorted(objects))
+objects_digest = cache_rules.objects_digest  # (relative key or path, ETag or SHA-256) pairs, in any order
 
 
 def step_keys(config: Config, files: Sequence, inputs: Mapping[str, str], region: Optional[str] = None
@@ -107,24 +100,16 @@ def step_keys(config: Config, files: Sequence, inputs: Mapping[str, str], region
     region = region or config.aws.region
     files = list(files)
     requirements = requirements_digest(files)
-    keys: Dict[str, StepKey] = {}
-    for role in ROLES:
-        step = getattr(config.steps, role)
-        if role == "preprocessing":
-            fed = {"inputs": {i.name: inputs.get(i.name, "") for i in step.inputs}}
-        elif role == "training":
-            fed = {"preprocessing": keys["preprocessing"].key}
-        else:
-            fed = {"preprocessing": keys["preprocessing"].key, "training": keys["training"].key}
-        parts = {
-            "code": code_digest(config, role, files),
-            "requirements": requirements,
-            "config": config_digest(step),
-            "image": _digest(image_of(step, region)),
-            "inputs": _digest(fed),
-        }
-        keys[role] = StepKey(role, _digest({"version": KEY_VERSION, "role": role, "parts": parts}), parts)
-    return keys
+    static = {role: static_parts(config, role, files, requirements, region) for role in ROLES}
+    fed = {i.name: inputs.get(i.name, "") for i in config.steps.preprocessing.inputs}
+    return {role: StepKey(role, key, parts) for role, (key, parts) in cache_rules.chain(static, fed).items()}
+
+
+def static_parts(config: Config, role: str, files: Sequence, requirements: str, region: str) -> Dict[str, str]:
+    """The four parts the repo and config fix (cache_rules.STATIC_PARTS)."""
+    step = getattr(config.steps, role)
+    return {"code": code_digest(config, role, files), "requirements": requirements,
+            "config": config_digest(step), "image": _digest(image_of(step, region))}
 
 
 def _relative(config: Config) -> str:

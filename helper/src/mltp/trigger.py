@@ -133,16 +133,21 @@ def _default_branch_only(ctx: RunContext, verb: str) -> None:
 # --------------------------------------------------------------------------- what gets deployed
 
 
+# The function's files: the handler and the step cache's rules it shares with
+# mltp (cache_rules.py: stdlib only, so the key and the record rules are one code).
+FUNCTION_FILES = ("trigger_handler.py", "cache_rules.py")
+
+
 def code_zip() -> bytes:
     """The handler as a deterministic zip (fixed timestamps and modes), so the
     same mltp version always gives the same CodeSha256 and install can say unchanged."""
-    source = (Path(__file__).parent / "trigger_handler.py").read_bytes()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo("trigger_handler.py", date_time=(2020, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, source)
+        for name in FUNCTION_FILES:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, (Path(__file__).parent / name).read_bytes())
     return buffer.getvalue()
 
 
@@ -167,7 +172,9 @@ def environment(ctx: RunContext, machine_arn: str) -> Dict[str, str]:
 
 def role_policy(ctx: RunContext, machine_arn: str, partition: str = "aws") -> Dict[str, Any]:
     """Least privilege for the function: read/write its state objects, start
-    and list runs of this one state machine, write its own logs."""
+    and list runs of this one state machine, write its own logs; with a step's
+    cache on, read the default branch's cache records and list the inputs and
+    the default branch's runs (are a record's outputs still there?)."""
     state_objects = f"arn:{partition}:s3:::{ctx.config.aws.bucket}/{state_prefix(ctx)}*"
     account = machine_arn.split(":")[4]
     return {
@@ -183,8 +190,29 @@ def role_policy(ctx: RunContext, machine_arn: str, partition: str = "aws") -> Di
             {"Sid": "OwnLogs", "Effect": "Allow",
              "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": f"arn:{partition}:logs:{ctx.region}:{account}:log-group:/aws/lambda/{function_name(ctx)}:*"},
-        ],
+        ] + _cache_statements(ctx, partition),
     }
+
+
+def _cache_statements(ctx: RunContext, partition: str) -> List[Dict[str, Any]]:
+    """What trigger_handler.retrain_cache reads, only when a step has the cache on
+    (policies._trigger says the same)."""
+    cfg = ctx.config
+    if not any(step.cache for step in cfg.steps.all()):
+        return []
+    own = f"{cfg.aws.prefix}/{cfg.name}/"
+    out = [
+        {"Sid": "StepCacheRecords", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"arn:{partition}:s3:::{cfg.aws.bucket}/{own}cache/*"},
+        {"Sid": "StepCacheList", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": f"arn:{partition}:s3:::{cfg.aws.bucket}",
+         "Condition": {"StringLike": {"s3:prefix": [f"{own}cache/*", f"{own}runs/*"]}}},
+    ]
+    sources = sorted({split_s3(item.source) for item in cfg.steps.preprocessing.inputs})
+    for index, (bucket, key) in enumerate(sources, start=1):
+        out.append({"Sid": f"StepCacheInput{index}", "Effect": "Allow", "Action": "s3:ListBucket",
+                    "Resource": f"arn:{partition}:s3:::{bucket}", "Condition": {"StringLike": {"s3:prefix": f"{key}*"}}})
+    return out
 
 
 # --------------------------------------------------------------------------- install
@@ -632,6 +660,7 @@ def status(ctx: RunContext, clients: Clients) -> List[str]:
         if pointer:
             lines.append(f"code: last good run {pointer.get('run')} (commit {pointer['input'].get('GitCommit', '?')}, "
                          f"{pointer['input'].get('CodeS3Uri', '?')})")
+            lines.append(_cache_line(pointer))
         else:
             lines.append("code: no successful default-branch run recorded yet; a retrain would start nothing")
         pending = _state_object(clients, ctx, "pending.json")
@@ -641,6 +670,20 @@ def status(ctx: RunContext, clients: Clients) -> List[str]:
         if consumed.get("run"):
             lines.append(f"last retrain: {consumed['run']} (data up to {consumed.get('until')})")
     return lines
+
+
+def _cache_line(pointer: dict) -> str:
+    """Whether a retrain can reuse steps (trigger_handler.retrain_cache)."""
+    from . import cache_rules
+
+    spec = pointer.get("cache")
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), dict):
+        return ("step cache: not recorded for that run (an earlier mltp): retrains reuse nothing "
+                "until a default-branch run passes")
+    on = [cache_rules.STATES[r] for r in cache_rules.ROLES if (spec["steps"].get(r) or {}).get("cache")]
+    if not on:
+        return "step cache: no step has cache: true; retrains run every step"
+    return f"step cache: retrains reuse unchanged steps of {', '.join(on)}"
 
 
 def _prefix_of(entry: dict) -> str:
@@ -666,8 +709,37 @@ def record_good_run(ctx: RunContext, clients: Clients, execution_input: Dict[str
         "run": ctx.run_name,
         "input": execution_input,
     }
+    cache = cache_spec(ctx.config, execution_input)
+    if cache is not None:
+        body["cache"] = cache
     key = pointer_key(ctx)
     with refused("record last good run", f"s3://{ctx.config.aws.bucket}/{key}"):
         clients.s3.put_object(Bucket=ctx.config.aws.bucket, Key=key, ContentType="application/json",
                               Body=json.dumps(body, sort_keys=True).encode("utf-8"))
     return f"s3://{ctx.config.aws.bucket}/{key}"
+
+
+def cache_spec(config, execution_input: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """What the function needs to decide a retrain's step cache without the repo
+    (trigger_handler.retrain_cache): per step the four parts of its key the repo
+    and config fix (from the run's `Cache.parts`, computed by `mltp start` on
+    the very code the retrain runs), whether its cache is on and its expiry;
+    and preprocessing's inputs, whose objects the function lists for the fifth
+    part (the later steps' is the earlier steps' keys, cache_rules.fed). None
+    when the run's input has no parts (a run started by an older mltp)."""
+    from . import cache_rules
+
+    cache = execution_input.get("Cache")
+    parts = cache.get("parts") if isinstance(cache, dict) else None
+    if not isinstance(parts, dict):
+        return None
+    steps = {}
+    for role in cache_rules.ROLES:
+        have = parts.get(cache_rules.STATES[role])
+        if not isinstance(have, dict) or not all(isinstance(have.get(p), str) for p in cache_rules.STATIC_PARTS):
+            return None
+        step = getattr(config.steps, role)
+        steps[role] = {"parts": {p: have[p] for p in cache_rules.STATIC_PARTS}, "cache": bool(step.cache),
+                       "expire_days": int(step.cache_expire_days)}
+    return {"version": cache_rules.KEY_VERSION, "steps": steps,
+            "inputs": [{"name": item.name, "source": item.source} for item in config.steps.preprocessing.inputs]}

@@ -1,9 +1,9 @@
 """The Lambda function that retrains a model when new data lands.
 
-`mltp trigger install` zips this one file and deploys it (Python runtime,
-nothing beyond boto3), so it imports only the standard library and boto3 and
-repeats the few naming rules it needs from `mltp.naming` (a test keeps the two
-equal).
+`mltp trigger install` zips this file and `cache_rules.py` beside it and
+deploys them (Python runtime, nothing beyond boto3), so it imports only the
+standard library, boto3 and cache_rules, and repeats the few naming rules it
+needs from `mltp.naming` (a test keeps the two equal).
 
 How a burst of objects becomes one run:
 
@@ -24,14 +24,27 @@ How a burst of objects becomes one run:
 The code a retrain runs is the code of the last successful default-branch run:
 `mltp wait` records its execution input in `last-good.json`, and the run-specific
 parts (run name, job names, run folder) are derived here for the new run.
+
+The step cache (docs/contract.md, 8.4): `last-good.json` also holds, per step,
+the four parts of its key the repo fixes, whether its cache is on and its
+expiry. Before starting a run the function lists the inputs (their ETags),
+completes each key with cache_rules, the code `mltp start` uses, looks up the
+default branch's records, and passes `Cache` as `mltp start` would: a step
+whose key did not change is taken from the run that made it.
 """
 
 import datetime as _dt
 import hashlib
 import json
 import os
+import time
 import urllib.parse
 from typing import Any, Dict, List, Optional, Tuple
+
+try:  # mltp's module; in the function's zip, the file beside this one
+    from . import cache_rules
+except ImportError:
+    import cache_rules
 
 RUN_PREFIX = "retrain-"
 USER_AGENT = "mltp-trigger/1"
@@ -157,8 +170,8 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         EvaluationS3Uri=f"{runs}evaluation/evaluation.json",
         EvaluationBucket=bucket,
         EvaluationKey=f"{prefix}/{model}/runs/{run}/evaluation/evaluation.json",
-        # The step cache: new data changed preprocessing's inputs, so no step's
-        # key is the last good run's; every step runs (mltp.plan).
+        # The step cache's decisions (retrain_cache); none when the pointer has no
+        # `cache` (written before mltp recorded it): every step runs.
         Cache={},
     )
     # Set even when the pointer predates them: the deployed definition copies to them.
@@ -174,6 +187,89 @@ def retrain_input(pointer: Dict[str, Any], run: str) -> Dict[str, Any]:
         CheckpointS3Uri=f"{runs}checkpoints/",
     )
     return body
+
+
+# --------------------------------------------------------------------------- the step cache
+
+
+def cache_prefix(pointer: Dict[str, Any]) -> str:
+    """The default branch's records, as mltp.cache_index.S3Index names them."""
+    return f"{pointer['prefix']}/{pointer['model']}/cache/"
+
+
+def run_prefix(pointer: Dict[str, Any], run: str) -> str:
+    """A default-branch run's folder, as mltp.naming.run_prefix names it."""
+    return f"{pointer['prefix']}/{pointer['model']}/runs/{run}/"
+
+
+# The function may run 60 s (trigger.TIMEOUT_SECONDS): listing a huge input must
+# not keep the run from ever starting, so after this long the cache is given up.
+CACHE_SECONDS = 30.0
+
+
+def _budget(seconds: float):
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"listing took over {seconds:g} s")
+    return check
+
+
+def retrain_cache(s3, pointer: Dict[str, Any], now: _dt.datetime) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
+    """(the run's `Cache`, the execution input values of the steps it reuses, a
+    note when the cache could not be read), decided as mltp.plan does for `mltp
+    start`: the keys of every step, the inputs listed only when a step has the
+    cache on, the newest usable record of each such step. A pointer without
+    `cache` (or of another key version) gives the empty `Cache` of older versions."""
+    spec = pointer.get("cache")
+    try:
+        steps = spec["steps"]
+        static = {role: {p: str(steps[role]["parts"][p]) for p in cache_rules.STATIC_PARTS}
+                  for role in cache_rules.ROLES}
+        unlisted = {str(item["name"]): "" for item in spec["inputs"]}
+    except (TypeError, KeyError):
+        return {}, {}, ""
+    if spec.get("version") != cache_rules.KEY_VERSION:
+        return {}, {}, ""
+    enabled = [role for role in cache_rules.ROLES if steps[role].get("cache")]
+    note, reuse = "", {}
+    check = _budget(CACHE_SECONDS)
+    try:
+        listed = {item["name"]: cache_rules.objects_digest(cache_rules.listed_objects(s3, item["source"], check))
+                  for item in spec["inputs"]} if enabled else unlisted
+        keys = cache_rules.chain(static, listed)
+        for role in enabled:
+            reuse[role] = _lookup(s3, pointer, role, keys[role][0], int(steps[role].get("expire_days", 30)), now)
+    except Exception as exc:  # noqa: BLE001  the cache is a saving, not a must (mltp.commands.plan.for_run)
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+        note = f"cannot read the step cache ({code or exc}); every step runs"
+        enabled, reuse, keys = [], {}, cache_rules.chain(static, unlisted)
+    hits = {role: record for role, record in reuse.items() if record is not None}
+    cache = {
+        "keys": {cache_rules.STATES[role]: keys[role][0] for role in cache_rules.ROLES},
+        "parts": {cache_rules.STATES[role]: keys[role][1] for role in cache_rules.ROLES},
+        "cached": [cache_rules.STATES[role] for role in enabled],
+        "inputs_listed": bool(enabled),
+        "reuse": {cache_rules.STATES[role]: record["run"] for role, record in hits.items()},
+    }
+    overrides: Dict[str, Any] = {}
+    for record in hits.values():
+        overrides.update(record["outputs"])
+    return cache, overrides, note
+
+
+def _lookup(s3, pointer: Dict[str, Any], role: str, key: str, days: int, now: _dt.datetime) -> Optional[Dict[str, Any]]:
+    """The newest usable record of the step with this key (mltp.plan._lookup's choice)."""
+    records = []
+    for body in cache_rules.record_texts(s3, pointer["bucket"], f"{cache_prefix(pointer)}{role}/{key}/"):
+        record = cache_rules.read_record(body, pointer["model"], pointer["state_machine"], role, pointer["bucket"],
+                                         lambda run: run_prefix(pointer, run))
+        if record is not None and record["key"] == key:
+            records.append(record)
+    hit, _ = cache_rules.pick(records, now, days, lambda r: cache_rules.finished_at(r["finished"]),
+                              lambda r: cache_rules.outputs_present(s3, role, r["outputs"]))
+    return hit
 
 
 def run_name_for(stamp: _dt.datetime, identity: str) -> str:
@@ -280,15 +376,24 @@ def sweep(s3, sfn, settings: Settings, now: Optional[_dt.datetime] = None, consu
     if pointer is None:
         _put_json(s3, settings.state_bucket, settings.key(CONSUMED), done)
         return {"action": "skipped", "reason": "no successful default-branch run yet: no code to retrain with"}
-    body = json.dumps(retrain_input(pointer, run), sort_keys=True)
+    body = retrain_input(pointer, run)
+    cache, reused, note = retrain_cache(s3, pointer, now)
+    body.update(reused)
+    body["Cache"] = cache
     action = "started"
     try:
-        sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=run, input=body)
+        sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=run,
+                            input=json.dumps(body, sort_keys=True))
     except sfn.exceptions.ExecutionAlreadyExists:
         action = "already-started"
     done["run"] = run
     _put_json(s3, settings.state_bucket, settings.key(CONSUMED), done)
-    return {"action": action, "run": run}
+    result = {"action": action, "run": run}
+    if cache.get("cached"):
+        result["cached"] = dict(cache["reuse"])  # step -> the run it is taken from
+    if note:
+        result["cache"] = note
+    return result
 
 
 def handler(event, context):
