@@ -185,9 +185,17 @@ class Clients:
         would fail the same way (no credentials, expired ones, no network), and
         going on without ExpectedBucketOwner would silently drop the check that a
         bucket of that name in someone else's account is refused. So this fails
-        fast (exit 5) and says why."""
+        fast (exit 5) and says why. The answer for an access key never changes,
+        so it is remembered per key (caller_cache.py) and asked once per key."""
         with self._lock:
             if "account" not in self._identity:
+                from . import caller_cache
+
+                remembered = None if self.local else caller_cache.key(self._session, self.endpoint_url)
+                known = caller_cache.read(remembered) if remembered else None
+                if known is not None:
+                    self._identity.update(known)
+                    return self._identity["account"]
                 sts = self._session.client(
                     "sts", region_name=self.region, endpoint_url=self.endpoint_url,
                     config=botocore.config.Config(
@@ -197,6 +205,8 @@ class Clients:
                 with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
                     identity = sts.get_caller_identity()
                 self._identity.update(account=identity["Account"], caller=identity.get("Arn", ""))
+                if remembered:
+                    caller_cache.write(remembered, self._identity["account"], self._identity["caller"])
             return self._identity["account"]
 
     def caller_arn(self) -> str:
