@@ -1,8 +1,8 @@
 """config.yaml texts found valid, remembered by content with the document they
 parse to, so a build's later verbs (sync, publish, start, wait: each a fresh
 process) neither parse the same text again nor check it again: no PyYAML, no
-jsonschema, no semantic checks (checks.py) to import and run. Validating a
-config is most of a no-op `mltp sync`'s own time after the AWS libraries.
+jsonschema, no semantic checks (checks.py) to import and run: together
+about a tenth of the work of a no-op `mltp sync`.
 
 A text is valid when the schema and the semantic checks find no problem; that
 verdict is a function of the text and of what the checks read, so the key is
