@@ -214,6 +214,46 @@ def test_cli_sync_missing_bucket_exits_5(example_repo, aws_env, tmp_path):
 
 
 
+# What a no-op sync process imports: each of these costs every build's sync
+# time and none of them is needed to verify a prefix (config/schema_cache.py, aws.Session).
+NOT_IMPORTED = ("boto3", "s3transfer", "yaml", "jsonschema", "mltp.config.checks")
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print("imported:", *[m for m in sys.argv[2].split(",") if m in sys.modules], file=sys.stderr))
+from mltp.cli import main
+main(["sync", sys.argv[1]])
+"""
+
+
+def test_a_no_op_sync_process_imports_no_parser_validator_or_transfer_library(model, aws_env, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MLTP_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MLTP_NO_DEFINITION_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", PROBE, str(model), ",".join(NOT_IMPORTED)], env=env,
+                           capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout.startswith("sync: uploaded ") and "boto3" in runs[0].stderr  # an upload needs them
+    assert runs[1].stdout.startswith("sync: unchanged, ")
+    assert runs[1].stderr.strip() == "imported:"
+
+
+def test_s3_clients_have_boto3s_transfer_methods(aws_env, tmp_path):
+    """Clients come from a botocore session (aws.Session): their S3 client still
+    uploads and downloads files like a boto3 one (cache_index.py, resume.py)."""
+    bucket = unique("mltp-bkt")
+    make_bucket(aws_env, bucket)
+    source, copy = tmp_path / "a.bin", tmp_path / "b.bin"
+    source.write_bytes(b"x" * 1000)
+    clients = Clients(REGION, aws_env)
+    clients.s3.upload_file(str(source), bucket, "a.bin")
+    clients.s3.download_file(bucket, "a.bin", str(copy))
+    assert copy.read_bytes() == source.read_bytes()
+
+
 # --------------------------------------------------------------------------- integrity: every object verified
 
 

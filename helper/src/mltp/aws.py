@@ -10,7 +10,6 @@ import contextlib
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
@@ -38,17 +37,54 @@ _UNREACHABLE = (
 )
 
 
+_TRANSFER_METHODS = ("upload_file", "download_file", "copy", "upload_fileobj", "download_fileobj")
+
+
+def _transfer_method(name: str):
+    def method(self, *args, **kwargs):
+        from boto3.s3 import inject  # boto3's managed transfers, imported by the first that is used
+
+        return getattr(inject, name)(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _add_transfer_methods(class_attributes: Dict[str, Any], **kwargs) -> None:
+    for name in _TRANSFER_METHODS:
+        class_attributes.setdefault(name, _transfer_method(name))
+
+
+class Session:
+    """What mltp asks of a boto3 Session (clients, credentials), made from a
+    botocore session. Importing boto3 costs every process about 0.03 s (it
+    imports s3transfer's manager too) that only uploads and downloads need: the
+    S3 clients get boto3's transfer methods (upload_file, download_file, ...)
+    as they would from boto3, and those import it on first use. A boto3
+    Session can stand in for this one (Clients(session=...))."""
+
+    def __init__(self, botocore_session):
+        self._session = botocore_session
+        botocore_session.register("creating-client-class.s3", _add_transfer_methods)
+
+    def client(self, service: str, **kwargs):
+        return self._session.create_client(service, **kwargs)
+
+    def get_credentials(self):
+        return self._session.get_credentials()
+
+
 class Clients:
-    """Lazily created, thread-safe-to-share boto3 clients for one region/endpoint."""
+    """Lazily created, thread-safe-to-share botocore clients for one region/endpoint."""
 
     def __init__(self, region: str, endpoint_url: Optional[str] = None, max_attempts: int = RETRY_ATTEMPTS,
-                 session: Optional[boto3.session.Session] = None):
+                 session: Optional[Any] = None):
         self.region = region
         self.endpoint_url = endpoint_url
         if session is None:
             from .service_models import botocore_session  # parsed models from the cache
 
-            session = boto3.session.Session(botocore_session=botocore_session())
+            session = Session(botocore_session())
         self._session = session
         self._config = botocore.config.Config(
             region_name=region,
@@ -149,9 +185,17 @@ class Clients:
         would fail the same way (no credentials, expired ones, no network), and
         going on without ExpectedBucketOwner would silently drop the check that a
         bucket of that name in someone else's account is refused. So this fails
-        fast (exit 5) and says why."""
+        fast (exit 5) and says why. The answer for an access key never changes,
+        so it is remembered per key (caller_cache.py) and asked once per key."""
         with self._lock:
             if "account" not in self._identity:
+                from . import caller_cache
+
+                remembered = None if self.local else caller_cache.key(self._session, self.endpoint_url)
+                known = caller_cache.read(remembered) if remembered else None
+                if known is not None:
+                    self._identity.update(known)
+                    return self._identity["account"]
                 sts = self._session.client(
                     "sts", region_name=self.region, endpoint_url=self.endpoint_url,
                     config=botocore.config.Config(
@@ -161,6 +205,8 @@ class Clients:
                 with refused("identify the caller with", "STS GetCallerIdentity (needed for ExpectedBucketOwner)"):
                     identity = sts.get_caller_identity()
                 self._identity.update(account=identity["Account"], caller=identity.get("Arn", ""))
+                if remembered:
+                    caller_cache.write(remembered, self._identity["account"], self._identity["caller"])
             return self._identity["account"]
 
     def caller_arn(self) -> str:

@@ -2,14 +2,17 @@
 
 PyYAML's own loaders forget line numbers, silently keep the last of duplicate
 keys and expand aliases without limit; config errors must name file, line and
-key, so we walk the composed node tree ourselves.
+key, so we walk the composed node tree ourselves. PyYAML is imported by
+parse() alone: a config text found valid before is never parsed again
+(config/schema_cache.py), and the types here serve it without PyYAML.
 """
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 # A config.yaml is a page of settings: anything near these sizes is an accident
 # or an attack (alias bombs expand a few hundred bytes into billions of values).
@@ -72,13 +75,17 @@ class TooDeep(Exception):
 
 
 class _Walker:
-    def __init__(self, loader: yaml.SafeLoader):
+    def __init__(self, loader: "yaml.SafeLoader"):
+        import yaml
+
+        self.yaml = yaml
         self.loader = loader
         self.count = 0
         self.lines: Dict[Path, int] = {}
         self.problems: List[Problem] = []
 
-    def walk(self, node: yaml.Node, path: Path) -> Any:
+    def walk(self, node: "yaml.Node", path: Path) -> Any:
+        yaml = self.yaml
         self.count += 1
         if self.count > MAX_VALUES:
             raise TooLarge()
@@ -115,6 +122,8 @@ class _Walker:
 def parse(text: str) -> Document:
     """Parse YAML text. Syntax errors and oversized documents come back as
     problems (never exceptions) so they are reported like every other error."""
+    import yaml
+
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         return Document(None, problems=[Problem(1, "(file)", f"file is larger than {MAX_BYTES // 1024} KiB")])
     try:

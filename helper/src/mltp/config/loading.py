@@ -13,7 +13,6 @@ from ..config_schema import DEFAULT_FRAMEWORK_VERSIONS, SCHEMA
 from ..errors import InvalidInput
 from ..yaml_source import Document, Problem, key_path
 from . import channels
-from .checks import _semantic_problems
 from .display import _HIDE_VALUES, _is_inside, display, utf8_error_line
 from .model import (DEFAULT_QUIET_MINUTES, INPUT_DIR, STEP_ROLES, AwsConfig, Config, GateRule, InferenceConfig,
                     InputConfig, LogsConfig, MetricDefinition, NotifyConfig, RegistryConfig, RetrainConfig, Scalar,
@@ -56,22 +55,25 @@ def load(repo: Union[str, Path], config: Optional[str] = None) -> Config:
         _HIDE_VALUES.reset(token)
 
 
-def _schema_checked(text: str, doc: Document) -> List[Problem]:
-    """The schema's problems of the text; a text found valid before (schema_cache.py)
-    is not checked again, and jsonschema is then not even imported."""
-    from . import schema_cache
-
-    if schema_cache.known_valid(text):
-        return []
+def _problems(doc: Document) -> List[Problem]:
+    """Every problem of a parsed document: the schema's, then the checks a
+    schema cannot express (imported only here: a text found valid before
+    never gets this far)."""
+    from .checks import _semantic_problems
     from .schema import _schema_problems
 
-    found = _schema_problems(doc)
-    if not found:
-        schema_cache.remember_valid(text)
-    return found
+    return _schema_problems(doc) + _semantic_problems(doc)
 
 
 def parse(text: str, path: Path, repo: Path) -> Config:
+    """The typed config of a text; InvalidInput listing every problem. A text
+    found valid before (schema_cache.py) is neither parsed nor checked again."""
+    from . import schema_cache
+
+    known = schema_cache.known_valid(text)
+    if known is not None:
+        value, lines = known
+        return _build(Document(value, lines), path, repo)
     doc = yaml_source.parse(text)
     problems = list(doc.problems)
     if not problems or doc.value is not None:
@@ -81,13 +83,13 @@ def parse(text: str, path: Path, repo: Path) -> Config:
         elif not isinstance(doc.value, dict):
             problems.append(Problem(1, "(top level)", "must be a mapping of keys (version, name, aws, ...)"))
         else:
-            problems.extend(_schema_checked(text, doc))
-            problems.extend(_semantic_problems(doc))
+            problems.extend(_problems(doc))
     if problems:
         raise InvalidInput(
             f"{display(path)}: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
             [f"{display(path)}:{p.line}: {p.key}: {p.message}" for p in sorted(problems, key=lambda p: (p.line, p.key))],
         )
+    schema_cache.remember_valid(text, doc.value, doc.lines)
     return _build(doc, path, repo)
 
 
