@@ -229,10 +229,14 @@ def test_each_rule_matches_exactly_its_events_in_eventbridge_and_locally(aws_env
 
 def test_eventbridge_fills_the_message_as_the_local_run_does(aws_env):
     """moto's EventBridge runs the rule's input transformer for a queue target
-    (it delivers to no topic); the text must equal what `render` makes."""
+    (it delivers to no topic); the text must equal what `render` makes. The
+    rules sit on an event bus of their own: other tests' scheduled rules on the
+    shared server's default bus are not this test's (moto cannot send an event
+    through a schedule rule)."""
     name = unique("nt")
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=aws_env)
     client = events_client(aws_env)
+    bus = client.create_event_bus(Name=name)["EventBusArn"].rsplit("/", 1)[-1]
     for index, (rule, event) in enumerate((
             (notifications.rules(name, name, REGION, ACCOUNT)[0],
              execution("FAILED", machine=name, error="MetricGateFailed", cause="auc = 0.85, needs >= 0.9")),
@@ -240,11 +244,11 @@ def test_eventbridge_fills_the_message_as_the_local_run_does(aws_env):
             (notifications.rules(name, name, REGION, ACCOUNT)[2], package("PendingManualApproval", group=name)))):
         queue = sqs.create_queue(QueueName=f"{name}-{index}")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        client.put_rule(Name=rule.name, EventPattern=json.dumps(rule.pattern), State="ENABLED")
+        client.put_rule(Name=rule.name, EventPattern=json.dumps(rule.pattern), State="ENABLED", EventBusName=bus)
         target = rule.target(TOPIC)
         target.update(Id="queue", Arn=queue_arn)
-        client.put_targets(Rule=rule.name, Targets=[target])
-        client.put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"],
+        client.put_targets(Rule=rule.name, Targets=[target], EventBusName=bus)
+        client.put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"], "EventBusName": bus,
                                     "Detail": json.dumps(event["detail"]), "Resources": event["resources"]}])
         body = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"][0]["Body"]
         sent = json.loads(body) if body.startswith('"') else body
