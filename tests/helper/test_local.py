@@ -185,7 +185,7 @@ def test_invalid_config_exits_2_before_starting_anything(tmp_path):
 def test_the_example_model_runs_locally(tmp_path):
     repo = tmp_path / "fraud-detection"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".mltp"))
-    proc, error, report = run_local(repo, run_name="example")
+    proc, error, report = run_local(repo, run_name="example", timeout=600)  # scikit-learn: minutes on a loaded machine
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((report / "report.json").read_text())
     assert data["status"] == "passed"
