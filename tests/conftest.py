@@ -222,6 +222,21 @@ def pytest_collection_modifyitems(session, config, items):
     for item in items:
         if item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    # The long tests first, the compatibility installs (the longest) before the end-to-end
+    # modules (a stable sort: the order within each part stays): xdist hands out work in
+    # this order, so the many short tests fill in at the end instead of a long test
+    # keeping one worker busy alone while the other has nothing left.
+    items.sort(key=_length_rank)
+
+
+# Besides SLOW_MODULES, modules with some whole local runs among short tests (`make test-quick` keeps them).
+LONG_TOO = ("test_step_cache.py", "test_spot.py", "test_algorithm_local.py", "test_job_env.py", "test_init.py")
+
+
+def _length_rank(item) -> int:
+    if item.path.parent.name == "compat":
+        return 0
+    return 1 if item.path.name in SLOW_MODULES + LONG_TOO else 2
 
 
 def _work_unit(nodeid: str) -> str:

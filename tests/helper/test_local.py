@@ -4,10 +4,13 @@ starts the embedded emulator and runs the scripts as local processes.
 The tiny model (tests/fixtures/tiny) is pure Python, so each run takes seconds;
 its MODE variables make a step raise, miss an import, or write a bad
 evaluation.json. The example model runs once, for real.
+
+The situations the parity suite (test_parity.py) runs locally too are run once
+per session and shared (local_runs.py): the tests here read the run the parity
+suite compares with the state machine's, so what both check is one run.
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,20 +21,17 @@ from pathlib import Path
 
 import pytest
 
+from local_runs import JENKINS_VARS, shared_run
+from local_runs import run_local as _run_local
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 EXAMPLE = ROOT / "examples" / "fraud-detection"
-JENKINS_VARS = ("BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "BUILD_URL", "GIT_COMMIT",
-                "AWS_ENDPOINT_URL", "MLTP_RUN_NAME", "MLTP_CONFIG", "MLTP_REPORT_DIR", "MLTP_ERROR_FILE")
+__all__ = ["JENKINS_VARS", "run_local", "tiny"]  # what test_local_registry.py and test_spot.py import
 
 
 def run_local(repo: Path, *args: str, run_name: str = "local-test", timeout: int = 240):
-    env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
-    env["MLTP_ERROR_FILE"] = str(repo / "error.txt")
-    proc = subprocess.run([sys.executable, "-m", "mltp.cli", "run", ".", "--local", "--run-name", run_name, *args],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    error = (repo / "error.txt").read_text() if (repo / "error.txt").exists() else ""
-    return proc, error, repo / ".mltp" / "runs" / run_name
+    return _run_local(repo, *args, run_name=run_name, timeout=timeout)
 
 
 def tiny(tmp_path: Path, **modes: str) -> Path:
@@ -44,8 +44,8 @@ def tiny(tmp_path: Path, **modes: str) -> Path:
     return repo
 
 
-def test_tiny_model_passes_and_registers(tmp_path):
-    proc, error, report = run_local(tiny(tmp_path))
+def test_tiny_model_passes_and_registers(tmp_path_factory):
+    proc, error, report = shared_run(tmp_path_factory, "pass")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert error == ""
     for step in ("Preprocessing", "Training", "Evaluation", "Register"):
@@ -78,11 +78,9 @@ def test_tiny_model_passes_and_registers(tmp_path):
         assert json.load(tar.extractfile("model.json")) == {"score": 0.93}
 
 
-def test_missed_gate_exits_3_naming_metric_value_and_rule(tmp_path):
-    repo = tiny(tmp_path)
-    path = repo / "config.yaml"
-    path.write_text(path.read_text().replace("score: 0.93", "score: 0.42"))
-    proc, error, report = run_local(repo)
+def test_missed_gate_exits_3_naming_metric_value_and_rule(tmp_path_factory):
+    """The training score set to 0.42 in config.yaml (local_runs.SITUATIONS)."""
+    proc, error, report = shared_run(tmp_path_factory, "gate missed")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "auc" in error and "0.42" in error and ">= 0.9" in error
     assert re.search(r"^\s+\+\d\d:\d\d\s+Gate\s+failed\s+auc 0\.42 < 0\.9$", proc.stdout, re.M), proc.stdout
@@ -92,8 +90,8 @@ def test_missed_gate_exits_3_naming_metric_value_and_rule(tmp_path):
     assert len(failures) == 1
 
 
-def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
-    proc, error, report = run_local(tiny(tmp_path, training="raise"))
+def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path_factory):
+    proc, error, report = shared_run(tmp_path_factory, "failing script")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "Training" in error and "train.py" in error
     assert "ValueError: training broke on purpose" in proc.stdout + proc.stderr
@@ -120,25 +118,20 @@ def test_a_script_that_raises_exits_4_with_its_last_lines(tmp_path):
     assert any(line.endswith("Preprocessing  | succeeded") for line in logs.stdout.splitlines())
 
 
-def test_a_missing_import_names_the_package(tmp_path):
-    repo = tiny(tmp_path, preprocessing="missing-import")
-    work = repo / ".mltp" / "work"
-    for i in range(6):  # earlier runs' job folders
-        (work / f"old-{i}").mkdir(parents=True)
-        os.utime(work / f"old-{i}", (1_000_000 + i, 1_000_000 + i))
-    proc, error, _ = run_local(repo)
+def test_a_missing_import_names_the_package(tmp_path_factory):
+    """The repo held six earlier runs' job folders before this run (local_runs.SITUATIONS)."""
+    proc, error, report = shared_run(tmp_path_factory, "missing package")
+    work = report.parents[2] / ".mltp" / "work"
     assert proc.returncode == 4
     assert "xgboost_not_installed_here" in error and "not installed" in error
     # .mltp/work/ keeps the last 5 runs, this one included.
     assert sorted(p.name for p in work.iterdir()) == ["local-test", "old-2", "old-3", "old-4", "old-5"]
 
 
-def test_a_requirements_txt_that_does_not_install_fails_the_first_step_naming_it(tmp_path):
+def test_a_requirements_txt_that_does_not_install_fails_the_first_step_naming_it(tmp_path_factory):
     """As on AWS, where mltp's processing entry installs it before preprocessing.py:
     exit 4, one line naming requirements.txt and pip's reason."""
-    repo = tiny(tmp_path)
-    (repo / "requirements.txt").write_text("mltp-no-such-package-anywhere==0.0.1\n")
-    proc, error, _ = run_local(repo, timeout=900)
+    proc, error, _ = shared_run(tmp_path_factory, "requirements.txt that fails to install")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "local: requirements.txt did not install" in proc.stdout  # said while the environment was built
     assert error.startswith("run failed at Preprocessing: "), error
@@ -154,18 +147,18 @@ def test_no_evaluation_json_exits_4_naming_the_file(tmp_path):
     assert "evaluation.py wrote no evaluation.json" in error
 
 
-def test_a_metric_that_is_not_a_number_fails_the_gate_as_on_aws(tmp_path):
+def test_a_metric_that_is_not_a_number_fails_the_gate_as_on_aws(tmp_path_factory):
     """{"auc": {"value": "high"}}: the state machine's Gate (IsNumeric) fails it,
     so the local run does too: exit 3 naming the value, not a job failure."""
-    proc, error, report = run_local(tiny(tmp_path, evaluation="bad-json"))
+    proc, error, report = shared_run(tmp_path_factory, "metric not a number")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert re.search(r"^auc\s+not a number\s+>= 0\.9\s+FAIL", proc.stdout, re.M), proc.stdout
     assert 'auc "high" is not a number (needs >= 0.9)' in error, error
     assert json.loads((report / "report.json").read_text())["status"] == "gate_failed"
 
 
-def test_a_train_py_that_writes_no_model_exits_4_and_registers_nothing(tmp_path):
-    proc, error, report = run_local(tiny(tmp_path, training="no-model"))
+def test_a_train_py_that_writes_no_model_exits_4_and_registers_nothing(tmp_path_factory):
+    proc, error, report = shared_run(tmp_path_factory, "empty model")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "the training script wrote no model: model.tar.gz holds no file" in error, error
     data = json.loads((report / "report.json").read_text())
@@ -192,7 +185,7 @@ def test_invalid_config_exits_2_before_starting_anything(tmp_path):
 def test_the_example_model_runs_locally(tmp_path):
     repo = tmp_path / "fraud-detection"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".mltp"))
-    proc, error, report = run_local(repo, run_name="example")
+    proc, error, report = run_local(repo, run_name="example", timeout=600)  # scikit-learn: minutes on a loaded machine
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((report / "report.json").read_text())
     assert data["status"] == "passed"

@@ -8,13 +8,16 @@ model run as on AWS end with the same exit code and the same one-line message.
   (parity_aws.py says how); the line is the one the CLI would write.
 
 The tiny model (tests/fixtures/tiny) picks each case through its MODE variables;
-cases it has no mode for edit the copy's config or evaluation.py.
+cases it has no mode for edit the copy's config or evaluation.py
+(local_runs.make_repo). Each case is a test of its own, so parallel workers
+share the cases out; its two sides run at once. The local side of a case
+test_local.py checks too is the one run of that situation both read
+(local_runs.SITUATIONS).
 """
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,44 +25,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from local_runs import JENKINS_VARS, RUN_NAME, SITUATIONS, Situation, make_repo, run_local, shared_run
+
 HERE = Path(__file__).resolve().parent
-JENKINS_VARS = ("BRANCH_NAME", "CHANGE_ID", "BRANCH_IS_PRIMARY", "BUILD_TAG", "BUILD_URL", "GIT_COMMIT",
-                "AWS_ENDPOINT_URL", "MLTP_RUN_NAME", "MLTP_CONFIG", "MLTP_REPORT_DIR", "MLTP_ERROR_FILE")
-
-# An evaluation.py mode the fixture lacks: a file that is not JSON at all.
-_NOT_JSON = '''elif mode == "not-json":
-    with open(os.path.join(out, "evaluation.json"), "w") as f:
-        f.write("{'metrics': oops")
-elif mode == "infinite":  # valid JSON that every parser reads as Infinity
-    with open(os.path.join(out, "evaluation.json"), "w") as f:
-        f.write('{"metrics": {"auc": {"value": 1e999}}}')
-elif mode == "model-quality":
-    with open(os.path.join(out, "evaluation.json"), "w") as f:
-        json.dump({"regression_metrics": {"mse": {"value": 4.3}}, "binary_classification_metrics": {
-            "auc": {"value": model["score"]}, "confusion_matrix": {"0": {"0": 1}}}}, f)
-'''
-
-
-def _set_mode(text: str, step: str, mode: str) -> str:
-    return re.sub(rf"(  {step}:\n(?:    .*\n)*?    environment: {{MODE: )ok}}", rf"\g<1>{mode}}}", text)
-
-
-def _repo(tmp: Path, name: str, modes=None, config_edit=None, requirements=None) -> Path:
-    repo = tmp / name / "tiny"
-    shutil.copytree(TINY, repo)
-    evaluation = repo / "evaluation.py"
-    evaluation.write_text(evaluation.read_text().replace("else:\n", _NOT_JSON + "else:\n", 1))
-    text = (repo / "config.yaml").read_text()
-    for step, mode in (modes or {}).items():
-        text = _set_mode(text, step, mode)
-    if config_edit:
-        text = config_edit(text)
-    (repo / "config.yaml").write_text(text)
-    if requirements is not None:
-        (repo / "requirements.txt").write_text(requirements)
-    return repo
 
 
 def _training_metric(regex: str, bound: str):
@@ -73,70 +41,59 @@ def _training_metric(regex: str, bound: str):
     return edit
 
 
-# (case, tiny modes, config edit, requirements.txt, expected exit code, a part of the message)
+# (case, the situation: a shared one's name or a Situation of its own, expected exit code, a part of the message)
 CASES = [
-    ("pass", {}, None, None, 0, ""),
-    ("gate missed", {}, lambda t: t.replace("score: 0.93", "score: 0.42"), None, 3, "auc = 0.42, needs >= 0.9"),
-    ("metric missing", {}, lambda t: t.replace("metric: auc", "metric: roc_auc"), None, 3, "missing"),
-    ("metric not a number", {"evaluation": "bad-json"}, None, None, 3, '"high" is not a number'),
-    ("malformed evaluation.json", {"evaluation": "not-json"}, None, None, 4, "not valid JSON"),
-    ("metric 1e999 (Infinity)", {"evaluation": "infinite"}, None, None, 3, "Infinity is not a finite number"),
-    ("failing script", {"training": "raise"}, None, None, 4, "ValueError: training broke on purpose"),
-    ("missing package", {"preprocessing": "missing-import"}, None, None, 4, "xgboost_not_installed_here"),
-    ("requirements.txt that fails to install", {}, None, "mltp-parity-no-such-package==0.0.0\n", 4,
-     "requirements.txt"),
-    ("empty model", {"training": "no-model"}, None, None, 4, "the training script wrote no model"),
-    ("empty preprocessing output", {"preprocessing": "empty-validation"}, None, None, 4,
+    ("pass", "pass", 0, ""),
+    ("gate missed", "gate missed", 3, "auc = 0.42, needs >= 0.9"),
+    ("metric missing", Situation(config_edit=lambda t: t.replace("metric: auc", "metric: roc_auc")), 3, "missing"),
+    ("metric not a number", "metric not a number", 3, '"high" is not a number'),
+    ("malformed evaluation.json", Situation(modes={"evaluation": "not-json"}), 4, "not valid JSON"),
+    ("metric 1e999 (Infinity)", Situation(modes={"evaluation": "infinite"}), 3, "Infinity is not a finite number"),
+    ("failing script", "failing script", 4, "ValueError: training broke on purpose"),
+    ("missing package", "missing package", 4, "xgboost_not_installed_here"),
+    ("requirements.txt that fails to install", "requirements.txt that fails to install", 4, "requirements.txt"),
+    ("empty model", "empty model", 4, "the training script wrote no model"),
+    ("empty preprocessing output", Situation(modes={"preprocessing": "empty-validation"}), 4,
      "preprocessing left its output 'validation' empty (/opt/ml/processing/output/validation), and training reads "
      "it as channel 'validation': write at least one file there"),
-    ("model-quality format, per-rule path", {"evaluation": "model-quality"},
-     lambda t: t + "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n", None, 0, ""),
-    ("training metric passes (and is registered)", {}, _training_metric("train_loss=([0-9.]+)", "max: 0.1"), None, 0, ""),
-    ("training metric missed", {}, _training_metric("train_loss=([0-9.]+)", "max: 0.05"), None, 3,
+    ("model-quality format, per-rule path", Situation(
+        modes={"evaluation": "model-quality"},
+        config_edit=lambda t: t + "  - metric: mse\n    max: 5\n    path: regression_metrics.mse.value\n"), 0, ""),
+    ("training metric passes (and is registered)",
+     Situation(config_edit=_training_metric("train_loss=([0-9.]+)", "max: 0.1")), 0, ""),
+    ("training metric missed", Situation(config_edit=_training_metric("train_loss=([0-9.]+)", "max: 0.05")), 3,
      "train_loss = 0.07, needs <= 0.05"),
-    ("training metric missing", {}, _training_metric("val_loss=([0-9.]+)", "max: 0.05"), None, 3,
+    ("training metric missing", Situation(config_edit=_training_metric("val_loss=([0-9.]+)", "max: 0.05")), 3,
      "train_loss is missing from the training job's metrics (needs <= 0.05)"),
 ]
 
 
-def _local(repo: Path):
-    env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
-    env["MLTP_ERROR_FILE"] = str(repo / "error.txt")
-    proc = subprocess.run([sys.executable, "-m", "mltp.cli", "run", ".", "--local", "--run-name", "parity"],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    error = (repo / "error.txt").read_text().strip() if (repo / "error.txt").exists() else ""
-    return {"exit_code": proc.returncode, "error": error}, proc.stdout + proc.stderr
+def _local(situation, tmp_path: Path, tmp_path_factory):
+    """The local side: the shared run of a named situation, else a run of its own."""
+    if isinstance(situation, str):
+        proc, error, _ = shared_run(tmp_path_factory, situation)
+    else:
+        proc, error, _ = run_local(make_repo(tmp_path / "local" / "tiny", situation))
+    return {"exit_code": proc.returncode, "error": error.strip()}, proc.stdout + proc.stderr
 
 
 def _aws(repo: Path):
     env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
-    proc = subprocess.run([sys.executable, str(HERE / "parity_aws.py"), str(repo), "parity"],
+    proc = subprocess.run([sys.executable, str(HERE / "parity_aws.py"), str(repo), RUN_NAME],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     found = re.search(r"^PARITY (.*)$", proc.stdout, re.M)
     assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(found.group(1)), proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    """Both sides of every case, two processes at a time."""
-    tmp = tmp_path_factory.mktemp("parity")
-    jobs = []
-    for index, (case, modes, edit, requirements, _, _) in enumerate(CASES):
-        jobs.append((case, "local", _repo(tmp, f"{index}-local", modes, edit, requirements)))
-        jobs.append((case, "aws", _repo(tmp, f"{index}-aws", modes, edit, requirements)))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(lambda job: (job[0], job[1], (_local if job[1] == "local" else _aws)(job[2])), jobs))
-    out = {}
-    for case, side, result in done:
-        out.setdefault(case, {})[side] = result
-    return out
-
-
-@pytest.mark.parametrize("case,expected_code,expected_part", [
-    pytest.param(c[0], c[4], c[5], id=c[0]) for c in CASES])
-def test_local_and_aws_end_alike(outcomes, case, expected_code, expected_part):
-    (local, local_log), (aws, aws_log) = outcomes[case]["local"], outcomes[case]["aws"]
+@pytest.mark.parametrize("situation,expected_code,expected_part", [
+    pytest.param(c[1], c[2], c[3], id=c[0]) for c in CASES])
+def test_local_and_aws_end_alike(situation, expected_code, expected_part, tmp_path, tmp_path_factory):
+    repo = make_repo(tmp_path / "aws" / "tiny", SITUATIONS[situation] if isinstance(situation, str) else situation)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both sides at once
+        aws_side = pool.submit(_aws, repo)
+        local, local_log = _local(situation, tmp_path, tmp_path_factory)
+        aws, aws_log = aws_side.result()
     assert local == aws, f"local: {local}\naws:   {aws}\n--- local output\n{local_log[-2500:]}\n--- aws\n{aws_log[-2500:]}"
     assert local["exit_code"] == expected_code, local_log[-3000:]
     assert expected_part in local["error"], local

@@ -9,7 +9,6 @@ that breaks the policy is reported, a blank box is seen as blank.
 """
 
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
@@ -373,20 +372,13 @@ def test_the_checks_catch_a_csp_violation_and_a_blank_chart(browser, tmp_path):
         assert browser.pixels("#blank").not_background() == 0
 
 
-def test_the_report_of_a_real_local_run_renders_too(browser, tmp_path):
-    """Not a hand-made outcome: what `mltp run --local` writes, history from the emulator's registry."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_the_report_of_a_real_local_run_renders_too(browser, tmp_path_factory):
+    """Not a hand-made outcome: what `mltp run --local` writes, history from the emulator's registry.
+    The run is the tiny model's passing run that test_local.py and test_parity.py read too (local_runs.py)."""
+    from local_runs import shared_run
 
-    repo = tmp_path / "tiny"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "tiny", repo)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLTP_", "BUILD_", "BRANCH_", "GIT_"))}
-    ran = subprocess.run([sys.executable, "-m", "mltp.cli", "run", ".", "--local", "--run-name", "real"], cwd=repo,
-                         env=env, capture_output=True, text=True, timeout=240)
+    ran, _, folder = shared_run(tmp_path_factory, "pass")
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    folder = repo / ".mltp" / "runs" / "real"
     data = json.loads((folder / "report.json").read_text())
     assert [v["this_run"] for v in data["history"]["versions"]] == [True]  # the version it just registered
     jobs = [s for s in data["steps"] if s.get("job_name")]
