@@ -2,7 +2,7 @@
 remembered (mltp/caller_cache.py): later processes with the same key skip the
 call; another key, another endpoint or a damaged entry asks again; and
 credentials refused since are still refused, by the first call that uses them.
-STS and S3 answer over real HTTP from the stand-in server of test_aws_errors."""
+STS and S3 answer over real HTTP from the stand-in server (stand_in.py)."""
 
 import json
 import os
@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from mltp import caller_cache
 from mltp.aws import Clients
 from mltp.cli import main
-from test_aws_errors import STS_OK, StandIn
+from stand_in import StandIn
+from test_aws_errors import STS_OK
 
 REGION = "eu-west-1"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -30,13 +31,13 @@ def server(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "BRANCH_NAME", "CHANGE_ID", "BUILD_TAG", "MLTP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    stand_in = StandIn(lambda method, path: STS_OK if "GetCallerIdentity" in path else S3_EXPIRED)
+    stand_in = StandIn(lambda method, path, headers: STS_OK if "GetCallerIdentity" in path else S3_EXPIRED)
     yield stand_in
     stand_in.close()
 
 
 def sts_calls(server) -> int:
-    return sum(1 for _, _, body in server.requests if b"GetCallerIdentity" in body)
+    return sum(1 for _, _, body, _ in server.requests if b"GetCallerIdentity" in body)
 
 
 def test_sts_is_asked_once_per_key(server, monkeypatch):
@@ -49,7 +50,7 @@ def test_sts_is_asked_once_per_key(server, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAI44QH8DHBEXAMPLE")  # other credentials
     Clients(REGION, server.url).account_id()
     assert sts_calls(server) == 2
-    other = StandIn(lambda method, path: STS_OK)  # another endpoint
+    other = StandIn(lambda method, path, headers: STS_OK)  # another endpoint
     try:
         Clients(REGION, other.url).account_id()
         assert sts_calls(other) == 1
@@ -93,7 +94,7 @@ def test_credentials_refused_since_are_refused_by_the_first_call(server, example
     assert result.exit_code == 5, result.output
     assert "AWS refused: ExpiredToken: the AWS credentials have expired; renew them" in result.stderr
     assert sts_calls(server) == 0
-    assert [method for method, path, _ in server.requests if "list-type=2" in path] == ["GET"]
+    assert [method for method, path, _, _ in server.requests if "list-type=2" in path] == ["GET"]
 
 
 def test_entries_unused_for_a_week_are_removed_when_one_is_written(server):
