@@ -3,11 +3,19 @@ toolkit as a local run uses them: real virtualenvs built against the package
 index, real pip, real `sagemaker-training`.
 
 Building an environment takes a minute (scikit-learn, numpy, scipy, the
-toolkit). The one for the default framework row is built once and kept in
-~/.cache/mltp-test-envs (tests/conftest.py links the session's cache to it); the
-tests that must build from scratch (nearest version, concurrent publish,
-corrupt entry) use a cache of their own with a framework row as small as the
-toolkit allows.
+toolkit). The one for the default framework row is built once per machine and
+kept in ~/.cache/mltp-test-envs (tests/conftest.py links the session's cache to
+it; tests/wheelhouse.py builds it under a lock, so parallel workers never build
+it twice); test_shared_envs.py uses the same one. The tests that must build from
+scratch (nearest version, concurrent publish without a compiler, --python
+overlay) use a cache of their own with a framework row as small as the toolkit
+allows, and, but for the nearest-version search, which asks the real index,
+install from the machine's test wheelhouse (tests/wheelhouse.py: pip
+--no-index --find-links, built once), so they prove how mltp builds, verifies
+and publishes, without downloading the same packages every time.
+
+Where one test proves several things, its docstring says which; each
+environment built from scratch costs tens of seconds of both cores.
 """
 
 import json
@@ -17,6 +25,7 @@ import tarfile
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,6 +33,7 @@ import pytest
 from mltp import processing_entry
 from mltp.local import containers, envs
 from mltp.local.runner import TOOLKIT_MAIN, failure_reason
+from tests import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "helper" / "src" / "mltp" / "processing_entry.py"
@@ -32,10 +42,8 @@ ENTRY = ROOT / "helper" / "src" / "mltp" / "processing_entry.py"
 @pytest.fixture(scope="session")
 def sklearn_env():
     """The default framework's environment (sklearn 1.2-1), as a local run of a repo
-    without requirements.txt gets it; built once, reused across sessions."""
-    said = []
-    env = envs.prepare("sklearn", "1.2-1", None, say=said.append)
-    return env, said
+    without requirements.txt gets it; built once per machine (tests/wheelhouse.py)."""
+    return wheelhouse.framework_env()
 
 
 def _python_out(python: str, code: str) -> str:
@@ -43,7 +51,7 @@ def _python_out(python: str, code: str) -> str:
 
 
 def test_the_default_environment_holds_the_container_packages(sklearn_env):
-    env, said = sklearn_env
+    env = sklearn_env
     row = containers.container("sklearn", "1.2-1")
     versions = json.loads(_python_out(env.python, (
         "import json, sklearn, numpy, pandas, scipy, sagemaker_training; "
@@ -64,7 +72,7 @@ def test_the_default_environment_holds_the_container_packages(sklearn_env):
 
 
 def test_a_second_prepare_reuses_the_entry(sklearn_env):
-    env, _ = sklearn_env
+    env = sklearn_env
     said = []
     again = envs.prepare("sklearn", "1.2-1", None, say=said.append)
     assert again == env
@@ -98,7 +106,21 @@ def own_cache(tmp_path, monkeypatch):
     return cache / "envs"
 
 
+@pytest.fixture
+def offline_pip(monkeypatch):
+    """pip installs from the machine's test wheelhouse alone (tests/wheelhouse.py), here and in subprocesses."""
+    for name, value in wheelhouse.offline().items():
+        monkeypatch.setenv(name, value)
+
+
 def test_a_pin_without_a_build_for_this_python_gets_the_nearest_version_said_once(own_cache, monkeypatch):
+    """Against the real index (the search reads its version list); the toolkit's
+    packages may come from the wheelhouse where the index has the same version.
+    That a corrupt entry is taken out of use and built again is proven where it
+    costs seconds (test_a_changed_overlay_is_taken_out_of_use_and_built_again:
+    framework environments and overlays share that code, envs._cached) and for
+    a framework environment found changed by a run (test_shared_envs.py)."""
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse.wheelhouse()))
     # MarkupSafe 1.1.1 has wheels for CPython 3.8 at the newest: not for 3.9..3.13.
     monkeypatch.setitem(containers.CONTAINERS, ("sklearn", "test-nearest"),
                         {"python": "3.8", "packages": {"markupsafe": "1.1.1"}})
@@ -109,33 +131,62 @@ def test_a_pin_without_a_build_for_this_python_gets_the_nearest_version_said_onc
     note = f"markupsafe {installed} instead of 1.1.1"
     assert [line for line in said if note in line] == [f"local: {env.notes[0]}"]
     assert "the container runs Python 3.8" in env.notes[0]
-    # Corrupt the entry: the next run takes it out of use and builds it again.
-    (env.path / "bin" / "python").unlink()
-    said = []
-    rebuilt = envs.prepare("sklearn", "test-nearest", None, say=said.append)
-    assert any("failed verification (bin/python is missing); building it again" in line for line in said), said
-    assert _python_out(rebuilt.python, "import markupsafe, sagemaker_training; print('ok')") == "ok"
-    assert len([p for p in own_cache.iterdir() if p.name.startswith("build-")]) == 1  # the bad build is gone
+    assert _python_out(env.python, "import markupsafe, sagemaker_training; print('ok')") == "ok"
 
 
-def test_concurrent_builds_publish_one_entry(own_cache):
-    """Two runs on an empty cache build at once: the first link wins, the other
-    discards its build and uses the winner's; no half-built entry is ever linked."""
-    code = "from mltp.local import envs; print(envs.prepare('image', None, None, say=lambda _: None).python)"
-    env = dict(os.environ, MLTP_CACHE_DIR=str(own_cache.parent))
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+def test_concurrent_builds_without_a_c_compiler_publish_one_entry_that_trains(own_cache, offline_pip, tmp_path,
+                                                                            monkeypatch):
+    """Two guarantees, one pair of builds (each build from scratch costs tens of seconds):
+
+    - two runs on an empty cache build at once: the first link wins, the other
+      discards its build and uses the winner's; no half-built entry is ever linked
+      (which interpreter builds plays no part in publishing);
+    - on a fresh agent with only python3 (no cc or gcc on PATH, none in $CC) the
+      toolkit's one C extension, which only serves multi-host training, is left
+      out (a compile would fail here) and each run's log says so once; training
+      then runs as the containers run it."""
+    empty = tmp_path / "no-compiler-bin"
+    empty.mkdir()
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CC", raising=False)
+    assert envs._c_compiler() is None
+    code = ("import json; from mltp.local import envs; said = []; "
+            "env = envs.prepare('image', None, None, say=said.append); print(json.dumps([env.python, said]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    pythons = {out.strip() for out, _ in outs}
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    pythons = {python for python, _ in results}
     assert len(pythons) == 1
     links = [p for p in own_cache.iterdir() if p.is_symlink()]
     builds = [p for p in own_cache.iterdir() if p.name.startswith("build-")]
     assert len(links) == 1 and len(builds) == 1 and links[0].resolve() == builds[0].resolve()
-    assert _python_out(pythons.pop(), "import sagemaker_training, gethostname; print('ok')") == "ok"
+    for _, said in results:  # the loser says the note of the entry it uses, once too
+        notes = [line for line in said if "no C compiler here" in line]
+        assert len(notes) == 1 and "gethostname extension" in notes[0], said
+    python = pythons.pop()
+    found = _python_out(python, "import gethostname, sagemaker_training.runner; print(gethostname.__file__)")
+    assert found.endswith("gethostname.py")  # the stand-in, not a compiled extension
+    # The toolkit runs a script as the containers do.
+    base = tmp_path / "opt" / "ml"
+    (base / "code").mkdir(parents=True)
+    (base / "code" / "train.py").write_text("import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('1')\n")
+    (base / "model").mkdir()
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"sagemaker_program": '"train.py"',
+                                                             "sagemaker_submit_directory": '"/opt/ml/code"'}))
+    (config / "inputdataconfig.json").write_text("{}")
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"]}))
+    done = subprocess.run([python, "-m", TOOLKIT_MAIN], cwd=str(base / "code"), capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PATH=path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (base / "model" / "m").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_an_override_python_gets_an_overlay_and_stays_untouched(own_cache, tmp_path):
+def test_an_override_python_gets_an_overlay_and_stays_untouched(own_cache, offline_pip, tmp_path):
     """--python: the user's interpreter with the toolkit and requirements.txt beside it,
     its own packages visible, nothing written into it."""
     user = tmp_path / "user-venv"
@@ -232,7 +283,7 @@ def _train(env, base: Path):
 
 
 def test_the_toolkit_runs_train_py_as_the_container_does(sklearn_env, tmp_path):
-    env, _ = sklearn_env
+    env = sklearn_env
     base = _training_folder(tmp_path, """
         import argparse, json, os, sys
         p = argparse.ArgumentParser(); p.add_argument("--epochs", type=int); p.add_argument("--label")
@@ -249,7 +300,7 @@ def test_the_toolkit_runs_train_py_as_the_container_does(sklearn_env, tmp_path):
 
 
 def test_a_failing_train_py_gives_a_one_line_reason_from_the_failure_file(sklearn_env, tmp_path):
-    env, _ = sklearn_env
+    env = sklearn_env
     base = _training_folder(tmp_path, "raise ValueError('bad rows')\n")
     proc = _train(env, base)
     assert proc.returncode != 0
@@ -260,7 +311,7 @@ def test_a_failing_train_py_gives_a_one_line_reason_from_the_failure_file(sklear
 
 
 def test_a_requirements_txt_that_does_not_install_fails_training_naming_it(sklearn_env, tmp_path):
-    env, _ = sklearn_env
+    env = sklearn_env
     base = _training_folder(tmp_path, "print('never runs')\n", requirements="mltp-no-such-package-anywhere==0.0.1\n")
     proc = _train(env, base)
     assert proc.returncode != 0 and "never runs" not in proc.stdout
@@ -304,7 +355,7 @@ def test_the_runner_trains_through_the_toolkit_and_uploads_the_model(sklearn_env
     from mltp.aws import Clients
     from mltp.local.runner import LocalJobRunner
 
-    env, _ = sklearn_env
+    env = sklearn_env
     clients = Clients("ap-northeast-2", aws_env)
     request = _training_request(clients.s3, "toolkit-ok", """
         import argparse, os, sklearn
@@ -328,7 +379,7 @@ def test_a_failing_script_is_named_by_its_own_last_line_not_the_toolkits(sklearn
     from mltp.aws import Clients
     from mltp.local.runner import JobFailed, LocalJobRunner
 
-    env, _ = sklearn_env
+    env = sklearn_env
     clients = Clients("ap-northeast-2", aws_env)
     request = _training_request(clients.s3, "toolkit-args", """
         import argparse
@@ -345,7 +396,7 @@ def test_a_job_over_its_runtime_ends_with_the_script_the_toolkit_started(sklearn
     from mltp.aws import Clients
     from mltp.local.runner import JobFailed, LocalJobRunner
 
-    env, _ = sklearn_env
+    env = sklearn_env
     clients = Clients("ap-northeast-2", aws_env)
     pid_file = tmp_path / "script.pid"
     request = _training_request(clients.s3, "toolkit-slow", f"""
@@ -369,45 +420,12 @@ def test_a_job_over_its_runtime_ends_with_the_script_the_toolkit_started(sklearn
         pytest.fail(f"train.py (pid {pid}) outlived its job")
 
 
-def test_an_agent_without_a_c_compiler_gets_the_toolkit_all_the_same(own_cache, tmp_path, monkeypatch):
-    """A fresh agent with only python3: no cc or gcc on PATH and none in $CC. The
-    toolkit's one C extension only serves multi-host training, so it is left out
-    (a compile would fail here) and the log says so once; training then runs."""
-    empty = tmp_path / "no-compiler-bin"
-    empty.mkdir()
-    path = os.environ["PATH"]
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.delenv("CC", raising=False)
-    assert envs._c_compiler() is None
-    said = []
-    env = envs.prepare("image", None, None, say=said.append)
-    notes = [line for line in said if "no C compiler here" in line]
-    assert len(notes) == 1 and "gethostname extension" in notes[0], said
-    found = _python_out(env.python, "import gethostname, sagemaker_training.runner; print(gethostname.__file__)")
-    assert found.endswith("gethostname.py")  # the stand-in, not a compiled extension
-    # The toolkit runs a script as the containers do.
-    base = tmp_path / "opt" / "ml"
-    (base / "code").mkdir(parents=True)
-    (base / "code" / "train.py").write_text("import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('1')\n")
-    (base / "model").mkdir()
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps({"sagemaker_program": '"train.py"',
-                                                             "sagemaker_submit_directory": '"/opt/ml/code"'}))
-    (config / "inputdataconfig.json").write_text("{}")
-    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"]}))
-    done = subprocess.run([env.python, "-m", TOOLKIT_MAIN], cwd=str(base / "code"), capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PATH=path))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (base / "model" / "m").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
-
-
 # --------------------------------------------------------------------------- requirements.txt as an overlay
 
 
 def test_requirements_go_into_an_overlay_on_the_cached_framework_environment(sklearn_env, tmp_path):
     """One more package costs a small overlay, not a new framework environment."""
-    base, _ = sklearn_env
+    base = sklearn_env
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("tabulate==0.9.0\n")
     said = []
@@ -431,7 +449,7 @@ def test_a_pin_of_a_package_the_container_has_wins_as_in_the_container(sklearn_e
     """In the container `pip install -r requirements.txt` replaces the container's
     version; here the pinned one goes into the overlay, ahead of the framework's,
     and the framework environment stays as recorded."""
-    base, _ = sklearn_env
+    base = sklearn_env
     had = _python_out(base.python, "import joblib; print(joblib.__version__)")
     pinned = "1.3.2" if had != "1.3.2" else "1.3.1"
     requirements = tmp_path / "requirements.txt"
@@ -444,18 +462,38 @@ def test_a_pin_of_a_package_the_container_has_wins_as_in_the_container(sklearn_e
     env_record.check(Path(os.path.realpath(str(base.path))), base.record, full=True)  # untouched
 
 
-def test_a_changed_overlay_is_taken_out_of_use_and_built_again(sklearn_env, tmp_path):
+def test_a_changed_overlay_is_taken_out_of_use_and_built_again(sklearn_env, offline_pip, tmp_path):
+    """Found changed by `ensure` (a file of it edited, as a job would) and by
+    `prepare` (its bin/python gone): each time it is taken out of use, the log
+    says why, and it is built again; nothing of the bad build is left. prepare's
+    verify, discard and build sequence is the one framework environments go
+    through as well (envs._cached), so this proves it for them where a rebuild
+    costs seconds; test_shared_envs.py has a framework environment rebuilt
+    after a run changed it, and one refused where it cannot be rebuilt."""
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("tabulate==0.9.0\n# an overlay of this test's own (it changes it)\n")
+    # An overlay of this test's own (it changes it): no other test, worker or session uses it.
+    requirements.write_text(f"tabulate==0.9.0\n# {uuid.uuid4()}\n")
     env = envs.prepare("sklearn", "1.2-1", requirements, say=lambda line: None)
-    site = Path(_python_out(env.python, "import tabulate, os; print(os.path.dirname(tabulate.__file__))"))
-    target = site / "__init__.py"
-    os.chmod(target, 0o644)
-    with open(target, "a") as handle:
-        handle.write("\nHIJACKED = True\n")
-    said = []
-    checked, changed = envs.ensure(env, say=said.append)
-    assert changed and "tabulate/__init__.py" in changed, changed
-    assert any("taking it out of use" in line for line in said), said
-    assert _python_out(checked.python, "import tabulate; print(hasattr(tabulate, 'HIJACKED'))") == "False"
-    assert checked.base == env.base
+    try:
+        site = Path(_python_out(env.python, "import tabulate, os; print(os.path.dirname(tabulate.__file__))"))
+        target = site / "__init__.py"
+        os.chmod(target, 0o644)
+        with open(target, "a") as handle:
+            handle.write("\nHIJACKED = True\n")
+        said = []
+        checked, changed = envs.ensure(env, say=said.append)
+        assert changed and "tabulate/__init__.py" in changed, changed
+        assert any("taking it out of use" in line for line in said), said
+        assert _python_out(checked.python, "import tabulate; print(hasattr(tabulate, 'HIJACKED'))") == "False"
+        assert checked.base == env.base
+        # Corrupt the entry: the next prepare takes it out of use and builds it again.
+        (checked.path / "bin" / "python").unlink()
+        said = []
+        rebuilt = envs.prepare("sklearn", "1.2-1", requirements, say=said.append)
+        assert (f"local: the cached requirements overlay {checked.path} failed verification (bin/python is missing); "
+                "building it again") in said, said
+        assert _python_out(rebuilt.python, "import tabulate, sagemaker_training; print('ok')") == "ok"
+        builds = [p for p in envs.cache_root().iterdir() if p.name.startswith(f"build-{rebuilt.path.name}.")]
+        assert [os.path.realpath(str(p)) for p in builds] == [os.path.realpath(str(rebuilt.path))]  # the bad ones are gone
+    finally:
+        envs._discard(env.path, envs.cache_root())

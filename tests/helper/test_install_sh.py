@@ -75,7 +75,10 @@ def _builds(cache: Path):
     return sorted(p.name for p in cache.iterdir() if p.name.startswith("build-"))
 
 
-def test_cold_install_then_cache_hit(bundle, tmp_path):
+def test_cold_install_then_cache_hit_then_another_lock_gets_its_own_entry(bundle, tmp_path):
+    """One cold install serves two guarantees (each install makes a virtualenv,
+    seconds of both cores): an unchanged bundle is a verified cache hit, and
+    another lock (or wheel: both are in the key) gets an entry of its own."""
     first = _install(bundle, tmp_path, "first")
     assert first.rc == 0, first.output
     assert "mltp helper: installing into" in first.output and "mltp helper: installed in" in first.output
@@ -90,13 +93,10 @@ def test_cold_install_then_cache_hit(bundle, tmp_path):
     assert second.mltp == first.mltp
     assert len(_builds(bundle["cache"])) == 1
 
-
-def test_other_wheel_or_lock_gets_its_own_entry(bundle, tmp_path):
-    first = _install(bundle, tmp_path, "first")
     bundle["requirements"].write_text("# no dependencies, another lock\n")
-    second = _install(bundle, tmp_path, "second")
-    assert second.rc == 0 and second.mltp != first.mltp
-    assert "installing into" in second.output
+    other = _install(bundle, tmp_path, "other")
+    assert other.rc == 0 and other.mltp != first.mltp
+    assert "installing into" in other.output
 
 
 def test_two_concurrent_builds_share_one_entry(bundle, tmp_path):
@@ -182,20 +182,23 @@ def test_the_verifier_finds_each_kind_of_tampering(pristine, tmp_path, tamper, r
         assert "is not its source compiled" in done.stdout
 
 
-@pytest.mark.parametrize("tamper, reason", [
-    ("source", "mltp/cli.py differs from the helper that was installed"),
-    ("no-launcher", "it has no bin/mltp"),
-])
-def test_a_tampered_entry_is_rebuilt_and_the_log_says_so(bundle, tmp_path, tamper, reason):
-    first = _install(bundle, tmp_path, "first")
-    _tamper(_site_packages(first.mltp), Path(first.mltp), tamper)
-    again = _install(bundle, tmp_path, "again")
-    assert again.rc == 0, again.output
-    assert "failed verification" in again.output and reason in again.output, again.output
-    assert "installed in" in again.output
-    out = subprocess.run([again.mltp, "x"], capture_output=True, text=True)
-    assert out.stdout.strip() == "fake mltp x"
-    assert len(_builds(bundle["cache"])) == 1, "the tampered build is gone"
+def test_a_tampered_entry_is_rebuilt_and_the_log_says_so(bundle, tmp_path):
+    """Each kind of tampering install.sh itself sees (a changed source: the
+    verifier; no launcher: the script's own check) on the entry the previous
+    round rebuilt: one install fewer than an entry of its own for each."""
+    current = _install(bundle, tmp_path, "first")
+    assert current.rc == 0, current.output
+    for tamper, reason in (("source", "mltp/cli.py differs from the helper that was installed"),
+                           ("no-launcher", "it has no bin/mltp")):
+        _tamper(_site_packages(current.mltp), Path(current.mltp), tamper)
+        again = _install(bundle, tmp_path, f"again-{tamper}")
+        assert again.rc == 0, again.output
+        assert "failed verification" in again.output and reason in again.output, again.output
+        assert "installed in" in again.output
+        out = subprocess.run([again.mltp, "x"], capture_output=True, text=True)
+        assert out.stdout.strip() == "fake mltp x"
+        assert len(_builds(bundle["cache"])) == 1, "the tampered build is gone"
+        current = again
 
 
 def test_a_fresh_install_verifies(pristine):

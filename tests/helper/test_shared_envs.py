@@ -28,6 +28,7 @@ import pytest
 
 from mltp.errors import RunFailed
 from mltp.local import env_record, envs, sandbox
+from tests import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -78,23 +79,22 @@ print("TAMPER " + json.dumps(tries))
 
 @pytest.fixture(scope="module")
 def shared_env():
-    """The suite's sklearn environment (built once, kept across sessions): only ever copied here."""
-    return envs.prepare("sklearn", "1.2-1", None, say=lambda _: None)
+    """The suite's sklearn environment (built once per machine, test_envs.py uses
+    the same one; tests/wheelhouse.py): only ever copied here."""
+    return wheelhouse.framework_env()
 
 
 def private_cache(shared, where: Path) -> Path:
     """A helper cache of its own holding a copy of the shared environment under
-    the same name (so a run of the tiny model picks it), and the suite's pip
-    cache for the builds (so a rebuild takes a minute, not ten)."""
+    the same name (so a run of the tiny model picks it). A rebuild in it
+    installs from the machine's test wheelhouse (run(), tests/wheelhouse.py),
+    the same packages at the same versions, without the index."""
     cache = where / "cache"
     root = cache / "envs"
     root.mkdir(parents=True)
     build = Path(shared.build)
     shutil.copytree(build, root / build.name, symlinks=True)
     os.symlink(build.name, root / shared.path.name)
-    pip_cache = Path(os.path.realpath(envs.cache_root() / envs.PIP_CACHE))
-    if pip_cache.is_dir():
-        os.symlink(str(pip_cache), root / envs.PIP_CACHE)
     return cache
 
 
@@ -119,6 +119,7 @@ def run(repo: Path, cache: Path, tool=None, run_name: str = "h7", **extra):
     works (the other one refuses, as a machine that forbids it), None: no
     namespace (MLTP_NO_SANDBOX)."""
     env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
+    env.update(wheelhouse.offline())  # what a rebuild installs: the wheelhouse's copies of the same packages
     env.update(MLTP_CACHE_DIR=str(cache), MLTP_ERROR_FILE=str(repo / "error.txt"), **extra)
     if tool is None:
         env["MLTP_NO_SANDBOX"] = "1"

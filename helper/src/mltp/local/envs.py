@@ -186,21 +186,14 @@ def prepare(framework: str, version: Optional[str], requirements: Optional[Path]
         return _prepare_plain(framework, version, requirements, override, say, row)
     base = _prepare_plain(framework, version, None, None, say, row)
     p = overlay_plan(plan(framework, version, None, row=row), requirements)
-    root = cache_root()
-    link = root / p.name
-    marker, record, problem = _verify(link, p.key)
-    if marker is None:
-        if os.path.lexists(link):
-            say(f"local: the cached requirements overlay {link} failed verification ({problem}); building it again")
-            _discard(link, root)
-        say(f"local: adding requirements.txt on top of the {framework} {version} environment in {link} (once)")
-        started = time.time()
-        marker, record = _build_requirements_overlay(root, link, p, base, requirements)
-        say(f"local: requirements overlay ready in {time.time() - started:.0f} s")
-    notes = tuple(marker.get("notes", []))
-    for note in notes:
-        say(f"local: {note}")
-    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), base.notes + notes, None,
+    link, marker, record = _cached(
+        p, lambda root, link: _build_requirements_overlay(root, link, p, base, requirements),
+        what="requirements overlay",
+        building=lambda link: (f"adding requirements.txt on top of the {framework} {version} environment "
+                               f"in {link} (once)"),
+        ready="requirements overlay ready", say=say)
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"),
+                       base.notes + tuple(marker.get("notes", [])), None,
                        build=os.path.realpath(str(link)), record=record,
                        spec=(framework, version, requirements, None, row), base=base)
 
@@ -208,26 +201,41 @@ def prepare(framework: str, version: Optional[str], requirements: Optional[Path]
 def _prepare_plain(framework: str, version: Optional[str], requirements: Optional[Path], override: Optional[str],
                    say: Callable[[str], None], row: Optional[dict] = None) -> Environment:
     p = plan(framework, version, requirements, override, row)
+    subject = (f"the Python at {override}" if override else f"{framework} {version}"
+               + ("" if p.row else " (no container table row: toolkit and requirements.txt only)"))
+    link, marker, record = _cached(
+        p, lambda root, link: _build(root, link, p, requirements), what="environment",
+        building=lambda link: f"building the environment for {subject} in {link} (once; later runs reuse it)",
+        ready="environment ready", say=say)
+    protect = tuple(p.interpreter.get("site", ())) if override else ()
+    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"),
+                       tuple(marker.get("notes", [])), override,
+                       build=os.path.realpath(str(link)), record=record,
+                       spec=(framework, version, requirements, override, row), protect=protect)
+
+
+def _cached(p: Plan, build: Callable[[Path, Path], Tuple[dict, env_record.Record]], what: str,
+            building: Callable[[Path], str], ready: str,
+            say: Callable[[str], None]) -> Tuple[Path, dict, env_record.Record]:
+    """The cache entry of `p`, verified, or built by `build(root, link)` where
+    there is none or it fails verification (taken out of use first, the log
+    saying why); then its notes said, once per prepare. One sequence for a
+    framework environment and a requirements overlay alike: `what` names the
+    entry in the log, `building(link)` and `ready` say the build."""
     root = cache_root()
     link = root / p.name
     marker, record, problem = _verify(link, p.key)
     if marker is None:
         if os.path.lexists(link):
-            say(f"local: the cached environment {link} failed verification ({problem}); building it again")
+            say(f"local: the cached {what} {link} failed verification ({problem}); building it again")
             _discard(link, root)
-        what = (f"the Python at {override}" if override else
-                f"{framework} {version}" + ("" if p.row else " (no container table row: toolkit and requirements.txt only)"))
-        say(f"local: building the environment for {what} in {link} (once; later runs reuse it)")
+        say("local: " + building(link))
         started = time.time()
-        marker, record = _build(root, link, p, requirements)
-        say(f"local: environment ready in {time.time() - started:.0f} s")
-    notes = tuple(marker.get("notes", []))
-    for note in notes:
+        marker, record = build(root, link)
+        say(f"local: {ready} in {time.time() - started:.0f} s")
+    for note in marker.get("notes", []):
         say(f"local: {note}")
-    protect = tuple(p.interpreter.get("site", ())) if override else ()
-    return Environment(str(link / "bin" / "python"), link, marker.get("requirements"), notes, override,
-                       build=os.path.realpath(str(link)), record=record,
-                       spec=(framework, version, requirements, override, row), protect=protect)
+    return link, marker, record
 
 
 def ensure(env: Environment, say: Callable[[str], None] = print) -> Tuple[Environment, Optional[str]]:

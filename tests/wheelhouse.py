@@ -1,0 +1,136 @@
+"""What the environment tests share across tests, pytest-xdist workers and
+sessions: the default framework's environment and a folder of wheels.
+
+- `framework_env()`: the sklearn 1.2-1 environment a local run of a repo
+  without requirements.txt gets (local/envs.py), built once per machine into
+  the test cache (tests/conftest.py links it to ~/.cache/mltp-test-envs),
+  under a file lock so that two workers starting on an empty cache build it
+  once, not twice at the same time.
+- `offline()`: the environment variables that make pip install from a
+  wheelhouse of this machine only (`--no-index --find-links`). The tests that
+  must build an environment from scratch (in a cache of their own: concurrent
+  publish, no C compiler, --python overlay, a changed environment rebuilt)
+  prove how mltp builds, verifies and publishes it, not that the package index
+  serves the same files again; pip here caches no downloads (the index's
+  answers carry no cache headers), so every such build used to download the
+  toolkit's packages (numpy, scipy, boto3, ...) anew. The wheelhouse holds
+  what those builds install: the training toolkit as a wheel and as its source
+  (the build without a compiler starts from the source), its dependencies, the
+  framework environment's packages at the versions it holds, setuptools and
+  wheel for source builds, and tabulate (the tests' requirements.txt). It is
+  built once per machine and interpreter (~/.cache/mltp-test-wheels,
+  MLTP_TEST_WHEELS moves it), keyed by what it holds, like a warm package
+  cache. The test that exercises the nearest-version search against the real
+  index (test_envs.py) does not use it.
+"""
+
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+from mltp.local import envs
+
+ROOT = Path(os.environ.get("MLTP_TEST_WHEELS") or Path.home() / ".cache" / "mltp-test-wheels")
+FORMAT = 1  # bump when what a wheelhouse holds changes
+FRAMEWORK = ("sklearn", "1.2-1")  # the default framework row, as a repo without requirements.txt gets it
+EXTRA = ("setuptools", "wheel", "tabulate==0.9.0")
+# Kept as sources too: the toolkit (a build without a compiler starts from its
+# source) and what pip builds that source with when told to use no binaries at
+# all: setuptools and wheel, wheel's dependency packaging, and flit_core, which
+# both of those are built with. A probe checks the set when the wheelhouse is built.
+SOURCES = (envs.TOOLKIT, "setuptools", "wheel", "packaging", "flit_core")
+# The session's helper cache (tests/conftest.py sets it before any test module is
+# imported): the framework environment lives there, whichever cache a test has
+# switched to when it first asks for the wheelhouse.
+SESSION_CACHE = os.environ.get("MLTP_CACHE_DIR")
+COMPLETE = ".complete"
+
+
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every process on the machine (workers, sessions, other checkouts)."""
+    ROOT.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@functools.lru_cache(maxsize=None)
+def framework_env() -> envs.Environment:
+    """The default framework's environment, verified (built first, once, where there is none)."""
+    framework, version = FRAMEWORK
+    switched = os.environ.get("MLTP_CACHE_DIR")
+    if SESSION_CACHE:
+        os.environ["MLTP_CACHE_DIR"] = SESSION_CACHE
+    try:
+        with locked(f"env-{framework}-{version}"):
+            return envs.prepare(framework, version, None, say=lambda _: None)
+    finally:
+        if switched is None:
+            os.environ.pop("MLTP_CACHE_DIR", None)
+        else:
+            os.environ["MLTP_CACHE_DIR"] = switched
+
+
+def _requirements() -> List[str]:
+    packages = json.loads((framework_env().path / envs.MARKER).read_text(encoding="utf-8"))["packages"]
+    return sorted({envs.TOOLKIT, *EXTRA, *(f"{name}=={version}" for name, version in packages.items())})
+
+
+@functools.lru_cache(maxsize=None)
+def wheelhouse() -> Path:
+    """The folder of wheels for this interpreter, built once (see the module's docstring)."""
+    requirements = _requirements()
+    tag = "%s-%d.%d.%d-%s" % (sys.implementation.name, *sys.version_info[:3], os.uname().machine)
+    key = hashlib.sha256(json.dumps({"format": FORMAT, "python": tag, "requirements": requirements,
+                                     "sources": SOURCES}, sort_keys=True).encode()).hexdigest()[:16]
+    target = ROOT / f"{tag}-{key}"
+    if (target / COMPLETE).exists():
+        return target
+    with locked(f"wheelhouse-{key}"):
+        if (target / COMPLETE).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"build-{key}.", dir=str(ROOT)))
+        try:
+            pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+            _run(pip + ["download", "-d", str(scratch), *requirements])
+            # Wheels of what came as source (the toolkit compiles its one extension here,
+            # where there is a compiler), the sources kept beside them.
+            for source in sorted(scratch.glob("*.tar.gz")):
+                subprocess.run(pip + ["wheel", "--no-deps", "--no-index", "--find-links", str(scratch),
+                                      "-w", str(scratch), str(source)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "-d", str(scratch), *SOURCES])
+            with tempfile.TemporaryDirectory(dir=str(ROOT)) as probe:  # the compiler-less build's first step
+                _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "--no-index", "--find-links",
+                            str(scratch), "-d", probe, envs.TOOLKIT])
+            (scratch / COMPLETE).write_text("\n".join(requirements) + "\n", encoding="utf-8")
+            os.rename(str(scratch), str(target))
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return target
+
+
+def offline() -> Dict[str, str]:
+    """pip's settings for installing from the wheelhouse alone."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse())}
+
+
+def _run(command: List[str]) -> None:
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"building the test wheelhouse failed: {' '.join(command)}\n{done.stdout[-3000:]}")
