@@ -359,6 +359,7 @@ def _keep_artifacts(clients, ctx) -> None:
     """The model and evaluation.json land beside the report (docs/contract.md, 8.3), since
     the emulator's S3 vanishes with it."""
     from .. import naming
+    from .objects import get_file
     from .runner import split_s3
 
     target = Path(ctx.report_dir)
@@ -367,18 +368,32 @@ def _keep_artifacts(clients, ctx) -> None:
         bucket, key = split_s3(uri)
         try:
             target.mkdir(parents=True, exist_ok=True)
-            clients.s3.download_file(bucket, key, str(target / name))
+            get_file(clients.s3, bucket, key, str(target / name))
         except Exception:  # not produced: the run stopped before that step
             continue
     work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
     from .. import resume, runs
 
-    try:  # what `mltp resume --local` takes from this run, should it have failed
-        resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
-    except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
-        pass
+    # What `mltp resume --local` takes from this run, should it have failed: only a
+    # run its report says failed, timed out or stopped can be resumed (resume.local_source).
+    if _report_status(target) in resume.LOCAL_FAILED + (None,):
+        try:
+            resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
+        except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
+            pass
     if work.is_dir():
         logs = target / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for log in work.glob("*.log"):
             shutil.copyfile(log, logs / log.name)
+
+
+def _report_status(report_dir: Path) -> Optional[str]:
+    """The run's status as its report.json says (None: no report was written)."""
+    import json
+
+    try:
+        status = json.loads((report_dir / "report.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
