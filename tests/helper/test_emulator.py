@@ -110,3 +110,150 @@ def test_the_gate_on_moto_reads_metrics_named_false_or_true_something(monkeypatc
     assert _run_gate(rules, {"auc": 0.96, "false_positive_rate": 0.0007, "true_positive_rate": 0.81}) == "Passed"
     assert _run_gate(rules, {"auc": 0.96, "false_positive_rate": 0.2, "true_positive_rate": 0.81}) == "MetricGateFailed"
     assert _run_gate(rules, {"auc": 0.96, "true_positive_rate": 0.81}) == "MetricGateFailed"
+
+
+# --------------------------------------------------------------------------- following a run cheaply
+
+
+@pytest.fixture
+def local_moto(monkeypatch):
+    """The emulator as a local run starts it (patches included), and clients of it."""
+    import boto3
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server, endpoint = emulator.start_local_moto()
+    emulator.install_sfn_patches(sync_poll_seconds=0.2)
+    try:
+        yield lambda service: boto3.client(service, region_name="us-east-1", endpoint_url=endpoint)
+    finally:
+        emulator.stop_local_moto(server)
+
+
+def _finished(sfn, definition: dict, name: str, wait: float = 30) -> str:
+    machine = sfn.create_state_machine(name=name, definition=json.dumps(definition),
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    deadline = time.monotonic() + wait
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return arn
+
+
+def _pass_chain(count: int) -> dict:
+    return {"StartAt": "S0", "States": {f"S{i}": dict({"Type": "Pass", "Result": {"i": i}},
+                                                        **({"Next": f"S{i + 1}"} if i < count - 1 else {"End": True}))
+                                         for i in range(count)}}
+
+
+def test_the_history_comes_in_pages_as_on_aws(local_moto):
+    """GetExecutionHistory: maxResults events at most (100 by default), a nextToken
+    while more follow, reverseOrder newest first, InvalidToken for a token of
+    nobody's; botocore's paginator reads the whole history, each event once."""
+    from botocore.exceptions import ClientError
+
+    sfn = local_moto("stepfunctions")
+    arn = _finished(sfn, _pass_chain(80), "pages")
+    everything = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+                  for e in page["events"]]
+    ids = [e["id"] for e in everything]
+    assert ids == list(range(1, len(ids) + 1)) and len(ids) > 160  # entered and exited per state
+    assert everything[-1]["type"] == "ExecutionSucceeded"
+
+    first = sfn.get_execution_history(executionArn=arn)
+    assert len(first["events"]) == 100 and first["nextToken"]
+    page = sfn.get_execution_history(executionArn=arn, maxResults=25, nextToken=first["nextToken"])
+    assert [e["id"] for e in page["events"]] == list(range(101, 126))
+    last = sfn.get_execution_history(executionArn=arn, maxResults=1000)
+    assert len(last["events"]) == len(ids) and "nextToken" not in last
+    newest = sfn.get_execution_history(executionArn=arn, maxResults=3, reverseOrder=True)
+    assert [e["id"] for e in newest["events"]] == [len(ids), len(ids) - 1, len(ids) - 2]
+    with pytest.raises(ClientError) as refused:
+        sfn.get_execution_history(executionArn=arn, nextToken="not-a-token")
+    assert refused.value.response["Error"]["Code"] == "InvalidToken"
+
+
+def test_the_waiter_reads_a_run_one_page_a_poll(local_moto):
+    """mltp's HistoryReader (the waiter's) on the paged answer: each event once, in
+    order, and a poll after the end reads the newest page again and nothing new."""
+    from mltp.follow import HistoryReader
+
+    sfn = local_moto("stepfunctions")
+    arn = _finished(sfn, _pass_chain(20), "reader")
+    reader = HistoryReader(sfn, arn, page_size=7)
+    read = reader.poll()
+    assert [e["id"] for e in read] == list(range(1, len(read) + 1)) and read[-1]["type"] == "ExecutionSucceeded"
+    assert reader.poll() == []
+
+
+def test_the_history_clock_wakes_at_the_next_event(local_moto):
+    """A local run's waiter sleeps on emulator.HistoryClock: a new history event
+    ends the sleep at once; with none, it lasts as asked."""
+    sfn = local_moto("stepfunctions")
+    clock = emulator.HistoryClock()
+    started = time.monotonic()
+    clock.sleep(0.3)
+    assert time.monotonic() - started >= 0.25  # nothing happened: the whole interval
+    definition = {"StartAt": "Later", "States": {"Later": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+                                                  "Done": {"Type": "Succeed"}}}
+    machine = sfn.create_state_machine(name="clock", definition=json.dumps(definition),
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    clock.sleep(0)  # what happened so far is seen
+    sfn.start_execution(stateMachineArn=machine, input="{}")
+    started = time.monotonic()
+    clock.sleep(20)
+    assert time.monotonic() - started < 10  # woken by ExecutionStarted, not by the timeout
+
+
+def test_a_sync_task_wakes_when_the_local_job_ends(local_moto):
+    """`sagemaker:createProcessingJob.sync` on the emulator: the interpreter waits
+    for the local runner's end of the job, then reads its status once, instead of
+    describing the job every poll interval."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    described = []
+    original = SageMakerModelBackend.describe_processing_job
+    creates = SageMakerModelBackend.create_processing_job, SageMakerModelBackend.create_training_job
+
+    def counting(self, *args, **kwargs):
+        described.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    emulator.install_sagemaker_backend_hook(lambda kind, name, request, job: time.sleep(1.5))
+    SageMakerModelBackend.describe_processing_job = counting
+    try:
+        sfn = local_moto("stepfunctions")
+        job = {"ProcessingJobName": "sync-job", "RoleArn": "arn:aws:iam::123456789012:role/sm",
+               "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+               "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
+                                                         "VolumeSizeInGB": 1}}}
+        definition = {"StartAt": "Job", "States": {"Job": {
+            "Type": "Task", "Resource": "arn:aws:states:::sagemaker:createProcessingJob.sync",
+            "Parameters": job, "End": True}}}
+        arn = _finished(sfn, definition, "sync")
+        assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
+    finally:
+        SageMakerModelBackend.describe_processing_job = original
+        SageMakerModelBackend.create_processing_job, SageMakerModelBackend.create_training_job = creates
+    # 1.5 s of job: at 0.2 s a poll that is 7 or more; woken by the job's end, 1 or 2
+    assert 1 <= len(described) <= 3
+
+
+def test_the_emulator_imports_no_batch_backend_until_one_is_asked_for(tmp_path):
+    """The interpreter's Batch integration needs moto.batch.utils only; Batch's
+    backend (and EC2's with it) loads the first time the package is asked for
+    what it holds, as moto's server does for a Batch request."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import mltp.local.emulator; "
+            "assert 'moto.batch.models' not in sys.modules and 'moto.ec2' not in sys.modules; "
+            "from moto.batch.utils import JobStatus; assert JobStatus.SUCCEEDED; "
+            "from moto.backends import get_backend; backends = get_backend('batch'); "
+            "assert 'moto.batch.models' in sys.modules and backends['123456789012']['us-east-1'] is not None; "
+            "import moto.batch; assert moto.batch.batch_backends is backends; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(__import__("os").environ, MLTP_CACHE_DIR=str(tmp_path)))
+    assert result.stdout.strip() == "ok", result.stderr

@@ -190,6 +190,16 @@ def _local_aws():
     return LocalAws
 
 
+def _local_run():
+    """`mltp.local.session.local_run`, what `run --local` and `resume --local` enter;
+    as for _local_aws, an installation without the local support is invalid input."""
+    try:
+        from .local.session import local_run
+    except ImportError as exc:
+        raise InvalidInput(f"--local needs the local run support, which this installation lacks ({exc})")
+    return local_run
+
+
 @contextlib.contextmanager
 def _registry(repo: Path, config: Optional[str], local: bool, region: Optional[str], endpoint_url: Optional[str],
               group: Optional[str]):
@@ -468,7 +478,7 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
     from .commands.validate import validate
 
     if local:
-        local_aws = _local_aws()
+        local_run = _local_run()
         if no_wait:
             raise InvalidInput("--no-wait cannot be used with --local: the emulator lives only as long as mltp runs")
         # Bad input fails fast, before anything starts; --endpoint-url is the emulator's.
@@ -478,20 +488,11 @@ def run(repo: Path, config: Optional[str], timeout: Optional[float], local: bool
             from .local.spot_interruption import check_option
 
             check_option(inv.config)
-        from .local.session import claim_run
-
-        claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
-        try:
-            inv = replace(inv, run=claimed, no_cache=no_cache, local=True)
-            session = local_aws(inv.config, python, inputs, run=inv.run, fetch_inputs=fetch_inputs,
-                                allow_nearest=allow_nearest, interrupt_spot_after=interrupt_spot_after)
-            with session as clients:
-                # The same validated repo, now pointed at the emulator.
-                inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
-                run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight="never",
-                    poll_seconds=local_aws.poll_seconds)
-        finally:
-            run_lock.release()
+        with local_run(replace(inv, no_cache=no_cache), explicit_name=run_name is not None, report_dir=report_dir,
+                       python=python, inputs=inputs, fetch_inputs=fetch_inputs, allow_nearest=allow_nearest,
+                       interrupt_spot_after=interrupt_spot_after) as (inv, clients, follow):
+            # The same validated repo, now pointed at the emulator.
+            run(inv, clients, replace(checked, context=inv.run), timeout=timeout, preflight="never", **follow)
         return
     if inputs or fetch_inputs:
         raise InvalidInput("--input and --fetch-inputs apply to local runs only: add --local")
@@ -530,24 +531,16 @@ def resume(repo: Path, config: Optional[str], timeout: Optional[float], local: b
     from .commands.validate import validate
 
     if local:
-        local_aws = _local_aws()
+        local_run = _local_run()
         inv = _invocation(repo, config, run_name=run_name, region=region, report_dir=report_dir, check=True)
         checked = validate(inv)
-        from .local.session import claim_run
-
         from .resume import local_source
 
         local_source(inv.repo, inv.run.state_machine, source_run)  # nothing to resume: exit 2 before anything starts
-        claimed, run_lock = claim_run(inv.run, explicit=run_name is not None, report_dir=report_dir)
-        try:
-            inv = replace(inv, run=claimed, local=True)
-            session = local_aws(inv.config, python, inputs, run=inv.run)
-            with session as clients:
-                inv = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
-                resume(inv, clients, replace(checked, context=inv.run), source_run=source_run, timeout=timeout,
-                       preflight="never", poll_seconds=local_aws.poll_seconds)
-        finally:
-            run_lock.release()
+        with local_run(inv, explicit_name=run_name is not None, report_dir=report_dir, python=python,
+                       inputs=inputs) as (inv, clients, follow):
+            resume(inv, clients, replace(checked, context=inv.run), source_run=source_run, timeout=timeout,
+                   preflight="never", **follow)
         return
     if inputs:
         raise InvalidInput("--input applies to local runs only: add --local")

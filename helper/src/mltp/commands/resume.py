@@ -13,9 +13,9 @@ from .validate import Validated, validate
 
 
 def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source_run: Optional[str] = None,
-           timeout: Optional[float] = None, preflight="auto", poll_seconds: Optional[float] = None):
+           timeout: Optional[float] = None, preflight="auto", poll_seconds: Optional[float] = None, clock=None):
     """Returns wait's Outcome (or raises what wait raises). `preflight`: auto,
-    always or never, as for run (preflight.preflight_for_build)."""
+    always or never, and `poll_seconds`, `clock`: as for run (commands/run.py)."""
     from .. import bundle as bundle_mod
     from .. import resume as resume_mod
     from .. import runs
@@ -54,7 +54,7 @@ def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source
                 clients.sfn.redrive_execution(executionArn=arn)
             inv.echo(f"resume: nothing changed since {source.run}: redrove {arn} from the state that failed")
             return wait(replace(inv, run=replace(ctx, run_name=source.run)), clients, timeout=timeout,
-                        poll_seconds=poll_seconds)
+                        poll_seconds=poll_seconds, clock=clock)
         inv.echo(f"resume: not redriving {source.run} ({why}): a new run takes what it can from it")
     for line in decision.lines:
         inv.echo(line)
@@ -62,7 +62,7 @@ def resume(inv: Invocation, clients, checked: Optional[Validated] = None, source
         resume_mod.materialize_local(clients, inv.repo, source, decision.reuse)
     for line in start(inv, clients, checked, bundle, overrides=decision.overrides).lines():
         inv.echo(line)
-    return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds)
+    return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds, clock=clock)
 
 
 def raise_same(run: str) -> None:

@@ -15,10 +15,11 @@ from .wait import wait
 
 
 def run(inv: Invocation, clients, checked: Optional[Validated] = None, timeout: Optional[float] = None,
-        no_wait: bool = False, preflight="auto", poll_seconds: Optional[float] = None):
+        no_wait: bool = False, preflight="auto", poll_seconds: Optional[float] = None, clock=None):
     """Each step's line goes to `inv.echo` when it is done; returns wait's
     Outcome, or None with `no_wait` (once the run has started). `preflight`:
-    auto, always or never (preflight.preflight_for_build)."""
+    auto, always or never (preflight.preflight_for_build); `poll_seconds` and
+    `clock`: how wait follows the run (a local run's, local.session.local_run)."""
     from .. import bundle as bundle_mod
     from .preflight import after_deploy, forgetting_on_failure, preflight_for_build
 
@@ -37,4 +38,4 @@ def run(inv: Invocation, clients, checked: Optional[Validated] = None, timeout: 
             return None
         # One run name for every step (the invocation's): outside Jenkins the
         # default is a timestamp, which must not change between start and wait.
-        return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds)
+        return wait(inv, clients, timeout=timeout, poll_seconds=poll_seconds, clock=clock)

@@ -14,8 +14,12 @@ from typing import Iterator, Optional
 
 import click
 
-# Locally the run is seconds long: follow it closely.
+# Locally the run is seconds long: follow it closely. The interpreter's `.sync`
+# wait polls a job the local runner does not run at this interval.
 LOCAL_POLL_SECONDS = 0.2
+# The waiter's interval in a local run when no history event woke it first
+# (each new event does: emulator.HistoryClock).
+LOCAL_FOLLOW_SECONDS = 1.0
 
 
 def step_environments(config, python: Optional[str] = None, allow_nearest: bool = False,

@@ -22,6 +22,13 @@ definition is parsed then and again in each execution's worker thread:
     and `fix_indefinite_path_misses()`: a filter or deep scan that matches
     nothing gives [], as on AWS, where moto raises.
 
+Two more make a local run cheap to follow (`install_sfn_patches` applies
+them): GetExecutionHistory answers in pages (maxResults, nextToken,
+reverseOrder) as on AWS, where moto returns the whole history on every call,
+so the waiter's poll re-reads one page instead of the whole run; and every new
+history event wakes the waiter (`HistoryClock`), and a job's end wakes the
+interpreter's `.sync` wait, instead of both polling over HTTP.
+
 These reach into moto internals, so the `local` extra pins moto's minor version.
 """
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +79,44 @@ def _cache_moto_resources() -> None:
 
 
 _cache_moto_resources()  # before the backends import it by name
+
+
+def _defer_moto_batch() -> None:
+    """The interpreter's Batch integration imports `moto.batch.utils` for one
+    enum (JobStatus); the package's `__init__` imports Batch's backend, and with
+    it EC2's (instance types, offerings, regions): about a third of the
+    emulator's import, for a service no mltp state machine calls. The package
+    is put in place without running its `__init__`, which runs (and then gives
+    the backend) the first time anything asks the package for what it holds, as
+    moto's server does when a Batch request arrives."""
+    import importlib.util
+    import sys
+
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    package = importlib.util.module_from_spec(spec)
+    lock = threading.Lock()
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        with lock:
+            if package.__dict__.get("__getattr__") is __getattr__:
+                del package.__dict__["__getattr__"]
+                spec.loader.exec_module(package)  # the package's own __init__, once
+        return object.__getattribute__(package, name)
+
+    package.__getattr__ = __getattr__
+    sys.modules["moto.batch"] = package
+    import moto
+
+    moto.batch = package
+
+
+_defer_moto_batch()  # before the interpreter's service integrations import moto.batch.utils
 
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
@@ -126,6 +172,12 @@ _STATUS_ATTR = {"processing": "processing_job_status", "training": "training_job
 # Full CreateXJob request as the SFN interpreter sent it, keyed by job name. moto's
 # backend drops fields (e.g. ProcessingResources, Environment), so the runner gets this.
 FULL_REQUESTS: dict[str, dict] = {}
+# Set when the runner is done with the job (its status is final), keyed by job
+# name: the interpreter's `.sync` wait wakes on it instead of polling DescribeXJob.
+JOB_ENDED: dict[str, threading.Event] = {}
+# How long a `.sync` wait waits for that before it describes the job anyway
+# (a job stopped through the API ends without the runner).
+SYNC_WAIT_SECONDS = 1.0
 
 
 def install_sagemaker_backend_hook(runner: JobRunner) -> None:
@@ -138,6 +190,7 @@ def install_sagemaker_backend_hook(runner: JobRunner) -> None:
             setattr(job, status_attr, "InProgress")
             if kind == "training":
                 job.secondary_status = "Training"
+            ended = JOB_ENDED[name] = threading.Event()
 
             def _run():
                 try:
@@ -157,6 +210,7 @@ def install_sagemaker_backend_hook(runner: JobRunner) -> None:
                     job.processing_end_time = now
                 else:
                     job.training_end_time = now
+                ended.set()
 
             threading.Thread(target=_run, name=f"local-{kind}-{name}", daemon=True).start()
             return job
@@ -181,6 +235,7 @@ _SM_SYNC = {
 }
 _SM_FAILED = {"Failed", "Stopped"}
 _SM_DONE = {"Completed"}
+_SYNC_POLL_SECONDS = 0.5  # install_sfn_patches sets it
 
 
 class StateTaskServiceSageMaker(StateTaskServiceCallback):
@@ -234,13 +289,22 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         job_name = normalised_parameters[name_key]
         client = self._client(resource_runtime_part, state_credentials)
 
+        poll = _SYNC_POLL_SECONDS
+
         def _resolver():
+            # A job of the local runner: wait for its end (at most SYNC_WAIT_SECONDS),
+            # then one DescribeXJob, as SageMaker's status would be read on AWS.
+            ended = JOB_ENDED.get(job_name)
+            if ended is not None:
+                ended.wait(SYNC_WAIT_SECONDS)
             desc = getattr(client, describe_op)(**{name_key: job_name})
             desc.pop("ResponseMetadata", None)
             status = desc[status_key]
             if status in _SM_DONE:
                 return _jsonable(desc)
             if status not in _SM_FAILED:
+                if ended is None:
+                    time.sleep(poll)  # another job: polled, as moto polls its own integrations
                 return None
             # Real SFN: error States.TaskFailed, cause = JSON of the describe output.
             raise FailureEventException(
@@ -357,6 +421,113 @@ def fix_indefinite_path_misses() -> bool:
     return patched
 
 
+# --------------------------------------------------------------------------- 4. the execution history
+
+
+# GetExecutionHistory's maxResults: AWS's default when none (or 0) is given, and its largest.
+HISTORY_PAGE_DEFAULT = 100
+HISTORY_PAGE_MAX = 1000
+
+
+def _history_events(backend, execution_arn: str) -> list:
+    """The execution's events, oldest first: copied from the interpreter's event
+    list directly where it is there (moto's own answer deep-copies the whole
+    history on every call), else moto's answer."""
+    try:
+        execution = backend.describe_execution(execution_arn=execution_arn)
+        manager = execution.exec_worker.env.event_manager
+        with manager._mutex:
+            return list(manager._history_event_list)
+    except AttributeError:  # not started yet, or a moto that keeps them elsewhere
+        return list(backend.get_execution_history(execution_arn)["events"])
+
+
+def install_history_pages() -> None:
+    """GetExecutionHistory as AWS answers it: at most maxResults events (100 by
+    default), a nextToken while more follow, reverseOrder newest first. moto
+    returns every event on every call, so a waiter polling a run re-read (and
+    the emulator serialized) the whole history each time. The token is the
+    position of the next event, and an unknown one is InvalidToken, as on AWS.
+    Idempotent."""
+    import copy
+
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.exceptions import InvalidToken
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    if getattr(StepFunctionResponse, "_mltp_history_pages", False):
+        return
+
+    def get_execution_history(self):
+        events = _history_events(self.stepfunction_backend, self._get_param("executionArn"))
+        if self._get_param("reverseOrder"):
+            events.reverse()
+        size = self._get_int_param("maxResults") or HISTORY_PAGE_DEFAULT
+        size = max(1, min(size, HISTORY_PAGE_MAX))
+        token = self._get_param("nextToken")
+        start = 0
+        if token:
+            if not token.startswith("mltp-") or not token[5:].isdigit() or int(token[5:]) > len(events):
+                raise InvalidToken(token)
+            start = int(token[5:])
+        page = copy.deepcopy(events[start:start + size])
+        answer = {"events": page}
+        if start + size < len(events):
+            answer["nextToken"] = f"mltp-{start + size}"
+        return ActionResult(answer)
+
+    StepFunctionResponse.get_execution_history = get_execution_history
+    StepFunctionResponse._mltp_history_pages = True
+
+
+_HISTORY_CHANGED = threading.Condition()
+_history_version = [0]
+
+
+def install_history_signal() -> None:
+    """Each event the interpreter adds to an execution's history wakes the
+    `HistoryClock`s sleeping meanwhile. Idempotent."""
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    original = getattr(EventManager, "_mltp_original_add_event", EventManager.add_event)
+
+    @functools.wraps(original)
+    def add_event(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            with _HISTORY_CHANGED:
+                _history_version[0] += 1
+                _HISTORY_CHANGED.notify_all()
+
+    EventManager._mltp_original_add_event = original
+    EventManager.add_event = add_event
+
+
+class HistoryClock:
+    """The waiter's clock in a local run (follow.Watcher's `now` and `sleep`):
+    a sleep ends as soon as the emulator adds an event to a history, so each
+    step change is shown at once and a quiet run is polled at the interval the
+    waiter asks for. A few milliseconds more let the rest of a burst of events
+    (a state's exit, the next one's entry and its task) land in the same poll."""
+
+    SETTLE_SECONDS = 0.02
+
+    def __init__(self):
+        self.seen = _history_version[0]
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        with _HISTORY_CHANGED:
+            woken = _HISTORY_CHANGED.wait_for(lambda: _history_version[0] != self.seen, timeout=seconds)
+            self.seen = _history_version[0]
+        if woken:
+            time.sleep(max(0.0, min(self.SETTLE_SECONDS, until - time.monotonic())))
+
+
 def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
     task_factory_mod._mltp_orig_for = orig
@@ -369,8 +540,14 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
         return orig(service_name)
 
     task_factory_mod.state_task_service_for = state_task_service_for
-    # .sync polling interval (module global read at call time; default 0.5s)
-    cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
+    # .sync: our resolver waits itself (for the job's end, or sync_poll_seconds for a
+    # job it does not run), so moto's own sleep between two calls of it goes
+    global _SYNC_POLL_SECONDS
+    _SYNC_POLL_SECONDS = sync_poll_seconds
+    cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.0
+    # GetExecutionHistory in pages, and the waiter woken by each new event
+    install_history_pages()
+    install_history_signal()
     # nicer aws-sdk error names: "SageMaker.SageMakerException" instead of "sagemaker.sagemakerException"
     aws_sdk_mod._SERVICE_ERROR_NAMES.update({"sagemaker": "SageMaker", "s3": "S3"})
     # `$.….false_positive_rate.value` must parse (old jsonpath-ng lexes `false` as a boolean)

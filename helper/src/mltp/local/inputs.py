@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import click
 
 from .. import owned
+from . import objects
 from ..config import Config, InputConfig, display
 from ..errors import InvalidInput
 
@@ -173,7 +174,7 @@ def stage(clients, inputs: Sequence[LocalInput], region: str, existing: Sequence
                 key = prefix
             else:
                 key = (prefix.rstrip("/") + "/" if prefix.rstrip("/") else "") + rel
-            clients.s3.upload_file(str(path), bucket, key)
+            objects.put_file(clients.s3, str(path), bucket, key)
         click.echo(f"local: input '{local.item.name}': {len(files)} file{'s' if len(files) != 1 else ''} from "
                    f"{display(local.path)} ({local.origin}) at {local.item.source}")
 

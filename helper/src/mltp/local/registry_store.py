@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 import botocore.exceptions
 
 from .. import owned
+from . import objects
 from ..aws import Clients, error_code
 from ..registry import split_s3
 
@@ -89,7 +90,7 @@ def restore(clients: Clients, repo: Path, group: str, description: str = "") -> 
             if local.is_file():
                 bucket, key = split_s3(uri)
                 _ensure_bucket(clients, bucket)
-                clients.s3.upload_file(str(local), bucket, key)
+                objects.put_file(clients.s3, str(local), bucket, key)
         request = {k: saved[k] for k in _CREATE_FIELDS if saved.get(k) is not None}
         arn = sm.create_model_package(ModelPackageGroupName=group, **request)["ModelPackageArn"]
         if saved.get("ApprovalDescription"):
@@ -137,8 +138,7 @@ def save(clients: Clients, repo: Path, group: str) -> int:
                 bucket, key = split_s3(uri)
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
-                    clients.s3.download_file(bucket, key, str(local) + ".tmp")
-                    Path(str(local) + ".tmp").replace(local)
+                    objects.get_file(clients.s3, bucket, key, str(local))
                 except botocore.exceptions.ClientError:
                     continue
             files[uri] = name

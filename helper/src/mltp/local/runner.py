@@ -58,7 +58,7 @@ from ..errors import RunFailed
 # a failed job's log from there, on AWS and locally alike.
 from ..jobs import LOG_GROUPS
 from ..outcome import exception_line
-from . import envs, job_env, sandbox, spot_interruption
+from . import envs, job_env, objects, sandbox, spot_interruption
 
 CONTAINER_ROOT = "/opt/ml"
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
@@ -272,7 +272,7 @@ class LocalJobRunner:
                 tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         bucket, key = split_s3(f"{output_path}/{job_name}/output/model.tar.gz")
-        self.clients.s3.upload_file(str(packed), bucket, key)
+        objects.put_file(self.clients.s3, str(packed), bucket, key)
 
     def _run_toolkit(self, job_name: str, request: dict, program: str, root: Path, base: Path, code: Path,
                      model_dir: Path, python: str, env: Dict[str, str], failure: Path) -> None:
@@ -507,7 +507,7 @@ class LocalJobRunner:
                 if not _inside(dest, target):
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, key, str(dest))
+                objects.get_file(s3, bucket, key, str(dest))
                 found = True
         if not found:
             raise JobFailed(f"ClientError: no data found at {uri}")
@@ -516,7 +516,7 @@ class LocalJobRunner:
         bucket, prefix = split_s3(uri)
         prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            self.clients.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+            objects.put_file(self.clients.s3, str(path), bucket, prefix + path.relative_to(local).as_posix())
 
 
 def _signal_job(proc: subprocess.Popen, sig: int) -> None:

@@ -10,15 +10,16 @@ and saves the registry back. The verbs below the CLI only see the clients.
 import contextlib
 import os
 import shutil
+import threading
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import click
 
 from ..aws import Clients
 from ..context import RunContext
 from ..errors import InvalidInput, MltpError
-from . import LOCAL_POLL_SECONDS, _collector_paused, step_environments
+from . import LOCAL_FOLLOW_SECONDS, LOCAL_POLL_SECONDS, _collector_paused, step_environments
 
 
 class LocalAws:
@@ -30,7 +31,7 @@ class LocalAws:
     registry session (the registry commands): only the repo's local registry,
     restored and, when the command succeeds, saved back."""
 
-    poll_seconds = LOCAL_POLL_SECONDS
+    poll_seconds = LOCAL_FOLLOW_SECONDS  # the waiter's, with emulator.HistoryClock
 
     def __init__(self, config, python: Optional[str] = None, inputs: Sequence[str] = (), *,
                  run: Optional[RunContext] = None, fetch_inputs: bool = False, region: Optional[str] = None,
@@ -66,39 +67,48 @@ class LocalAws:
         # copies the rest from real S3 now, while the user's own credentials are still
         # the process's: _local_credentials() replaces them before the emulator starts.
         staged, to_fetch = local_inputs.resolve(config, local_inputs.parse_overrides(self.inputs), self.fetch_inputs)
-        emulator, runner_mod = _import_emulator()
         if to_fetch:
+            _import_emulator()  # --local without the emulator installed: exit 2 before fetching
             staged += local_inputs.fetch(Clients(ctx.region, ctx.endpoint_url), to_fetch, config)
         self.staged = list(staged)
 
         _local_credentials()
+        # The emulator starts (moto's import, most of the start-up) while this thread
+        # prepares the run's folder and environments, which wait on subprocesses
+        # mostly; the sandbox probe, a subprocess too, runs beside both.
+        starting = _EmulatorStart()
+        probing = _Background(_probe_sandbox, name="mltp-sandbox-probe")
+        try:
+            from ..housekeeping import fresh_run_folder, gitignore_note, trim_work
 
-        from ..housekeeping import fresh_run_folder, gitignore_note, trim_work
+            trim_work(config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
+            fresh_run_folder(config.repo, ctx.run_name)
+            note = gitignore_note(config.repo)
+            if note:
+                self.say(note)
+            notes: list = []  # the versions the environments differ in, for the report
+            environments = step_environments(config, self.python, self.allow_nearest, notes)
+            from .job_env import old_sdk_notice
 
-        trim_work(config.repo, current=ctx.run_name)  # .mltp/work/ keeps the newest runs only
-        fresh_run_folder(config.repo, ctx.run_name)
-        note = gitignore_note(config.repo)
-        if note:
-            self.say(note)
-        notes: list = []  # the versions the environments differ in, for the report
-        environments = step_environments(config, self.python, self.allow_nearest, notes)  # before the emulator
-        from .job_env import old_sdk_notice
-
-        sdk_note = old_sdk_notice(environments.values())  # scripts calling AWS need AWS_ENDPOINT_URL honoured
-        if sdk_note:
-            self.say(sdk_note)
-        server, endpoint = emulator.start_local_moto()
-        from . import job_access, job_env
-
-        job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach what their role may on AWS
+            sdk_note = old_sdk_notice(environments.values())  # scripts calling AWS need AWS_ENDPOINT_URL honoured
+            if sdk_note:
+                self.say(sdk_note)
+            probing.result()
+        except BaseException:
+            starting.abandon()
+            raise
+        emulator, runner_mod, server, endpoint = starting.result()
         clients = Clients(ctx.region, endpoint)
         clients.notes = [f"local environment: {note}" for note in notes]
         clients.local = True
-        runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
-                                           python=self.python, environments=environments,
-                                           logs_dir=Path(ctx.report_dir) / "logs", say=self.say,
-                                           interrupt_spot_after=self.interrupt_spot_after)
-        emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
+        try:
+            runner = runner_mod.LocalJobRunner(clients, config.repo / ".mltp" / "work" / ctx.run_name,
+                                               python=self.python, environments=environments,
+                                               logs_dir=Path(ctx.report_dir) / "logs", say=self.say,
+                                               interrupt_spot_after=self.interrupt_spot_after)
+        except BaseException:
+            emulator.stop_local_moto(server)
+            raise
         emulator.install_sagemaker_backend_hook(runner)
         pythons = sorted({env.python for env in environments.values()})
         self.say(f"local: AWS emulator at {endpoint}; jobs run as local processes with {', '.join(pythons)}")
@@ -178,6 +188,76 @@ def _import_emulator(runner: bool = True):
     return emulator, runner_mod
 
 
+class _Background:
+    """`target()` in a thread of its own; `result()` joins it and returns what
+    it returned, or raises what it raised, in the caller's thread."""
+
+    def __init__(self, target: Callable[[], object], name: str):
+        self._target = target
+        self._value: object = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _probe_sandbox() -> None:
+    """Whether jobs get a private /opt/ml here (sandbox.probe, cached for the
+    runner), found while the run's start-up does other things."""
+    from . import sandbox
+
+    sandbox.probe()
+
+
+class _EmulatorStart(_Background):
+    """The run's emulator, started in a thread: the emulator and the job runner
+    imported (with the collector paused), moto's server started, and what every
+    run installs in it: the job key's limits (job_access), the Step Functions
+    patches. The SageMaker hook needs the runner, so the caller installs it.
+    No AWS client is made here: the process's credentials are the emulator's by
+    then, but nothing of the agent's must reach it in any case."""
+
+    def __init__(self):
+        import importlib.util
+
+        if importlib.util.find_spec("moto") is None:  # said before anything is built
+            raise InvalidInput("--local needs the emulator: pip install 'mltp[local]' (no module named 'moto')")
+        super().__init__(self._start, name="mltp-emulator-start")
+
+    @staticmethod
+    def _start():
+        emulator, runner_mod = _import_emulator()
+        server, endpoint = emulator.start_local_moto()
+        try:
+            from . import job_access, job_env
+
+            job_access.install(server, job_env.JOB_KEY_ID)  # jobs reach what their role may on AWS
+            emulator.install_sfn_patches(sync_poll_seconds=LOCAL_POLL_SECONDS)
+        except BaseException:
+            emulator.stop_local_moto(server)
+            raise
+        return emulator, runner_mod, server, endpoint
+
+    def abandon(self) -> None:
+        """The run stops before it needs the emulator: stop it once it has started."""
+        try:
+            emulator, _, server, _ = self.result()
+        except BaseException:  # noqa: BLE001 - the caller is raising its own error already
+            return
+        emulator.stop_local_moto(server)
+
+
 def _local_credentials() -> None:
     """The emulator must never see real credentials, nor this process reach real AWS:
     no profile, token, role or container credentials of the agent's, and its AWS
@@ -228,6 +308,41 @@ def claim_run(run: RunContext, explicit: bool, report_dir: Optional[str],
     return run, lock
 
 
+class LocalRun(NamedTuple):
+    """What `local_run` yields: the invocation pointed at the emulator, its
+    clients, and how `wait` follows the run there (`run`'s and `resume`'s
+    poll_seconds and clock)."""
+
+    inv: object
+    clients: Clients
+    follow: dict
+
+
+@contextlib.contextmanager
+def local_run(inv, *, explicit_name: bool, report_dir: Optional[str], python: Optional[str] = None,
+              inputs: Sequence[str] = (), **options) -> Iterator[LocalRun]:
+    """What `mltp run --local` and `mltp resume --local` share once their input
+    is validated: the run name claimed (claim_run) for as long as the run lives,
+    the emulator session (LocalAws, `options` are its keyword options) entered
+    for it, and the invocation pointed at the emulator with the inputs' local
+    data (the step cache's key of preprocessing reads them). The waiter follows
+    the run there every LOCAL_FOLLOW_SECONDS, and at once after each new history
+    event (emulator.HistoryClock)."""
+    from dataclasses import replace
+
+    claimed, run_lock = claim_run(inv.run, explicit=explicit_name, report_dir=report_dir)
+    try:
+        inv = replace(inv, run=claimed, local=True)
+        session = LocalAws(inv.config, python, inputs, run=inv.run, **options)
+        with session as clients:
+            from .emulator import HistoryClock
+
+            pointed = replace(inv.pointed_at(clients.endpoint_url), local_inputs=tuple(session.staged))
+            yield LocalRun(pointed, clients, {"poll_seconds": session.poll_seconds, "clock": HistoryClock()})
+    finally:
+        run_lock.release()
+
+
 def _notifications(clients, ctx, say: Callable[[str], None]) -> None:
     """With `notify`, what the run would have sent on AWS: notifications.json in
     the report folder, and one line each."""
@@ -244,6 +359,7 @@ def _keep_artifacts(clients, ctx) -> None:
     """The model and evaluation.json land beside the report (docs/contract.md, 8.3), since
     the emulator's S3 vanishes with it."""
     from .. import naming
+    from .objects import get_file
     from .runner import split_s3
 
     target = Path(ctx.report_dir)
@@ -252,18 +368,32 @@ def _keep_artifacts(clients, ctx) -> None:
         bucket, key = split_s3(uri)
         try:
             target.mkdir(parents=True, exist_ok=True)
-            clients.s3.download_file(bucket, key, str(target / name))
+            get_file(clients.s3, bucket, key, str(target / name))
         except Exception:  # not produced: the run stopped before that step
             continue
     work = ctx.config.repo / ".mltp" / "work" / ctx.run_name
     from .. import resume, runs
 
-    try:  # what `mltp resume --local` takes from this run, should it have failed
-        resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
-    except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
-        pass
+    # What `mltp resume --local` takes from this run, should it have failed: only a
+    # run its report says failed, timed out or stopped can be resumed (resume.local_source).
+    if _report_status(target) in resume.LOCAL_FAILED + (None,):
+        try:
+            resume.keep_local(clients, work, runs.execution_arn(ctx, clients))
+        except Exception:  # noqa: BLE001  (keeping it is a convenience: never the run's result)
+            pass
     if work.is_dir():
         logs = target / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for log in work.glob("*.log"):
             shutil.copyfile(log, logs / log.name)
+
+
+def _report_status(report_dir: Path) -> Optional[str]:
+    """The run's status as its report.json says (None: no report was written)."""
+    import json
+
+    try:
+        status = json.loads((report_dir / "report.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
