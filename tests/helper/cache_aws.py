@@ -144,10 +144,12 @@ def _trigger(repo: Path, endpoint: str, clients, runner, started) -> dict:
 
     results = {}
 
-    def follow(name, action):
+    def follow(name, action, before=None):
+        """`before`: the jobs started until the run began (a retrain has begun, and
+        may have started its first job, before it is followed)."""
         inv = invocation.load(repo, None, run_name=name, report_dir=str(repo / ".mltp" / "reports" / name), check=True)
         inv = inv.pointed_at(endpoint)
-        before = len(started)
+        before = len(started) if before is None else before
         out = io.StringIO()
         code = 0
         with redirect_stdout(out):
@@ -169,17 +171,20 @@ def _trigger(repo: Path, endpoint: str, clients, runner, started) -> dict:
     first = follow("first", lambda inv: run(inv, clients, replace(validate(inv), context=inv.run), preflight=False,
                                             poll_seconds=0.2))
     settings = trigger_handler.Settings(trigger.environment(first.run, runs.state_machine_arn(first.run, clients)))
-    for name, body in (("same-data", b"x\n1\n"), ("new-data", b"x\n2\n")):
+    for index, (name, body) in enumerate((("same-data", b"x\n1\n"), ("new-data", b"x\n2\n"))):
         produce(body)
-        when = datetime.now(timezone.utc) + timedelta(seconds=1)
+        # Event times have whole seconds; a fully reused run can end within the
+        # second it started, so each burst is put one second after the last.
+        when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1 + index)
         event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
                               "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                               "s3": {"bucket": {"name": DATA_BUCKET},
                                      "object": {"key": "raw/_SUCCESS", "sequencer": name}}}]}
+        before = len(started)
         handled = trigger_handler.handle(event, clients.s3, clients.sfn, settings, now=when)
         assert handled["action"] == "started", handled
         results[f"{name}-trigger"] = handled
-        follow(handled["run"], lambda inv: wait(inv, clients, poll_seconds=0.2))
+        follow(handled["run"], lambda inv: wait(inv, clients, poll_seconds=0.2), before)
         results[name] = results.pop(handled["run"])
     return results
 

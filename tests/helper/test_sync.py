@@ -241,19 +241,6 @@ def test_a_no_op_sync_process_imports_no_parser_validator_or_transfer_library(mo
     assert runs[1].stderr.strip() == "imported:"
 
 
-def test_s3_clients_have_boto3s_transfer_methods(aws_env, tmp_path):
-    """Clients come from a botocore session (aws.Session): their S3 client still
-    uploads and downloads files like a boto3 one (cache_index.py, resume.py)."""
-    bucket = unique("mltp-bkt")
-    make_bucket(aws_env, bucket)
-    source, copy = tmp_path / "a.bin", tmp_path / "b.bin"
-    source.write_bytes(b"x" * 1000)
-    clients = Clients(REGION, aws_env)
-    clients.s3.upload_file(str(source), bucket, "a.bin")
-    clients.s3.download_file(bucket, "a.bin", str(copy))
-    assert copy.read_bytes() == source.read_bytes()
-
-
 # --------------------------------------------------------------------------- integrity: every object verified
 
 
