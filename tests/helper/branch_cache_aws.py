@@ -30,31 +30,22 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-DATA_BUCKET = "tiny-data"
+from cache_aws import dummy_credentials, emulated_account
 PR = {"BRANCH_NAME": "PR-7", "CHANGE_ID": "7", "CHANGE_TARGET": "main", "BRANCH_IS_PRIMARY": "false"}
 MAIN = {"BRANCH_NAME": "main", "BRANCH_IS_PRIMARY": "true"}
 
 
 def main(repo: Path) -> dict:
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
-        os.environ.pop(var, None)
-    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "cache"
+    dummy_credentials()
 
     from mltp import cache_index, invocation
-    from mltp.aws import Clients
     from mltp.commands.plan import plan
     from mltp.commands.run import run
     from mltp.commands.validate import validate
     from mltp.errors import MltpError
-    from mltp.local import emulator, step_environments
-    from mltp.local.runner import LocalJobRunner
+    from mltp.local import emulator
 
     started = []
-
-    class CountingRunner(LocalJobRunner):
-        def __call__(self, kind, job_name, request, job):
-            started.append(job_name)
-            super().__call__(kind, job_name, request, job)
 
     def jenkins(env):
         for var in set(PR) | set(MAIN):
@@ -67,14 +58,7 @@ def main(repo: Path) -> dict:
         jenkins(MAIN)
         first = invocation.load(repo, None, run_name="main-1", check=True)
         cfg, region = first.config, first.run.region
-        clients = Clients(region, endpoint)
-        runner = CountingRunner(clients, repo / ".mltp" / "cache-aws", python=sys.executable,
-                                environments=step_environments(cfg))
-        emulator.install_sfn_patches(sync_poll_seconds=0.2)
-        emulator.install_sagemaker_backend_hook(runner)
-        for bucket in (cfg.aws.bucket, DATA_BUCKET):
-            clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-        clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
+        clients, runner = emulated_account(repo, first, endpoint, started)
         try:
             for name, env, change in (("main-1", MAIN, None), ("pr-1", PR, "evaluation"), ("main-2", MAIN, None),
                                       ("pr-3", PR, "expire")):

@@ -46,41 +46,56 @@ from pathlib import Path
 DATA_BUCKET = "tiny-data"
 
 
-def main(repo: Path, scenario: str = "cache") -> dict:
+def dummy_credentials() -> None:
+    """Only the emulator's dummy key in this process: nothing reaches real AWS."""
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(var, None)
     os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "cache"
 
-    from mltp import invocation
+
+def emulated_account(repo: Path, first, endpoint: str, started: list):
+    """(clients, runner) for the emulator at `endpoint`: the interpreter's hooks
+    run each job as a local process through `runner`, which appends the job's
+    name to `started`; the model's and the data's buckets exist, with one
+    object of data. Call runner.stop() at the end."""
     from mltp.aws import Clients
-    from mltp.commands.plan import plan
-    from mltp.commands.resume import resume
-    from mltp.commands.run import run
-    from mltp.commands.validate import validate
-    from mltp.errors import MltpError
     from mltp.local import emulator, step_environments
     from mltp.local.runner import LocalJobRunner
-
-    started = []
 
     class CountingRunner(LocalJobRunner):
         def __call__(self, kind, job_name, request, job):
             started.append(job_name)
             super().__call__(kind, job_name, request, job)
 
+    region = first.run.region
+    clients = Clients(region, endpoint)
+    runner = CountingRunner(clients, repo / ".mltp" / "cache-aws", python=sys.executable,
+                            environments=step_environments(first.config))
+    emulator.install_sfn_patches(sync_poll_seconds=0.2)
+    emulator.install_sagemaker_backend_hook(runner)
+    for bucket in (first.config.aws.bucket, DATA_BUCKET):
+        clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
+    return clients, runner
+
+
+def main(repo: Path, scenario: str = "cache") -> dict:
+    dummy_credentials()
+
+    from mltp import invocation
+    from mltp.commands.plan import plan
+    from mltp.commands.resume import resume
+    from mltp.commands.run import run
+    from mltp.commands.validate import validate
+    from mltp.errors import MltpError
+    from mltp.local import emulator
+
+    started = []
     server, endpoint = emulator.start_local_moto()
     results = {}
     try:
         first = invocation.load(repo, None, run_name="first", check=True)
-        region = first.run.region
-        clients = Clients(region, endpoint)
-        runner = CountingRunner(clients, repo / ".mltp" / "cache-aws", python=sys.executable,
-                                environments=step_environments(first.config))
-        emulator.install_sfn_patches(sync_poll_seconds=0.2)
-        emulator.install_sagemaker_backend_hook(runner)
-        for bucket in (first.config.aws.bucket, DATA_BUCKET):
-            clients.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-        clients.s3.put_object(Bucket=DATA_BUCKET, Key="raw/data.csv", Body=b"x\n1\n")
+        clients, runner = emulated_account(repo, first, endpoint, started)
         if scenario == "trigger":
             try:
                 results.update(_trigger(repo, endpoint, clients, runner, started))

@@ -20,7 +20,7 @@ from mltp import cache_index, naming, plan, step_cache
 from mltp import config as config_mod
 from mltp import repo as repo_mod
 
-from test_step_cache import _Index, _env, _record, _tiny
+from test_step_cache import _Index, _env, _record, _scenario, _tiny
 
 HERE = Path(__file__).resolve().parent
 
@@ -123,11 +123,7 @@ def test_resume_keeps_saying_where_a_copied_step_came_from():
 def test_on_the_state_machine_a_pull_request_copies_the_default_branch_s_steps(tmp_path):
     """The AWS command path on moto's interpreter (branch_cache_aws.py)."""
     repo = _tiny(tmp_path, s3_input=True)
-    proc = subprocess.run([sys.executable, str(HERE / "branch_cache_aws.py"), str(repo)], cwd=repo, env=_env(),
-                          capture_output=True, text=True, timeout=900)
-    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
-    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(found.group(1))
+    runs = _scenario("branch_cache_aws.py", repo, timeout=900)
     assert {name: (r["exit_code"], r["jobs"]) for name, r in runs.items() if name != "objects"} == {
         "main-1": (0, ["prep", "train", "eval"]),
         "pr-1": (0, ["eval"]),

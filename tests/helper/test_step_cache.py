@@ -183,14 +183,21 @@ def _env():
     return {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
 
 
+def _scenario(script: str, repo: Path, *args: str, timeout: int = 600) -> dict:
+    """Runs a scenario script of this folder (cache_aws.py, branch_cache_aws.py)
+    in a process of its own (the emulator's hooks are process-wide) and returns
+    what it printed after CACHE."""
+    proc = subprocess.run([sys.executable, str(HERE / script), str(repo), *args], cwd=repo, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
+    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(found.group(1))
+
+
 def test_on_the_state_machine_a_second_run_with_the_same_keys_starts_no_job(tmp_path):
     """The AWS command path on moto's interpreter (cache_aws.py)."""
     repo = _tiny(tmp_path, s3_input=True)
-    proc = subprocess.run([sys.executable, str(HERE / "cache_aws.py"), str(repo)], cwd=repo, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
-    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(found.group(1))
+    runs = _scenario("cache_aws.py", repo)
     assert {name: (r["exit_code"], r["jobs"]) for name, r in runs.items() if name != "records"} == {
         "first": (0, ["prep", "train", "eval"]),
         "second": (0, []),
@@ -227,11 +234,7 @@ def test_on_the_state_machine_a_retrain_started_by_the_trigger_uses_the_cache(tm
     repo = _tiny(tmp_path, s3_input=True)
     config = repo / "config.yaml"
     config.write_text(config.read_text() + "retrain: {on_inputs: [raw], marker: _SUCCESS}\n")
-    proc = subprocess.run([sys.executable, str(HERE / "cache_aws.py"), str(repo), "trigger"], cwd=repo, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
-    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(found.group(1))
+    runs = _scenario("cache_aws.py", repo, "trigger")
     assert {name: (runs[name]["exit_code"], runs[name]["jobs"]) for name in ("first", "same-data", "new-data")} == {
         "first": (0, ["prep", "train", "eval"]),
         "same-data": (0, []),
@@ -247,11 +250,7 @@ def test_on_the_state_machine_a_retrain_started_by_the_trigger_uses_the_cache(tm
 
 def test_on_the_state_machine_resume_after_a_failed_evaluation_runs_only_evaluation(tmp_path):
     repo = _tiny(tmp_path, steps=())
-    proc = subprocess.run([sys.executable, str(HERE / "cache_aws.py"), str(repo), "resume"], cwd=repo, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    found = re.search(r"^CACHE (.*)$", proc.stdout, re.M)
-    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(found.group(1))
+    runs = _scenario("cache_aws.py", repo, "resume")
     assert (runs["broken"]["exit_code"], runs["broken"]["jobs"]) == (4, ["prep", "train", "eval"])
     fixed = runs["fixed"]
     assert (fixed["exit_code"], fixed["jobs"]) == (0, ["eval"]), "\n".join(fixed["lines"])
