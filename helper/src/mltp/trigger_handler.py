@@ -326,7 +326,7 @@ def handle(event: Dict[str, Any], s3, sfn, settings: Settings, now: Optional[_dt
     last, name = max(fresh, key=lambda pair: pair[0].time)
     # S3's LastModified has whole seconds; the write time kept in the body does not.
     pending = {"last_event": last.time.isoformat(), "input": name, "key": f"s3://{last.bucket}/{last.key}",
-               "written": _now().isoformat()}
+               "written": (now or _now()).isoformat()}
     if settings.marker:  # the marker names the run: a redelivery names the same one
         pending["run"] = run_name_for(last.time, f"{last.bucket}/{last.key}/{last.sequencer}")
     _put_json(s3, settings.state_bucket, settings.key(PENDING), pending)
