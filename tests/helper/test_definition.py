@@ -745,7 +745,10 @@ def test_render_is_hermetic_across_processes_and_machines(rendered, tmp_path):
     aws_config.write_text("[default]\nregion = cn-north-1\n[profile other]\nregion = us-gov-west-1\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
     env.update(PYTHONHASHSEED="12345", AWS_PROFILE="does-not-exist", AWS_DEFAULT_REGION="cn-north-1",
-               AWS_CONFIG_FILE=str(aws_config), SAGEMAKER_USER_CONFIG_OVERRIDE=str(sdk_defaults))
+               AWS_CONFIG_FILE=str(aws_config), SAGEMAKER_USER_CONFIG_OVERRIDE=str(sdk_defaults),
+               # an empty helper cache: a definition another run of the same code left in the
+               # agent's cache would be a hit, and this process would render nothing
+               MLTP_CACHE_DIR=str(tmp_path / "mltp-cache"))
     done = subprocess.run([sys.executable, "-c", _OFFLINE_RENDER, str(EXAMPLE), str(BASE)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
