@@ -307,6 +307,29 @@ def test_owned_remove_acts_only_inside_its_root(tmp_path, outside):
     assert list(root.iterdir()) == [] and _untouched(outside)
 
 
+def test_an_atomic_write_is_whole_or_not_at_all_and_never_through_a_link(tmp_path, outside):
+    """owned.replacing: every file mltp writes atomically (reports, logs, the
+    registry, fetched models, the agent's caches) goes through it."""
+    from mltp import owned
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    target = folder / "report.json"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):  # the block fails midway: the old bytes stay, no temporary file is left
+        with owned.replacing(target) as out:
+            out.write(b"half")
+            raise RuntimeError("stopped")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in folder.iterdir()) == ["report.json"]
+    os.symlink(outside / "notes.txt", folder / "link.json")  # a link at the name: replaced as a link
+    owned.write_atomic(folder / "link.json", b"new", mode=0o600)
+    assert not (folder / "link.json").is_symlink() and (folder / "link.json").read_bytes() == b"new"
+    assert (folder / "link.json").stat().st_mode & 0o777 == 0o600
+    assert _untouched(outside)
+    owned.write_atomic(target, b"whole")
+    assert target.read_bytes() == b"whole" and target.stat().st_mode & 0o777 == 0o644
+
+
 def test_clean_and_trimming_leave_the_folder_of_a_run_in_progress(tmp_path):
     """A local run of the repo holds its name (locks.py): another run's
     trimming and `mltp clean` (other processes) leave its folder alone."""

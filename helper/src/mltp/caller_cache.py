@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
+from . import owned
+
 FORMAT = 1
 KEEP_DAYS = 7
 
@@ -71,11 +73,10 @@ def write(digest: str, account: str, caller: str) -> None:
     """Remembers an answer; a cache that cannot be written only costs the next verb a call."""
     target = folder()
     path = target / f"{digest}.json"
-    partial = target / f".{digest}.{os.getpid()}.tmp"
     try:
         target.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"key": digest, "account": account, "caller": caller}), encoding="utf-8")
-        partial.replace(path)
+        owned.write_atomic(path, json.dumps({"key": digest, "account": account, "caller": caller}).encode("utf-8"),
+                           mode=0o600)
     except OSError:
         return
     _remove_unused(target, keep=path)

@@ -20,12 +20,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import __version__
+from . import __version__, owned
 
 SDKS = ("sagemaker", "stepfunctions")
 FORMAT = 1
@@ -93,10 +92,7 @@ def _write(path: Path, wanted: str, text: str) -> None:
     entry = {"key": wanted, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "definition": text}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(entry, out)
-        os.replace(tmp, path)
+        owned.write_atomic(path, json.dumps(entry).encode("utf-8"))
     except OSError:
         pass  # a cache that cannot be written only costs the next render its time
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -54,21 +53,19 @@ def fetch(clients: Clients, group: str, target: Path, version: Optional[str] = N
                                f"registering")
     target.mkdir(parents=True, exist_ok=True)
     model = target / "model.tar.gz"
-    partial = target / ".model.tar.gz.part"
     bucket, key = registry.split_s3(chosen.model_data_url)
     digest = hashlib.sha256()
     with refused("GetObject", chosen.model_data_url):
         body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with owned.open_new(partial) as out:  # never through a link left in the folder
+        with owned.replacing(model) as out:  # kept only when the digest matches
             for chunk in iter(lambda: body.read(1024 * 1024), b""):
                 digest.update(chunk)
                 out.write(chunk)
-    actual = digest.hexdigest()
-    if actual != chosen.sha256:
-        partial.unlink()
-        raise ChecksumMismatch(f"{chosen.model_data_url} has sha256:{actual}, but {chosen.name} was registered "
-                               f"with sha256:{chosen.sha256}: the artifact changed since registration; nothing written")
-    os.replace(partial, model)
+            actual = digest.hexdigest()
+            if actual != chosen.sha256:
+                raise ChecksumMismatch(f"{chosen.model_data_url} has sha256:{actual}, but {chosen.name} was registered "
+                                       f"with sha256:{chosen.sha256}: the artifact changed since registration; "
+                                       f"nothing written")
     manifest = target / "model-package.json"
     data = {
         "arn": chosen.arn,

@@ -12,8 +12,9 @@ No heavy imports: `validate` and `clean` use this.
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Union
+from typing import BinaryIO, Iterator, List, Union
 
 from .errors import InvalidInput
 
@@ -94,29 +95,35 @@ def remove(path: PathLike, root: PathLike) -> None:
 
 
 
-def _exclusive(path: Path) -> int:
-    """A new file at `path`, opened for writing; whatever was there (a link
-    included) is unlinked first, and O_EXCL | O_NOFOLLOW refuse one that appears
-    meanwhile, so the bytes never go through a link."""
-    try:
-        os.unlink(str(path))
-    except FileNotFoundError:
-        pass
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    return os.open(str(path), flags, 0o644)
+@contextmanager
+def replacing(path: PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file to write `path`'s new content into: `path` is replaced whole
+    when the block ends, or left as it was if the block raises (the temporary
+    file is removed). Every file mltp writes atomically goes through here: the
+    run's reports and logs, the registry, fetched models, and the agent's caches,
+    where two builds may write one entry at once.
 
+    The temporary file is new beside `path` with a random name and O_EXCL, so a
+    link left in the folder (by a cloned repo or a job) is never written
+    through; the rename replaces a link at `path` itself, never what it points at."""
+    import tempfile  # not at import: the fast verbs write nothing
 
-def open_new(path: PathLike):
-    """A binary file object for a new file at `path` (see `_exclusive`)."""
-    return os.fdopen(_exclusive(Path(path)), "wb")
-
-
-def write_atomic(path: PathLike, data: bytes) -> None:
-    """Write `path` whole or not at all: a temporary file beside it (never written
-    through a link, `_exclusive`), then renamed over it. A rename replaces a link
-    at `path` itself, never what the link points at."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(_exclusive(tmp), "wb") as handle:
-        handle.write(data)
-    os.replace(str(tmp), str(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "wb") as out:
+            yield out
+        os.replace(temporary, str(path))
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_atomic(path: PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Write `path` whole or not at all (see `replacing`)."""
+    with replacing(path, mode) as out:
+        out.write(data)

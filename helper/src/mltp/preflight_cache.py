@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from . import owned
 from .errors import InvalidInput
 
 MODES = ("auto", "always", "never")
@@ -118,10 +118,7 @@ def remember(k: Key) -> None:
              "identity": k.identity, "state_machine": k.state_machine, "roles": list(k.roles)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-", suffix=".json")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(entry, out)
-        os.replace(tmp, str(path))
+        owned.write_atomic(path, json.dumps(entry).encode("utf-8"))
     except OSError:
         pass
 

@@ -35,6 +35,8 @@ import botocore
 import botocore.loaders
 import botocore.session
 
+from . import owned
+
 FORMAT = 1
 _EXTENSIONS = (".json", ".json.gz")  # what botocore's JSONFileLoader tries, in its order
 
@@ -91,18 +93,12 @@ class _Entries:
 
     def write(self, key: str, data: Any) -> None:
         entry = self._path(key)
-        partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
         try:
             payload = marshal.dumps(data)
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(partial, "wb") as handle:
-                handle.write(self._head(key, payload) + b"\n" + payload)
-            os.replace(partial, entry)
+            owned.write_atomic(entry, self._head(key, payload) + b"\n" + payload)
         except (OSError, ValueError):  # read-only cache, or a value marshal cannot hold: parse next time
-            try:
-                partial.unlink()
-            except OSError:
-                pass
+            pass
 
 
 def _key(*parts: object) -> str:

@@ -32,6 +32,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import owned
+
 FORMAT = 2
 # Whose installed version can change a text's verdict (see above).
 CHECKED_WITH = ("jsonschema", "botocore", "sagemaker")
@@ -108,10 +110,8 @@ def remember_valid(text: str, value: Any, lines: Dict[Tuple[Any, ...], int]) -> 
     except (TypeError, ValueError):
         return  # not plain JSON data (a schema-valid config always is): simply not remembered
     path = _path(key)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(payload, encoding="utf-8")
-        partial.replace(path)
+        owned.write_atomic(path, payload.encode("utf-8"))
     except OSError:
         pass  # a cache that cannot be written only costs the next verb its validation

@@ -45,11 +45,12 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from .. import owned
 
 RECORD = "mltp-record.json"
 SEEN = "mltp-verified.json"
@@ -185,15 +186,4 @@ def _remember(root: Path, record: Record, current: Dict[str, os.stat_result], no
 
 def _write_json(path: Path, data: dict) -> None:
     """Atomically: two runs checking the same environment may write at once."""
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", dir=str(path.parent))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, sort_keys=True)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, str(path))
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    owned.write_atomic(path, json.dumps(data, sort_keys=True).encode("utf-8"))

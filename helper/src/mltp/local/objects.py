@@ -11,8 +11,9 @@ one PutObject on AWS still goes through upload_file.
 """
 
 import os
-import tempfile
 from pathlib import Path
+
+from .. import owned
 
 CHUNK = 1 << 20
 # Above this a file goes up in parts (upload_file), as S3 would need it above 5 GB.
@@ -23,18 +24,10 @@ def get_file(s3, bucket: str, key: str, dest: str) -> None:
     """The object at `key` into the file `dest` (replaced whole, never half written)."""
     target = Path(dest)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent))
     try:
-        with os.fdopen(handle, "wb") as out:
+        with owned.replacing(target) as out:
             for chunk in body.iter_chunks(CHUNK):
                 out.write(chunk)
-        os.replace(partial, str(target))
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except OSError:
-            pass
-        raise
     finally:
         body.close()
 
