@@ -143,3 +143,94 @@ def test_a_read_only_environment_is_checked_without_writing(env):
         assert _check(env) == "full"
     finally:
         os.chmod(env, 0o755)
+
+
+# --------------------------------------------------------------------------- the stamps check (a record kept in memory)
+
+
+@pytest.fixture
+def kept(env):
+    """A record as a run keeps it: loaded once, checked before each job; after
+    one walk that passed the next check takes the folders' stamps."""
+    record = env_record.load(env)
+    assert env_record.check(env, record) == "quick"
+    assert env_record.check(env, record) == "stamps"
+    return record
+
+
+def test_the_stamps_check_finds_an_edit_with_its_mtime_set_back(env, kept):
+    path = env / SITE / "pkg" / "__init__.py"
+    before = path.stat()
+    path.write_text("VALUE = 2\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(env_record.Changed, match=rf"^{SITE}/pkg/__init__.py changed$"):
+        env_record.check(env, kept)
+
+
+@pytest.mark.parametrize("added", [f"{SITE}/evil.pth", f"{SITE}/pkg/__pycache__/extra.cpython-311.pyc",
+                                   "bin/pip-hook", f"{SITE}/newpkg/__init__.py"])
+def test_the_stamps_check_finds_a_new_file_even_with_its_folder_times_set_back(env, kept, added):
+    """A folder's mtime can be set back too, its ctime cannot."""
+    path = env / added
+    folders = [p for p in [env / SITE, env / SITE / "pkg" / "__pycache__", env / "bin"] if path.parent == p] \
+        or [env / SITE]
+    before = {folder: folder.stat() for folder in folders}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("import os\n")
+    for folder, info in before.items():
+        os.utime(folder, ns=(info.st_atime_ns, info.st_mtime_ns))
+    with pytest.raises(env_record.Changed, match=f"^{added} was added$"):
+        env_record.check(env, kept)
+
+
+def test_the_stamps_check_finds_a_file_renamed_in_place_of_another(env, kept):
+    """Same name, same size, its mtime copied: a new inode (and the folder's ctime)."""
+    path = env / SITE / "pkg" / "__init__.py"
+    other = env / "replacement"
+    other.write_text("VALUE = 3\n")
+    info = path.stat()
+    os.utime(other, ns=(info.st_atime_ns, info.st_mtime_ns))
+    os.rename(other, path)
+    with pytest.raises(env_record.Changed, match=rf"^{SITE}/pkg/__init__.py changed$"):
+        env_record.check(env, kept)
+
+
+def test_the_stamps_check_finds_a_missing_file_and_a_retargeted_link(env, kept):
+    os.unlink(env / "bin" / "python")
+    os.symlink("/tmp/python", env / "bin" / "python")
+    with pytest.raises(env_record.Changed, match="^bin/python changed$"):
+        env_record.check(env, kept)
+    os.unlink(env / "bin" / "python")
+    os.symlink("/usr/bin/python3", env / "bin" / "python")  # back as it was, a new inode: the full check passes
+    assert env_record.check(env, kept) == "full"
+    (env / "pyvenv.cfg").unlink()
+    with pytest.raises(env_record.Changed, match="^pyvenv.cfg is missing$"):
+        env_record.check(env, kept)
+
+
+def test_a_folder_replaced_by_a_copy_is_walked_again(env, kept):
+    """The same entries in a new folder (another inode): the walk decides, and passes on identical files."""
+    pkg = env / SITE / "pkg"
+    os.rename(pkg, env / "old-pkg")
+    import shutil
+
+    shutil.copytree(env / "old-pkg", pkg, copy_function=shutil.copy2)
+    shutil.rmtree(env / "old-pkg")
+    assert env_record.check(env, kept) == "full"  # new inodes: hashed, found equal
+    assert env_record.check(env, kept) == "quick"  # the quick record rewritten: walked once more
+    assert env_record.check(env, kept) == "stamps"
+
+
+def test_the_stamps_check_gives_way_to_the_daily_full_check(env, kept):
+    later = kept.full_at + env_record.FULL_EVERY_SECONDS + 1
+    assert env_record.check(env, kept, now=later) == "full"
+    assert env_record.check(env, kept, full=True) == "full"
+
+
+def test_the_stamps_check_does_not_outlive_a_failed_check(env, kept):
+    (env / SITE / "evil.pth").write_text("import os\n")
+    with pytest.raises(env_record.Changed):
+        env_record.check(env, kept)
+    assert kept.walked is None
+    (env / SITE / "evil.pth").unlink()
+    assert env_record.check(env, kept) == "quick"  # walked again before any stamps are trusted

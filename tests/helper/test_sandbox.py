@@ -340,3 +340,142 @@ def test_the_probe_refuses_a_tool_that_leaves_read_only_folders_writable(tmp_pat
                     f"os.execv({shutil.which('bwrap')!r}, ['bwrap'] + kept)\n")
     fake.chmod(0o755)
     assert sandbox.try_tool(str(fake), f"{folder}:/usr/bin:/bin") == "the shared folder stays writable"
+
+
+# --------------------------------------------------------------------------- what the job inherits (issue 23)
+
+
+@each_tool
+def test_the_job_gets_the_environment_and_signals_it_was_given(tmp_path, tool):
+    """The setup between the runner and the job (unshare's program runs in
+    Python) adds nothing: no variable (a Python that starts in the C locale
+    adds LC_CTYPE to its own), no ignored signal (Python ignores SIGPIPE and
+    SIGXFSZ, and an ignored signal stays ignored across exec)."""
+    env = {"PATH": "/usr/bin:/bin", "MLTP_SEEN": "yes"}
+    command = sandbox.wrap(["/bin/sh", "-c", "env; grep '^SigIgn' /proc/self/status"], tmp_path / "job" / "opt" / "ml",
+                           "/opt/ml", tool=tool)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    seen = dict(line.split("=", 1) for line in lines if "=" in line)
+    seen.pop("PWD", None)  # the shell's own
+    seen.pop("SHLVL", None)
+    assert seen == env
+    assert [line.split()[1] for line in lines if line.startswith("SigIgn")] == ["0000000000000000"]
+
+
+@pytest.mark.skipif(not shutil.which("unshare") or sandbox.try_tool(shutil.which("unshare") or "") is not None,
+                    reason="unshare cannot make namespaces here")
+@pytest.mark.parametrize("read_only", [False, True], ids=["plain", "read-only-folders"])
+def test_with_unshare_the_job_is_uid_0_and_its_files_the_agents(tmp_path, read_only):
+    """As in SageMaker's containers the job runs as root, in its namespace only:
+    what it writes belongs to the agent's user (also behind the second
+    namespace that locks the read-only folders)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    command = sandbox.wrap(["/bin/sh", "-c", "id -u; id -g; echo x > /opt/ml/out"], tmp_path / "job" / "opt" / "ml",
+                           "/opt/ml", tool=shutil.which("unshare"), read_only=[str(shared)] if read_only else [])
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0"]
+    written = (tmp_path / "job" / "opt" / "ml" / "out").stat()
+    assert (written.st_uid, written.st_gid) == (os.getuid(), os.getgid())
+
+
+KILLED_PARENT = r"""
+import subprocess, sys, time
+from pathlib import Path
+from mltp.local import sandbox
+marker, tool = sys.argv[1], sys.argv[2]
+code = "import time; open(%r, 'w').close(); time.sleep(120)" % marker
+subprocess.Popen(sandbox.wrap([sys.executable, "-c", code], Path(sys.argv[3]) / "opt" / "ml", "/opt/ml", tool=tool))
+time.sleep(300)
+"""
+
+
+@each_tool
+def test_a_killed_helper_takes_its_job_with_it(tmp_path, tool):
+    """The helper killed outright (no stop(), no signal handler): the job gets
+    its parent-death signal and ends; nothing stays mounted on the host."""
+    marker = tmp_path / "started"
+    helper = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(marker), tool, str(tmp_path / "job")])
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists()
+        assert _processes_mentioning(str(marker))
+    finally:
+        helper.kill()
+        helper.wait()
+    deadline = time.time() + 15
+    while _processes_mentioning(str(marker)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _processes_mentioning(str(marker)) == []
+    with open("/proc/self/mounts") as mounts:
+        assert str(tmp_path) not in mounts.read()
+
+
+# --------------------------------------------------------------------------- the setup program on its own
+
+
+def _setup_program(tmp_path, parent: int, ml: Path, read_only: str = "", extra=()):
+    new_root = tmp_path / "job" / "root"
+    sandbox._skeleton(new_root)
+    stage = tmp_path / "job" / sandbox.STAGING
+    stage.mkdir(parents=True, exist_ok=True)
+    holder = os.path.realpath(str(new_root)).lstrip("/").split("/", 1)[0]
+    return ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private", sys.executable, "-I", "-S",
+            str(sandbox.SETUP_PROGRAM), str(ml), str(stage), "/opt/ml", read_only, str(parent), str(new_root), holder,
+            *extra]
+
+
+needs_unshare = pytest.mark.skipif(
+    not shutil.which("unshare") or sandbox.try_tool(shutil.which("unshare") or "") is not None,
+    reason="unshare cannot make namespaces here")
+
+
+@needs_unshare
+def test_the_setup_program_refuses_bad_arguments_before_any_job(tmp_path):
+    ml = tmp_path / "job" / "opt" / "ml"
+    ml.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    proc = subprocess.run(_setup_program(tmp_path, os.getpid(), ml, extra=["touch", str(marker)]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 125 and proc.stderr.startswith("mltp: sandbox_setup: usage:"), proc.stderr
+    assert not marker.exists()
+
+
+@needs_unshare
+def test_the_setup_program_stops_at_a_mount_that_fails(tmp_path):
+    """A job folder that is gone: the bind onto /opt/ml fails, the message names
+    it, and the job does not start."""
+    marker = tmp_path / "ran"
+    proc = subprocess.run(_setup_program(tmp_path, os.getpid(), tmp_path / "absent", extra=["--", "touch", str(marker)]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 125, proc.stderr
+    assert proc.stderr.strip() == f"mltp: mount {tmp_path / 'absent'} on /opt/ml: No such file or directory"
+    assert not marker.exists()
+
+
+@needs_unshare
+def test_the_setup_program_does_not_start_a_job_whose_helper_is_gone(tmp_path):
+    """The helper died before the parent-death signal was set (its PID is not
+    this process's parent): the job never starts, as if the signal had come."""
+    ml = tmp_path / "job" / "opt" / "ml"
+    ml.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    proc = subprocess.run(_setup_program(tmp_path, 1, ml, extra=["--", "touch", str(marker)]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + 9, proc.stderr
+    assert not marker.exists()
+
+
+@needs_unshare
+def test_the_setup_program_says_when_the_command_cannot_start(tmp_path):
+    ml = tmp_path / "job" / "opt" / "ml"
+    ml.mkdir(parents=True)
+    proc = subprocess.run(_setup_program(tmp_path, os.getpid(), ml, extra=["--", "no-such-program-here"]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 127
+    assert proc.stderr.strip() == "mltp: no-such-program-here: No such file or directory"

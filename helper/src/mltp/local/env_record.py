@@ -30,6 +30,19 @@ hash every time would add up to a minute. So the check has two levels:
   every FULL_EVERY_SECONDS (a day), so a change the quick check cannot see
   (a clock set back, a file system without real ctimes) is found within a day.
 
+Within one process the quick check gets cheaper after a walk that passed:
+listing every folder (some 2,300 in scikit-learn's) costs as much as the
+stat of every file. Adding, removing or renaming an entry changes its
+folder's mtime and ctime (ctime, again, cannot be set back), and mounting
+something over a folder changes its device and inode; so a walk that passes
+remembers, in memory, each folder's (mtime_ns, ctime_ns, inode, device),
+taken before the folder was listed, and the files it found. The next quick
+check then takes one stat per folder instead of listing it, and the stat of
+every file as before ('stamps'): where any folder's stamp differs, or a file
+is gone, it falls back to the walk. It catches what the walk catches, and
+reads the same times: about 0.06 s of CPU instead of 0.12 for
+scikit-learn's, before each job of a run.
+
 A full check that passes rewrites the quick record. A change is never
 repaired in place: the caller takes the environment out of use and builds it
 again (envs.py), naming the environment and the entry.
@@ -60,6 +73,7 @@ FORMAT = 1
 _OWN_PREFIXES = (RECORD, SEEN)
 
 Stat = Tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+DirStamp = Tuple[int, int, int, int]  # mtime_ns, ctime_ns, inode, device
 
 
 @dataclass
@@ -70,6 +84,9 @@ class Record:
     entries: Dict[str, list]  # relative path -> ["f", size, sha256] or ["l", target]
     seen: Dict[str, Stat] = field(default_factory=dict)
     full_at: float = 0.0
+    # In memory only: each folder's stamp and the files of the last walk that
+    # passed in this process (the 'stamps' check); None until one has.
+    walked: Optional[Tuple[Dict[str, DirStamp], Tuple[str, ...]]] = None
 
 
 class Changed(Exception):
@@ -116,19 +133,26 @@ def load(root: Path) -> Record:
 
 def check(root: Path, record: Record, full: bool = False, now: Optional[float] = None) -> str:
     """Raises Changed naming the first entry that differs from `record`; else
-    says which level of check it took ('quick' or 'full'). A full check that
-    passes updates `record` and, where it can, the quick record on disk."""
+    says which level of check it took ('stamps', 'quick' or 'full'). A full
+    check that passes updates `record` and, where it can, the quick record on
+    disk."""
     root = Path(root)
     now = time.time() if now is None else now
-    current = _walk(root)
+    fresh = bool(record.full_at) and now - record.full_at < FULL_EVERY_SECONDS
+    walked, record.walked = record.walked, None
+    if not full and fresh and walked is not None and _stamps_hold(root, record, walked):
+        record.walked = walked
+        return "stamps"
+    folders: Dict[str, DirStamp] = {}
+    current = _walk(root, folders)
     added = sorted(set(current) - set(record.entries))
     if added:
         raise Changed(f"{added[0]} was added")
     missing = sorted(set(record.entries) - set(current))
     if missing:
         raise Changed(f"{missing[0]} is missing")
-    if not full and record.full_at and now - record.full_at < FULL_EVERY_SECONDS and \
-            all(record.seen.get(rel) == _stat(info) for rel, info in current.items()):
+    if not full and fresh and all(record.seen.get(rel) == _stat(info) for rel, info in current.items()):
+        record.walked = (folders, tuple(current))
         return "quick"
     for rel in sorted(current):
         expected, info, path = record.entries[rel], current[rel], root / rel
@@ -138,16 +162,24 @@ def check(root: Path, record: Record, full: bool = False, now: Optional[float] =
         elif not stat.S_ISREG(info.st_mode) or info.st_size != expected[1] or _sha256(path) != expected[2]:
             raise Changed(f"{rel} changed")
     _remember(root, record, current, now)
+    # Writing the quick record changed the root folder's stamp: the next check
+    # walks once more, and then takes the stamps.
+    record.walked = (folders, tuple(current))
     return "full"
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _walk(root: Path) -> Dict[str, os.stat_result]:
+def _walk(root: Path, folders: Optional[Dict[str, DirStamp]] = None) -> Dict[str, os.stat_result]:
     """Every entry under root but directories (and mltp's own bookkeeping), by
-    relative POSIX path, as lstat sees it: symbolic links are not followed."""
+    relative POSIX path, as lstat sees it: symbolic links are not followed.
+    `folders` gets each folder's stamp (by relative path, the root as ''),
+    taken before the folder is listed: an entry added after the listing
+    changes it."""
     found: Dict[str, os.stat_result] = {}
+    if folders is not None:
+        folders[""] = _dir_stamp(os.lstat(str(root)))
     pending = [("", str(root))]
     while pending:
         prefix, folder = pending.pop()
@@ -157,10 +189,35 @@ def _walk(root: Path) -> Dict[str, os.stat_result]:
                     continue
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
+                    if folders is not None:
+                        folders[rel] = _dir_stamp(entry.stat(follow_symlinks=False))
                     pending.append((rel + "/", entry.path))
                 else:
                     found[rel] = entry.stat(follow_symlinks=False)
     return found
+
+
+def _stamps_hold(root: Path, record: Record, walked: Tuple[Dict[str, DirStamp], Tuple[str, ...]]) -> bool:
+    """Whether every folder of the last walk that passed has its stamp (so it
+    holds the same entries) and every file its quick record; False sends the
+    check to the walk."""
+    folders, files = walked
+    base = str(root) + "/"
+    seen = record.seen
+    try:
+        for rel, stamp in folders.items():
+            if _dir_stamp(os.lstat(base + rel if rel else str(root))) != stamp:
+                return False
+        for rel in files:
+            if _stat(os.lstat(base + rel)) != seen.get(rel):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _dir_stamp(info: os.stat_result) -> DirStamp:
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev) if stat.S_ISDIR(info.st_mode) else (-1, -1, -1, -1)
 
 
 def _stat(info: os.stat_result) -> Stat:
