@@ -364,6 +364,33 @@ def test_the_job_gets_the_environment_and_signals_it_was_given(tmp_path, tool):
     assert [line.split()[1] for line in lines if line.startswith("SigIgn")] == ["0000000000000000"]
 
 
+@each_tool
+def test_the_loaders_variables_reach_the_job_and_not_the_sandbox_s_own_tools(tmp_path, tool):
+    """A step's environment may set LD_PRELOAD and the like (the job gets them,
+    as on SageMaker), but unshare or bwrap and the setup program still hold
+    mount rights before the read-only binds exist: a library preloaded there
+    could skip them. The loader complains once per process it cannot preload
+    into, so the count of complaints is the count of processes that got it."""
+    missing = tmp_path / "no-such-library.so"
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(missing), "LD_LIBRARY_PATH": str(tmp_path),
+           "GCONV_PATH": str(tmp_path), "KEPT": "yes"}
+    (tmp_path / "shared").mkdir()
+    command, start_env = sandbox.launch([shutil.which("env")], tmp_path / "job" / "opt" / "ml", "/opt/ml", env,
+                                        tool=tool, read_only=[str(tmp_path / "shared")])
+    assert not any(k.startswith("LD_") or k == "GCONV_PATH" for k in start_env)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, env=start_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("cannot be preloaded") == 1, proc.stderr  # the job's own process, nothing before it
+    seen = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    seen.pop("PWD", None)
+    seen.pop("SHLVL", None)
+    assert seen == env  # exactly the job's environment: nothing added (no MLTP_SANDBOX_RESTORE), nothing lost
+    # Started as before (everything in the launcher's environment), the tools would each have loaded it.
+    plain = subprocess.run(sandbox.wrap(["/bin/true"], tmp_path / "job2" / "opt" / "ml", "/opt/ml", tool=tool),
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert plain.stderr.count("cannot be preloaded") >= 2, plain.stderr
+
+
 @pytest.mark.skipif(not shutil.which("unshare") or sandbox.try_tool(shutil.which("unshare") or "") is not None,
                     reason="unshare cannot make namespaces here")
 @pytest.mark.parametrize("read_only", [False, True], ids=["plain", "read-only-folders"])

@@ -384,8 +384,8 @@ class LocalJobRunner:
         started = time.time()
         launch, where = list(command), str(cwd)
         if self.sandboxed:  # the job's own /opt/ml; the working directory is set inside
-            launch = sandbox.wrap(command, self.workdir / job_name / CONTAINER_ROOT.lstrip("/"), str(cwd),
-                                  read_only=envs.protected_paths(list(self.environments.values())))
+            launch, env = sandbox.launch(command, self.workdir / job_name / CONTAINER_ROOT.lstrip("/"), str(cwd), env,
+                                         read_only=envs.protected_paths(list(self.environments.values())))
             where = str(self.workdir)
         with self._lock:
             if self._stopped:

@@ -86,6 +86,7 @@ Where user namespaces are forbidden (a container without the capability,
 and only literal paths in scripts do not work (the run's log says so once).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,7 +94,7 @@ import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 CONTAINER_ML = "/opt/ml"
 DISABLE_VARIABLE = "MLTP_NO_SANDBOX"
@@ -132,6 +133,43 @@ def wrap(command: Sequence[str], ml_dir: Path, cwd: str, tool: Optional[str] = N
     return [tool, "--user", "--map-root-user", "--mount", "--propagation", "private",
             sys.executable, "-I", "-S", str(SETUP_PROGRAM), str(ml_dir), str(stage), str(cwd), "\n".join(read_only),
             str(os.getpid()), str(new_root), holder, "--", *command]
+
+
+# What the dynamic loader and libc act on before any of our code runs (glibc
+# drops the same list for setuid programs, plus every LD_*). A step's
+# `environment` may set them, and the job gets them as on SageMaker; but the
+# sandbox's own tools (unshare or bwrap, and the setup program) still hold
+# mount rights before the read-only binds exist, so a preloaded library there
+# could skip those binds. They start without them; the job gets them back.
+LOADER_VARIABLES = frozenset({
+    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR"})
+RESTORE = "MLTP_SANDBOX_RESTORE"  # how the setup program gets them (a step may not set MLTP_*)
+
+
+def _withheld(name: str) -> bool:
+    return name.startswith("LD_") or name in LOADER_VARIABLES
+
+
+def launch(command: Sequence[str], ml_dir: Path, cwd: str, env: Mapping[str, str], tool: Optional[str] = None,
+           read_only: Sequence[str] = ()) -> Tuple[List[str], Dict[str, str]]:
+    """`wrap`'s command and the environment to start it with: the job's
+    environment `env` without the loader's variables, which reach the job
+    itself (and only it) through the setup program or bwrap's --setenv."""
+    tool = tool or _probe(os.environ.get("PATH", os.defpath))[0] or shutil.which("unshare") or "unshare"
+    command = list(command)
+    withheld = {k: v for k, v in env.items() if _withheld(k)}
+    start_env = {k: v for k, v in env.items() if not _withheld(k) and k != RESTORE}
+    if withheld and Path(tool).name == "bwrap":
+        setenv: List[str] = []
+        for name, value in sorted(withheld.items()):
+            setenv += ["--setenv", name, value]
+        argv = wrap(command, ml_dir, cwd, tool, read_only)
+        cut = len(argv) - len(command) - 1  # bwrap's own "--" before the command
+        return argv[:cut] + setenv + argv[cut:], start_env
+    if withheld:
+        start_env[RESTORE] = json.dumps(withheld)
+    return wrap(command, ml_dir, cwd, tool, read_only), start_env
 
 
 def root_folder(ml_dir: Path) -> Path:

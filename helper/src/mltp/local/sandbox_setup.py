@@ -22,7 +22,9 @@ the start of one interpreter. Then:
   ignored signal stays ignored across exec);
 - exec of the command, with the environment this process was started with
   (read back from /proc/self/environ: the interpreter's start may add
-  LC_CTYPE to its own), so the job keeps the PID its runner started.
+  LC_CTYPE to its own), so the job keeps the PID its runner started; the
+  loader's variables of the job's environment (LD_PRELOAD and the like), which
+  this process started without, are put back from MLTP_SANDBOX_RESTORE.
 
 On any failure it prints `mltp: ...` on stderr and exits 125, before the job
 starts.
@@ -49,6 +51,7 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "loo
                   "ppc64": 203, "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218, "armv6l": 218}
 EXIT_SETUP = 125
 HOST = ".mltp-host"
+RESTORE = b"MLTP_SANDBOX_RESTORE"  # sandbox.RESTORE
 
 _libc = ctypes.CDLL(None, use_errno=True)
 for _name in ("mount", "umount2", "unshare", "prctl", "syscall"):
@@ -166,6 +169,14 @@ def _environment() -> dict:
         if b"=" in item:
             key, value = item.split(b"=", 1)
             out.setdefault(key, value)
+    # The loader's variables of the job's environment, which this process and
+    # unshare started without (sandbox.LOADER_VARIABLES): the job's again.
+    restore = out.pop(RESTORE, None)
+    if restore:
+        import json  # only then
+
+        for key, value in json.loads(restore.decode("utf-8")).items():
+            out[os.fsencode(key)] = os.fsencode(value)
     return out
 
 
