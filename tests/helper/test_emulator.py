@@ -257,3 +257,44 @@ def test_the_emulator_imports_no_batch_backend_until_one_is_asked_for(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env=dict(__import__("os").environ, MLTP_CACHE_DIR=str(tmp_path)))
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_moto):
+    """CreateStateMachine parses the definition to validate it; the first
+    execution of that definition runs the program that parse built instead of
+    parsing it again, and every later one parses its own. A definition that
+    does not parse is refused as before."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+
+    parses = []
+    original = asl_parser.AmazonStateLanguageParser.parse
+
+    def counting(definition):
+        parses.append(definition)
+        return original(definition)
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(counting)
+    try:
+        sfn = local_moto("stepfunctions")
+        definition = json.dumps(_pass_chain(3))
+        machine = sfn.create_state_machine(name="reuse", definition=definition,
+                                           roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+        assert len(parses) == 1
+        outputs = []
+        for name in ("first", "second"):
+            arn = sfn.start_execution(stateMachineArn=machine, name=name, input="{}")["executionArn"]
+            deadline = time.monotonic() + 30
+            while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            done = sfn.describe_execution(executionArn=arn)
+            assert done["status"] == "SUCCEEDED"
+            outputs.append(json.loads(done["output"]))
+        assert outputs == [{"i": 2}, {"i": 2}]
+        assert len(parses) == 2  # the validation's, and the second execution's own
+        with pytest.raises(ClientError) as refused:
+            sfn.create_state_machine(name="broken", definition=json.dumps({"StartAt": "Nowhere", "States": {}}),
+                                     roleArn="arn:aws:iam::123456789012:role/sfn")
+        assert refused.value.response["Error"]["Message"].startswith("ASLParserException")  # moto's answer
+    finally:
+        asl_parser.AmazonStateLanguageParser.parse = original

@@ -118,6 +118,34 @@ def _defer_moto_batch() -> None:
 
 _defer_moto_batch()  # before the interpreter's service integrations import moto.batch.utils
 
+
+def _cache_moto_models() -> None:
+    """moto serializes its answers with botocore's service models, which it
+    loads with a loader of its own (its extras merged in) and no cache: S3's,
+    SageMaker's, STS's and Step Functions' JSON parsed again by every local
+    run, some 0.3 s of its fixed cost, and the same files the run's clients
+    read from the helper's cache already. moto's loader reads them through that
+    cache too (service_models); each load still gets its own copy, which moto's
+    extras then change. MLTP_NO_MODEL_CACHE=1 leaves moto's loader as it is."""
+    if os.environ.get("MLTP_NO_MODEL_CACHE"):
+        return
+    import moto.core.loaders as moto_loaders
+    import moto.core.utils as moto_utils
+
+    if getattr(moto_utils, "create_loader", None) is not moto_loaders.create_loader:
+        return  # a moto that loads its models some other way: left as it is
+
+    class Loader(moto_loaders.Loader, service_models.CachingLoader):
+        """moto's loader (its extras), with the list of services remembered too."""
+
+    def create_loader() -> moto_loaders.Loader:
+        return Loader(extra_search_paths=[moto_loaders.moto_root], file_loader=service_models.caching_file_loader())
+
+    moto_utils.create_loader = create_loader
+
+
+_cache_moto_models()  # before the first request asks moto.core.utils for a model
+
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory as task_factory_mod
@@ -528,6 +556,57 @@ class HistoryClock:
             time.sleep(max(0.0, min(self.SETTLE_SECONDS, until - time.monotonic())))
 
 
+# Programs parsed when a definition was validated (CreateStateMachine,
+# UpdateStateMachine) and not run yet, by definition: at most a few.
+_VALIDATED: dict[str, Any] = {}
+_VALIDATED_LOCK = threading.Lock()
+_VALIDATED_KEPT = 4
+
+
+def install_parse_reuse() -> None:
+    """moto's interpreter parses a definition with its ANTLR parser twice:
+    to validate it when the state machine is created or updated, and again
+    when an execution starts (some 0.2 s each once the parser is warm, the
+    first parse of a process 0.6 s). The program the validation built is
+    handed to the next execution of that same definition instead, once: each
+    program is still run at most once, exactly as its own parse would have
+    built it (the parse depends on the definition's text alone), and a
+    definition that fails to parse fails its CreateStateMachine as before.
+    Idempotent."""
+    from moto.stepfunctions.parser import models as parser_models
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    if getattr(ExecutionWorker, "_mltp_parse_reuse", False):
+        return
+
+    class ValidatingParser(AmazonStateLanguageParser):
+        """What the backend's validation calls: the parse, with its program kept."""
+
+        @staticmethod
+        def parse(definition: str):
+            program, tree = AmazonStateLanguageParser.parse(definition)
+            with _VALIDATED_LOCK:
+                _VALIDATED.pop(definition, None)
+                _VALIDATED[definition] = program
+                while len(_VALIDATED) > _VALIDATED_KEPT:
+                    del _VALIDATED[next(iter(_VALIDATED))]
+            return program, tree
+
+    original = ExecutionWorker._get_evaluation_entrypoint
+
+    @functools.wraps(original)
+    def entrypoint(self):
+        definition = self._evaluation_details.state_machine_details.definition
+        with _VALIDATED_LOCK:
+            program = _VALIDATED.pop(definition, None)
+        return program if program is not None else original(self)
+
+    parser_models.AmazonStateLanguageParser = ValidatingParser
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint
+    ExecutionWorker._mltp_parse_reuse = True
+
+
 def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
     task_factory_mod._mltp_orig_for = orig
@@ -545,6 +624,8 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     global _SYNC_POLL_SECONDS
     _SYNC_POLL_SECONDS = sync_poll_seconds
     cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.0
+    # the program validation parsed runs the next execution of its definition
+    install_parse_reuse()
     # GetExecutionHistory in pages, and the waiter woken by each new event
     install_history_pages()
     install_history_signal()
