@@ -298,3 +298,37 @@ def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_m
         assert refused.value.response["Error"]["Message"].startswith("ASLParserException")  # moto's answer
     finally:
         asl_parser.AmazonStateLanguageParser.parse = original
+
+
+def test_the_interpreters_tasks_share_one_client_per_service(local_moto):
+    """Every aws-sdk task of every execution calls the emulator through one
+    client per service (moto built a new one per task); the answers are the
+    same."""
+    import botocore.client
+
+    made = []
+    original = botocore.client.ClientCreator.create_client
+
+    def counting(self, service_name, *args, **kwargs):
+        made.append(service_name)
+        return original(self, service_name, *args, **kwargs)
+
+    s3 = local_moto("s3")
+    s3.create_bucket(Bucket="shared-clients")
+    chain = {"StartAt": "L0", "States": {
+        f"L{i}": dict({"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
+                       "ResultSelector": {"names.$": "$.Buckets[*].Name"}},
+                      **({"Next": f"L{i + 1}"} if i < 2 else {"End": True})) for i in range(3)}}
+    botocore.client.ClientCreator.create_client = counting
+    try:
+        sfn = local_moto("stepfunctions")
+        made.clear()
+        first = _finished(sfn, chain, "clients-1")
+        second = _finished(sfn, chain, "clients-2")
+    finally:
+        botocore.client.ClientCreator.create_client = original
+    for arn in (first, second):
+        done = sfn.describe_execution(executionArn=arn)
+        assert done["status"] == "SUCCEEDED", done
+        assert "shared-clients" in json.loads(done["output"])["names"]
+    assert made.count("s3") <= 1  # six tasks, one client (none if an earlier test made it)

@@ -278,7 +278,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return set()
 
     def _client(self, rrp, creds):
-        return boto_client_for(service="sagemaker", region=rrp.region, state_credentials=creds)
+        return _shared_client(region=rrp.region, service="sagemaker", state_credentials=creds)
 
     def _from_error(self, env, ex):
         if isinstance(ex, ClientError):
@@ -450,6 +450,40 @@ def fix_indefinite_path_misses() -> bool:
 
 
 # --------------------------------------------------------------------------- 4. the execution history
+
+
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared_client(region: str, service: str, state_credentials: Any = None):
+    """moto's boto_client_for, made once per service, region and emulator port:
+    the interpreter asks for a new client at every task, some 30 ms of
+    botocore's set-up each, for a client that is always the same: moto's
+    signs with a fixed key whatever the task's credentials (it does not read
+    them) and points at the emulator. botocore clients may be shared between
+    threads. Under moto's in-process mock (no server), moto's own."""
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    if botocore_stubber.enabled:
+        return boto_client_for(region=region, service=service, state_credentials=state_credentials)
+    key = (region, service, moto_server_port())
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto_client_for(region=region, service=service)
+        return _CLIENTS[key]
+
+
+def install_shared_clients() -> None:
+    """The interpreter's service integrations get their clients from
+    _shared_client: rebinds boto_client_for in the modules that imported it.
+    Idempotent."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is boto_client_for:
+            module.boto_client_for = _shared_client
 
 
 # GetExecutionHistory's maxResults: AWS's default when none (or 0) is given, and its largest.
@@ -626,6 +660,8 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.0
     # the program validation parsed runs the next execution of its definition
     install_parse_reuse()
+    # one client per service for the interpreter's tasks, not one per task
+    install_shared_clients()
     # GetExecutionHistory in pages, and the waiter woken by each new event
     install_history_pages()
     install_history_signal()
