@@ -332,3 +332,49 @@ def test_the_interpreters_tasks_share_one_client_per_service(local_moto):
         assert done["status"] == "SUCCEEDED", done
         assert "shared-clients" in json.loads(done["output"])["names"]
     assert made.count("s3") <= 1  # six tasks, one client (none if an earlier test made it)
+
+
+def test_a_history_page_is_what_motos_serializer_writes(local_moto):
+    """Each event of a page is serialized once and kept: the page reads exactly
+    as moto's serializer writes the whole page (a run with tasks, a Choice, a
+    failure caught, a Fail), at every poll."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    sfn = local_moto("stepfunctions")
+    local_moto("s3").create_bucket(Bucket="history-serialized")
+    definition = {"StartAt": "List", "States": {
+        "List": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
+                 "ResultSelector": {"names.$": "$.Buckets[*].Name"}, "Next": "Missing"},
+        "Missing": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                    "Parameters": {"Bucket": "history-serialized", "Key": "none"},
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Which"}],
+                    "End": True},
+        "Which": {"Type": "Choice", "Choices": [{"Variable": "$.error", "IsPresent": True, "Next": "Stop"}],
+                  "Default": "Done"},
+        "Done": {"Type": "Succeed"},
+        "Stop": {"Type": "Fail", "Error": "Stopped", "Cause": "the object is missing"}}}
+    arn = _finished(sfn, definition, "serialized")
+    assert sfn.describe_execution(executionArn=arn)["status"] == "FAILED"
+    polls = [sfn.get_execution_history(executionArn=arn, maxResults=5) for _ in range(2)]
+    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, maxResults=4)
+              for e in page["events"]]
+    assert polls[0]["events"] == polls[1]["events"] == events[:5] and polls[0]["nextToken"]
+
+    region = arn.split(":")[3]
+    backend = stepfunctions_parser_backends["123456789012"][region]
+    raw = emulator._history_events(backend, arn)
+
+    class Page(StepFunctionResponse):  # moto's own serializer, as the operation answers
+        def _get_action(self):
+            return "GetExecutionHistory"
+
+    page = Page()
+    page.headers, page.response_headers = {}, {}
+    _, _, body = page.serialized(ActionResult({"events": raw}))
+    whole = sfn.get_execution_history(executionArn=arn, maxResults=1000)
+    ours = json.loads(json.dumps(whole["events"], default=lambda v: v.timestamp()))
+    theirs = json.loads(body)["events"]
+    assert len(theirs) == len(ours) > 10
+    assert ours == theirs

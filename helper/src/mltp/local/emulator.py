@@ -504,16 +504,36 @@ def _history_events(backend, execution_arn: str) -> list:
         return list(backend.get_execution_history(execution_arn)["events"])
 
 
+# Each history event as moto's serializer writes it, by (execution, event id):
+# an event never changes once it is in the history.
+_SERIALIZED_EVENTS: dict[tuple, Any] = {}
+_JSON_CONTENT_TYPE = ["application/x-amz-json-1.0"]
+
+
+def _serialized_event(response, execution_arn: str, event: dict) -> Any:
+    """The event's JSON, as moto's serializer makes it for a page holding it
+    (a list's items are written one by one), made once per event: the waiter
+    reads the page with the newest events at every poll, and moto's generic
+    serializer costs about 1 ms an event (30 ms a page of 25)."""
+    import copy
+
+    from moto.core.responses import ActionResult
+
+    key = (execution_arn, event.get("id"))
+    if key not in _SERIALIZED_EVENTS or key[1] is None:
+        _, headers, body = response.serialized(ActionResult({"events": [copy.deepcopy(event)]}))
+        _JSON_CONTENT_TYPE[0] = headers.get("Content-Type") or _JSON_CONTENT_TYPE[0]
+        _SERIALIZED_EVENTS[key] = json.loads(body)["events"][0]
+    return _SERIALIZED_EVENTS[key]
+
+
 def install_history_pages() -> None:
     """GetExecutionHistory as AWS answers it: at most maxResults events (100 by
     default), a nextToken while more follow, reverseOrder newest first. moto
     returns every event on every call, so a waiter polling a run re-read (and
     the emulator serialized) the whole history each time. The token is the
     position of the next event, and an unknown one is InvalidToken, as on AWS.
-    Idempotent."""
-    import copy
-
-    from moto.core.responses import ActionResult
+    Each event is serialized once (_serialized_event). Idempotent."""
     from moto.stepfunctions.exceptions import InvalidToken
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -532,11 +552,12 @@ def install_history_pages() -> None:
             if not token.startswith("mltp-") or not token[5:].isdigit() or int(token[5:]) > len(events):
                 raise InvalidToken(token)
             start = int(token[5:])
-        page = copy.deepcopy(events[start:start + size])
+        arn = self._get_param("executionArn")
+        page = [_serialized_event(self, arn, event) for event in events[start:start + size]]
         answer = {"events": page}
         if start + size < len(events):
             answer["nextToken"] = f"mltp-{start + size}"
-        return ActionResult(answer)
+        return json.dumps(answer), {"Content-Type": _JSON_CONTENT_TYPE[0]}
 
     StepFunctionResponse.get_execution_history = get_execution_history
     StepFunctionResponse._mltp_history_pages = True
