@@ -134,7 +134,6 @@ class LocalAws:
             _freeze_long_lived()
             yield clients
         finally:
-            gc.unfreeze()  # what the run made is collectable again (a process running several)
             try:
                 _keep_artifacts(clients, ctx)
                 _notifications(clients, ctx, self.say)
@@ -150,6 +149,7 @@ class LocalAws:
                 if registry_lock is not None:
                     registry_lock.release()
                 emulator.stop_local_moto(server)
+                gc.unfreeze()  # what the run kept is collectable again (a process running several runs)
 
     @contextlib.contextmanager
     def _registry_session(self) -> Iterator[Clients]:
