@@ -260,10 +260,12 @@ def test_the_emulator_imports_no_batch_backend_until_one_is_asked_for(tmp_path):
 
 
 def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_moto):
-    """CreateStateMachine parses the definition to validate it; the first
+    """CreateStateMachine parses the definition to validate it; the next
     execution of that definition runs the program that parse built instead of
-    parsing it again, and every later one parses its own. A definition that
-    does not parse is refused as before."""
+    parsing it again, and takes it: it is run once, a later execution parses
+    its own. A definition that does not parse is refused as before. (One
+    execution per test: moto before 5.2 cannot start a second one in a
+    process.)"""
     from botocore.exceptions import ClientError
     from moto.stepfunctions.parser.asl.parse import asl_parser
 
@@ -280,18 +282,15 @@ def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_m
         definition = json.dumps(_pass_chain(3))
         machine = sfn.create_state_machine(name="reuse", definition=definition,
                                            roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-        assert len(parses) == 1
-        outputs = []
-        for name in ("first", "second"):
-            arn = sfn.start_execution(stateMachineArn=machine, name=name, input="{}")["executionArn"]
-            deadline = time.monotonic() + 30
-            while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            done = sfn.describe_execution(executionArn=arn)
-            assert done["status"] == "SUCCEEDED"
-            outputs.append(json.loads(done["output"]))
-        assert outputs == [{"i": 2}, {"i": 2}]
-        assert len(parses) == 2  # the validation's, and the second execution's own
+        assert parses == [definition] and definition in emulator._VALIDATED
+        arn = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        deadline = time.monotonic() + 30
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done = sfn.describe_execution(executionArn=arn)
+        assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"i": 2}
+        assert parses == [definition]  # the kept program ran ...
+        assert definition not in emulator._VALIDATED  # ... and is gone: a later execution parses its own
         with pytest.raises(ClientError) as refused:
             sfn.create_state_machine(name="broken", definition=json.dumps({"StartAt": "Nowhere", "States": {}}),
                                      roleArn="arn:aws:iam::123456789012:role/sfn")
@@ -301,9 +300,8 @@ def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_m
 
 
 def test_the_interpreters_tasks_share_one_client_per_service(local_moto):
-    """Every aws-sdk task of every execution calls the emulator through one
-    client per service (moto built a new one per task); the answers are the
-    same."""
+    """Every aws-sdk task calls the emulator through one client per service
+    (moto built a new one per task); the answers are the same."""
     import botocore.client
 
     made = []
@@ -318,20 +316,18 @@ def test_the_interpreters_tasks_share_one_client_per_service(local_moto):
     chain = {"StartAt": "L0", "States": {
         f"L{i}": dict({"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
                        "ResultSelector": {"names.$": "$.Buckets[*].Name"}},
-                      **({"Next": f"L{i + 1}"} if i < 2 else {"End": True})) for i in range(3)}}
+                      **({"Next": f"L{i + 1}"} if i < 3 else {"End": True})) for i in range(4)}}
     botocore.client.ClientCreator.create_client = counting
     try:
         sfn = local_moto("stepfunctions")
         made.clear()
-        first = _finished(sfn, chain, "clients-1")
-        second = _finished(sfn, chain, "clients-2")
+        arn = _finished(sfn, chain, "clients")
     finally:
         botocore.client.ClientCreator.create_client = original
-    for arn in (first, second):
-        done = sfn.describe_execution(executionArn=arn)
-        assert done["status"] == "SUCCEEDED", done
-        assert "shared-clients" in json.loads(done["output"])["names"]
-    assert made.count("s3") <= 1  # six tasks, one client (none if an earlier test made it)
+    done = sfn.describe_execution(executionArn=arn)
+    assert done["status"] == "SUCCEEDED", done
+    assert "shared-clients" in json.loads(done["output"])["names"]
+    assert made.count("s3") <= 1  # four tasks, one client (none if an earlier test made it)
 
 
 def test_a_history_page_is_what_motos_serializer_writes(local_moto):
