@@ -100,8 +100,10 @@ def download_prefix(s3, bucket: str, key: str, target: Path) -> None:
     one object: that object by its name); folder markers and keys with `..` are
     skipped, so nothing lands outside `target`. For the cache's copies of a
     step's outputs and resume's copy of a failed run's, out of the local
-    emulator: one GetObject each (see put_file), into a folder that the
-    caller renames into place or rewrites whole."""
+    emulator: one GetObject each (see put_file), written in place, since the
+    caller's folder is not used until the caller seals it (the cache renames
+    its folder into place and writes the record last; resume writes its
+    input.json last)."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
         for item in page.get("Contents", []):
             rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
