@@ -257,3 +257,120 @@ def test_the_emulator_imports_no_batch_backend_until_one_is_asked_for(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env=dict(__import__("os").environ, MLTP_CACHE_DIR=str(tmp_path)))
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_execution_runs_the_program_its_definitions_validation_parsed(local_moto):
+    """CreateStateMachine parses the definition to validate it; the next
+    execution of that definition runs the program that parse built instead of
+    parsing it again, and takes it: it is run once, a later execution parses
+    its own. A definition that does not parse is refused as before. (One
+    execution per test: moto before 5.2 cannot start a second one in a
+    process.)"""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+
+    parses = []
+    original = asl_parser.AmazonStateLanguageParser.parse
+
+    def counting(definition):
+        parses.append(definition)
+        return original(definition)
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(counting)
+    try:
+        sfn = local_moto("stepfunctions")
+        definition = json.dumps(_pass_chain(3))
+        machine = sfn.create_state_machine(name="reuse", definition=definition,
+                                           roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+        assert parses == [definition] and definition in emulator._VALIDATED
+        arn = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        deadline = time.monotonic() + 30
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done = sfn.describe_execution(executionArn=arn)
+        assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"i": 2}
+        assert parses == [definition]  # the kept program ran ...
+        assert definition not in emulator._VALIDATED  # ... and is gone: a later execution parses its own
+        with pytest.raises(ClientError) as refused:
+            sfn.create_state_machine(name="broken", definition=json.dumps({"StartAt": "Nowhere", "States": {}}),
+                                     roleArn="arn:aws:iam::123456789012:role/sfn")
+        assert refused.value.response["Error"]["Message"].startswith("ASLParserException")  # moto's answer
+    finally:
+        asl_parser.AmazonStateLanguageParser.parse = original
+
+
+def test_the_interpreters_tasks_share_one_client_per_service(local_moto):
+    """Every aws-sdk task calls the emulator through one client per service
+    (moto built a new one per task); the answers are the same."""
+    import botocore.client
+
+    made = []
+    original = botocore.client.ClientCreator.create_client
+
+    def counting(self, service_name, *args, **kwargs):
+        made.append(service_name)
+        return original(self, service_name, *args, **kwargs)
+
+    s3 = local_moto("s3")
+    s3.create_bucket(Bucket="shared-clients")
+    chain = {"StartAt": "L0", "States": {
+        f"L{i}": dict({"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
+                       "ResultSelector": {"names.$": "$.Buckets[*].Name"}},
+                      **({"Next": f"L{i + 1}"} if i < 3 else {"End": True})) for i in range(4)}}
+    botocore.client.ClientCreator.create_client = counting
+    try:
+        sfn = local_moto("stepfunctions")
+        made.clear()
+        arn = _finished(sfn, chain, "clients")
+    finally:
+        botocore.client.ClientCreator.create_client = original
+    done = sfn.describe_execution(executionArn=arn)
+    assert done["status"] == "SUCCEEDED", done
+    assert "shared-clients" in json.loads(done["output"])["names"]
+    assert made.count("s3") <= 1  # four tasks, one client (none if an earlier test made it)
+
+
+def test_a_history_page_is_what_motos_serializer_writes(local_moto):
+    """Each event of a page is serialized once and kept: the page reads exactly
+    as moto's serializer writes the whole page (a run with tasks, a Choice, a
+    failure caught, a Fail), at every poll."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    sfn = local_moto("stepfunctions")
+    local_moto("s3").create_bucket(Bucket="history-serialized")
+    definition = {"StartAt": "List", "States": {
+        "List": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
+                 "ResultSelector": {"names.$": "$.Buckets[*].Name"}, "Next": "Missing"},
+        "Missing": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                    "Parameters": {"Bucket": "history-serialized", "Key": "none"},
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Which"}],
+                    "End": True},
+        "Which": {"Type": "Choice", "Choices": [{"Variable": "$.error", "IsPresent": True, "Next": "Stop"}],
+                  "Default": "Done"},
+        "Done": {"Type": "Succeed"},
+        "Stop": {"Type": "Fail", "Error": "Stopped", "Cause": "the object is missing"}}}
+    arn = _finished(sfn, definition, "serialized")
+    assert sfn.describe_execution(executionArn=arn)["status"] == "FAILED"
+    polls = [sfn.get_execution_history(executionArn=arn, maxResults=5) for _ in range(2)]
+    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, maxResults=4)
+              for e in page["events"]]
+    assert polls[0]["events"] == polls[1]["events"] == events[:5] and polls[0]["nextToken"]
+
+    region = arn.split(":")[3]
+    backend = stepfunctions_parser_backends["123456789012"][region]
+    raw = emulator._history_events(backend, arn)
+
+    class Page(StepFunctionResponse):  # moto's own serializer, as the operation answers
+        def _get_action(self):
+            return "GetExecutionHistory"
+
+    page = Page()
+    page.headers, page.response_headers = {}, {}
+    _, _, body = page.serialized(ActionResult({"events": raw}))
+    whole = sfn.get_execution_history(executionArn=arn, maxResults=1000)
+    ours = json.loads(json.dumps(whole["events"], default=lambda v: v.timestamp()))
+    theirs = json.loads(body)["events"]
+    assert len(theirs) == len(ours) > 10
+    assert ours == theirs

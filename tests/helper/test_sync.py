@@ -75,9 +75,24 @@ def keys(endpoint: str, bucket: str, prefix: str) -> List[str]:
     return sorted(obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", []))
 
 
-def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
+def local_clients(endpoint: str, monkeypatch) -> Clients:
+    """Clients as a local run has them (the emulator's): sync puts each object
+    itself there, with no transfer manager."""
+    import boto3.s3.transfer
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a local sync uses no transfer manager")
+
+    monkeypatch.setattr(boto3.s3.transfer, "create_transfer_manager", refused)
+    clients = Clients(REGION, endpoint)
+    clients.local = True
+    return clients
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["aws", "local"])
+def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env, monkeypatch, local):
     cfg, files = load(model)
-    clients = Clients(REGION, aws_env)
+    clients = local_clients(aws_env, monkeypatch) if local else Clients(REGION, aws_env)
     calls = Calls(clients.s3)
     result = sync_mod.sync(cfg, clients, files)
     built = bundle.make(files)
@@ -94,6 +109,7 @@ def test_first_sync_uploads_files_tarball_then_manifest(model, aws_env):
     for name, params in calls.items:
         assert params.get("x-amz-expected-bucket-owner") == ACCOUNT, name
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=aws_env)
+    assert s3.head_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")["ContentType"] == "application/gzip"
     tarball = s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "sourcedir.tar.gz")["Body"].read()
     assert tarball == bundle.tarball_bytes(built)
     manifest = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=prefix + "manifest.json")["Body"].read())
@@ -286,12 +302,13 @@ def test_same_size_overwrite_is_caught(model, aws_env):
     assert result.repaired == ("src/train.py (content differs)",)
 
 
-def test_repair_deletes_the_manifest_first_and_writes_it_last(model, aws_env):
+@pytest.mark.parametrize("local", [False, True], ids=["aws", "local"])
+def test_repair_deletes_the_manifest_first_and_writes_it_last(model, aws_env, monkeypatch, local):
     cfg, files = load(model)
     first = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
     prefix = f"mltp/{cfg.name}/code/{first.content_hash}/"
     s3(aws_env).delete_object(Bucket=cfg.aws.bucket, Key=prefix + "src/train.py")
-    clients = Clients(REGION, aws_env)
+    clients = local_clients(aws_env, monkeypatch) if local else Clients(REGION, aws_env)
     calls = Calls(clients.s3)
     sync_mod.sync(cfg, clients, files)
     writes = [(name, params["_body"]) for name, params in calls.items if name in ("PutObject", "DeleteObject")]
@@ -326,9 +343,10 @@ def test_object_with_a_foreign_etag_is_checked_by_sha256(model, aws_env):
     assert calls.names == ["ListObjectsV2"]
 
 
-def test_every_object_is_stored_with_a_sha256(model, aws_env):
+@pytest.mark.parametrize("local", [False, True], ids=["aws", "local"])
+def test_every_object_is_stored_with_a_sha256(model, aws_env, monkeypatch, local):
     cfg, files = load(model)
-    result = sync_mod.sync(cfg, Clients(REGION, aws_env), files)
+    result = sync_mod.sync(cfg, local_clients(aws_env, monkeypatch) if local else Clients(REGION, aws_env), files)
     prefix = f"mltp/{cfg.name}/code/{result.content_hash}/"
     for key in keys(aws_env, cfg.aws.bucket, prefix):
         head = s3(aws_env).head_object(Bucket=cfg.aws.bucket, Key=prefix + key, ChecksumMode="ENABLED")

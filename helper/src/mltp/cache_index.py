@@ -91,11 +91,19 @@ def record_for(config: Config, state_machine: str, role: str, key: str, parts: D
     return Record(config.name, state_machine, role, key, run, (now or now_utc()).isoformat(), dict(parts), outputs)
 
 
+# Below this a file moves to or from the emulator in one request (see put_file).
+SINGLE_REQUEST_BYTES = 256 * 1024 * 1024
+
+
 def download_prefix(s3, bucket: str, key: str, target: Path) -> None:
     """Every object under `key` into `target`, relative paths kept (a key naming
     one object: that object by its name); folder markers and keys with `..` are
     skipped, so nothing lands outside `target`. For the cache's copies of a
-    step's outputs and resume's copy of a failed run's."""
+    step's outputs and resume's copy of a failed run's, out of the local
+    emulator: one GetObject each (see put_file), written in place, since the
+    caller's folder is not used until the caller seals it (the cache renames
+    its folder into place and writes the record last; resume writes its
+    input.json last)."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
         for item in page.get("Contents", []):
             rel = item["Key"][len(key):] if key.endswith("/") else item["Key"].rsplit("/", 1)[-1]
@@ -103,7 +111,28 @@ def download_prefix(s3, bucket: str, key: str, target: Path) -> None:
                 continue
             dest = target / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(dest))
+            if int(item.get("Size", 0)) > SINGLE_REQUEST_BYTES:
+                s3.download_file(bucket, item["Key"], str(dest))
+                continue
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
+            try:
+                with open(dest, "wb") as out:
+                    for chunk in body.iter_chunks(1 << 20):
+                        out.write(chunk)
+            finally:
+                body.close()
+
+
+def put_file(s3, path: Path, bucket: str, key: str) -> None:
+    """A kept file into the local emulator's S3 with one PutObject: boto3's
+    upload_file (s3transfer) sets up a pool of threads for every call, which
+    against the emulator, answering in this process, is most of the cost. A
+    file too large for one request on AWS still goes through upload_file."""
+    if path.stat().st_size > SINGLE_REQUEST_BYTES:
+        s3.upload_file(str(path), bucket, key)
+        return
+    with open(path, "rb") as body:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def _split(uri: str) -> Tuple[str, str]:
@@ -257,7 +286,7 @@ class LocalIndex:
             for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()):
                 rel = path.relative_to(local).as_posix()
                 target = key + rel if key.endswith("/") else key
-                s3.upload_file(str(path), bucket, target)
+                put_file(s3, path, bucket, target)
                 objects, size = objects + 1, size + path.stat().st_size
         return Copied(objects, size, time.monotonic() - started)
 

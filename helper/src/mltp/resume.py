@@ -216,4 +216,4 @@ def materialize_local(clients, repo: Path, source: Source, reuse: Dict[str, str]
                                    f"run again instead of resuming")
             for path in files:
                 rel = path.relative_to(folder).as_posix()
-                clients.s3.upload_file(str(path), bucket, key + rel if key.endswith("/") else key)
+                cache_index.put_file(clients.s3, path, bucket, key + rel if key.endswith("/") else key)

@@ -156,10 +156,15 @@ class CachingLoader(botocore.loaders.Loader):
         return services
 
 
+def caching_file_loader() -> CachingFileLoader:
+    """A file loader reading parsed JSON from the cache (for a loader of botocore's kind)."""
+    return CachingFileLoader(_Entries(cache_dir()))
+
+
 def create_loader(search_path_string: Optional[str] = None) -> CachingLoader:
     """botocore.loaders.create_loader, with the cache: AWS_DATA_PATH folders first."""
     paths = [os.path.expanduser(os.path.expandvars(p)) for p in (search_path_string or "").split(os.pathsep) if p]
-    return CachingLoader(extra_search_paths=paths, file_loader=CachingFileLoader(_Entries(cache_dir())))
+    return CachingLoader(extra_search_paths=paths, file_loader=caching_file_loader())
 
 
 def botocore_session() -> botocore.session.Session:

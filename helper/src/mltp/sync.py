@@ -311,12 +311,15 @@ def upload(plan: Plan, clients: Clients, keys: Optional[Sequence[str]] = None,
     config, bucket, prefix = plan.config, plan.config.aws.bucket, plan.prefix
     args = put_args(config, clients)
     wanted = [k for k in (plan.objects if keys is None else keys) if k != bundle_mod.MANIFEST]
-    from boto3.s3.transfer import create_transfer_manager
 
     with _s3_errors(config, "upload to", plan.uri):
         if manifest_present:
             clients.s3.delete_object(Bucket=bucket, Key=prefix + bundle_mod.MANIFEST, **owner_args(clients))
-        if wanted:
+        if wanted and getattr(clients, "local", False):
+            _put_each(plan, clients, wanted, args)
+        elif wanted:
+            from boto3.s3.transfer import create_transfer_manager
+
             with create_transfer_manager(clients.s3, _transfer_config(len(wanted))) as manager:
                 futures = []
                 for key in wanted:
@@ -339,6 +342,22 @@ def upload(plan: Plan, clients: Clients, keys: Optional[Sequence[str]] = None,
         _check_unchanged(plan.bundle)
         clients.s3.put_object(Bucket=bucket, Key=prefix + bundle_mod.MANIFEST, Body=plan.manifest_bytes,
                               ContentType="application/json", **args)
+
+
+def _put_each(plan: Plan, clients: Clients, keys: Sequence[str], args: dict) -> None:
+    """One PutObject per object, in turn, with the same arguments: the request
+    the transfer manager sends for an object below its multipart threshold
+    (every object here, see _transfer_config), without its pool of threads.
+    For the local emulator, which answers in this process: there the threads
+    only add their start-up and contend with it."""
+    bucket, prefix = plan.config.aws.bucket, plan.prefix
+    for key in keys:
+        if key == bundle_mod.TARBALL:
+            clients.s3.put_object(Bucket=bucket, Key=prefix + key, Body=plan.tarball, ContentType="application/gzip",
+                                  **args)
+            continue
+        with open(plan.objects[key].path, "rb") as body:
+            clients.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body, **args)
 
 
 def _check_unchanged(bundle: bundle_mod.Bundle) -> None:

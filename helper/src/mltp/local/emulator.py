@@ -118,6 +118,34 @@ def _defer_moto_batch() -> None:
 
 _defer_moto_batch()  # before the interpreter's service integrations import moto.batch.utils
 
+
+def _cache_moto_models() -> None:
+    """moto serializes its answers with botocore's service models, which it
+    loads with a loader of its own (its extras merged in) and no cache: S3's,
+    SageMaker's, STS's and Step Functions' JSON parsed again by every local
+    run, some 0.3 s of its fixed cost, and the same files the run's clients
+    read from the helper's cache already. moto's loader reads them through that
+    cache too (service_models); each load still gets its own copy, which moto's
+    extras then change. MLTP_NO_MODEL_CACHE=1 leaves moto's loader as it is."""
+    if os.environ.get("MLTP_NO_MODEL_CACHE"):
+        return
+    import moto.core.loaders as moto_loaders
+    import moto.core.utils as moto_utils
+
+    if getattr(moto_utils, "create_loader", None) is not moto_loaders.create_loader:
+        return  # a moto that loads its models some other way: left as it is
+
+    class Loader(moto_loaders.Loader, service_models.CachingLoader):
+        """moto's loader (its extras), with the list of services remembered too."""
+
+    def create_loader() -> moto_loaders.Loader:
+        return Loader(extra_search_paths=[moto_loaders.moto_root], file_loader=service_models.caching_file_loader())
+
+    moto_utils.create_loader = create_loader
+
+
+_cache_moto_models()  # before the first request asks moto.core.utils for a model
+
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as aws_sdk_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as cb_mod
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory as task_factory_mod
@@ -250,7 +278,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return set()
 
     def _client(self, rrp, creds):
-        return boto_client_for(service="sagemaker", region=rrp.region, state_credentials=creds)
+        return _shared_client(region=rrp.region, service="sagemaker", state_credentials=creds)
 
     def _from_error(self, env, ex):
         if isinstance(ex, ClientError):
@@ -424,6 +452,40 @@ def fix_indefinite_path_misses() -> bool:
 # --------------------------------------------------------------------------- 4. the execution history
 
 
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared_client(region: str, service: str, state_credentials: Any = None):
+    """moto's boto_client_for, made once per service, region and emulator port:
+    the interpreter asks for a new client at every task, some 30 ms of
+    botocore's set-up each, for a client that is always the same: moto's
+    signs with a fixed key whatever the task's credentials (it does not read
+    them) and points at the emulator. botocore clients may be shared between
+    threads. Under moto's in-process mock (no server), moto's own."""
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    if botocore_stubber.enabled:
+        return boto_client_for(region=region, service=service, state_credentials=state_credentials)
+    key = (region, service, moto_server_port())
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto_client_for(region=region, service=service)
+        return _CLIENTS[key]
+
+
+def install_shared_clients() -> None:
+    """The interpreter's service integrations get their clients from
+    _shared_client: rebinds boto_client_for in the modules that imported it.
+    Idempotent."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is boto_client_for:
+            module.boto_client_for = _shared_client
+
+
 # GetExecutionHistory's maxResults: AWS's default when none (or 0) is given, and its largest.
 HISTORY_PAGE_DEFAULT = 100
 HISTORY_PAGE_MAX = 1000
@@ -442,16 +504,36 @@ def _history_events(backend, execution_arn: str) -> list:
         return list(backend.get_execution_history(execution_arn)["events"])
 
 
+# Each history event as moto's serializer writes it, by (execution, event id):
+# an event never changes once it is in the history.
+_SERIALIZED_EVENTS: dict[tuple, Any] = {}
+_JSON_CONTENT_TYPE = ["application/x-amz-json-1.0"]
+
+
+def _serialized_event(response, execution_arn: str, event: dict) -> Any:
+    """The event's JSON, as moto's serializer makes it for a page holding it
+    (a list's items are written one by one), made once per event: the waiter
+    reads the page with the newest events at every poll, and moto's generic
+    serializer costs about 1 ms an event (30 ms a page of 25)."""
+    import copy
+
+    from moto.core.responses import ActionResult
+
+    key = (execution_arn, event.get("id"))
+    if key not in _SERIALIZED_EVENTS or key[1] is None:
+        _, headers, body = response.serialized(ActionResult({"events": [copy.deepcopy(event)]}))
+        _JSON_CONTENT_TYPE[0] = headers.get("Content-Type") or _JSON_CONTENT_TYPE[0]
+        _SERIALIZED_EVENTS[key] = json.loads(body)["events"][0]
+    return _SERIALIZED_EVENTS[key]
+
+
 def install_history_pages() -> None:
     """GetExecutionHistory as AWS answers it: at most maxResults events (100 by
     default), a nextToken while more follow, reverseOrder newest first. moto
     returns every event on every call, so a waiter polling a run re-read (and
     the emulator serialized) the whole history each time. The token is the
     position of the next event, and an unknown one is InvalidToken, as on AWS.
-    Idempotent."""
-    import copy
-
-    from moto.core.responses import ActionResult
+    Each event is serialized once (_serialized_event). Idempotent."""
     from moto.stepfunctions.exceptions import InvalidToken
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -470,11 +552,12 @@ def install_history_pages() -> None:
             if not token.startswith("mltp-") or not token[5:].isdigit() or int(token[5:]) > len(events):
                 raise InvalidToken(token)
             start = int(token[5:])
-        page = copy.deepcopy(events[start:start + size])
+        arn = self._get_param("executionArn")
+        page = [_serialized_event(self, arn, event) for event in events[start:start + size]]
         answer = {"events": page}
         if start + size < len(events):
             answer["nextToken"] = f"mltp-{start + size}"
-        return ActionResult(answer)
+        return json.dumps(answer), {"Content-Type": _JSON_CONTENT_TYPE[0]}
 
     StepFunctionResponse.get_execution_history = get_execution_history
     StepFunctionResponse._mltp_history_pages = True
@@ -528,6 +611,57 @@ class HistoryClock:
             time.sleep(max(0.0, min(self.SETTLE_SECONDS, until - time.monotonic())))
 
 
+# Programs parsed when a definition was validated (CreateStateMachine,
+# UpdateStateMachine) and not run yet, by definition: at most a few.
+_VALIDATED: dict[str, Any] = {}
+_VALIDATED_LOCK = threading.Lock()
+_VALIDATED_KEPT = 4
+
+
+def install_parse_reuse() -> None:
+    """moto's interpreter parses a definition with its ANTLR parser twice:
+    to validate it when the state machine is created or updated, and again
+    when an execution starts (some 0.2 s each once the parser is warm, the
+    first parse of a process 0.6 s). The program the validation built is
+    handed to the next execution of that same definition instead, once: each
+    program is still run at most once, exactly as its own parse would have
+    built it (the parse depends on the definition's text alone), and a
+    definition that fails to parse fails its CreateStateMachine as before.
+    Idempotent."""
+    from moto.stepfunctions.parser import models as parser_models
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    if getattr(ExecutionWorker, "_mltp_parse_reuse", False):
+        return
+
+    class ValidatingParser(AmazonStateLanguageParser):
+        """What the backend's validation calls: the parse, with its program kept."""
+
+        @staticmethod
+        def parse(definition: str):
+            program, tree = AmazonStateLanguageParser.parse(definition)
+            with _VALIDATED_LOCK:
+                _VALIDATED.pop(definition, None)
+                _VALIDATED[definition] = program
+                while len(_VALIDATED) > _VALIDATED_KEPT:
+                    del _VALIDATED[next(iter(_VALIDATED))]
+            return program, tree
+
+    original = ExecutionWorker._get_evaluation_entrypoint
+
+    @functools.wraps(original)
+    def entrypoint(self):
+        definition = self._evaluation_details.state_machine_details.definition
+        with _VALIDATED_LOCK:
+            program = _VALIDATED.pop(definition, None)
+        return program if program is not None else original(self)
+
+    parser_models.AmazonStateLanguageParser = ValidatingParser
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint
+    ExecutionWorker._mltp_parse_reuse = True
+
+
 def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     orig = getattr(task_factory_mod, "_mltp_orig_for", task_factory_mod.state_task_service_for)
     task_factory_mod._mltp_orig_for = orig
@@ -545,6 +679,10 @@ def install_sfn_patches(sync_poll_seconds: float = 0.5) -> None:
     global _SYNC_POLL_SECONDS
     _SYNC_POLL_SECONDS = sync_poll_seconds
     cb_mod._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.0
+    # the program validation parsed runs the next execution of its definition
+    install_parse_reuse()
+    # one client per service for the interpreter's tasks, not one per task
+    install_shared_clients()
     # GetExecutionHistory in pages, and the waiter woken by each new event
     install_history_pages()
     install_history_signal()

@@ -83,13 +83,16 @@ def restore(clients: Clients, repo: Path, group: str, description: str = "") -> 
         sm.create_model_package_group(ModelPackageGroupName=group,
                                       ModelPackageGroupDescription=(data.get("description") or description or group)[:1024])
     versions = sorted(data.get("versions", []), key=lambda v: int(v["ModelPackageVersion"]))
+    buckets = set()  # made (or found) already: every version's files are in the same one or two
     for saved in versions:
         folder = store_dir(repo, group) / f"v{saved['ModelPackageVersion']}"
         for uri, name in (saved.get("mltp:files") or {}).items():
             local = folder / name
             if local.is_file():
                 bucket, key = split_s3(uri)
-                _ensure_bucket(clients, bucket)
+                if bucket not in buckets:
+                    _ensure_bucket(clients, bucket)
+                    buckets.add(bucket)
                 objects.put_file(clients.s3, str(local), bucket, key)
         request = {k: saved[k] for k in _CREATE_FIELDS if saved.get(k) is not None}
         arn = sm.create_model_package(ModelPackageGroupName=group, **request)["ModelPackageArn"]

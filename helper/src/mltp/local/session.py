@@ -8,6 +8,7 @@ and saves the registry back. The verbs below the CLI only see the clients.
 """
 
 import contextlib
+import gc
 import os
 import shutil
 import threading
@@ -130,6 +131,7 @@ class LocalAws:
             registry_lock = locks.registry(config.repo, group, self.say)
             _restore_registry(clients, config, self.say)
             restored = True
+            _freeze_long_lived()
             yield clients
         finally:
             try:
@@ -147,6 +149,7 @@ class LocalAws:
                 if registry_lock is not None:
                     registry_lock.release()
                 emulator.stop_local_moto(server)
+                gc.unfreeze()  # what the run kept is collectable again (a process running several runs)
 
     @contextlib.contextmanager
     def _registry_session(self) -> Iterator[Clients]:
@@ -256,6 +259,16 @@ class _EmulatorStart(_Background):
         except BaseException:  # noqa: BLE001 - the caller is raising its own error already
             return
         emulator.stop_local_moto(server)
+
+
+def _freeze_long_lived() -> None:
+    """What is alive once the emulator is up and the registry restored (moto's
+    backends and the service models they loaded, the run's clients) lives as
+    long as the run: the collector is pointed away from it (gc.freeze), as after
+    the emulator's import. Otherwise the first full collection of the run, which
+    the definition's parse at CreateStateMachine sets off, walks all of it again:
+    0.2 to 0.4 s of every local run."""
+    gc.freeze()
 
 
 def _local_credentials() -> None:
