@@ -22,6 +22,15 @@ sessions: the default framework's environment and a folder of wheels.
   MLTP_TEST_WHEELS moves it), keyed by what it holds, like a warm package
   cache. The test that exercises the nearest-version search against the real
   index (test_envs.py) does not use it.
+- `lock_offline(python, lock)`: the same for the compatibility test's installs
+  (tests/compat): the files a hash-pinned lock of resources/mltp/ names for
+  one interpreter, downloaded once per machine by that interpreter's own pip
+  (so its markers and wheel tags decide, as on an agent), keyed by the lock's
+  bytes and the interpreter. install.sh still builds the virtualenv and
+  installs every pinned package (pip checks each file against the lock's
+  hashes) and the helper wheel, and verifies the result; only the download
+  is not repeated each time the bundled wheel changes, which gives install.sh's
+  own cache a new key and used to cost minutes per interpreter.
 """
 
 import fcntl
@@ -123,6 +132,48 @@ def wheelhouse() -> Path:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
     return target
+
+
+def _interpreter_tag(python: str) -> Dict[str, str]:
+    code = ("import json, os, platform, sys; print(json.dumps({'tag': '%s-%d.%d.%d-%s' % (sys.implementation.name, "
+            "*sys.version_info[:3], platform.machine()), 'executable': os.path.realpath(sys.executable)}))")
+    done = subprocess.run([python, "-I", "-c", code], stdout=subprocess.PIPE, text=True, check=True, timeout=60)
+    return json.loads(done.stdout)
+
+
+@functools.lru_cache(maxsize=None)
+def lock_wheelhouse(python: str, lock: Path) -> Path:
+    """The files of LOCK for the interpreter PYTHON, downloaded once (see the module's docstring)."""
+    interpreter = _interpreter_tag(python)
+    key = hashlib.sha256(json.dumps({"format": FORMAT, "interpreter": interpreter,
+                                     "lock": hashlib.sha256(Path(lock).read_bytes()).hexdigest()},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    target = ROOT / f"lock-{interpreter['tag']}-{key}"
+    if (target / COMPLETE).exists():
+        return target
+    with locked(f"lock-{key}"):
+        if (target / COMPLETE).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"build-lock-{key}.", dir=str(ROOT)))
+        try:
+            pip = [python, "-m", "pip"]
+            if subprocess.run(pip + ["--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
+                _run([python, "-m", "venv", str(scratch / ".pip")])  # an interpreter without pip of its own
+                pip = [str(scratch / ".pip" / "bin" / "python"), "-m", "pip"]
+            _run(pip + ["--disable-pip-version-check", "--no-input", "-q", "download", "--require-hashes",
+                        "-r", str(lock), "-d", str(scratch / "files")])
+            shutil.rmtree(scratch / ".pip", ignore_errors=True)
+            (scratch / "files" / COMPLETE).write_text(Path(lock).read_text(encoding="utf-8"), encoding="utf-8")
+            os.rename(str(scratch / "files"), str(target))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def lock_offline(python: str, lock: Path) -> Dict[str, str]:
+    """pip's settings for installing LOCK on PYTHON from its wheelhouse alone."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(lock_wheelhouse(python, lock))}
 
 
 def offline() -> Dict[str, str]:

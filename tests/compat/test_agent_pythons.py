@@ -9,8 +9,15 @@ Python (they need scikit-learn and pandas; the helper under test is the
 interpreter's).
 
 Installs go to a cache that outlives the run (MLTP_COMPAT_CACHE, default
-~/.cache/mltp-compat): an unchanged bundle is verified and reused, and pip's own
-cache holds the wheels, so only a changed bundle pays for a fresh install.
+~/.cache/mltp-compat): an unchanged bundle is verified and reused. A changed
+bundle (every change of the helper rebuilds its wheel) is installed afresh, as
+an agent installs it, but from a folder of the lock's files for that
+interpreter (tests/wheelhouse.py, lock_offline: downloaded once per machine and
+lock by the interpreter's own pip, hash-checked by pip at each install): pip
+here caches no downloads, so each fresh install used to fetch the whole lock
+again, minutes per interpreter. That the lock installs from the package index
+is proven where its wheelhouse is made (the same `--require-hashes` lock, the
+same interpreter).
 `make test-compat` runs this file (and `make test`, in one pool of workers with the
 helper's tests); the run's summary says which interpreters it covered (conftest.py).
 """
@@ -23,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from tests.compat import pythons
-from tests.installer import install, run_helper, run_verb
+from tests.installer import LOCKS, install, run_helper, run_verb
+from tests.wheelhouse import lock_offline
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fraud-detection"
@@ -50,7 +58,8 @@ def repo(tmp_path):
 def _install(version, lock, tmp_path):
     if version not in FOUND:
         pytest.skip(f"Python {version} is not on this machine")
-    done = install(FOUND[version], CACHE, tmp_path / f"install-{lock}", lock=lock)
+    done = install(FOUND[version], CACHE, tmp_path / f"install-{lock}", lock=lock,
+                   **lock_offline(FOUND[version], LOCKS[lock]))
     assert done.rc == 0, f"install on {version} failed: {done.error}\n{done.output[-3000:]}"
     assert done.mltp and "mltp helper:" in done.output
     return done.mltp
