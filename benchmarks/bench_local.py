@@ -80,29 +80,42 @@ def local_run(python: str):
     return total, phases, cpu
 
 
-def by_hand(python: str):
+def by_hand_steps(python: str) -> dict:
     """The three scripts run directly with the documented variables: no emulator, no S3.
-    Returns (seconds, CPU seconds)."""
+    Seconds of each ("prep", "train", "eval"), of all three ("total") and their CPU ("cpu")."""
+    took = {}
+
+    def script(name: str, path: Path, *args: str) -> None:
+        started = time.perf_counter()
+        subprocess.run([python, str(path), *args], env=env, check=True, capture_output=True)
+        took[name] = time.perf_counter() - started
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = dict(os.environ)
         started, cpu = time.perf_counter(), _children_cpu()
         env.update(MLTP_INPUT_DIR=str(work / "input"), MLTP_OUTPUT_DIR=str(work / "data"))
-        subprocess.run([python, str(EXAMPLE / "preprocessing.py")], env=env, check=True, capture_output=True)
+        script("prep", EXAMPLE / "preprocessing.py")
         (work / "model").mkdir()
         env.update(SM_CHANNEL_TRAIN=str(work / "data/train"), SM_CHANNEL_VALIDATION=str(work / "data/validation"),
                    SM_MODEL_DIR=str(work / "model"))
         hps = re.findall(r"^\s{6}(\w+): ([\w.]+)$", (EXAMPLE / "config.yaml").read_text(), re.M)
-        args = [a for k, v in hps for a in (f"--{k}", v)]
-        subprocess.run([python, str(EXAMPLE / "train.py"), *args], env=env, check=True, capture_output=True)
+        script("train", EXAMPLE / "train.py", *[a for k, v in hps for a in (f"--{k}", v)])
         (work / "packed").mkdir()
         with tarfile.open(work / "packed/model.tar.gz", "w:gz") as tar:
             for path in (work / "model").iterdir():
                 tar.add(path, arcname=path.name)
         env.update(MLTP_MODEL_DIR=str(work / "packed"), MLTP_INPUT_DIR=str(work / "data"),
                    MLTP_OUTPUT_DIR=str(work / "evaluation"))
-        subprocess.run([python, str(EXAMPLE / "evaluation.py")], env=env, check=True, capture_output=True)
-        return time.perf_counter() - started, _children_cpu() - cpu
+        script("eval", EXAMPLE / "evaluation.py")
+        took.update(total=time.perf_counter() - started, cpu=_children_cpu() - cpu)
+        return took
+
+
+def by_hand(python: str):
+    """The three scripts by hand (`by_hand_steps`): (seconds, CPU seconds)."""
+    took = by_hand_steps(python)
+    return took["total"], took["cpu"]
 
 
 def setup_time() -> float:
