@@ -6,6 +6,9 @@ sessions: the default framework's environment and a folder of wheels.
   the test cache (tests/conftest.py links it to ~/.cache/mltp-test-envs),
   under a file lock so that two workers starting on an empty cache build it
   once, not twice at the same time.
+- `framework_env(*IMAGE)`: the same for `framework: image` (the toolkit
+  alone), for the test that rebuilds an environment a run changed
+  (test_shared_envs.py): the rebuild is the same for any environment.
 - `offline()`: the environment variables that make pip install from a
   wheelhouse of this machine only (`--no-index --find-links`). The tests that
   must build an environment from scratch (in a cache of their own: concurrent
@@ -44,13 +47,16 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 from mltp.local import envs
 
 ROOT = Path(os.environ.get("MLTP_TEST_WHEELS") or Path.home() / ".cache" / "mltp-test-wheels")
 FORMAT = 1  # bump when what a wheelhouse holds changes
 FRAMEWORK = ("sklearn", "1.2-1")  # the default framework row, as a repo without requirements.txt gets it
+# `framework: image`: the toolkit and its dependencies only, the smallest environment
+# a local run builds (about half the CPU of the framework's to build, and to copy).
+IMAGE = ("image", None)
 EXTRA = ("setuptools", "wheel", "tabulate==0.9.0")
 # Kept as sources too: the toolkit (a build without a compiler starts from its
 # source) and what pip builds that source with when told to use no binaries at
@@ -77,20 +83,25 @@ def locked(name: str) -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=None)
-def framework_env() -> envs.Environment:
-    """The default framework's environment, verified (built first, once, where there is none)."""
-    framework, version = FRAMEWORK
-    switched = os.environ.get("MLTP_CACHE_DIR")
+def framework_env(framework: str = FRAMEWORK[0], version: Optional[str] = FRAMEWORK[1]) -> envs.Environment:
+    """The default framework's environment (or another row's: IMAGE), verified
+    (built first, once, where there is none). The default one is built from
+    the index (the wheelhouse is made from it); any other from the wheelhouse,
+    which holds the toolkit and its dependencies."""
+    pip = offline() if (framework, version) != FRAMEWORK else {}
+    switched = {name: os.environ.get(name) for name in ("MLTP_CACHE_DIR", *pip)}
     if SESSION_CACHE:
         os.environ["MLTP_CACHE_DIR"] = SESSION_CACHE
+    os.environ.update(pip)
     try:
         with locked(f"env-{framework}-{version}"):
             return envs.prepare(framework, version, None, say=lambda _: None)
     finally:
-        if switched is None:
-            os.environ.pop("MLTP_CACHE_DIR", None)
-        else:
-            os.environ["MLTP_CACHE_DIR"] = switched
+        for name, value in switched.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _requirements() -> List[str]:

@@ -39,13 +39,14 @@ PIP_CACHE = Path(os.environ.get("PIP_CACHE_DIR") or Path.home() / ".cache" / "pi
 PIP_PROBE = PIP_CACHE / "mltp-h7-probe"
 WORKING = [name for name in sandbox.TOOLS if shutil.which(name) and sandbox.try_tool(shutil.which(name)) is None]
 
-# Prepended to repo A's preprocessing.py. It appends to sklearn/__init__.py of
-# the environment it runs in and, to hide that, rewrites the install record and
-# the quick record to match; it also tries mltp's cache and the pip cache. It
+# Prepended to repo A's preprocessing.py. It appends to MODULE's __init__.py
+# (sklearn's; the toolkit's in the toolkit-only environment) of the environment
+# it runs in (the report calls it "sklearn" either way) and, to hide that,
+# rewrites the install record and the quick record to match; it also tries mltp's cache and the pip cache. It
 # swallows every failure, as an attacker's script would, so the run goes on.
 POISON = r'''
 import hashlib, json, os, sys
-import sklearn
+import MODULE
 
 tries = {}
 def attempt(name, path, text):
@@ -56,7 +57,7 @@ def attempt(name, path, text):
     except OSError as exc:
         tries[name] = exc.strerror
 
-target = sklearn.__file__
+target = MODULE.__file__
 attempt("sklearn", target, "\nprint('POISONED by repo A')\n")
 if tries["sklearn"] == "written":
     root = os.path.realpath(sys.prefix)
@@ -84,6 +85,13 @@ def shared_env():
     return wheelhouse.framework_env()
 
 
+@pytest.fixture(scope="module")
+def toolkit_env():
+    """The toolkit-only environment of `framework: image` (built once per machine,
+    tests/wheelhouse.py): only ever copied here."""
+    return wheelhouse.framework_env(*wheelhouse.IMAGE)
+
+
 def private_cache(shared, where: Path) -> Path:
     """A helper cache of its own holding a copy of the shared environment under
     the same name (so a run of the tiny model picks it). A rebuild in it
@@ -98,19 +106,36 @@ def private_cache(shared, where: Path) -> Path:
     return cache
 
 
-def repo_a(tmp_path: Path, cache: Path) -> Path:
-    repo = tmp_path / "repo-a"
+# The toolkit-only environment (framework: image) and the package of it the poison changes.
+IMAGE_STEPS = "    framework: image\n    image_uri: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/tiny:1\n"
+TOOLKIT_MODULE = "sagemaker_training"
+
+
+def _tiny(repo: Path, image: bool) -> None:
     shutil.copytree(TINY, repo)
+    if image:  # every step: framework image, whose local environment is the toolkit's alone
+        config = (repo / "config.yaml").read_text()
+        for step in ("preprocessing", "training", "evaluation"):
+            assert f"\n  {step}:\n" in config
+            config = config.replace(f"\n  {step}:\n", f"\n  {step}:\n{IMAGE_STEPS}", 1)
+        (repo / "config.yaml").write_text(config)
+
+
+def repo_a(tmp_path: Path, cache: Path, module: str = "sklearn") -> Path:
+    """`module`: the package of the environment the poison appends to (sklearn;
+    with TOOLKIT_MODULE the repo uses the toolkit-only environment)."""
+    repo = tmp_path / "repo-a"
+    _tiny(repo, image=module == TOOLKIT_MODULE)
     code = POISON.replace("MLTP_CACHE", repr(str(cache))).replace("PIP_PROBE", repr(str(PIP_PROBE)))
-    (repo / "preprocessing.py").write_text(code + (repo / "preprocessing.py").read_text())
+    (repo / "preprocessing.py").write_text(code.replace("MODULE", module) + (repo / "preprocessing.py").read_text())
     return repo
 
 
-def repo_b(tmp_path: Path) -> Path:
-    """An unrelated repo whose evaluation imports sklearn (and would run what was appended)."""
+def repo_b(tmp_path: Path, module: str = "sklearn") -> Path:
+    """An unrelated repo whose evaluation imports sklearn (or `module`, as repo_a) and would run what was appended."""
     repo = tmp_path / "repo-b"
-    shutil.copytree(TINY, repo)
-    (repo / "evaluation.py").write_text("import sklearn\n" + (repo / "evaluation.py").read_text())
+    _tiny(repo, image=module == TOOLKIT_MODULE)
+    (repo / "evaluation.py").write_text(f"import {module}\n" + (repo / "evaluation.py").read_text())
     return repo
 
 
@@ -144,9 +169,9 @@ def tamper_report(log: str) -> dict:
     return json.loads(line[len("TAMPER "):])
 
 
-def sklearn_init(cache: Path, shared) -> Path:
+def package_init(cache: Path, shared, module: str = "sklearn") -> Path:
     build = Path(os.path.realpath(cache / "envs" / shared.path.name))
-    return next(build.glob("lib/python*/site-packages/sklearn/__init__.py"))
+    return next(build.glob(f"lib/python*/site-packages/{module}/__init__.py"))
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +184,7 @@ def _no_probe_left():
 @pytest.mark.parametrize("tool", WORKING or [pytest.param(None, marks=pytest.mark.skip(reason="no namespaces here"))])
 def test_in_a_namespace_a_job_cannot_write_the_shared_environment(tmp_path, shared_env, tool):
     cache = private_cache(shared_env, tmp_path)
-    init = sklearn_init(cache, shared_env)
+    init = package_init(cache, shared_env)
     before = init.read_bytes()
     proc, log = run(repo_a(tmp_path, cache), cache, tool=tool)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # the script swallowed its failures
@@ -176,11 +201,18 @@ def test_in_a_namespace_a_job_cannot_write_the_shared_environment(tmp_path, shar
     assert Path(os.path.realpath(cache / "envs" / shared_env.path.name)).name == Path(shared_env.build).name
 
 
-def test_with_no_namespace_the_change_is_found_after_the_job_and_the_environment_built_again(tmp_path, shared_env):
+def test_with_no_namespace_the_change_is_found_after_the_job_and_the_environment_built_again(tmp_path, toolkit_env):
+    """The environment found changed is built again, so this test gives the
+    runs the smallest one a run builds: `framework: image`, the toolkit alone
+    (the rebuild, the check and the discard are the same for every
+    environment, envs._cached and envs.ensure; a framework's rebuild costs
+    twice the CPU). The poison changes the toolkit's package, which each
+    training job imports; the sklearn environment's tests are the ones above."""
+    shared_env, module = toolkit_env, TOOLKIT_MODULE
     cache = private_cache(shared_env, tmp_path)
     copied = os.path.realpath(cache / "envs" / shared_env.path.name)
-    rel = os.path.relpath(sklearn_init(cache, shared_env), copied)
-    proc, log = run(repo_a(tmp_path, cache), cache, tool=None)
+    rel = os.path.relpath(package_init(cache, shared_env, module), copied)
+    proc, log = run(repo_a(tmp_path, cache, module), cache, tool=None)
     assert tamper_report(log)["sklearn"] == "written"  # no namespace: nothing stops the write itself
     output = proc.stdout + proc.stderr
     # Said once at the start: jobs can write the shared environments here.
@@ -191,10 +223,10 @@ def test_with_no_namespace_the_change_is_found_after_the_job_and_the_environment
     assert proc.returncode == 4, output
     assert "changed the shared local environment" in output and "requirements.txt" in output
     assert not os.path.exists(copied)  # the changed build is gone
-    rebuilt = sklearn_init(cache, shared_env)
+    rebuilt = package_init(cache, shared_env, module)
     assert b"POISONED" not in rebuilt.read_bytes()
     # The next repo's run uses the rebuilt environment and runs nothing of repo A.
-    proc, log = run(repo_b(tmp_path), cache, tool=None)
+    proc, log = run(repo_b(tmp_path, module), cache, tool=None)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "POISONED" not in proc.stdout + log
     assert "was changed" not in proc.stdout and "building" not in proc.stdout
