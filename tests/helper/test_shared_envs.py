@@ -6,7 +6,10 @@ The attack, as the review found it: repo A's preprocessing.py appends code to
 and unrelated run on the same agent, imports sklearn and runs that code. Here
 both are real `mltp run --local` runs (the tiny model; B's evaluation imports
 sklearn), against a private copy of the suite's sklearn environment, so the
-shared test cache itself is never written to:
+shared test cache itself is never written to (the test that has the changed
+environment built again uses the toolkit-only one of `framework: image`, and
+the toolkit's package in place of sklearn: a rebuild is the same for any
+environment, and that one costs half as much to build):
 
 - in a namespace (unshare, bwrap) the write fails: the environment, the rest
   of mltp's cache and the pip cache are read-only to the job;
