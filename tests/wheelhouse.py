@@ -53,6 +53,7 @@ from mltp.local import envs
 
 ROOT = Path(os.environ.get("MLTP_TEST_WHEELS") or Path.home() / ".cache" / "mltp-test-wheels")
 FORMAT = 1  # bump when what a wheelhouse holds changes
+LOCK_FORMAT = 2  # the same for a lock's wheelhouse (2: with the build requirements of its sdists)
 FRAMEWORK = ("sklearn", "1.2-1")  # the default framework row, as a repo without requirements.txt gets it
 # `framework: image`: the toolkit and its dependencies only, the smallest environment
 # a local run builds (about half the CPU of the framework's to build, and to copy).
@@ -156,7 +157,7 @@ def _interpreter_tag(python: str) -> Dict[str, str]:
 def lock_wheelhouse(python: str, lock: Path) -> Path:
     """The files of LOCK for the interpreter PYTHON, downloaded once (see the module's docstring)."""
     interpreter = _interpreter_tag(python)
-    key = hashlib.sha256(json.dumps({"format": FORMAT, "interpreter": interpreter,
+    key = hashlib.sha256(json.dumps({"format": LOCK_FORMAT, "interpreter": interpreter,
                                      "lock": hashlib.sha256(Path(lock).read_bytes()).hexdigest()},
                                     sort_keys=True).encode()).hexdigest()[:16]
     target = ROOT / f"lock-{interpreter['tag']}-{key}"
@@ -174,6 +175,12 @@ def lock_wheelhouse(python: str, lock: Path) -> Path:
                 pip = [str(scratch / ".pip" / "bin" / "python"), "-m", "pip"]
             _run(pip + ["--disable-pip-version-check", "--no-input", "-q", "download", "--require-hashes",
                         "-r", str(lock), "-d", str(scratch / "files")])
+            if any(p.name.endswith((".tar.gz", ".zip")) for p in (scratch / "files").iterdir()):
+                # A lock entry with no wheel (stepfunctions) is built at install, in an isolated
+                # environment that pip fills from the index: offline, from here. Older pips
+                # (Python 3.12's own) ask for wheel besides setuptools.
+                _run(pip + ["--disable-pip-version-check", "--no-input", "-q", "download", "--no-deps",
+                            "-d", str(scratch / "files"), "setuptools", "wheel"])
             shutil.rmtree(scratch / ".pip", ignore_errors=True)
             (scratch / "files" / COMPLETE).write_text(Path(lock).read_text(encoding="utf-8"), encoding="utf-8")
             os.rename(str(scratch / "files"), str(target))
