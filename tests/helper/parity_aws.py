@@ -16,7 +16,15 @@ failure the way SageMaker does, not the way the local runner does:
   exception the script died of) and Command, the toolkit's failure file.
 
 So a message that only the local runner's wording produces shows up as a
-difference. The process is separate because the emulator's hooks are process-wide.
+difference. The cases run in a process of their own because the emulator's
+hooks are process-wide; `python parity_aws.py --serve` runs them one after
+another (the imports of sagemaker, moto and the interpreter paid once, some
+4 s of a case's 7 s of CPU): it reads one JSON line {"repo", "run_name",
+"log"} a case from stdin and answers "PARITY {...}" on stdout, the case's own
+output going to its log file. Each case gets what a fresh process would have:
+moto's backends reset, a new emulator on a new port, the emulator's caches
+(parsed programs, serialized history events, job requests, clients) emptied
+and the hooks set for its own runner, its own working folder and environment.
 """
 
 import json
@@ -113,6 +121,53 @@ def main(repo: Path, run_name: str) -> dict:
         emulator.stop_local_moto(server)
 
 
+def fresh_emulator_state() -> None:
+    """What an earlier case left in this process, gone: moto's backends (they are
+    process-wide, not the server's) and the emulator's caches, which are keyed by
+    names every case shares (the run name, so the execution's ARN and job names)."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    from mltp.local import emulator
+
+    moto_api_backend.reset()
+    for cache in (emulator.FULL_REQUESTS, emulator.JOB_ENDED, emulator._SERIALIZED_EVENTS,
+                  emulator._VALIDATED, emulator._CLIENTS):
+        cache.clear()
+
+
+def serve() -> None:
+    """Cases one after another, one JSON line each on stdin (see the docstring)."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    environ, cwd = dict(os.environ), os.getcwd()
+    for line in sys.stdin:
+        case = json.loads(line)
+        repo = Path(case["repo"]).resolve()
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(repo)
+        with open(case["log"], "w") as log:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                fresh_emulator_state()
+                result = main(repo, case["run_name"])
+            except BaseException as exc:  # noqa: BLE001 - the test shows it; the next case still runs
+                import traceback
+
+                traceback.print_exc()
+                result = {"exit_code": None, "error": f"parity_aws broke: {exc!r}"}
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+        os.chdir(cwd)
+        answers.write("PARITY " + json.dumps(result) + "\n")
+
+
 if __name__ == "__main__":
-    result = main(Path(sys.argv[1]).resolve(), sys.argv[2])
-    sys.stdout.write("\nPARITY " + json.dumps(result) + "\n")
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        result = main(Path(sys.argv[1]).resolve(), sys.argv[2])
+        sys.stdout.write("\nPARITY " + json.dumps(result) + "\n")

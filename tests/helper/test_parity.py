@@ -10,7 +10,10 @@ model run as on AWS end with the same exit code and the same one-line message.
 The tiny model (tests/fixtures/tiny) picks each case through its MODE variables;
 cases it has no mode for edit the copy's config or evaluation.py
 (local_runs.make_repo). Each case is a test of its own, so parallel workers
-share the cases out; its two sides run at once. The local side of a case
+share the cases out; its two sides run at once. The AWS sides of a worker's
+cases run one after another in one long-lived process (parity_aws.py
+--serve, which says what each case gets afresh), so its imports and start are
+paid once per worker, not once per case. The local side of a case
 test_local.py checks too is the one run of that situation both read
 (local_runs.SITUATIONS).
 """
@@ -18,6 +21,7 @@ test_local.py checks too is the one run of that situation both read
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -77,21 +81,64 @@ def _local(situation, tmp_path: Path, tmp_path_factory):
     return {"exit_code": proc.returncode, "error": error.strip()}, proc.stdout + proc.stderr
 
 
-def _aws(repo: Path):
-    env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
-    proc = subprocess.run([sys.executable, str(HERE / "parity_aws.py"), str(repo), RUN_NAME],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    found = re.search(r"^PARITY (.*)$", proc.stdout, re.M)
-    assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(found.group(1)), proc.stdout + proc.stderr
+class AwsSide:
+    """This worker's parity_aws.py --serve process, started at its first case; a case
+    that breaks it off (a timeout, the process gone) ends it and the next case starts
+    another."""
+
+    TIMEOUT = 300
+
+    def __init__(self):
+        self.proc = None
+
+    def run(self, repo: Path):
+        log = repo.parent / "aws-side.log"
+        if self.proc is None or self.proc.poll() is not None:
+            env = {k: v for k, v in os.environ.items() if k not in JENKINS_VARS}
+            self.proc = subprocess.Popen([sys.executable, str(HERE / "parity_aws.py"), "--serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        answer = ""
+        try:
+            self.proc.stdin.write(json.dumps({"repo": str(repo), "run_name": RUN_NAME, "log": str(log)}) + "\n")
+            self.proc.stdin.flush()
+            if select.select([self.proc.stdout], [], [], self.TIMEOUT)[0]:
+                answer = self.proc.stdout.readline()
+        except BrokenPipeError:
+            pass
+        output = log.read_text(errors="replace") if log.exists() else ""
+        found = re.match(r"PARITY (.*)$", answer)
+        if not found:
+            self.proc.kill()
+            self.close()
+        assert found, f"the AWS side gave no answer: {answer!r}\n{output[-3000:]}"
+        return json.loads(found.group(1)), output
+
+    def close(self):
+        """Ends the process the way it ends its cases: at the end of its input (waited for,
+        so its CPU is counted with this module's)."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def aws_side():
+    side = AwsSide()
+    yield side
+    side.close()
 
 
 @pytest.mark.parametrize("situation,expected_code,expected_part", [
     pytest.param(c[1], c[2], c[3], id=c[0]) for c in CASES])
-def test_local_and_aws_end_alike(situation, expected_code, expected_part, tmp_path, tmp_path_factory):
+def test_local_and_aws_end_alike(situation, expected_code, expected_part, tmp_path, tmp_path_factory, aws_side):
     repo = make_repo(tmp_path / "aws" / "tiny", SITUATIONS[situation] if isinstance(situation, str) else situation)
     with ThreadPoolExecutor(max_workers=2) as pool:  # both sides at once
-        aws_side = pool.submit(_aws, repo)
+        aws_side = pool.submit(aws_side.run, repo)
         local, local_log = _local(situation, tmp_path, tmp_path_factory)
         aws, aws_log = aws_side.result()
     assert local == aws, f"local: {local}\naws:   {aws}\n--- local output\n{local_log[-2500:]}\n--- aws\n{aws_log[-2500:]}"
