@@ -47,7 +47,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from mltp.local import envs
 
@@ -81,6 +81,27 @@ def locked(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _built_once(target: Path, name: str, build: Callable[[Path], str]) -> Path:
+    """`target`, filled once per machine: under the lock `name`, `build(folder)`
+    fills an empty scratch folder beside it and returns what COMPLETE records; the
+    folder is then renamed into place whole, so a folder with COMPLETE is never
+    half built, and a failed build leaves nothing."""
+    if (target / COMPLETE).exists():
+        return target
+    with locked(name):
+        if (target / COMPLETE).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"build-{name}.", dir=str(ROOT)))
+        try:
+            (scratch / COMPLETE).write_text(build(scratch), encoding="utf-8")
+            os.rename(str(scratch), str(target))
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return target
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,33 +138,22 @@ def wheelhouse() -> Path:
     tag = "%s-%d.%d.%d-%s" % (sys.implementation.name, *sys.version_info[:3], os.uname().machine)
     key = hashlib.sha256(json.dumps({"format": FORMAT, "python": tag, "requirements": requirements,
                                      "sources": SOURCES}, sort_keys=True).encode()).hexdigest()[:16]
-    target = ROOT / f"{tag}-{key}"
-    if (target / COMPLETE).exists():
-        return target
-    with locked(f"wheelhouse-{key}"):
-        if (target / COMPLETE).exists():
-            return target
-        shutil.rmtree(target, ignore_errors=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"build-{key}.", dir=str(ROOT)))
-        try:
-            pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
-            _run(pip + ["download", "-d", str(scratch), *requirements])
-            # Wheels of what came as source (the toolkit compiles its one extension here,
-            # where there is a compiler), the sources kept beside them.
-            for source in sorted(scratch.glob("*.tar.gz")):
-                subprocess.run(pip + ["wheel", "--no-deps", "--no-index", "--find-links", str(scratch),
-                                      "-w", str(scratch), str(source)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-            _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "-d", str(scratch), *SOURCES])
-            with tempfile.TemporaryDirectory(dir=str(ROOT)) as probe:  # the compiler-less build's first step
-                _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "--no-index", "--find-links",
-                            str(scratch), "-d", probe, envs.TOOLKIT])
-            (scratch / COMPLETE).write_text("\n".join(requirements) + "\n", encoding="utf-8")
-            os.rename(str(scratch), str(target))
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-    return target
+
+    def build(folder: Path) -> str:
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+        _run(pip + ["download", "-d", str(folder), *requirements])
+        # Wheels of what came as source (the toolkit compiles its one extension here,
+        # where there is a compiler), the sources kept beside them.
+        for source in sorted(folder.glob("*.tar.gz")):
+            subprocess.run(pip + ["wheel", "--no-deps", "--no-index", "--find-links", str(folder),
+                                  "-w", str(folder), str(source)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "-d", str(folder), *SOURCES])
+        with tempfile.TemporaryDirectory(dir=str(ROOT)) as probe:  # the compiler-less build's first step
+            _run(pip + ["download", "--no-deps", "--no-binary", ":all:", "--no-index", "--find-links",
+                        str(folder), "-d", probe, envs.TOOLKIT])
+        return "\n".join(requirements) + "\n"
+
+    return _built_once(ROOT / f"{tag}-{key}", f"wheelhouse-{key}", build)
 
 
 def _interpreter_tag(python: str) -> Dict[str, str]:
@@ -160,33 +170,23 @@ def lock_wheelhouse(python: str, lock: Path) -> Path:
     key = hashlib.sha256(json.dumps({"format": LOCK_FORMAT, "interpreter": interpreter,
                                      "lock": hashlib.sha256(Path(lock).read_bytes()).hexdigest()},
                                     sort_keys=True).encode()).hexdigest()[:16]
-    target = ROOT / f"lock-{interpreter['tag']}-{key}"
-    if (target / COMPLETE).exists():
-        return target
-    with locked(f"lock-{key}"):
-        if (target / COMPLETE).exists():
-            return target
-        shutil.rmtree(target, ignore_errors=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"build-lock-{key}.", dir=str(ROOT)))
-        try:
+
+    def build(folder: Path) -> str:
+        with tempfile.TemporaryDirectory(dir=str(ROOT)) as tools:
             pip = [python, "-m", "pip"]
             if subprocess.run(pip + ["--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
-                _run([python, "-m", "venv", str(scratch / ".pip")])  # an interpreter without pip of its own
-                pip = [str(scratch / ".pip" / "bin" / "python"), "-m", "pip"]
-            _run(pip + ["--disable-pip-version-check", "--no-input", "-q", "download", "--require-hashes",
-                        "-r", str(lock), "-d", str(scratch / "files")])
-            if any(p.name.endswith((".tar.gz", ".zip")) for p in (scratch / "files").iterdir()):
+                _run([python, "-m", "venv", tools])  # an interpreter without pip of its own
+                pip = [str(Path(tools) / "bin" / "python"), "-m", "pip"]
+            pip += ["--disable-pip-version-check", "--no-input", "-q"]
+            _run(pip + ["download", "--require-hashes", "-r", str(lock), "-d", str(folder)])
+            if any(p.name.endswith((".tar.gz", ".zip")) for p in folder.iterdir()):
                 # A lock entry with no wheel (stepfunctions) is built at install, in an isolated
                 # environment that pip fills from the index: offline, from here. Older pips
                 # (Python 3.12's own) ask for wheel besides setuptools.
-                _run(pip + ["--disable-pip-version-check", "--no-input", "-q", "download", "--no-deps",
-                            "-d", str(scratch / "files"), "setuptools", "wheel"])
-            shutil.rmtree(scratch / ".pip", ignore_errors=True)
-            (scratch / "files" / COMPLETE).write_text(Path(lock).read_text(encoding="utf-8"), encoding="utf-8")
-            os.rename(str(scratch / "files"), str(target))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return target
+                _run(pip + ["download", "--no-deps", "-d", str(folder), "setuptools", "wheel"])
+        return Path(lock).read_text(encoding="utf-8")
+
+    return _built_once(ROOT / f"lock-{interpreter['tag']}-{key}", f"lock-{key}", build)
 
 
 def lock_offline(python: str, lock: Path) -> Dict[str, str]:
