@@ -113,20 +113,26 @@ SETUP_PROGRAM = Path(__file__).resolve().with_name("sandbox_setup.py")
 TOOLS = ("unshare", "bwrap")
 
 
+def _tool(tool: Optional[str]) -> str:
+    """`tool`, or else the one the probe found working."""
+    return tool or _probe(os.environ.get("PATH", os.defpath))[0] or shutil.which("unshare") or "unshare"
+
+
 def wrap(command: Sequence[str], ml_dir: Path, cwd: str, tool: Optional[str] = None,
-         read_only: Sequence[str] = ()) -> List[str]:
+         read_only: Sequence[str] = (), setenv: Optional[Mapping[str, str]] = None) -> List[str]:
     """`command`, to be run with `ml_dir` mounted at /opt/ml and `cwd` (a path as
     the job sees it) as its working directory, through `tool` (the path of
     unshare or bwrap; default: the one the probe found working). `read_only`:
-    folders (real paths) the job sees read-only."""
-    tool = tool or _probe(os.environ.get("PATH", os.defpath))[0] or shutil.which("unshare") or "unshare"
+    folders (real paths) the job sees read-only. `setenv`: variables bwrap sets
+    for the command alone (`launch`; with unshare the setup program does it)."""
+    tool = _tool(tool)
     ml_dir = Path(ml_dir)
     ml_dir.mkdir(parents=True, exist_ok=True)
     read_only = _folders(read_only, ml_dir)
     new_root = root_folder(ml_dir)
     _skeleton(new_root)
     if Path(tool).name == "bwrap":
-        return _bwrap(tool, command, ml_dir, cwd, read_only, new_root)
+        return _bwrap(tool, command, ml_dir, cwd, read_only, new_root, setenv or {})
     stage = ml_dir.parent / STAGING
     stage.mkdir(parents=True, exist_ok=True)
     holder = os.path.realpath(str(new_root)).lstrip("/").split("/", 1)[0]
@@ -156,20 +162,12 @@ def launch(command: Sequence[str], ml_dir: Path, cwd: str, env: Mapping[str, str
     """`wrap`'s command and the environment to start it with: the job's
     environment `env` without the loader's variables, which reach the job
     itself (and only it) through the setup program or bwrap's --setenv."""
-    tool = tool or _probe(os.environ.get("PATH", os.defpath))[0] or shutil.which("unshare") or "unshare"
-    command = list(command)
+    tool = _tool(tool)
     withheld = {k: v for k, v in env.items() if _withheld(k)}
     start_env = {k: v for k, v in env.items() if not _withheld(k) and k != RESTORE}
-    if withheld and Path(tool).name == "bwrap":
-        setenv: List[str] = []
-        for name, value in sorted(withheld.items()):
-            setenv += ["--setenv", name, value]
-        argv = wrap(command, ml_dir, cwd, tool, read_only)
-        cut = len(argv) - len(command) - 1  # bwrap's own "--" before the command
-        return argv[:cut] + setenv + argv[cut:], start_env
-    if withheld:
+    if withheld and Path(tool).name != "bwrap":
         start_env[RESTORE] = json.dumps(withheld)
-    return wrap(command, ml_dir, cwd, tool, read_only), start_env
+    return wrap(command, ml_dir, cwd, tool, read_only, setenv=withheld), start_env
 
 
 def root_folder(ml_dir: Path) -> Path:
@@ -245,7 +243,7 @@ def _folders(read_only: Sequence[str], ml_dir: Path) -> List[str]:
 
 
 def _bwrap(tool: str, command: Sequence[str], ml_dir: Path, cwd: str, read_only: Sequence[str],
-           new_root: Path) -> List[str]:
+           new_root: Path, setenv: Mapping[str, str]) -> List[str]:
     """bwrap's arguments for the layout `sandbox_setup.py` makes with unshare. Sources of
     --bind are looked up outside the new tree, so the entries of the host's /opt
     stay reachable after the tmpfs hides them."""
@@ -265,6 +263,8 @@ def _bwrap(tool: str, command: Sequence[str], ml_dir: Path, cwd: str, read_only:
                 args += ["--dev-bind", entry.path, target]
     for folder in read_only:
         args += ["--ro-bind", folder, folder]
+    for name, value in sorted(setenv.items()):
+        args += ["--setenv", name, value]
     return args + ["--bind", str(ml_dir), CONTAINER_ML, "--chdir", str(cwd), "--die-with-parent", "--", *command]
 
 
